@@ -1,0 +1,4 @@
+//! The `jobcenter` command.
+fn main() {
+    println!("jobcenter: not yet");
+}

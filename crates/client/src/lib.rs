@@ -1,0 +1,1 @@
+//! JobCenter client and worker library: create jobs, wait for results, serve actions.

@@ -1,0 +1,1 @@
+//! The JobCenter API server: listeners, sessions, authentication and the worker dispatcher.

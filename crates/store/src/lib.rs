@@ -1,0 +1,1 @@
+//! Storage for the JobCenter engine: the store trait and its backends.
