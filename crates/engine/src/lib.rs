@@ -1,1 +1,14 @@
 //! JCL, the JobCenter workflow language: parse, compile to task graphs, evaluate, run jobs.
+//!
+//! Layers, in the order data flows through them:
+//! - [`syntax`]: lexer, layout pass and parser producing the AST;
+//! - [`compile`]: compile-time checks and lowering of a workflow to its task graph;
+//! - [`eval`]: the Perl-compatible value model, the expression evaluator, maps and type checks;
+//! - [`runtime`]: jobs walking their task graphs, action tasks for workers, child jobs;
+//! - [`backend`]: the interface the API server uses (the stored procedures of the original).
+
+pub mod backend;
+pub mod compile;
+pub mod eval;
+pub mod runtime;
+pub mod syntax;

@@ -1,0 +1,144 @@
+//! The backend interface the API server drives: what the original's stored procedures offer.
+//!
+//! The API server (crate `jobcenter-server`) is the JSON-RPC front; everything about jobs,
+//! workflows, actions, workers and locks lives behind this trait (PROTOCOL.md §10). The
+//! in-process engine implements it; a PostgreSQL-backed implementation can implement it too,
+//! so several server processes can share the work.
+//!
+//! Error texts: a [`BackendError`] carries the bare backend message (e.g.
+//! `no workflow named foo`); the server adds the `ERROR:  ` prefix where the protocol wants it.
+
+use serde_json::{Map, Value};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A job id: a positive 64-bit integer.
+pub type JobId = i64;
+/// A worker id: the backend's id for an active worker name.
+pub type WorkerId = i64;
+
+/// A boxed future, as returned by [`Backend`] methods.
+pub type BackendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
+
+/// A failure reported by the backend, with the exact message of PROTOCOL.md §10.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BackendError {
+    /// The bare message, e.g. `required input argument "input" not found`.
+    pub message: String,
+}
+
+impl BackendError {
+    /// Build an error from its message.
+    pub fn new(message: impl Into<String>) -> Self {
+        BackendError {
+            message: message.into(),
+        }
+    }
+}
+
+/// The arguments of `create_job` (PROTOCOL.md §10.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateJob {
+    /// Workflow name.
+    pub wfname: String,
+    /// Input arguments (a JSON object).
+    pub inargs: Map<String, Value>,
+    /// Version tags, colon separated, or `None`.
+    pub vtag: Option<String>,
+    /// The connection's authenticated identity (becomes `e.client`).
+    pub who: String,
+    /// The environment built by the API server (`clenv`, `authscope`), or `None`.
+    pub env: Option<Map<String, Value>>,
+}
+
+/// What `get_job_status` found (PROTOCOL.md §10.3).
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobStatus {
+    /// No such job, live or archived.
+    Unknown,
+    /// The job exists and has not finished.
+    Running,
+    /// The job finished (successfully or with an error); its final outargs.
+    Finished(Value),
+}
+
+/// A claimed task, as `get_task` returns it (PROTOCOL.md §10.9).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskClaim {
+    /// The real job id.
+    pub job_id: JobId,
+    /// A fresh UUID text identifying this claim.
+    pub cookie: String,
+    /// The task's input object.
+    pub inargs: Value,
+    /// The action environment object (`{}` if none), with `tries` on retries.
+    pub env: Value,
+}
+
+/// One row of `poll_tasks` (PROTOCOL.md §10.11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollRow {
+    /// The action name (the original returns its ready channel; the name is equivalent).
+    pub action: String,
+    /// The worker ids of a filtered group, or `None` for workers without a filter.
+    pub workers: Option<Vec<WorkerId>>,
+    /// How many distinct ready jobs of that action match.
+    pub count: usize,
+}
+
+/// What the backend tells the API server (the original's LISTEN/NOTIFY channels).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `job:finished`: some job finished, with success or error.
+    JobFinished(JobId),
+    /// `action:<id>:ready`: a task of this action became ready; with `workers`, only those
+    /// worker ids may take it.
+    ActionReady {
+        /// The action name.
+        action: String,
+        /// The ready job.
+        job_id: JobId,
+        /// Candidate worker ids when the action filters, else `None`.
+        workers: Option<Vec<WorkerId>>,
+    },
+}
+
+/// The operations of PROTOCOL.md §10.1. All methods are cheap to call concurrently.
+pub trait Backend: Send + Sync + 'static {
+    /// Create a job; fails with the messages of §10.2 (no job is created then).
+    fn create_job(&self, req: CreateJob) -> BackendFuture<'_, JobId>;
+    /// The status of a job (§10.3).
+    fn get_job_status(&self, job_id: JobId) -> BackendFuture<'_, JobStatus>;
+    /// Ids of live jobs whose inargs contain `filter` (a JSON object; `{}` is an error) (§10.5).
+    fn find_jobs(&self, filter: Value) -> BackendFuture<'_, Vec<JobId>>;
+    /// `None` for an unknown locktype, else whether some job holds the lock (§10.6).
+    fn check_if_lock_exists(&self, locktype: String, lockvalue: String) -> BackendFuture<'_, Option<bool>>;
+    /// Register `actionname` for the active worker `workername`, creating the worker (§10.7).
+    fn announce(
+        &self,
+        workername: String,
+        actionname: String,
+        who: String,
+        filter: Option<Value>,
+    ) -> BackendFuture<'_, WorkerId>;
+    /// Remove a registration; `false` if nothing matched (§10.8).
+    fn withdraw(&self, workername: String, actionname: String) -> BackendFuture<'_, bool>;
+    /// Claim a ready task: the given job, or with `None` the lowest ready job id (§10.9).
+    fn get_task(
+        &self,
+        workername: String,
+        actionname: String,
+        job_id: Option<JobId>,
+    ) -> BackendFuture<'_, Option<TaskClaim>>;
+    /// Report a task result; unknown cookies are ignored (§10.10).
+    fn task_done(&self, cookie: String, outargs: Value) -> BackendFuture<'_, ()>;
+    /// Refresh a worker's liveness; `false` if the worker is not active (§8.10).
+    fn ping(&self, worker_id: WorkerId) -> BackendFuture<'_, bool>;
+    /// Ready work for these workers, grouped by (action, filter) (§10.11).
+    fn poll_tasks(&self, worker_ids: Vec<WorkerId>) -> BackendFuture<'_, Vec<PollRow>>;
+    /// Mark the worker stopped and drop its registrations (§10.8).
+    fn disconnect(&self, workername: String) -> BackendFuture<'_, bool>;
+    /// A new stream of [`Event`]s; every subscriber sees every event from now on.
+    fn subscribe(&self) -> tokio::sync::mpsc::UnboundedReceiver<Event>;
+}

@@ -1,0 +1,1 @@
+//! Compile-time checks and lowering of workflows to task graphs.

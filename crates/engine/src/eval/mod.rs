@@ -1,0 +1,1 @@
+//! The Perl-compatible value model, expression evaluation, maps and type checks.

@@ -1,0 +1,1 @@
+//! Lexer, layout pass and parser: JCL source text to the AST.
