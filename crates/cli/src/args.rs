@@ -1,0 +1,257 @@
+//! Command-line arguments of every subcommand (clap derive).
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// JobCenter: an orchestration workflow engine. Run a server, call workflows, inspect jobs,
+/// and run workers whose actions are external programs.
+#[derive(Debug, Parser)]
+#[command(name = "jobcenter", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// Whether `--debug` was given to a subcommand that takes it.
+    pub fn debug_level(&self) -> bool {
+        match &self.command {
+            Command::Serve(a) => a.debug,
+            Command::Call(a) => a.conn.debug,
+            Command::Status(a) => a.conn.debug,
+            Command::Find(a) => a.conn.debug,
+            Command::Lock(a) => a.conn.debug,
+            Command::ApiStatus(a) => a.conn.debug,
+            Command::Ping(a) => a.conn.debug,
+            Command::Work(a) => a.conn.debug,
+            Command::Check(_) | Command::Demo(_) => false,
+        }
+    }
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server with the JCL engine (jcapi + engine in one process).
+    Serve(ServeArgs),
+    /// Create a job and wait for its result (one job, or many with --batch).
+    Call(CallArgs),
+    /// Show the status of a job; with --wait, wait until it has finished.
+    Status(StatusArgs),
+    /// Find live jobs whose input arguments contain FILTER_JSON.
+    Find(FindArgs),
+    /// Tell whether a lock is held: true, false, or null for an unknown lock type.
+    Lock(LockArgs),
+    /// Ask the server for its status (needs the `apimeister` identity).
+    ApiStatus(ApiStatusArgs),
+    /// Check that the server answers.
+    Ping(PingArgs),
+    /// Run a worker whose actions are external programs (JSON on stdin, JSON on stdout).
+    Work(WorkArgs),
+    /// Compile JCL sources and report every error as file:line: message.
+    Check(CheckArgs),
+    /// Run the whole system in one process: server, worker and client, with example workflows.
+    Demo(DemoArgs),
+}
+
+/// Connection options shared by the client subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1", env = "JOBCENTER_ADDRESS")]
+    pub address: String,
+    /// Server port.
+    #[arg(long, default_value_t = 6522, env = "JOBCENTER_PORT")]
+    pub port: u16,
+    /// Who to authenticate as.
+    #[arg(long, env = "JOBCENTER_WHO")]
+    pub who: Option<String>,
+    /// The secret for `hello` (prefer the JOBCENTER_TOKEN environment variable: arguments show in `ps`).
+    #[arg(long, env = "JOBCENTER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Authentication method.
+    #[arg(long, default_value = "password")]
+    pub method: String,
+    /// Connect with TLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// CA certificate (PEM) to verify the server with.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for the `clientcert` method.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds for the handshake and for queries.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Log the protocol to stderr.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+/// `jobcenter serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (repeatable). Default 127.0.0.1:6522.
+    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// TLS listener address (repeatable); needs --tls-cert and --tls-key.
+    #[arg(long = "listen-tls", value_name = "ADDR:PORT")]
+    pub listen_tls: Vec<SocketAddr>,
+    /// Workflow (.wf) and action (.ac) files or folders to load (repeatable).
+    #[arg(long = "load", value_name = "PATH")]
+    pub load: Vec<PathBuf>,
+    /// Password file of `user:crypt-hash` lines ($1$, $5$ or $6$ hashes).
+    #[arg(long)]
+    pub passwd: Option<PathBuf>,
+    /// CN file of `cn:user1,user2` lines for the `clientcert` method.
+    #[arg(long)]
+    pub cnfile: Option<PathBuf>,
+    /// Server certificate (PEM) for the TLS listeners.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM) for the TLS listeners.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) to verify client certificates; TLS clients must then present one.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// DEVELOPMENT ONLY: accept any who/token without a password file.
+    #[arg(long)]
+    pub insecure_dev_auth: bool,
+    /// Log debug output to stderr.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+/// `jobcenter call`.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Workflow name (not with --batch).
+    #[arg(required_unless_present = "batch")]
+    pub wfname: Option<String>,
+    /// Input arguments as a JSON object.
+    #[arg(default_value = "{}")]
+    pub inargs: String,
+    /// Version tag(s), colon separated.
+    #[arg(long)]
+    pub vtag: Option<String>,
+    /// Seconds the server waits for the job before answering {"error":"timeout"} (default 5 x --timeout).
+    #[arg(long)]
+    pub job_timeout: Option<f64>,
+    /// Client environment as a JSON object.
+    #[arg(long)]
+    pub clenv: Option<String>,
+    /// JSON lines of {"wfname":..,"inargs":..} (or bare inargs objects with --wfname), `-` for stdin.
+    #[arg(long, value_name = "FILE")]
+    pub batch: Option<PathBuf>,
+    /// With --batch: the workflow for lines that are bare inargs objects.
+    #[arg(long = "wfname")]
+    pub batch_wfname: Option<String>,
+    /// With --batch: how many jobs may be in flight at once.
+    #[arg(long, default_value_t = 100)]
+    pub in_flight: usize,
+}
+
+/// `jobcenter status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The job id.
+    pub job_id: String,
+    /// Wait until the job has finished.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `jobcenter find`.
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// A JSON object the jobs' input arguments must contain.
+    pub filter: String,
+}
+
+/// `jobcenter lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Lock type.
+    pub locktype: String,
+    /// Lock value.
+    pub lockvalue: String,
+}
+
+/// `jobcenter api-status`.
+#[derive(Debug, Args)]
+pub struct ApiStatusArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// What to show: stats, clients, jobs or tasks.
+    #[arg(default_value = "stats")]
+    pub what: String,
+}
+
+/// `jobcenter ping`.
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+/// `jobcenter work`.
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// NAME=COMMAND: serve action NAME by running COMMAND (with `sh -c`) per task (repeatable).
+    #[arg(long = "action", value_name = "NAME=COMMAND", required = true)]
+    pub actions: Vec<String>,
+    /// Concurrent tasks per action.
+    #[arg(long, default_value_t = 1, conflicts_with = "slotgroup")]
+    pub slots: u32,
+    /// NAME:SLOTS: one pool of slots shared by all the actions.
+    #[arg(long, value_name = "NAME:SLOTS")]
+    pub slotgroup: Option<String>,
+    /// Only take tasks whose input arguments contain this JSON object.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Pass the task environment too: stdin gets {"inargs":..,"env":..}.
+    #[arg(long)]
+    pub addenv: bool,
+    /// Worker name (default "<who> <hostname> jobcenter <pid>").
+    #[arg(long)]
+    pub workername: Option<String>,
+    /// Seconds without a server ping before giving up (exit 92); 0 disables.
+    #[arg(long, default_value_t = 300.0)]
+    pub ping_timeout: f64,
+    /// Seconds to let in-flight tasks finish on SIGTERM/SIGINT.
+    #[arg(long, default_value_t = 30.0)]
+    pub drain: f64,
+}
+
+/// `jobcenter check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// JCL files or folders.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `jobcenter demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print less.
+    #[arg(long)]
+    pub quiet: bool,
+}
