@@ -1,1 +1,3 @@
 //! Lexer, layout pass and parser: JCL source text to the AST.
+
+pub mod ast;
