@@ -1,1 +1,117 @@
 //! The Perl-compatible value model, expression evaluation, maps and type checks.
+//!
+//! - [`value`]: Perl scalar semantics over `serde_json::Value` (JCL.md §2.3);
+//! - [`types`]: input/output type checking with defaults and the exact messages (§2.5);
+//! - [`codec`]: the byte codecs behind `b64encode`/`md5`... (Latin-1 semantics, Appendix D.7);
+//!
+//! Errors of an evaluation are [`EvalError`]s: an [`ErrorKind`] plus the 1-based line (the
+//! index of the assignment in its map; a condition is line 1). `Display` gives the exact
+//! `sqlerrm` text of the original, e.g. `Illegal division by zero at line 2.`.
+
+pub mod codec;
+pub mod types;
+pub mod value;
+
+/// What went wrong while evaluating an expression or a map (without the location).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ErrorKind {
+    /// `/` with a zero right operand.
+    #[error("Illegal division by zero")]
+    DivisionByZero,
+    /// `%` with a right operand that truncates to zero.
+    #[error("Illegal modulus zero")]
+    ModulusZero,
+    /// Walking into a string/number with `.key`.
+    #[error("Can't use string (\"{0}\") as a HASH ref while \"strict refs\" in use")]
+    StringAsHash(String),
+    /// Walking into a string/number with `[n]`.
+    #[error("Can't use string (\"{0}\") as an ARRAY ref while \"strict refs\" in use")]
+    StringAsArray(String),
+    /// Walking into an array with `.key`.
+    #[error("Not a HASH reference")]
+    NotAHash,
+    /// Walking into an object with `[n]`.
+    #[error("Not an ARRAY reference")]
+    NotAnArray,
+    /// An object (`a e v t i o`) that the evaluation context does not provide.
+    #[error("Global symbol \"%{0}\" requires explicit package name (did you forget to declare \"my %{0}\"?)")]
+    UnavailableObject(char),
+    /// An object (`%`) that the context provides read-only was assigned to.
+    #[error("Modification of a read-only value attempted")]
+    ReadOnly,
+    /// An array or object used as a number (the original used a memory address).
+    #[error("Can't use an {0} reference as a number")]
+    RefAsNumber(&'static str),
+    /// An array or object used as a string (the original used `HASH(0x...)`).
+    #[error("Can't use an {0} reference as a string")]
+    RefAsString(&'static str),
+    /// `keys`/`values` of something that is not an object (no location suffix).
+    #[error("not an object")]
+    NotAnObject,
+    /// `list` of something that is not a reference (no location suffix).
+    #[error("not a reference")]
+    NotAReference,
+    /// `fromjson` of invalid JSON text.
+    #[error("{0}")]
+    Json(String),
+    /// `tojson` of a scalar.
+    #[error("hash- or arrayref expected (not a simple scalar, use allow_nonref to allow this)")]
+    ToJsonScalar,
+    /// `fromjson` of a JSON text that is a scalar.
+    #[error("JSON text must be an object or array (but found number, string, true, false or null, use allow_nonref to allow this)")]
+    FromJsonScalar,
+    /// A character above U+00FF given to a byte function (`b64encode`, `md5`, ...).
+    #[error("Wide character in subroutine entry")]
+    WideCharacter,
+    /// A string operator would build a string larger than [`value::MAX_STRING_LEN`].
+    #[error("Out of memory during string extend")]
+    OutOfMemory,
+    /// A function the evaluator does not know (normally rejected at compile time).
+    #[error("Undefined subroutine &main::{0} called")]
+    UnknownFunction(String),
+    /// A function called with the wrong number of arguments (normally a compile error).
+    #[error("wrong number of arguments for {0}")]
+    Arity(String),
+    /// A construct this engine does not evaluate yet (e.g. Perl blocks, regex match).
+    #[error("{0} not supported yet")]
+    Unsupported(String),
+}
+
+impl ErrorKind {
+    /// Does the original append ` at line N.` to this message? (Messages the JCL functions
+    /// produce themselves, `not an object` / `not a reference`, have no location.)
+    pub fn has_location(&self) -> bool {
+        !matches!(self, ErrorKind::NotAnObject | ErrorKind::NotAReference)
+    }
+}
+
+/// A runtime error of an expression, map or condition evaluation (sqlstate `38000`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", self.message())]
+pub struct EvalError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// 1-based index of the assignment within the evaluated map (1 for a condition).
+    pub line: usize,
+}
+
+impl EvalError {
+    /// Attach a line number to an error kind.
+    pub fn new(kind: ErrorKind, line: usize) -> Self {
+        EvalError { kind, line }
+    }
+
+    /// The exact `sqlerrm` text, e.g. `Illegal division by zero at line 1.`.
+    pub fn message(&self) -> String {
+        if self.kind.has_location() {
+            format!("{} at line {}.", self.kind, self.line)
+        } else {
+            self.kind.to_string()
+        }
+    }
+
+    /// The sqlstate the original reports for expression errors: `38000`.
+    pub fn sqlstate(&self) -> &'static str {
+        "38000"
+    }
+}
