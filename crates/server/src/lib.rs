@@ -1,1 +1,6 @@
-//! The JobCenter API server: listeners, sessions, authentication and the worker dispatcher.
+//! The JobCenter API server (jcapi compatible): listeners, sessions, auth and dispatcher.
+
+pub mod auth;
+pub mod config;
+pub mod dispatch;
+pub mod jobs;

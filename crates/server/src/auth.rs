@@ -1,0 +1,246 @@
+//! `hello` authentication: the `password` (crypt hashes) and `clientcert` (TLS CN) methods (§11).
+
+use crate::config::AuthConfig;
+use std::path::Path;
+
+/// Why a `hello` was refused. Only logged; the client just sees `you're not welcome!` (§11.4).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    /// The `method` param names no configured adapter.
+    #[error("no such authentication method {0}")]
+    NoSuchMethod(String),
+    /// No password-file line for this user.
+    #[error("no such user")]
+    NoSuchUser,
+    /// The stored hash is not `$1$`, `$5$` or `$6$` crypt.
+    #[error("invalid password hash")]
+    InvalidHash,
+    /// Wrong password.
+    #[error("nope")]
+    Nope,
+    /// The password or CN file could not be read.
+    #[error("cannot open pwfile: {0}")]
+    CannotOpen(String),
+    /// The connection has no verified client certificate with a subject CN.
+    #[error("no peer cn?")]
+    NoPeerCn,
+    /// The certificate's CN is not in the CN file.
+    #[error("cn {0} not found")]
+    CnNotFound(String),
+    /// The CN line does not list `who`.
+    #[error("user {who} not allowed for cn {cn}")]
+    UserNotAllowed {
+        /// The identity asked for.
+        who: String,
+        /// The certificate's CN.
+        cn: String,
+    },
+}
+
+/// Check a `hello` against the configured adapters.
+///
+/// `peer_cn` is the subject CN of the connection's verified client certificate, if any.
+/// Files are re-read on every call, so edits take effect at the next `hello`.
+pub async fn authenticate(
+    cfg: &AuthConfig,
+    method: &str,
+    who: &str,
+    token: &str,
+    peer_cn: Option<&str>,
+) -> Result<(), AuthFailure> {
+    if cfg.dev_allow_any {
+        return Ok(());
+    }
+    match method {
+        "password" => {
+            let Some(path) = cfg.password_file.as_deref() else {
+                return Err(AuthFailure::NoSuchMethod(method.to_string()));
+            };
+            let contents = read_file(path).await?;
+            let who = who.to_string();
+            let token = token.to_string();
+            // crypt is deliberately slow: keep it off the async worker threads.
+            tokio::task::spawn_blocking(move || check_password(&contents, &who, &token))
+                .await
+                .unwrap_or(Err(AuthFailure::Nope))
+        }
+        "clientcert" => {
+            let Some(path) = cfg.clientcert_file.as_deref() else {
+                return Err(AuthFailure::NoSuchMethod(method.to_string()));
+            };
+            let cn = peer_cn.ok_or(AuthFailure::NoPeerCn)?;
+            let contents = read_file(path).await?;
+            check_cn(&contents, cn, who)
+        }
+        other => Err(AuthFailure::NoSuchMethod(other.to_string())),
+    }
+}
+
+async fn read_file(path: &Path) -> Result<String, AuthFailure> {
+    tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| AuthFailure::CannotOpen(format!("{}: {e}", path.display())))
+}
+
+/// Check `who`/`token` against password-file contents (`user:hash` lines, first match wins).
+pub fn check_password(contents: &str, who: &str, token: &str) -> Result<(), AuthFailure> {
+    let hash = contents
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            let user = fields.next()?;
+            let hash = fields.next()?;
+            (user == who).then_some(hash)
+        })
+        .ok_or(AuthFailure::NoSuchUser)?;
+    if crypt_matches(hash, token)? {
+        Ok(())
+    } else {
+        Err(AuthFailure::Nope)
+    }
+}
+
+/// `crypt(token, "$<id>$<salt>$") == hash` for `$1$`, `$5$` and `$6$` hashes (§11.2).
+///
+/// Other formats (including the `rounds=` variant) are [`AuthFailure::InvalidHash`].
+pub fn crypt_matches(hash: &str, token: &str) -> Result<bool, AuthFailure> {
+    let rest = hash.strip_prefix('$').ok_or(AuthFailure::InvalidHash)?;
+    let (id, rest) = rest.split_once('$').ok_or(AuthFailure::InvalidHash)?;
+    let (salt, _) = rest.split_once('$').ok_or(AuthFailure::InvalidHash)?;
+    if salt.is_empty() || salt.starts_with("rounds=") {
+        return Err(AuthFailure::InvalidHash);
+    }
+    let setting = format!("${id}${salt}$");
+    #[allow(deprecated)]
+    let computed = match id {
+        "1" => pwhash::md5_crypt::hash_with(setting.as_str(), token),
+        "5" => pwhash::sha256_crypt::hash_with(setting.as_str(), token),
+        "6" => pwhash::sha512_crypt::hash_with(setting.as_str(), token),
+        _ => return Err(AuthFailure::InvalidHash),
+    };
+    match computed {
+        Ok(c) => Ok(c == hash),
+        Err(_) => Err(AuthFailure::InvalidHash),
+    }
+}
+
+/// Check `who` against CN-file contents (`cn:user1,user2` lines, first matching CN wins).
+pub fn check_cn(contents: &str, cn: &str, who: &str) -> Result<(), AuthFailure> {
+    let users = contents
+        .lines()
+        .find_map(|line| {
+            let (line_cn, users) = line.split_once(':')?;
+            (line_cn == cn).then_some(users)
+        })
+        .ok_or_else(|| AuthFailure::CnNotFound(cn.to_string()))?;
+    if users.split(',').any(|u| u == who) {
+        Ok(())
+    } else {
+        Err(AuthFailure::UserNotAllowed {
+            who: who.to_string(),
+            cn: cn.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PW: &str = "theCustomer:$5$Re.J8ULljB$Zlp7EvuSXSqred7R/ONec5Wcx3sa0Di7r8jYj6OYJgB\n\
+theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n";
+
+    #[test]
+    fn c25_test_vectors_accepted() {
+        assert_eq!(check_password(PW, "theCustomer", "wantsThings"), Ok(()));
+        assert_eq!(check_password(PW, "theEmployee", "doesThings"), Ok(()));
+    }
+
+    #[test]
+    fn c26_wrong_token_and_unknown_user_refused() {
+        assert_eq!(check_password(PW, "theCustomer", "WRONG"), Err(AuthFailure::Nope));
+        assert_eq!(
+            check_password(PW, "theCustomer", "doesThings"),
+            Err(AuthFailure::Nope)
+        );
+        assert_eq!(check_password(PW, "nobody", "x"), Err(AuthFailure::NoSuchUser));
+    }
+
+    #[test]
+    fn c29_md5_sha256_sha512_and_other_formats() {
+        #[allow(deprecated)]
+        let md5 = pwhash::md5_crypt::hash_with("$1$abcdefgh$", "pw1").unwrap_or_default();
+        #[allow(deprecated)]
+        let sha512 = pwhash::sha512_crypt::hash_with("$6$saltsalt$", "pw6").unwrap_or_default();
+        assert!(md5.starts_with("$1$abcdefgh$"));
+        assert!(sha512.starts_with("$6$saltsalt$"));
+        assert_eq!(crypt_matches(&md5, "pw1"), Ok(true));
+        assert_eq!(crypt_matches(&md5, "pw6"), Ok(false));
+        assert_eq!(crypt_matches(&sha512, "pw6"), Ok(true));
+        assert_eq!(crypt_matches(&sha512, "pw1"), Ok(false));
+        // other formats fail
+        assert_eq!(crypt_matches("plaintext", "plaintext"), Err(AuthFailure::InvalidHash));
+        assert_eq!(
+            crypt_matches("$2b$10$abcdefghijklmnopqrstuu", "x"),
+            Err(AuthFailure::InvalidHash)
+        );
+        assert_eq!(
+            crypt_matches("$5$rounds=5000$salt$xyz", "x"),
+            Err(AuthFailure::InvalidHash)
+        );
+        // exact comparison: a truncated hash fails
+        assert_eq!(crypt_matches(&sha512[..sha512.len() - 1], "pw6"), Ok(false));
+    }
+
+    #[test]
+    fn c29_first_matching_user_line_wins() {
+        let contents = format!(
+            "other:xx\ntheCustomer:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n{PW}"
+        );
+        // first line for theCustomer carries theEmployee's hash
+        assert_eq!(check_password(&contents, "theCustomer", "doesThings"), Ok(()));
+        assert_eq!(
+            check_password(&contents, "theCustomer", "wantsThings"),
+            Err(AuthFailure::Nope)
+        );
+        // extra fields after the hash are ignored
+        let extra = "u:$5$Re.J8ULljB$Zlp7EvuSXSqred7R/ONec5Wcx3sa0Di7r8jYj6OYJgB:1000:gecos\n";
+        assert_eq!(check_password(extra, "u", "wantsThings"), Ok(()));
+    }
+
+    #[test]
+    fn c30_cn_file_rules() {
+        let cns = "worker.example:theEmployee,apimeister\nclient.example:theCustomer\n";
+        assert_eq!(check_cn(cns, "worker.example", "apimeister"), Ok(()));
+        assert_eq!(check_cn(cns, "client.example", "theCustomer"), Ok(()));
+        assert_eq!(
+            check_cn(cns, "client.example", "theEmployee"),
+            Err(AuthFailure::UserNotAllowed {
+                who: "theEmployee".into(),
+                cn: "client.example".into()
+            })
+        );
+        assert_eq!(
+            check_cn(cns, "nobody.example", "theCustomer"),
+            Err(AuthFailure::CnNotFound("nobody.example".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn c27_unconfigured_method_refused() {
+        let cfg = AuthConfig::default();
+        assert_eq!(
+            authenticate(&cfg, "kerberos", "a", "b", None).await,
+            Err(AuthFailure::NoSuchMethod("kerberos".into()))
+        );
+        assert_eq!(
+            authenticate(&cfg, "password", "a", "b", None).await,
+            Err(AuthFailure::NoSuchMethod("password".into()))
+        );
+        let dev = AuthConfig {
+            dev_allow_any: true,
+            ..AuthConfig::default()
+        };
+        assert_eq!(authenticate(&dev, "kerberos", "a", "b", None).await, Ok(()));
+    }
+}

@@ -1,0 +1,91 @@
+//! Server configuration: listeners, TLS files, authentication sources and protocol timers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything [`crate::Server::start`] needs besides the backend.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The listeners to open; each may be plain TCP or TLS.
+    pub listeners: Vec<ListenerConfig>,
+    /// Where `hello` credentials are checked.
+    pub auth: AuthConfig,
+    /// Protocol timers (defaults are those of the reference server).
+    pub timers: Timers,
+}
+
+impl ServerConfig {
+    /// A configuration with one listener and default timers.
+    pub fn new(listener: ListenerConfig, auth: AuthConfig) -> Self {
+        ServerConfig {
+            listeners: vec![listener],
+            auth,
+            timers: Timers::default(),
+        }
+    }
+}
+
+/// One listening socket.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Bind address; port 0 picks a free port (see [`crate::ServerHandle::local_addrs`]).
+    pub addr: SocketAddr,
+    /// TLS settings; `None` for plain TCP.
+    pub tls: Option<TlsConfig>,
+}
+
+impl ListenerConfig {
+    /// A plain TCP listener.
+    pub fn tcp(addr: SocketAddr) -> Self {
+        ListenerConfig { addr, tls: None }
+    }
+}
+
+/// TLS settings of a listener (PEM files).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM; PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA bundle (PEM). When set, clients MUST present a certificate this CA verifies
+    /// (PROTOCOL.md §2.2), which is what the `clientcert` method needs.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Authentication sources for `hello` (PROTOCOL.md §11).
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Password file of `user:hash` lines, re-read on every `hello` (method `password`).
+    pub password_file: Option<PathBuf>,
+    /// CN file of `cn:user1,user2` lines (method `clientcert`).
+    pub clientcert_file: Option<PathBuf>,
+    /// **Insecure, development only**: every `hello` with the required params succeeds,
+    /// whatever the method and token. Never enable this on a reachable network.
+    pub dev_allow_any: bool,
+}
+
+/// The protocol's timers; tests shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// Interval between server→worker pings (reference 60 s, §7.3).
+    pub ping_interval: Duration,
+    /// How long a worker may take to answer a ping before it is disconnected (30 s).
+    pub ping_timeout: Duration,
+    /// How long an offered worker has to claim a specific job before it moves on (10 s, §8.4).
+    pub handoff: Duration,
+    /// Interval of the server-wide poll for ready tasks (60 s, §8.5).
+    pub poll: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            ping_interval: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(30),
+            handoff: Duration::from_secs(10),
+            poll: Duration::from_secs(60),
+        }
+    }
+}
