@@ -1,0 +1,618 @@
+//! The connection peer: a reader task, a writer task and a cheap clonable handle.
+
+use crate::methods::{HandlerError, Methods, Reply};
+use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, StreamExt};
+use jobcenter_wire::{
+    classify, encode_error, encode_frame, encode_notification, encode_request, encode_result,
+    is_falsy_id, FrameError, Incoming, NetstringCodec, RpcError, CLIENT_MAX_FRAME,
+};
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::codec::FramedRead;
+use tracing::{debug, error, trace, warn};
+
+/// How long a graceful close may spend flushing queued frames before the socket is dropped.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// Stop collecting a write batch once it holds this many bytes.
+const MAX_BATCH: usize = 256 * 1024;
+
+/// Initial read buffer size.
+const READ_BUFFER: usize = 16 * 1024;
+
+static NEXT_PEER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Settings of one connection.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Largest accepted incoming payload (use `SERVER_MAX_FRAME` on the server side).
+    pub max_frame: usize,
+    /// A label for log lines, e.g. `client 127.0.0.1:4711`.
+    pub label: String,
+}
+
+impl PeerConfig {
+    /// A config with the given frame limit and label.
+    pub fn new(max_frame: usize, label: impl Into<String>) -> Self {
+        Self {
+            max_frame,
+            label: label.into(),
+        }
+    }
+}
+
+impl Default for PeerConfig {
+    /// The client limit (`CLIENT_MAX_FRAME`) and the label `peer`.
+    fn default() -> Self {
+        Self::new(CLIENT_MAX_FRAME, "peer")
+    }
+}
+
+/// Why an outgoing call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The other side answered with a JSON-RPC error object.
+    #[error("rpc error {code}: {message}")]
+    Rpc {
+        /// The error code.
+        code: i64,
+        /// The error message.
+        message: String,
+    },
+    /// The connection is closed (or closed while the call was outstanding).
+    #[error("connection closed")]
+    Closed,
+    /// No answer within the timeout of [`Peer::call_timeout`].
+    #[error("call timed out")]
+    Timeout,
+    /// The params could not be serialised.
+    #[error("cannot encode request: {0}")]
+    Encode(String),
+}
+
+impl From<RpcError> for CallError {
+    fn from(e: RpcError) -> Self {
+        CallError::Rpc {
+            code: e.code,
+            message: e.message,
+        }
+    }
+}
+
+/// Why a connection closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The other side closed the stream (end of file).
+    PeerClosed,
+    /// This side called [`Peer::close`] or [`Peer::abort`].
+    Local,
+    /// A fatal JSON-RPC envelope error (§5.3/§5.6); the payload is the reason text.
+    Fatal(String),
+    /// A framing error (§3).
+    Framing(String),
+    /// An I/O error.
+    Io(String),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("closed by peer"),
+            CloseReason::Local => f.write_str("closed locally"),
+            CloseReason::Fatal(r) => write!(f, "fatal protocol error: Invalid Request: {r}"),
+            CloseReason::Framing(r) => write!(f, "framing error: {r}"),
+            CloseReason::Io(r) => write!(f, "i/o error: {r}"),
+        }
+    }
+}
+
+/// A message for the writer task.
+enum Out {
+    /// An encoded payload (the writer adds the netstring framing).
+    Frame(Bytes),
+    /// Graceful close: everything queued before this is written, then the stream is shut down.
+    Close,
+}
+
+type CallSender = oneshot::Sender<Result<Value, CallError>>;
+
+#[derive(Default)]
+struct Pending {
+    closed: bool,
+    calls: HashMap<u64, CallSender>,
+}
+
+struct Shared {
+    id: u64,
+    label: String,
+    id_prefix: String,
+    methods: Arc<Methods>,
+    state: Mutex<Option<String>>,
+    pending: Mutex<Pending>,
+    next_call: AtomicU64,
+    out_tx: mpsc::UnboundedSender<Out>,
+    close_tx: watch::Sender<Option<CloseReason>>,
+    abort_tx: watch::Sender<bool>,
+    done_tx: watch::Sender<bool>,
+}
+
+/// A cheap, clonable handle to one connection.
+///
+/// [`Peer::spawn`] starts two tasks: a reader (decodes frames, dispatches requests to the
+/// [`Methods`] table in their own tasks, matches responses to calls) and a writer (writes
+/// queued frames in order, batching whatever is available before each flush).
+///
+/// Lifetime: the tasks keep running until the connection closes: the other side closes it,
+/// a protocol or framing error occurs, or [`Peer::close`]/[`Peer::abort`] is called.
+/// Dropping every handle does **not** close the connection (handlers get their own handle,
+/// and the server side keeps answering); call [`Peer::close`] to end it. Once the socket is
+/// closed for any reason both tasks end, so nothing outlives the connection.
+#[derive(Clone)]
+pub struct Peer {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.shared.id)
+            .field("label", &self.shared.label)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// Removes a pending call when the calling future is dropped before completion.
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    n: u64,
+    armed: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.pending.lock().calls.remove(&self.n);
+        }
+    }
+}
+
+impl Peer {
+    /// Start serving `io` with the method table `methods`. Must be called inside a tokio
+    /// runtime (it spawns the reader and writer tasks).
+    pub fn spawn<S>(io: S, methods: Arc<Methods>, cfg: PeerConfig) -> Peer
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let id = NEXT_PEER_ID.fetch_add(1, Ordering::Relaxed);
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            id,
+            label: cfg.label,
+            id_prefix: format!("jc{id}-"),
+            methods,
+            state: Mutex::new(None),
+            pending: Mutex::new(Pending::default()),
+            next_call: AtomicU64::new(1),
+            out_tx,
+            close_tx: watch::channel(None).0,
+            abort_tx: watch::channel(false).0,
+            done_tx: watch::channel(false).0,
+        });
+        let peer = Peer { shared };
+        let (r, w) = tokio::io::split(io);
+        tokio::spawn(writer_task(peer.clone(), w, out_rx));
+        tokio::spawn(reader_task(peer.clone(), r, cfg.max_frame));
+        debug!(peer = %peer.shared.label, id, "connection started");
+        peer
+    }
+
+    /// A process-wide unique id of this connection.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The label given in [`PeerConfig`].
+    pub fn label(&self) -> &str {
+        &self.shared.label
+    }
+
+    /// Call `method` with `params` and wait for the result (no timeout). Fails with
+    /// [`CallError::Closed`] as soon as the connection closes.
+    pub async fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
+        let n = self.shared.next_call.fetch_add(1, Ordering::Relaxed);
+        let id = Value::String(format!("{}{}", self.shared.id_prefix, n));
+        let payload =
+            encode_request(&id, method, &params).map_err(|e| CallError::Encode(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = self.shared.pending.lock();
+            if p.closed {
+                return Err(CallError::Closed);
+            }
+            p.calls.insert(n, tx);
+        }
+        let mut guard = PendingGuard {
+            shared: &self.shared,
+            n,
+            armed: true,
+        };
+        if self.shared.out_tx.send(Out::Frame(payload)).is_err() {
+            return Err(CallError::Closed);
+        }
+        let res = rx.await;
+        guard.armed = false;
+        match res {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Closed),
+        }
+    }
+
+    /// Like [`Peer::call`], but gives up with [`CallError::Timeout`] after `t`. A late answer
+    /// is then ignored.
+    pub async fn call_timeout(
+        &self,
+        method: &str,
+        params: Value,
+        t: Duration,
+    ) -> Result<Value, CallError> {
+        match tokio::time::timeout(t, self.call(method, params)).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::Timeout),
+        }
+    }
+
+    /// Send a notification (no id, no answer expected). Queued in order with everything else.
+    pub fn notify(&self, method: &str, params: Value) -> Result<(), CallError> {
+        let payload =
+            encode_notification(method, &params).map_err(|e| CallError::Encode(e.to_string()))?;
+        self.queue(payload)
+    }
+
+    /// The connection state used for method gating (e.g. `Some("auth")`), `None` initially.
+    pub fn state(&self) -> Option<String> {
+        self.shared.state.lock().clone()
+    }
+
+    /// Set the connection state.
+    pub fn set_state(&self, s: Option<&str>) {
+        *self.shared.state.lock() = s.map(str::to_string);
+    }
+
+    /// Graceful close: frames queued so far are written and flushed (for at most
+    /// [`CLOSE_GRACE`]), then the stream is shut down. Outstanding calls fail at once.
+    pub fn close(&self) {
+        self.shutdown(CloseReason::Local, true);
+    }
+
+    /// Immediate close: queued frames are dropped.
+    pub fn abort(&self) {
+        self.shutdown(CloseReason::Local, false);
+    }
+
+    /// Whether the connection is closed or closing (no more calls or frames are accepted).
+    pub fn is_closed(&self) -> bool {
+        self.shared.close_tx.borrow().is_some()
+    }
+
+    /// The close reason, if the connection is closed or closing.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.close_tx.borrow().clone()
+    }
+
+    /// Resolves once the connection is closed (closing has begun), with the first reason.
+    /// May be awaited any number of times, also after the fact.
+    pub async fn closed(&self) -> CloseReason {
+        let mut rx = self.shared.close_tx.subscribe();
+        let res = rx.wait_for(|r| r.is_some()).await;
+        match res {
+            Ok(r) => r.clone().unwrap_or(CloseReason::Local),
+            Err(_) => CloseReason::Local,
+        }
+    }
+
+    /// Resolves once the writer has finished (queued frames flushed or dropped, stream shut
+    /// down). Useful to be sure a graceful close reached the socket.
+    pub async fn finished(&self) {
+        let mut rx = self.shared.done_tx.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
+    /// Queue an encoded payload for writing.
+    fn queue(&self, payload: Bytes) -> Result<(), CallError> {
+        if self.is_closed() {
+            return Err(CallError::Closed);
+        }
+        self.shared
+            .out_tx
+            .send(Out::Frame(payload))
+            .map_err(|_| CallError::Closed)
+    }
+
+    fn send_result(&self, id: &Value, result: &Value) {
+        match encode_result(id, result) {
+            Ok(p) => {
+                let _ = self.queue(p);
+            }
+            Err(e) => {
+                error!(peer = %self.shared.label, error = %e, "cannot encode result");
+                self.send_error(id, &RpcError::method_threw(&format!("cannot encode result: {e}")));
+            }
+        }
+    }
+
+    fn send_error(&self, id: &Value, err: &RpcError) {
+        match encode_error(id, err) {
+            Ok(p) => {
+                let _ = self.queue(p);
+            }
+            Err(e) => error!(peer = %self.shared.label, error = %e, "cannot encode error"),
+        }
+    }
+
+    /// Begin closing with `reason` (the first reason wins). `graceful` flushes queued frames.
+    fn shutdown(&self, reason: CloseReason, graceful: bool) {
+        let sh = &self.shared;
+        let mut first = false;
+        sh.close_tx.send_if_modified(|cur| {
+            if cur.is_none() {
+                *cur = Some(reason.clone());
+                first = true;
+                true
+            } else {
+                false
+            }
+        });
+        if first {
+            let calls = {
+                let mut p = sh.pending.lock();
+                p.closed = true;
+                std::mem::take(&mut p.calls)
+            };
+            for (_, tx) in calls {
+                let _ = tx.send(Err(CallError::Closed));
+            }
+            debug!(peer = %sh.label, %reason, graceful, "connection closing");
+            if graceful {
+                let _ = sh.out_tx.send(Out::Close);
+            } else {
+                sh.abort_tx.send_replace(true);
+            }
+        } else if !graceful {
+            sh.abort_tx.send_replace(true);
+        }
+    }
+
+    /// Queue the fatal -32600 error (id null) and close gracefully.
+    fn fatal(&self, reason: String) {
+        warn!(peer = %self.shared.label, %reason, "fatal protocol error, closing");
+        self.send_error(&Value::Null, &RpcError::invalid_request(&reason));
+        self.shutdown(CloseReason::Fatal(reason), true);
+    }
+
+    /// The pending-call number encoded in one of our ids.
+    fn call_number(&self, id: &Value) -> Option<u64> {
+        let s = id.as_str()?;
+        let digits = s.strip_prefix(self.shared.id_prefix.as_str())?;
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || (digits.len() > 1 && digits.starts_with('0'))
+        {
+            return None;
+        }
+        digits.parse().ok()
+    }
+
+    fn take_pending(&self, id: &Value) -> Option<CallSender> {
+        if is_falsy_id(id) {
+            return None;
+        }
+        let n = self.call_number(id)?;
+        self.shared.pending.lock().calls.remove(&n)
+    }
+
+    /// Handle one payload. Returns false when reading must stop.
+    fn handle_payload(&self, payload: &[u8]) -> bool {
+        trace!(peer = %self.shared.label, frame = %String::from_utf8_lossy(payload), "recv");
+        match classify(payload) {
+            Err(fatal) => {
+                self.fatal(fatal.0);
+                false
+            }
+            Ok(Incoming::Request { method, id, params }) => {
+                self.dispatch(method, id, params);
+                true
+            }
+            Ok(Incoming::Response { id, outcome }) => {
+                match self.take_pending(&id) {
+                    Some(tx) => {
+                        let _ = tx.send(outcome.map_err(CallError::from));
+                    }
+                    None => debug!(peer = %self.shared.label, %id, "ignoring unmatched response"),
+                }
+                true
+            }
+            Ok(Incoming::InvalidResponse { id, reason }) => {
+                if self.take_pending(&id).is_some() {
+                    self.fatal(reason);
+                    false
+                } else {
+                    debug!(peer = %self.shared.label, %id, %reason, "ignoring unmatched invalid response");
+                    true
+                }
+            }
+        }
+    }
+
+    /// Dispatch a request or notification per §5.4.
+    fn dispatch(&self, method: Value, id: Option<Value>, params: Option<Value>) {
+        let reply_id = id.clone().unwrap_or(Value::Null);
+        let is_notification = id.as_ref().map_or(true, is_falsy_id);
+        let entry = method
+            .as_str()
+            .and_then(|name| self.shared.methods.map.get(name));
+        let Some(entry) = entry else {
+            return self.send_error(&reply_id, &RpcError::method_not_found());
+        };
+        if is_notification && !entry.notification {
+            return self.send_error(&reply_id, &RpcError::not_a_notification());
+        }
+        let params: Map<String, Value> = match params {
+            Some(Value::Object(m)) => m,
+            Some(Value::Array(_)) => {
+                return self.send_error(&reply_id, &RpcError::expects_named_params())
+            }
+            _ => return self.send_error(&reply_id, &RpcError::params_not_array_or_object()),
+        };
+        if let Some(required) = &entry.state {
+            if self.shared.state.lock().as_deref() != Some(required.as_str()) {
+                return self.send_error(&reply_id, &RpcError::requires_state(required));
+            }
+        }
+        let handler = Arc::clone(&entry.handler);
+        let peer = self.clone();
+        tokio::spawn(async move {
+            let hpeer = peer.clone();
+            let outcome = AssertUnwindSafe(async move { handler(hpeer, params).await })
+                .catch_unwind()
+                .await;
+            match outcome {
+                Ok(Ok(Reply { value, after })) => {
+                    if !is_notification {
+                        peer.send_result(&reply_id, &value);
+                    }
+                    if let Some(hook) = after {
+                        hook();
+                    }
+                }
+                Ok(Err(HandlerError(text))) => {
+                    peer.send_error(&reply_id, &RpcError::method_threw(&text));
+                }
+                Err(_) => {
+                    error!(peer = %peer.shared.label, %method, "handler panicked");
+                    peer.send_error(&reply_id, &RpcError::method_threw("internal error"));
+                }
+            }
+        });
+    }
+}
+
+async fn reader_task<R>(peer: Peer, r: R, max_frame: usize)
+where
+    R: AsyncRead + Unpin,
+{
+    let mut framed = FramedRead::with_capacity(r, NetstringCodec::new(max_frame), READ_BUFFER);
+    let mut close_rx = peer.shared.close_tx.subscribe();
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = close_rx.wait_for(|r| r.is_some()) => break,
+            item = framed.next() => item,
+        };
+        match item {
+            None => {
+                peer.shutdown(CloseReason::PeerClosed, true);
+                break;
+            }
+            Some(Err(FrameError::Io(e))) => {
+                debug!(peer = %peer.shared.label, error = %e, "read error");
+                peer.shutdown(CloseReason::Io(e.to_string()), false);
+                break;
+            }
+            Some(Err(e)) => {
+                warn!(peer = %peer.shared.label, error = %e, "framing error, closing");
+                peer.shutdown(CloseReason::Framing(e.to_string()), true);
+                break;
+            }
+            Some(Ok(payload)) => {
+                if !peer.handle_payload(&payload) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+enum WriterEnd {
+    Done,
+    Aborted,
+    GraceExpired,
+    Io(std::io::Error),
+}
+
+async fn write_loop<W>(w: &mut W, rx: &mut mpsc::UnboundedReceiver<Out>) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let mut closing = false;
+        match rx.recv().await {
+            None => closing = true,
+            Some(Out::Close) => closing = true,
+            Some(Out::Frame(p)) => encode_frame(&p, &mut buf),
+        }
+        while !closing && buf.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Out::Frame(p)) => encode_frame(&p, &mut buf),
+                Ok(Out::Close) => closing = true,
+                Err(_) => break,
+            }
+        }
+        if !buf.is_empty() {
+            w.write_all(&buf).await?;
+            buf.clear();
+        }
+        w.flush().await?;
+        if closing {
+            return Ok(());
+        }
+    }
+}
+
+async fn writer_task<W>(peer: Peer, mut w: W, mut rx: mpsc::UnboundedReceiver<Out>)
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut abort_rx = peer.shared.abort_tx.subscribe();
+    let mut close_rx = peer.shared.close_tx.subscribe();
+    let end = tokio::select! {
+        biased;
+        _ = abort_rx.wait_for(|a| *a) => WriterEnd::Aborted,
+        _ = async {
+            let _ = close_rx.wait_for(|r| r.is_some()).await;
+            tokio::time::sleep(CLOSE_GRACE).await;
+        } => WriterEnd::GraceExpired,
+        r = write_loop(&mut w, &mut rx) => match r {
+            Ok(()) => WriterEnd::Done,
+            Err(e) => WriterEnd::Io(e),
+        },
+    };
+    match end {
+        WriterEnd::Done => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, w.shutdown()).await;
+        }
+        WriterEnd::Io(e) => {
+            debug!(peer = %peer.shared.label, error = %e, "write error");
+            peer.shutdown(CloseReason::Io(e.to_string()), false);
+        }
+        WriterEnd::Aborted => {}
+        WriterEnd::GraceExpired => {
+            warn!(peer = %peer.shared.label, "graceful close timed out, dropping the connection");
+        }
+    }
+    drop(w);
+    // Make sure the reader stops too, then report completion.
+    peer.shutdown(CloseReason::Local, false);
+    peer.shared.done_tx.send_replace(true);
+    debug!(peer = %peer.shared.label, "connection finished");
+}
