@@ -345,7 +345,10 @@ impl Peer {
             }
             Err(e) => {
                 error!(peer = %self.shared.label, error = %e, "cannot encode result");
-                self.send_error(id, &RpcError::method_threw(&format!("cannot encode result: {e}")));
+                self.send_error(
+                    id,
+                    &RpcError::method_threw(&format!("cannot encode result: {e}")),
+                );
             }
         }
     }

@@ -61,7 +61,10 @@ impl RpcError {
 
     /// -32602 `This method expects positional params.`
     pub fn expects_positional_params() -> Self {
-        Self::new(CODE_INVALID_PARAMS, "This method expects positional params.")
+        Self::new(
+            CODE_INVALID_PARAMS,
+            "This method expects positional params.",
+        )
     }
 
     /// -32002 `This method requires connection state <state>` (no final period).
@@ -203,8 +206,8 @@ impl Incoming {
 /// per §5.6; an invalid one yields [`Incoming::InvalidResponse`] (the caller decides, by id,
 /// whether that is fatal). Never panics.
 pub fn classify(payload: &[u8]) -> Result<Incoming, Fatal> {
-    let value: Value = serde_json::from_slice(payload)
-        .map_err(|e| Fatal(format!("json decode failed: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| Fatal(format!("json decode failed: {e}")))?;
     classify_value(value)
 }
 
