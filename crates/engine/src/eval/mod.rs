@@ -9,6 +9,9 @@
 //! `sqlerrm` text of the original, e.g. `Illegal division by zero at line 2.`.
 
 pub mod codec;
+pub mod expr;
+pub mod maps;
+pub mod scope;
 pub mod types;
 pub mod value;
 
@@ -36,7 +39,10 @@ pub enum ErrorKind {
     /// An object (`a e v t i o`) that the evaluation context does not provide.
     #[error("Global symbol \"%{0}\" requires explicit package name (did you forget to declare \"my %{0}\"?)")]
     UnavailableObject(char),
-    /// An object (`%`) that the context provides read-only was assigned to.
+    /// An assignment through a negative index before the start of an array.
+    #[error("Modification of non-creatable array value attempted, subscript {0}")]
+    NonCreatableIndex(i64),
+    /// An object that the context provides read-only was assigned to.
     #[error("Modification of a read-only value attempted")]
     ReadOnly,
     /// An array or object used as a number (the original used a memory address).

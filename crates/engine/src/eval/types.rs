@@ -577,12 +577,8 @@ fn validate_array(
                 }
             }
         }
-        Some(sch) => {
-            if !items.iter().all(|x| sub(sch, x)) {
-                return false;
-            }
-        }
-        None => {}
+        Some(sch) if !items.iter().all(|x| sub(sch, x)) => return false,
+        _ => {}
     }
     true
 }
