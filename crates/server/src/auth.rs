@@ -158,12 +158,18 @@ theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n";
 
     #[test]
     fn c26_wrong_token_and_unknown_user_refused() {
-        assert_eq!(check_password(PW, "theCustomer", "WRONG"), Err(AuthFailure::Nope));
+        assert_eq!(
+            check_password(PW, "theCustomer", "WRONG"),
+            Err(AuthFailure::Nope)
+        );
         assert_eq!(
             check_password(PW, "theCustomer", "doesThings"),
             Err(AuthFailure::Nope)
         );
-        assert_eq!(check_password(PW, "nobody", "x"), Err(AuthFailure::NoSuchUser));
+        assert_eq!(
+            check_password(PW, "nobody", "x"),
+            Err(AuthFailure::NoSuchUser)
+        );
     }
 
     #[test]
@@ -179,7 +185,10 @@ theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n";
         assert_eq!(crypt_matches(&sha512, "pw6"), Ok(true));
         assert_eq!(crypt_matches(&sha512, "pw1"), Ok(false));
         // other formats fail
-        assert_eq!(crypt_matches("plaintext", "plaintext"), Err(AuthFailure::InvalidHash));
+        assert_eq!(
+            crypt_matches("plaintext", "plaintext"),
+            Err(AuthFailure::InvalidHash)
+        );
         assert_eq!(
             crypt_matches("$2b$10$abcdefghijklmnopqrstuu", "x"),
             Err(AuthFailure::InvalidHash)
@@ -198,7 +207,10 @@ theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n";
             "other:xx\ntheCustomer:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n{PW}"
         );
         // first line for theCustomer carries theEmployee's hash
-        assert_eq!(check_password(&contents, "theCustomer", "doesThings"), Ok(()));
+        assert_eq!(
+            check_password(&contents, "theCustomer", "doesThings"),
+            Ok(())
+        );
         assert_eq!(
             check_password(&contents, "theCustomer", "wantsThings"),
             Err(AuthFailure::Nope)

@@ -555,7 +555,10 @@ impl Dispatcher {
 
     /// How many connections have at least one announced action.
     pub fn worker_count(&self) -> usize {
-        self.conns.values().filter(|c| !c.actions.is_empty()).count()
+        self.conns
+            .values()
+            .filter(|c| !c.actions.is_empty())
+            .count()
     }
 
     /// A JSON description of a connection's worker state (for `get_api_status clients`).
@@ -796,7 +799,9 @@ mod tests {
             let t = d.take_claim(&cookie).expect("claim");
             let o = d.done(t).expect("slot passed on");
             seen.push(o.actionname.clone());
-            let t = d.take_offer(o.job_id.as_str().expect("poll id")).expect("offer");
+            let t = d
+                .take_offer(o.job_id.as_str().expect("poll id"))
+                .expect("offer");
             cookie = format!("k{n}");
             assert!(d.claimed(t, 100 + n, &cookie));
         }

@@ -1,0 +1,413 @@
+//! The server: listeners, per-connection lifecycle, backend events, polls and shutdown.
+
+use crate::config::{ServerConfig, Timers};
+use crate::dispatch::{ConnId, Dispatcher, Offer};
+use crate::jobs::JobRegistry;
+use crate::{session, tls, ServerError};
+use jobcenter_engine::backend::{Backend, Event, JobId, JobStatus};
+use jobcenter_rpc::{Methods, Peer, PeerConfig};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+/// The greeting every connection gets first (C1), byte for byte.
+pub const GREETING_FRAME: &[u8] =
+    br#"79:{"jsonrpc":"2.0","method":"greetings","params":{"who":"jcapi","version":"1.1"}},"#;
+
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long [`ServerHandle::shutdown`] waits for connections to finish closing.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// What the server knows about one live connection.
+pub(crate) struct ConnInfo {
+    pub(crate) peer: Peer,
+    pub(crate) from: SocketAddr,
+    pub(crate) who: Option<String>,
+    pub(crate) peer_cn: Option<String>,
+    pub(crate) ping: Option<AbortHandle>,
+}
+
+/// State shared by every task of one server.
+pub(crate) struct Shared {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) config: ServerConfig,
+    /// Lock order: `dispatch` may be held while taking `conns`, never the reverse.
+    pub(crate) dispatch: Mutex<Dispatcher>,
+    pub(crate) jobs: Mutex<JobRegistry>,
+    pub(crate) conns: Mutex<HashMap<ConnId, ConnInfo>>,
+    pub(crate) shutting_down: AtomicBool,
+    active: watch::Sender<usize>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(crate) fn timers(&self) -> Timers {
+        self.config.timers
+    }
+
+    /// The authenticated identity of a connection.
+    pub(crate) fn who(&self, conn: ConnId) -> Option<String> {
+        self.conns.lock().get(&conn).and_then(|c| c.who.clone())
+    }
+
+    fn peer(&self, conn: ConnId) -> Option<Peer> {
+        self.conns.lock().get(&conn).map(|c| c.peer.clone())
+    }
+}
+
+/// Send `task_ready` for each offer and start hand-off timers.
+pub(crate) fn send_offers(sh: &Arc<Shared>, offers: impl IntoIterator<Item = Offer>) {
+    for offer in offers {
+        match sh.peer(offer.conn) {
+            Some(peer) => {
+                debug!(conn = offer.conn, job_id = %offer.job_id, action = %offer.actionname, "task_ready");
+                if peer.notify("task_ready", offer.params()).is_err() {
+                    debug!(conn = offer.conn, "task_ready to a closed connection");
+                }
+            }
+            None => debug!(conn = offer.conn, "offer for a vanished connection"),
+        }
+        if let Some(timer) = offer.handoff {
+            let sh2 = sh.clone();
+            let delay = sh.timers().handoff;
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let next = sh2.dispatch.lock().handoff(&timer.key, timer.token);
+                if next.is_some() {
+                    debug!(key = %timer.key, "offer not claimed in time, handing off");
+                }
+                send_offers(&sh2, next);
+            });
+        }
+    }
+}
+
+/// Send `job_done` to a connection if it still exists.
+pub(crate) fn send_job_done(sh: &Shared, conn: ConnId, job_id: Value, outargs: Value) {
+    if let Some(peer) = sh.peer(conn) {
+        let _ = peer.notify("job_done", json!({"job_id": job_id, "outargs": outargs}));
+    }
+}
+
+/// Check a job once; if it finished, notify everybody registered for it (§9).
+pub(crate) async fn check_job(sh: Arc<Shared>, job: JobId) {
+    if !sh.jobs.lock().is_registered(job) {
+        return;
+    }
+    match sh.backend.get_job_status(job).await {
+        Ok(JobStatus::Finished(outargs)) => {
+            let waiters = sh.jobs.lock().finish(job);
+            for w in waiters {
+                send_job_done(&sh, w.conn, w.job_id, outargs.clone());
+            }
+        }
+        Ok(_) => {}
+        Err(e) => warn!(job, error = %e, "get_job_status after job:finished failed"),
+    }
+}
+
+/// One server-wide poll for ready tasks (§8.5).
+pub(crate) async fn run_poll(sh: Arc<Shared>) {
+    let ids = sh.dispatch.lock().worker_ids();
+    if ids.is_empty() {
+        return;
+    }
+    match sh.backend.poll_tasks(ids).await {
+        Ok(rows) => {
+            let offers = sh.dispatch.lock().poll(rows);
+            send_offers(&sh, offers);
+        }
+        Err(e) => warn!(error = %e, "poll_tasks failed"),
+    }
+}
+
+/// The server entry point.
+pub struct Server;
+
+impl Server {
+    /// Bind every listener, start the backend event loop and the periodic poll, and serve.
+    pub async fn start(
+        config: ServerConfig,
+        backend: Arc<dyn Backend>,
+    ) -> Result<ServerHandle, ServerError> {
+        let mut bound = Vec::new();
+        for l in &config.listeners {
+            let acceptor = match &l.tls {
+                Some(t) => Some(tls::acceptor(t)?),
+                None => None,
+            };
+            let listener = TcpListener::bind(l.addr)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: l.addr,
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(ServerError::Io)?;
+            info!(%addr, tls = acceptor.is_some(), "listening");
+            bound.push((listener, addr, acceptor));
+        }
+        let events = backend.subscribe();
+        let sh = Arc::new(Shared {
+            backend,
+            config,
+            dispatch: Mutex::new(Dispatcher::new()),
+            jobs: Mutex::new(JobRegistry::new()),
+            conns: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
+            active: watch::channel(0).0,
+            shutdown_tx: watch::channel(false).0,
+        });
+        let methods = Arc::new(session::methods(&sh));
+        let mut tasks = Vec::new();
+        let mut addrs = Vec::new();
+        for (listener, addr, acceptor) in bound {
+            addrs.push(addr);
+            tasks.push(tokio::spawn(accept_loop(
+                sh.clone(),
+                listener,
+                acceptor,
+                methods.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(event_loop(sh.clone(), events)));
+        tasks.push(tokio::spawn(poll_loop(sh.clone())));
+        Ok(ServerHandle {
+            shared: sh,
+            addrs,
+            tasks,
+        })
+    }
+}
+
+/// A running server. Dropping it leaves the server running; call [`ServerHandle::shutdown`].
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addrs", &self.addrs)
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// The bound address of every listener, in configuration order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Number of open connections.
+    pub fn connection_count(&self) -> usize {
+        self.shared.conns.lock().len()
+    }
+
+    /// Run one poll for ready tasks now (as the periodic timer does).
+    pub async fn poll_now(&self) {
+        run_poll(self.shared.clone()).await;
+    }
+
+    /// Stop accepting, close every connection gracefully, run disconnect processing for
+    /// each (§8.11), and stop the event loop and the poll timer.
+    pub async fn shutdown(self) {
+        let sh = self.shared;
+        sh.shutting_down.store(true, Ordering::SeqCst);
+        sh.shutdown_tx.send_replace(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        let peers: Vec<Peer> = sh.conns.lock().values().map(|c| c.peer.clone()).collect();
+        info!(connections = peers.len(), "shutting down");
+        for p in &peers {
+            p.close();
+        }
+        let mut rx = sh.active.subscribe();
+        if tokio::time::timeout(SHUTDOWN_GRACE, rx.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            warn!("connections still open after the shutdown grace period");
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Counts a connection task as active while it lives.
+struct ActiveGuard(Arc<Shared>);
+
+impl ActiveGuard {
+    fn new(sh: &Arc<Shared>) -> Self {
+        sh.active.send_modify(|n| *n += 1);
+        ActiveGuard(sh.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+async fn accept_loop(
+    sh: Arc<Shared>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    methods: Arc<Methods>,
+) {
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if sh.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let guard = ActiveGuard::new(&sh);
+        let sh = sh.clone();
+        let tls = tls.clone();
+        let methods = methods.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            match tls {
+                None => serve(sh, stream, from, None, methods).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(s)) => {
+                            let cn = s
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|c| tls::cert_common_name(c));
+                            serve(sh, s, from, cn, methods).await
+                        }
+                        Ok(Err(e)) => info!(%from, error = %e, "TLS handshake failed"),
+                        Err(_) => info!(%from, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Serve one connection: greeting, the JSON-RPC peer, then disconnect processing.
+async fn serve<S>(
+    sh: Arc<Shared>,
+    mut io: S,
+    from: SocketAddr,
+    peer_cn: Option<String>,
+    methods: Arc<Methods>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    if sh.shutting_down.load(Ordering::SeqCst) {
+        return;
+    }
+    // The greeting goes out before the peer exists, so it is certainly the first frame.
+    if let Err(e) = async {
+        io.write_all(GREETING_FRAME).await?;
+        io.flush().await
+    }
+    .await
+    {
+        info!(%from, error = %e, "cannot send greetings");
+        return;
+    }
+    let peer = {
+        // Hold the table lock while spawning, so handlers always find their connection.
+        let mut conns = sh.conns.lock();
+        let cfg = PeerConfig::new(jobcenter_wire::SERVER_MAX_FRAME, format!("client {from}"));
+        let peer = Peer::spawn(io, methods, cfg);
+        conns.insert(
+            peer.id(),
+            ConnInfo {
+                peer: peer.clone(),
+                from,
+                who: None,
+                peer_cn,
+                ping: None,
+            },
+        );
+        peer
+    };
+    let conn = peer.id();
+    info!(%from, conn, "connection accepted");
+    let reason = peer.closed().await;
+    info!(%from, conn, %reason, "connection closed");
+    disconnect(&sh, conn).await;
+}
+
+/// Disconnect processing (§8.9).
+async fn disconnect(sh: &Arc<Shared>, conn: ConnId) {
+    let info = sh.conns.lock().remove(&conn);
+    if let Some(ping) = info.and_then(|i| i.ping) {
+        ping.abort();
+    }
+    let workername = sh.dispatch.lock().disconnect(conn);
+    if let Some(w) = workername {
+        debug!(conn, workername = %w, "backend disconnect");
+        if let Err(e) = sh.backend.disconnect(w.clone()).await {
+            warn!(conn, workername = %w, error = %e, "backend disconnect failed");
+        }
+    }
+}
+
+async fn event_loop(sh: Arc<Shared>, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    let mut stop = sh.shutdown_tx.subscribe();
+    loop {
+        let ev = tokio::select! {
+            ev = events.recv() => ev,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match ev {
+            None => {
+                warn!("backend event stream ended");
+                return;
+            }
+            Some(Event::JobFinished(job)) => {
+                tokio::spawn(check_job(sh.clone(), job));
+            }
+            Some(Event::ActionReady {
+                action,
+                job_id,
+                workers,
+            }) => {
+                let offer = sh.dispatch.lock().ready(&action, job_id, workers);
+                send_offers(&sh, offer);
+            }
+        }
+    }
+}
+
+async fn poll_loop(sh: Arc<Shared>) {
+    let period = sh.timers().poll;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        run_poll(sh.clone()).await;
+    }
+}
