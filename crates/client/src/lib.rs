@@ -1,1 +1,41 @@
 //! JobCenter client and worker library: create jobs, wait for results, serve actions.
+//!
+//! A Rust counterpart of the Perl `JobCenter::Client::Mojo` (PROTOCOL.md §12), speaking
+//! JSON-RPC 2.0 over netstrings (TCP or TLS) through [`jobcenter_rpc::Peer`].
+//!
+//! * [`Client`]: connect + authenticate ([`Client::connect`]), run jobs ([`Client::call`],
+//!   [`Client::job`] → [`JobRequest::submit`] / [`JobRequest::call`]), query
+//!   ([`Client::get_job_status`], [`Client::get_job_status_notify`], [`Client::find_jobs`],
+//!   [`Client::check_if_lock_exists`], [`Client::get_api_status`], [`Client::ping`]).
+//! * [`Worker`]: announce [`Action`]s with a sync, async or subprocess handler and serve
+//!   their tasks; [`Worker::work`] returns 0 / 91 / 92 like the Perl client.
+//! * [`blocking`]: the same operations for code without an async runtime.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), jobcenter::ClientError> {
+//! use jobcenter::{Client, ClientConfig};
+//! use serde_json::json;
+//! let client = Client::connect(ClientConfig::new("theCustomer", "wantsThings")).await?;
+//! let res = client.call("calladd", json!({"input": 12})).await?;
+//! assert_eq!(res.outargs, json!({"output": 15}));
+//! # Ok(()) }
+//! ```
+
+pub mod blocking;
+mod client;
+mod config;
+mod error;
+mod jobs;
+pub mod json;
+mod subprocess;
+mod transport;
+mod worker;
+
+pub use client::{Client, JobRequest, API_VERSION};
+pub use config::{default_workername, ClientConfig};
+pub use error::ClientError;
+pub use jobs::{Filter, JobCompletion, JobHandle, JobResult, JobStatus};
+pub use subprocess::Subprocess;
+pub use worker::{
+    Action, Reconnect, StopHandle, Task, Worker, WORK_CONNECTION_CLOSED, WORK_OK, WORK_PING_TIMEOUT,
+};

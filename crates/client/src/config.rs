@@ -1,0 +1,181 @@
+//! Client configuration: where to connect, how to authenticate, timeouts and limits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::ClientError;
+
+/// Everything [`crate::Client::connect`] needs; mirrors the Perl client's constructor options.
+///
+/// Defaults (C74): address `127.0.0.1`, port 6522, method `password`, no TLS, `timeout` 60 s,
+/// `ping_timeout` 300 s, frame limit 16 MiB. `who` and `token` have no default and are
+/// required.
+///
+/// ```
+/// use jobcenter::ClientConfig;
+/// let cfg = ClientConfig::new("theCustomer", "wantsThings").port(16522);
+/// assert_eq!(cfg.address, "127.0.0.1");
+/// assert_eq!(cfg.timeout.as_secs(), 60);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Server host name or IP address.
+    pub address: String,
+    /// Server port.
+    pub port: u16,
+    /// User name sent in `hello` (required).
+    pub who: String,
+    /// Secret sent in `hello` (required; any non-empty text for `clientcert`).
+    pub token: String,
+    /// The `hello` authentication method name.
+    pub method: String,
+    /// Connect with TLS.
+    pub tls: bool,
+    /// PEM file with the CA certificate(s) the server certificate must chain to.
+    pub tls_ca: Option<PathBuf>,
+    /// PEM file with our client certificate (for the `clientcert` method).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with our client private key.
+    pub tls_key: Option<PathBuf>,
+    /// Accept any server certificate and host name (INSECURE; only when no `tls_ca` is given).
+    ///
+    /// This crate ships no system root store, so a TLS connection needs either `tls_ca` or
+    /// this explicit switch (which reproduces what the Perl client does without `tls_ca`).
+    pub tls_insecure: bool,
+    /// Server name to verify in the certificate; defaults to `address`.
+    pub tls_server_name: Option<String>,
+    /// Handshake timeout, default for [`crate::Client::ping`] and [`crate::Client::check_if_lock_exists`],
+    /// and 1/5 of the default job timeout sent with `create_job`.
+    pub timeout: Duration,
+    /// Worker watchdog period: `work()` ends with 92 if no server ping arrived within it.
+    /// Zero disables the watchdog.
+    pub ping_timeout: Duration,
+    /// Largest incoming frame accepted (server→client frames such as `job_done` can be big).
+    pub max_frame: usize,
+    /// Worker name sent with `announce`; default `"<who> <hostname> <program> <pid>"`.
+    pub workername: Option<String>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            address: "127.0.0.1".to_string(),
+            port: 6522,
+            who: String::new(),
+            token: String::new(),
+            method: "password".to_string(),
+            tls: false,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_insecure: false,
+            tls_server_name: None,
+            timeout: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(300),
+            max_frame: jobcenter_wire::CLIENT_MAX_FRAME,
+            workername: None,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// A default configuration with `who` and `token` set.
+    pub fn new(who: impl Into<String>, token: impl Into<String>) -> Self {
+        ClientConfig {
+            who: who.into(),
+            token: token.into(),
+            ..ClientConfig::default()
+        }
+    }
+
+    /// Set the server address (host name or IP).
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = address.into();
+        self
+    }
+
+    /// Set the server port.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Set the `hello` method name (`password`, `clientcert`, ...).
+    pub fn method(mut self, method: impl Into<String>) -> Self {
+        self.method = method.into();
+        self
+    }
+
+    /// Set the handshake / ping timeout (also the base of the default job timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Set the worker watchdog period (zero disables it).
+    pub fn ping_timeout(mut self, ping_timeout: Duration) -> Self {
+        self.ping_timeout = ping_timeout;
+        self
+    }
+
+    /// Set the worker name used by `announce`.
+    pub fn workername(mut self, name: impl Into<String>) -> Self {
+        self.workername = Some(name.into());
+        self
+    }
+
+    /// Enable TLS, verifying the server against the CA certificates in `ca` (PEM).
+    pub fn tls_ca(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.tls = true;
+        self.tls_ca = Some(ca.into());
+        self
+    }
+
+    /// Enable TLS with a client certificate and key (PEM), for the `clientcert` method.
+    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = true;
+        self.tls_cert = Some(cert.into());
+        self.tls_key = Some(key.into());
+        self
+    }
+
+    /// Enable TLS without verifying the server (INSECURE, see [`ClientConfig::tls_insecure`]).
+    pub fn tls_insecure(mut self) -> Self {
+        self.tls = true;
+        self.tls_insecure = true;
+        self
+    }
+
+    /// Check the required options, in the Perl client's order (token first, then who).
+    pub fn validate(&self) -> Result<(), ClientError> {
+        if self.token.is_empty() {
+            return Err(ClientError::MissingToken);
+        }
+        if self.who.is_empty() {
+            return Err(ClientError::MissingWho);
+        }
+        Ok(())
+    }
+
+    /// The worker name: the configured one or `"<who> <hostname> <program> <pid>"`.
+    pub fn effective_workername(&self) -> String {
+        match &self.workername {
+            Some(w) => w.clone(),
+            None => default_workername(&self.who),
+        }
+    }
+
+    /// The job timeout sent with `create_job` when the caller gives none: 5 × `timeout`.
+    pub fn default_job_timeout(&self) -> Duration {
+        self.timeout.saturating_mul(5)
+    }
+}
+
+/// `"<who> <hostname> <program> <pid>"`, the Perl client's default worker name.
+pub fn default_workername(who: &str) -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let program = std::env::args()
+        .next()
+        .unwrap_or_else(|| "jobcenter".to_string());
+    format!("{} {} {} {}", who, host, program, std::process::id())
+}
