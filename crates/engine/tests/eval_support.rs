@@ -59,7 +59,10 @@ fn lex(src: &str) -> Vec<Tok> {
             i = j + 1;
         } else if c.is_ascii_digit() {
             let mut j = i;
-            while j < b.len() && (b[j].is_ascii_digit() || (b[j] == '.' && j + 1 < b.len() && b[j + 1].is_ascii_digit())) {
+            while j < b.len()
+                && (b[j].is_ascii_digit()
+                    || (b[j] == '.' && j + 1 < b.len() && b[j + 1].is_ascii_digit()))
+            {
                 j += 1;
             }
             let t: String = b[i..j].iter().collect();
@@ -80,7 +83,10 @@ fn lex(src: &str) -> Vec<Tok> {
             i = j;
         } else {
             let rest: String = b[i..].iter().collect();
-            let op = OPS.iter().find(|o| rest.starts_with(**o)).unwrap_or_else(|| panic!("bad char {c} in {src}"));
+            let op = OPS
+                .iter()
+                .find(|o| rest.starts_with(**o))
+                .unwrap_or_else(|| panic!("bad char {c} in {src}"));
             out.push(Tok::Op(op));
             i += op.chars().count();
         }
@@ -107,10 +113,12 @@ impl P {
         t
     }
     fn eat_op(&mut self, op: &str) -> bool {
-        if self.peek() == Some(&Tok::Op(match OPS.iter().find(|o| **o == op) {
-            Some(o) => o,
-            None => return false,
-        })) {
+        if self.peek()
+            == Some(&Tok::Op(match OPS.iter().find(|o| **o == op) {
+                Some(o) => o,
+                None => return false,
+            }))
+        {
             self.i += 1;
             true
         } else {
@@ -207,7 +215,9 @@ impl P {
             parts.push(PathPart { name, index });
             // A '.' without blanks continues the path (`a.x.'y'` is a field access);
             // concatenation is written with blanks (` . `), as in JCL.
-            if self.peek() == Some(&Tok::Op(".")) && matches!(self.t.get(self.i + 1), Some(Tok::Word(_) | Tok::Str(_))) {
+            if self.peek() == Some(&Tok::Op("."))
+                && matches!(self.t.get(self.i + 1), Some(Tok::Word(_) | Tok::Str(_)))
+            {
                 self.i += 1;
                 continue;
             }
@@ -240,7 +250,10 @@ impl P {
                 }
                 _ if w.len() == 1 && self.eat_op(".") => {
                     let obj = Obj::from_letter(w.chars().next().unwrap()).expect("object letter");
-                    e(ExprKind::Var(Var { obj, path: self.parts() }))
+                    e(ExprKind::Var(Var {
+                        obj,
+                        path: self.parts(),
+                    }))
                 }
                 _ => panic!("unexpected word {w}"),
             },
@@ -264,20 +277,38 @@ pub fn place(src: &str, kind: MapKind) -> Var {
     let parts = p.parts();
     if parts.len() > 1 && parts[0].name.len() == 1 && parts[0].index.is_none() {
         let obj = Obj::from_letter(parts[0].name.chars().next().unwrap()).expect("object letter");
-        Var { obj, path: parts[1..].to_vec() }
+        Var {
+            obj,
+            path: parts[1..].to_vec(),
+        }
     } else {
-        Var { obj: kind.default_target(), path: parts }
+        Var {
+            obj: kind.default_target(),
+            path: parts,
+        }
     }
 }
 
 /// Parse a map: one item per line (`lhs op rhs`, `<*>`, `<a,b>`, `x = ifdef(...)`).
 pub fn map(kind: MapKind, src: &str) -> Map {
     let mut items = Vec::new();
-    for (n, line) in src.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
+    for (n, line) in src
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
         let line_no = n as u32 + 1;
         if let Some(inner) = line.strip_prefix('<').and_then(|l| l.strip_suffix('>')) {
-            let names = if inner == "*" { None } else { Some(inner.split(',').map(String::from).collect()) };
-            items.push(MapItem::Magic(Magic { line: line_no, names }));
+            let names = if inner == "*" {
+                None
+            } else {
+                Some(inner.split(',').map(String::from).collect())
+            };
+            items.push(MapItem::Magic(Magic {
+                line: line_no,
+                names,
+            }));
             continue;
         }
         let ops = [
@@ -311,7 +342,11 @@ pub fn map(kind: MapKind, src: &str) -> Map {
             value: expr(rhs),
         }));
     }
-    Map { line: 1, kind, body: MapBody::Items(items) }
+    Map {
+        line: 1,
+        kind,
+        body: MapBody::Items(items),
+    }
 }
 
 /// A JSON object from JSON text.
@@ -326,7 +361,9 @@ pub fn obj(json: &str) -> serde_json::Map<String, Value> {
 pub fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, p)| y.get(k).is_some_and(|q| same(p, q)))
         }
@@ -337,5 +374,8 @@ pub fn same(a: &Value, b: &Value) -> bool {
 /// Assert value equality with numbers compared by value.
 #[track_caller]
 pub fn assert_same(actual: &Value, expected: &Value) {
-    assert!(same(actual, expected), "\n  actual: {actual}\nexpected: {expected}");
+    assert!(
+        same(actual, expected),
+        "\n  actual: {actual}\nexpected: {expected}"
+    );
 }

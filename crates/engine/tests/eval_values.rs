@@ -63,7 +63,11 @@ fn jcl_c30_booleans_and_truthiness() {
     let out = run_let(&m, &a, &e, &v, None).unwrap().unwrap();
     let expected = json!({"bcat": "x10", "bnum": 1, "beq": 1, "bnot": 1, "s0": 1, "arrnot": "", "onot": "", "copy": true, "cmpnum": "", "cmpstr": 1, "inc": 1});
     assert_same(&out["r"], &expected);
-    assert_eq!(out["r"]["copy"], json!(true), "copying a boolean keeps it a JSON boolean");
+    assert_eq!(
+        out["r"]["copy"],
+        json!(true),
+        "copying a boolean keeps it a JSON boolean"
+    );
 
     let a = obj(r#"{"b": true, "f": false, "s": "0.0", "arr": [], "o": {}}"#);
     let out = run_let(&m, &a, &e, &v, None).unwrap().unwrap();
@@ -73,10 +77,29 @@ fn jcl_c30_booleans_and_truthiness() {
 
 #[test]
 fn truthiness_table() {
-    for falsy in [json!(null), json!(false), json!(0), json!(0.0), json!(""), json!("0")] {
+    for falsy in [
+        json!(null),
+        json!(false),
+        json!(0),
+        json!(0.0),
+        json!(""),
+        json!("0"),
+    ] {
         assert!(!is_true(&falsy), "{falsy} must be false");
     }
-    for truthy in [json!(true), json!(1), json!(-1), json!(0.5), json!("0.0"), json!("00"), json!(" "), json!("false"), json!([]), json!({}), json!("a")] {
+    for truthy in [
+        json!(true),
+        json!(1),
+        json!(-1),
+        json!(0.5),
+        json!("0.0"),
+        json!("00"),
+        json!(" "),
+        json!("false"),
+        json!([]),
+        json!({}),
+        json!("a"),
+    ] {
         assert!(is_true(&truthy), "{truthy} must be true");
     }
     // The same through `!` on expressions.
@@ -105,7 +128,10 @@ fn stringification_and_float_formatting() {
     assert_eq!(ev("tostring(0.1 + 0.2)"), json!("0.3"));
     assert_eq!(ev("tostring(3.0)"), json!("3"));
     assert_eq!(ev("tostring(8 / 2)"), json!("4"));
-    assert_eq!(ev("tostring(1000000 * 1000000 * 1000000 * 1000.0)"), json!("1e+21"));
+    assert_eq!(
+        ev("tostring(1000000 * 1000000 * 1000000 * 1000.0)"),
+        json!("1e+21")
+    );
     assert_eq!(ev("tostring(1 / 3)"), json!("0.333333333333333"));
     assert_eq!(ev("tostring(null)"), json!(""));
     assert_eq!(ev("tostring(true) . tostring(false)"), json!("10"));
@@ -250,8 +276,14 @@ fn functions() {
     assert_eq!(ev("defined(a.x)"), json!(""));
     assert_eq!(ev("defined(0)"), json!(1));
     assert_eq!(ev("array(1, 'two', null)"), json!([1, "two", null]));
-    assert_eq!(ev("object('a': 1, 'b', 2, 3: true)"), json!({"a": 1, "b": 2, "3": true}));
-    assert_eq!(ev("tojson(object('b': 1, 'a': array(1.5, 'x')))"), json!(r#"{"a":[1.5,"x"],"b":1}"#));
+    assert_eq!(
+        ev("object('a': 1, 'b', 2, 3: true)"),
+        json!({"a": 1, "b": 2, "3": true})
+    );
+    assert_eq!(
+        ev("tojson(object('b': 1, 'a': array(1.5, 'x')))"),
+        json!(r#"{"a":[1.5,"x"],"b":1}"#)
+    );
     assert_eq!(ev("tojson(array((8 / 2)))"), json!("[4.0]"));
     assert_eq!(ev("fromjson('{\"k\": [1, 2]}')"), json!({"k": [1, 2]}));
     assert_eq!(ev("fromjson('[]')"), json!([]));
@@ -259,9 +291,18 @@ fn functions() {
     assert_eq!(ev("b64decode('aGVsbG8=')"), json!("hello"));
     assert_eq!(ev("md5('abc')"), json!("900150983cd24fb0d6963f7d28e17f72"));
     assert_eq!(ev("md5b64('abc')"), json!("kAFQmDzST7DWlj99KOF/cg"));
-    assert_eq!(ev_with("keys(a.o)", r#"{"o": {"x": 1, "y": 2}}"#).unwrap(), json!(["x", "y"]));
-    assert_eq!(ev_with("values(a.o)", r#"{"o": {"x": 1, "y": 2}}"#).unwrap(), json!([1, 2]));
-    assert_eq!(ev_with("array(list(a.l), 3)", r#"{"l": [1, 2]}"#).unwrap(), json!([1, 2, 3]));
+    assert_eq!(
+        ev_with("keys(a.o)", r#"{"o": {"x": 1, "y": 2}}"#).unwrap(),
+        json!(["x", "y"])
+    );
+    assert_eq!(
+        ev_with("values(a.o)", r#"{"o": {"x": 1, "y": 2}}"#).unwrap(),
+        json!([1, 2])
+    );
+    assert_eq!(
+        ev_with("array(list(a.l), 3)", r#"{"l": [1, 2]}"#).unwrap(),
+        json!([1, 2, 3])
+    );
     // Latin-1 semantics (Appendix D.7).
     assert_eq!(ev("b64encode('\u{e9}')"), json!("6Q=="));
     assert_eq!(ev("b64decode('6Q==')"), json!("\u{e9}"));
@@ -269,7 +310,8 @@ fn functions() {
 
 #[test]
 fn variables_paths_and_indexes() {
-    let args = r#"{"l": [10, 20, {"k": "deep"}], "o": {"x": {"y": [1, 2]}, "odd key": 5}, "s": "abc"}"#;
+    let args =
+        r#"{"l": [10, 20, {"k": "deep"}], "o": {"x": {"y": [1, 2]}, "odd key": 5}, "s": "abc"}"#;
     assert_eq!(ev_with("a.l[0]", args).unwrap(), json!(10));
     assert_eq!(ev_with("a.l[-1].k", args).unwrap(), json!("deep"));
     assert_eq!(ev_with("a.l[-4]", args).unwrap(), json!(null));

@@ -24,11 +24,12 @@ pub enum ErrorKind {
     /// `%` with a right operand that truncates to zero.
     #[error("Illegal modulus zero")]
     ModulusZero,
-    /// Walking into a string/number with `.key`.
-    #[error("Can't use string (\"{0}\") as a HASH ref while \"strict refs\" in use")]
+    /// Walking into a string/number with `.key`; the payload is the quoted (and possibly
+    /// truncated) string as Perl prints it, e.g. `"abc"`.
+    #[error("Can't use string ({0}) as a HASH ref while \"strict refs\" in use")]
     StringAsHash(String),
-    /// Walking into a string/number with `[n]`.
-    #[error("Can't use string (\"{0}\") as an ARRAY ref while \"strict refs\" in use")]
+    /// Walking into a string/number with `[n]` (payload as for `StringAsHash`).
+    #[error("Can't use string ({0}) as an ARRAY ref while \"strict refs\" in use")]
     StringAsArray(String),
     /// Walking into an array with `.key`.
     #[error("Not a HASH reference")]
@@ -46,10 +47,10 @@ pub enum ErrorKind {
     #[error("Modification of a read-only value attempted")]
     ReadOnly,
     /// An array or object used as a number (the original used a memory address).
-    #[error("Can't use an {0} reference as a number")]
+    #[error("Can't use {0} reference as a number")]
     RefAsNumber(&'static str),
     /// An array or object used as a string (the original used `HASH(0x...)`).
-    #[error("Can't use an {0} reference as a string")]
+    #[error("Can't use {0} reference as a string")]
     RefAsString(&'static str),
     /// `keys`/`values` of something that is not an object (no location suffix).
     #[error("not an object")]

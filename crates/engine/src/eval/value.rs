@@ -177,8 +177,8 @@ impl Val {
             Val::Int(i) => Ok(Num::Int(*i)),
             Val::Float(f) => Ok(Num::Float(*f)),
             Val::Str(s) => Ok(str_to_num(s)),
-            Val::Array(_) => Err(ErrorKind::RefAsNumber("ARRAY")),
-            Val::Object(_) => Err(ErrorKind::RefAsNumber("HASH")),
+            Val::Array(_) => Err(ErrorKind::RefAsNumber("an ARRAY")),
+            Val::Object(_) => Err(ErrorKind::RefAsNumber("a HASH")),
         }
     }
 
@@ -191,8 +191,8 @@ impl Val {
             Val::Int(i) => Ok(Cow::Owned(i.to_string())),
             Val::Float(f) => Ok(Cow::Owned(format_float(*f))),
             Val::Str(s) => Ok(Cow::Borrowed(s.as_str())),
-            Val::Array(_) => Err(ErrorKind::RefAsString("ARRAY")),
-            Val::Object(_) => Err(ErrorKind::RefAsString("HASH")),
+            Val::Array(_) => Err(ErrorKind::RefAsString("an ARRAY")),
+            Val::Object(_) => Err(ErrorKind::RefAsString("a HASH")),
         }
     }
 
@@ -587,9 +587,9 @@ pub fn str_eq(l: &Val, r: &Val) -> Result<bool, ErrorKind> {
         }
         if matches!(r, Val::Array(_) | Val::Object(_)) {
             return Err(ErrorKind::RefAsString(if matches!(r, Val::Array(_)) {
-                "ARRAY"
+                "an ARRAY"
             } else {
-                "HASH"
+                "a HASH"
             }));
         }
         return Ok(*b == r.is_true());
