@@ -144,7 +144,8 @@ impl JobTable {
             }
             None if self.creating > 0 && self.early.len() < EARLY_LIMIT => {
                 tracing::debug!(job_id, "job_done before its create_job result; kept");
-                self.early.insert(job_id, outargs);
+                // Keep the first one: a repeated job_done must not replace it.
+                self.early.entry(job_id).or_insert(outargs);
             }
             None => tracing::debug!(job_id, "job_done for a job nobody waits for; ignored"),
         }
