@@ -11,7 +11,9 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,12 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::FramedRead;
 use tracing::{debug, error, trace, warn};
+
+/// What running a handler under `catch_unwind` yields.
+type HandlerOutcome = Result<Result<Reply, HandlerError>, Box<dyn std::any::Any + Send>>;
+
+/// A handler future wrapped to catch panics.
+type HandlerRun = dyn Future<Output = HandlerOutcome> + Send;
 
 /// How long a graceful close may spend flushing queued frames before the socket is dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -483,29 +491,48 @@ impl Peer {
         }
         let handler = Arc::clone(&entry.handler);
         let peer = self.clone();
-        tokio::spawn(async move {
-            let hpeer = peer.clone();
-            let outcome = AssertUnwindSafe(async move { handler(hpeer, params).await })
-                .catch_unwind()
-                .await;
-            match outcome {
-                Ok(Ok(Reply { value, after })) => {
-                    if !is_notification {
-                        peer.send_result(&reply_id, &value);
-                    }
-                    if let Some(hook) = after {
-                        hook();
-                    }
+        let hpeer = peer.clone();
+        let mut fut: Pin<Box<HandlerRun>> =
+            Box::pin(AssertUnwindSafe(async move { handler(hpeer, params).await }).catch_unwind());
+        // Fast path: most handlers complete without waiting; answer them right here and save
+        // a task hand-off. Anything that is not ready at once continues in its own task, so a
+        // slow handler never blocks the reader.
+        match (&mut fut).now_or_never() {
+            Some(outcome) => peer.finish_handler(outcome, &reply_id, is_notification, &method),
+            None => {
+                tokio::spawn(async move {
+                    let outcome = fut.await;
+                    peer.finish_handler(outcome, &reply_id, is_notification, &method);
+                });
+            }
+        }
+    }
+
+    /// Send the answer for a finished handler and run its after-hook.
+    fn finish_handler(
+        &self,
+        outcome: HandlerOutcome,
+        reply_id: &Value,
+        is_notification: bool,
+        method: &Value,
+    ) {
+        match outcome {
+            Ok(Ok(Reply { value, after })) => {
+                if !is_notification {
+                    self.send_result(reply_id, &value);
                 }
-                Ok(Err(HandlerError(text))) => {
-                    peer.send_error(&reply_id, &RpcError::method_threw(&text));
-                }
-                Err(_) => {
-                    error!(peer = %peer.shared.label, %method, "handler panicked");
-                    peer.send_error(&reply_id, &RpcError::method_threw("internal error"));
+                if let Some(hook) = after {
+                    hook();
                 }
             }
-        });
+            Ok(Err(HandlerError(text))) => {
+                self.send_error(reply_id, &RpcError::method_threw(&text));
+            }
+            Err(_) => {
+                error!(peer = %self.shared.label, %method, "handler panicked");
+                self.send_error(reply_id, &RpcError::method_threw("internal error"));
+            }
+        }
     }
 }
 
