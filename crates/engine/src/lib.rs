@@ -12,3 +12,7 @@ pub mod compile;
 pub mod eval;
 pub mod runtime;
 pub mod syntax;
+
+/// JCL front end: `parse(file, src)` → AST; `Catalog::compile`/`load_dir` → task graphs.
+pub use compile::{Catalog, CompileError, DefinitionRef, LoadReport, Stage};
+pub use syntax::parse;

@@ -1,0 +1,444 @@
+//! The definitions store: every compiled version of every workflow and action, version
+//! lookup (JCL.md §2.7 step 1, §2.15) and compile-time binding of calls (§2.6).
+
+use super::graph::{Action, Compiled, DefId, TargetKind, Workflow};
+use super::lower;
+use crate::syntax::{self, ast, CompileError};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+/// How much of the language the compiler accepts (JCL.md Part 3). Constructs of a later
+/// stage are parsed and then rejected with `statement X not supported yet` (or
+/// `section X not supported yet`, `procedure definitions not supported yet`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Stage {
+    /// Sequential workflows, calls, control flow, try/catch (C01–C30).
+    A,
+    /// Plus split/callflow, locks, sleep, wait_for_lock, regex match (C31–C39).
+    B,
+    /// Plus events, goto/label, roles, interface, map, detachflow, procedures, `list()`.
+    C,
+}
+
+/// A reference to a compiled definition, as returned by [`Catalog::compile`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefinitionRef {
+    /// The catalog id.
+    pub id: DefId,
+    /// The definition name.
+    pub name: String,
+    /// The new version.
+    pub version: u32,
+    /// Workflow, action or procedure.
+    pub kind: TargetKind,
+}
+
+/// What [`Catalog::load_dir`] did: the definitions it compiled and every error it found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Definitions compiled successfully, in compile order.
+    pub loaded: Vec<DefinitionRef>,
+    /// All errors (`file:line: message` when displayed), in file order.
+    pub errors: Vec<CompileError>,
+}
+
+impl LoadReport {
+    /// `true` if no file had an error.
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// The base type names (JCL.md §2.5).
+pub const BASE_TYPES: [&str; 6] = ["null", "boolean", "number", "string", "array", "object"];
+
+/// The store of compiled definitions.
+///
+/// Versions are numbered per name from 0, shared across kinds. Lookups follow the tag rule
+/// of JCL.md §2.7 step 1 (without tags: the highest version). Calls are bound when the
+/// caller is compiled; recompiling a callee later does not change existing callers.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    defs: Vec<Compiled>,
+    by_name: HashMap<String, Vec<DefId>>,
+    types: BTreeSet<String>,
+    locktypes: BTreeSet<String>,
+    vtags: BTreeSet<String>,
+    stage: Stage,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog::new()
+    }
+}
+
+impl Catalog {
+    /// An empty catalog accepting Stage A, knowing the base types and `integer`, no lock
+    /// types and the version tag `default`.
+    pub fn new() -> Self {
+        let mut types: BTreeSet<String> = BASE_TYPES.iter().map(|s| s.to_string()).collect();
+        types.insert("integer".to_string());
+        Catalog {
+            defs: Vec::new(),
+            by_name: HashMap::new(),
+            types,
+            locktypes: BTreeSet::new(),
+            vtags: ["default".to_string()].into_iter().collect(),
+            stage: Stage::A,
+        }
+    }
+
+    /// An empty catalog accepting the given stage.
+    pub fn with_stage(stage: Stage) -> Self {
+        let mut c = Catalog::new();
+        c.stage = stage;
+        c
+    }
+
+    /// The accepted stage.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// Change the accepted stage (affects later compiles only).
+    pub fn set_stage(&mut self, stage: Stage) {
+        self.stage = stage;
+    }
+
+    /// Register a (schema) type name usable in io-specs.
+    pub fn register_type(&mut self, name: &str) {
+        self.types.insert(name.to_string());
+    }
+
+    /// Whether a type name is known.
+    pub fn has_type(&self, name: &str) -> bool {
+        self.types.contains(name)
+    }
+
+    /// Register a lock type usable in `locks:` sections.
+    pub fn register_locktype(&mut self, name: &str) {
+        self.locktypes.insert(name.to_string());
+    }
+
+    /// Whether a lock type is registered (`check_if_lock_exists` returns null otherwise).
+    pub fn has_locktype(&self, name: &str) -> bool {
+        self.locktypes.contains(name)
+    }
+
+    /// Register a version tag usable with [`Catalog::compile_tagged`].
+    pub fn register_vtag(&mut self, tag: &str) {
+        self.vtags.insert(tag.to_string());
+    }
+
+    /// Parse, check, lower and store `src` as a new version of the definition it contains.
+    /// Calls are bound with the tag list `["default"]`.
+    pub fn compile(
+        &mut self,
+        file_name: &str,
+        src: &str,
+    ) -> Result<DefinitionRef, Vec<CompileError>> {
+        self.compile_tagged(file_name, src, &[])
+    }
+
+    /// Like [`Catalog::compile`], attaching version `tags` (which must be registered) to the
+    /// new version and binding calls with the tag list `tags ++ ["default"]`.
+    pub fn compile_tagged(
+        &mut self,
+        file_name: &str,
+        src: &str,
+        tags: &[String],
+    ) -> Result<DefinitionRef, Vec<CompileError>> {
+        let def = syntax::parse(file_name, src)?;
+        self.compile_definition(file_name, &def, tags)
+    }
+
+    /// Check, lower and store an already parsed definition as a new version.
+    pub fn compile_definition(
+        &mut self,
+        file_name: &str,
+        def: &ast::Definition,
+        tags: &[String],
+    ) -> Result<DefinitionRef, Vec<CompileError>> {
+        let mut errors = Vec::new();
+        for t in tags {
+            if !self.vtags.contains(t) {
+                errors.push(CompileError::new(
+                    file_name,
+                    0,
+                    format!("unknown version tag {t}"),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let id = self.defs.len();
+        let version = self.next_version(def.name());
+        let compiled = lower::compile(self, file_name, def, id, version, tags)?;
+        let r = DefinitionRef {
+            id,
+            name: compiled.name().to_string(),
+            version,
+            kind: compiled.target_kind(),
+        };
+        tracing::debug!(name = %r.name, version, id, "compiled definition");
+        self.by_name.entry(r.name.clone()).or_default().push(id);
+        self.defs.push(compiled);
+        Ok(r)
+    }
+
+    /// The version the next compile of `name` gets (`last + 1`, first 0).
+    pub fn next_version(&self, name: &str) -> u32 {
+        self.versions(name)
+            .iter()
+            .filter_map(|id| self.defs.get(*id))
+            .map(|d| d.version() + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Load every `*.ac` and `*.wf` file of a directory (not recursive): actions first, then
+    /// workflows in dependency order (a workflow is compiled after the workflows it calls
+    /// that are in the same directory). Enforces that a file's base name starts with the
+    /// definition's name. Every problem is reported; good files are still loaded.
+    pub fn load_dir(&mut self, path: impl AsRef<Path>) -> LoadReport {
+        let path = path.as_ref();
+        let mut report = LoadReport::default();
+        let mut files = Vec::new();
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                for entry in rd.flatten() {
+                    let p = entry.path();
+                    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+                    if (ext == "wf" || ext == "ac") && p.is_file() {
+                        files.push(p);
+                    }
+                }
+            }
+            Err(e) => {
+                report.errors.push(CompileError::new(
+                    &path.display().to_string(),
+                    0,
+                    format!("cannot read directory: {e}"),
+                ));
+                return report;
+            }
+        }
+        files.sort();
+        let mut actions = Vec::new();
+        let mut workflows = Vec::new();
+        for p in files {
+            let file = p.display().to_string();
+            let src = match std::fs::read_to_string(&p) {
+                Ok(s) => s,
+                Err(e) => {
+                    report.errors.push(CompileError::new(
+                        &file,
+                        0,
+                        format!("cannot read file: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            let def = match syntax::parse(&file, &src) {
+                Ok(d) => d,
+                Err(errs) => {
+                    report.errors.extend(errs);
+                    continue;
+                }
+            };
+            let base = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string();
+            let (what, is_wf) = match &def {
+                ast::Definition::Workflow(_) => ("workflow", true),
+                ast::Definition::Action(a) => match a.kind {
+                    ast::ActionKind::Action => ("action", false),
+                    ast::ActionKind::Procedure => ("procedure", false),
+                },
+            };
+            if !base.starts_with(def.name()) {
+                report.errors.push(CompileError::new(
+                    &file,
+                    def.line(),
+                    format!(
+                        "{what} filename {base} does not match {what} name {}",
+                        def.name()
+                    ),
+                ));
+                continue;
+            }
+            if is_wf {
+                workflows.push((file, def));
+            } else {
+                actions.push((file, def));
+            }
+        }
+        for (file, def) in &actions {
+            match self.compile_definition(file, def, &[]) {
+                Ok(r) => report.loaded.push(r),
+                Err(errs) => report.errors.extend(errs),
+            }
+        }
+        // Workflows: repeatedly compile those whose in-directory callees are done.
+        let mut pending: Vec<(String, ast::Definition)> = workflows;
+        while !pending.is_empty() {
+            let names: BTreeSet<String> =
+                pending.iter().map(|(_, d)| d.name().to_string()).collect();
+            let ready: Vec<usize> = (0..pending.len())
+                .filter(|&i| {
+                    let own = pending[i].1.name();
+                    lower::called_names(&pending[i].1)
+                        .iter()
+                        .all(|n| n == own || !names.contains(n))
+                })
+                .collect();
+            // On a cycle, compile the first remaining one anyway (it reports the missing target).
+            let chosen: Vec<usize> = if ready.is_empty() { vec![0] } else { ready };
+            let mut rest = Vec::new();
+            let mut batch = Vec::new();
+            for (i, item) in pending.into_iter().enumerate() {
+                if chosen.contains(&i) {
+                    batch.push(item);
+                } else {
+                    rest.push(item);
+                }
+            }
+            for (file, def) in &batch {
+                match self.compile_definition(file, def, &[]) {
+                    Ok(r) => report.loaded.push(r),
+                    Err(errs) => report.errors.extend(errs),
+                }
+            }
+            pending = rest;
+        }
+        report
+            .errors
+            .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        report
+    }
+
+    /// The definition with this id.
+    pub fn get(&self, id: DefId) -> Option<&Compiled> {
+        self.defs.get(id)
+    }
+
+    /// The workflow with this id.
+    pub fn workflow(&self, id: DefId) -> Option<&Arc<Workflow>> {
+        match self.defs.get(id) {
+            Some(Compiled::Workflow(w)) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// The action (or procedure) with this id.
+    pub fn action(&self, id: DefId) -> Option<&Arc<Action>> {
+        match self.defs.get(id) {
+            Some(Compiled::Action(a)) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// All definitions in compile order.
+    pub fn definitions(&self) -> &[Compiled] {
+        &self.defs
+    }
+
+    /// The ids of all versions of `name`, oldest first.
+    pub fn versions(&self, name: &str) -> &[DefId] {
+        self.by_name.get(name).map(|v| v.as_slice()).unwrap_or(&[])
+    }
+
+    /// Select a version among the definitions of `name` accepted by `filter`, with the tag
+    /// rule of JCL.md §2.7 step 1: tag list `L = split(vtag, ':') ++ ["default"]`; candidates
+    /// carry a tag in `L` or no tag; the earliest tag position wins (untagged ranks last),
+    /// then the highest version.
+    pub fn select(
+        &self,
+        name: &str,
+        vtag: Option<&str>,
+        filter: impl Fn(&Compiled) -> bool,
+    ) -> Option<&Compiled> {
+        let mut list: Vec<&str> = match vtag {
+            Some(t) if !t.is_empty() && t != "default" => t.split(':').collect(),
+            _ => Vec::new(),
+        };
+        list.push("default");
+        self.select_with(name, &list, filter)
+    }
+
+    /// [`Catalog::select`] with an explicit tag list (already including `default`).
+    pub fn select_with(
+        &self,
+        name: &str,
+        list: &[&str],
+        filter: impl Fn(&Compiled) -> bool,
+    ) -> Option<&Compiled> {
+        let mut best: Option<(usize, u32, &Compiled)> = None;
+        for d in self
+            .versions(name)
+            .iter()
+            .filter_map(|id| self.defs.get(*id))
+        {
+            if !filter(d) {
+                continue;
+            }
+            let rank = if d.tags().is_empty() {
+                list.len()
+            } else {
+                match d
+                    .tags()
+                    .iter()
+                    .filter_map(|t| list.iter().position(|l| l == t))
+                    .min()
+                {
+                    Some(r) => r,
+                    None => continue,
+                }
+            };
+            let better = match best {
+                None => true,
+                Some((br, bv, _)) => rank < br || (rank == br && d.version() > bv),
+            };
+            if better {
+                best = Some((rank, d.version(), d));
+            }
+        }
+        best.map(|(_, _, d)| d)
+    }
+
+    /// The workflow `create_job` runs for `name` and `vtag` (JCL.md §2.7 step 1), or `None`
+    /// (`no workflow named NAME`).
+    pub fn lookup_workflow(&self, name: &str, vtag: Option<&str>) -> Option<&Arc<Workflow>> {
+        match self.select(name, vtag, |d| matches!(d, Compiled::Workflow(_))) {
+            Some(Compiled::Workflow(w)) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// The latest version of an action or procedure by name (what workers serve).
+    pub fn latest_action(&self, name: &str) -> Option<&Arc<Action>> {
+        self.versions(name)
+            .iter()
+            .rev()
+            .find_map(|id| match self.defs.get(*id) {
+                Some(Compiled::Action(a)) => Some(a),
+                _ => None,
+            })
+    }
+
+    /// Whether the definition `id` accepts a type name (for io-spec checks).
+    pub(crate) fn types(&self) -> &BTreeSet<String> {
+        &self.types
+    }
+
+    /// Registered lock types.
+    pub(crate) fn locktypes(&self) -> &BTreeSet<String> {
+        &self.locktypes
+    }
+}
