@@ -8,8 +8,8 @@ use futures::{SinkExt, StreamExt};
 use jobcenter::ClientConfig;
 use jobcenter_wire::NetstringCodec;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
 
 /// How long a test waits for any single expected event.
@@ -38,9 +38,7 @@ impl Script {
             .expect("accept timeout")
             .expect("accept");
         s.set_nodelay(true).ok();
-        Conn {
-            framed: Framed::new(s, NetstringCodec::new(64 * 1024 * 1024)),
-        }
+        Conn::new(s)
     }
 
     /// Accept, greet, answer hello with success; returns the conn and the hello params.
@@ -58,12 +56,23 @@ impl Script {
     }
 }
 
+/// Any byte stream the scripted server can talk over (TCP or TLS).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// One scripted connection (the server side).
 pub struct Conn {
-    pub framed: Framed<TcpStream, NetstringCodec>,
+    pub framed: Framed<Box<dyn Io>, NetstringCodec>,
 }
 
 impl Conn {
+    pub fn new(io: impl Io + 'static) -> Conn {
+        let io: Box<dyn Io> = Box::new(io);
+        Conn {
+            framed: Framed::new(io, NetstringCodec::new(64 * 1024 * 1024)),
+        }
+    }
+
     pub async fn send(&mut self, v: Value) {
         self.framed
             .send(Bytes::from(v.to_string()))
