@@ -188,3 +188,35 @@ fn failed_map_keeps_nothing() {
     assert_eq!(err.line, 2);
     assert_eq!(v["keep"], 1);
 }
+
+#[test]
+fn jcl_c29_phase_prefixes_of_job_errors() {
+    use jobcenter_engine::eval::types::{check_inputs, check_outputs, IoSpec};
+    use jobcenter_engine::eval::{MapError, Phase};
+    let err = MapError::from(let_err("q = a.a / a.b", r#"{"a": 1, "b": 0}"#));
+    assert_eq!(
+        err.job_message(Phase::Eval),
+        "caught exception in do_eval sqlstate 38000 sqlerrm Illegal division by zero at line 1."
+    );
+    let (a, e, v) = (obj("{}"), obj("{}"), obj("{}"));
+    let cond = Code::Expr(expr("v.x / 0"));
+    let err = MapError::from(run_condition(&cond, &a, &e, &v).unwrap_err());
+    assert_eq!(
+        err.job_message(Phase::BoolCode),
+        "caught exception in do_boolcode sqlstate 38000 sqlerrm Illegal division by zero at line 1."
+    );
+    let spec = [IoSpec::base("counter", "number").unwrap()];
+    let err = MapError::from(check_inputs(&spec, &obj(r#"{"counter": "abc"}"#)).unwrap_err());
+    assert_eq!(
+        err.job_message(Phase::InArgsMap),
+        "caught exception in do_inargsmap sqlstate P0001 sqlerrm input argument \"counter\" has wrong type string (should be number)"
+    );
+    let spec = [IoSpec::base("r", "number").unwrap()];
+    let err = MapError::from(check_outputs(&spec, &obj("{}")).unwrap_err());
+    assert_eq!(
+        err.job_message(Phase::WorkflowOutArgsMap),
+        "caught exception in do_workflowoutargsmap sqlstate P0001 sqlerrm required output parameter r not found"
+    );
+    assert_eq!(Phase::StringCode.name(), "do_stringcode");
+    assert_eq!(Phase::OutArgsMap.name(), "do_outargsmap");
+}

@@ -284,3 +284,45 @@ fn schema_keywords() {
         assert_eq!(validate(&schema, &value), want, "{schema} on {value}");
     }
 }
+
+#[test]
+fn io_specs_from_the_ast() {
+    use jobcenter_engine::syntax::ast;
+    let reg = SchemaRegistry::new();
+    let lines = [
+        ast::IoSpec {
+            line: 2,
+            name: "n".into(),
+            ty: "integer".into(),
+            default: None,
+            optional: false,
+        },
+        ast::IoSpec {
+            line: 3,
+            name: "s".into(),
+            ty: "string".into(),
+            default: Some(json!("d")),
+            optional: false,
+        },
+    ];
+    let specs = IoSpec::from_ast_list(&lines, &reg, true).unwrap();
+    assert!(matches!(specs[0].ty, IoType::Schema { .. }));
+    assert_eq!(specs[1].default, Some(json!("d")));
+    assert_eq!(
+        Value::Object(check_inputs(&specs, &o(json!({"n": 2}))).unwrap()),
+        json!({"n": 2, "s": "d"})
+    );
+    let bad = [ast::IoSpec {
+        line: 2,
+        name: "x".into(),
+        ty: "blob".into(),
+        default: None,
+        optional: false,
+    }];
+    assert_eq!(
+        IoSpec::from_ast_list(&bad, &reg, true)
+            .unwrap_err()
+            .to_string(),
+        "unknown type blob"
+    );
+}

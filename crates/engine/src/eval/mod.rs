@@ -3,6 +3,19 @@
 //! - [`value`]: Perl scalar semantics over `serde_json::Value` (JCL.md §2.3);
 //! - [`types`]: input/output type checking with defaults and the exact messages (§2.5);
 //! - [`codec`]: the byte codecs behind `b64encode`/`md5`... (Latin-1 semantics, Appendix D.7);
+//! - [`scope`]: the six objects of one evaluation (availability, copy-on-write `v`);
+//! - [`expr`]: expression evaluation, conditions and string values;
+//! - [`maps`]: assignment lists and one `run_*` helper per evaluation context.
+//!
+//! Typical use by the runtime (a `let` task):
+//!
+//! ```ignore
+//! match eval::run_let(&map, &job.args, &job.env, &job.vars, Some(ids)) {
+//!     Ok(Some(new_vars)) => job.vars = new_vars,
+//!     Ok(None) => {}
+//!     Err(err) => raise(MapError::from(err).job_message(Phase::Eval)),
+//! }
+//! ```
 //!
 //! Errors of an evaluation are [`EvalError`]s: an [`ErrorKind`] plus the 1-based line (the
 //! index of the assignment in its map; a condition is line 1). `Display` gives the exact
@@ -14,6 +27,17 @@ pub mod maps;
 pub mod scope;
 pub mod types;
 pub mod value;
+
+pub use expr::{eval_condition, eval_expr, eval_string};
+pub use maps::{
+    eval_map, run_case, run_condition, run_implicit_input, run_input_map, run_let, run_lock_value,
+    run_output_map, run_wfomap,
+};
+pub use scope::{Context, EnvIds, Object, Scope};
+pub use types::{
+    check_inputs, check_inputs_owned, check_outputs, IoSpec, IoType, SchemaRegistry, TypeError,
+};
+pub use value::{is_true, to_perl_string, Val};
 
 /// What went wrong while evaluating an expression or a map (without the location).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -121,4 +145,72 @@ impl EvalError {
     pub fn sqlstate(&self) -> &'static str {
         "38000"
     }
+}
+
+/// The phase names of `caught exception in <phase> sqlstate <S> sqlerrm <text>` (§2.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// `let`/`eval` evaluation.
+    Eval,
+    /// Condition of `if`/`elsif`/`while`/`until`/`assert`.
+    BoolCode,
+    /// Case expression; lock/unlock value.
+    StringCode,
+    /// Input map or input check of a call or system statement.
+    InArgsMap,
+    /// Output check or output map of a call.
+    OutArgsMap,
+    /// `wfomap` or workflow output check.
+    WorkflowOutArgsMap,
+}
+
+impl Phase {
+    /// The original's name of the phase, e.g. `do_eval`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Eval => "do_eval",
+            Phase::BoolCode => "do_boolcode",
+            Phase::StringCode => "do_stringcode",
+            Phase::InArgsMap => "do_inargsmap",
+            Phase::OutArgsMap => "do_outargsmap",
+            Phase::WorkflowOutArgsMap => "do_workflowoutargsmap",
+        }
+    }
+}
+
+/// Either failure of a map step: an expression error (sqlstate `38000`) or a type-check
+/// error (sqlstate `P0001`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MapError {
+    /// A runtime expression error.
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// A type-check failure.
+    #[error(transparent)]
+    Type(#[from] TypeError),
+}
+
+impl MapError {
+    /// `38000` for expression errors, `P0001` for type-check errors.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            MapError::Eval(e) => e.sqlstate(),
+            MapError::Type(e) => e.sqlstate(),
+        }
+    }
+
+    /// The job error message: `caught exception in <phase> sqlstate <S> sqlerrm <text>`.
+    pub fn job_message(&self, phase: Phase) -> String {
+        caught_exception(phase, self.sqlstate(), &self.to_string())
+    }
+}
+
+/// Format `caught exception in <phase> sqlstate <sqlstate> sqlerrm <text>` (§2.10).
+pub fn caught_exception(phase: Phase, sqlstate: &str, text: &str) -> String {
+    format!(
+        "caught exception in {} sqlstate {} sqlerrm {}",
+        phase.name(),
+        sqlstate,
+        text
+    )
 }

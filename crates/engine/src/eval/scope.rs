@@ -323,10 +323,9 @@ impl<'a> Scope<'a> {
         Ok(match obj {
             Obj::A | Obj::E => None,
             Obj::V => match self.context {
-                Context::Output | Context::Let | Context::Condition | Context::Discarded => {
-                    Some(self.v.to_mut())
-                }
-                Context::Input | Context::WfOmap => None,
+                Context::Output | Context::Let | Context::Condition => Some(self.v.to_mut()),
+                // Changes would be discarded: skip the copy (autovivification is unobservable).
+                Context::Input | Context::WfOmap | Context::Discarded => None,
             },
             Obj::T => Some(&mut self.t),
             Obj::I => Some(self.i.as_mut().ok_or(Self::unavailable(obj))?),
@@ -376,7 +375,7 @@ impl<'a> Scope<'a> {
     /// Replace a whole top-level object (magic `<*>`).
     pub fn replace_object(&mut self, obj: Obj, content: Object) -> Result<(), ErrorKind> {
         match (obj, self.context) {
-            (Obj::V, Context::Output | Context::Let | Context::Condition | Context::Discarded) => {
+            (Obj::V, Context::Output | Context::Let | Context::Condition) => {
                 self.v = Cow::Owned(content);
             }
             (Obj::I, Context::Input) => self.i = Some(content),

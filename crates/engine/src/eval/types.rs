@@ -108,6 +108,33 @@ impl IoSpec {
         })
     }
 
+    /// Build from a parsed io-spec line, resolving its type name with `registry`
+    /// (`input`: for `in:`/`env:` lines; only used in messages).
+    pub fn from_ast(
+        spec: &crate::syntax::ast::IoSpec,
+        registry: &SchemaRegistry,
+        input: bool,
+    ) -> Result<IoSpec, TypeError> {
+        Ok(IoSpec {
+            name: spec.name.clone(),
+            ty: registry.resolve(&spec.ty, &spec.name, input)?,
+            default: spec.default.clone(),
+            optional: spec.optional,
+        })
+    }
+
+    /// Build a whole `in:`/`out:`/`env:` section (see [`IoSpec::from_ast`]).
+    pub fn from_ast_list(
+        specs: &[crate::syntax::ast::IoSpec],
+        registry: &SchemaRegistry,
+        input: bool,
+    ) -> Result<Vec<IoSpec>, TypeError> {
+        specs
+            .iter()
+            .map(|s| IoSpec::from_ast(s, registry, input))
+            .collect()
+    }
+
     /// The same spec with a default value.
     pub fn with_default(mut self, default: Value) -> IoSpec {
         self.default = Some(default);
