@@ -5,6 +5,8 @@
 //! `job_done` (§9). Everything about jobs lives behind the
 //! [`jobcenter_engine::backend::Backend`] trait.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod config;
 pub mod dispatch;

@@ -208,6 +208,14 @@ async fn c03_c14_c16_c17_unknown_method_and_bad_requests() {
         v,
         json!({"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Method is not a notification."}})
     );
+    c.notify(
+        "hello",
+        json!({"who":"theCustomer","method":"password","token":"wantsThings"}),
+    )
+    .await;
+    let v = c.next().await.expect("frame");
+    assert_eq!(v["id"], Value::Null, "C15");
+    assert_eq!(v["error"]["code"], json!(-32000), "C15");
     c.send(&json!({"jsonrpc":"2.0","id":null,"method":"ping","params":{}}))
         .await;
     let v = c.next().await.expect("frame");

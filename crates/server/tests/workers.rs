@@ -396,6 +396,26 @@ async fn c62_c63_get_task_unknown_used_or_taken_is_empty() {
 }
 
 #[tokio::test]
+async fn c63_get_task_backend_error_releases_the_slot() {
+    let s = TestServer::start().await;
+    let mut w = s.login("theEmployee").await;
+    w.announce("w1", "add", 1).await;
+    let mut c = s.login("theCustomer").await;
+    let job = create(&mut c, "calladd", json!({"counter": 1})).await;
+    let tr = w.notification("task_ready").await;
+    assert_eq!(tr["job_id"], json!(job));
+    // the backend refuses (no such registration): [] and the slot is free again
+    let r = w
+        .result("get_task", json!({"actionname":"nobody","job_id": job}))
+        .await;
+    assert_eq!(r, json!([]));
+    s.handle.poll_now().await;
+    let t = w.take_task().await;
+    assert_eq!(t[0], json!(job), "re-offered: the slot was released");
+    s.handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn c14_c64_c65_task_done_edge_cases() {
     let s = TestServer::start().await;
     let mut w = s.login("theEmployee").await;
