@@ -156,6 +156,13 @@ fn arithmetic_results_and_integer_range() {
     assert_eq!(text("18446744073709551615 + 0"), "18446744073709551615");
     assert!(ev("18446744073709551615 + 1").is_f64());
     assert!(ev("-9223372036854775807 - 10").is_f64());
+    // Integral floats count as integers in `+ - * **` and unary minus (Perl's SvIV_please),
+    // strings with a fraction do not.
+    assert_eq!(text("(8 / 2) + 1"), "5");
+    assert_eq!(text("-(8 / 2)"), "-4");
+    assert_eq!(text("3.0 ** 2"), "9");
+    assert_eq!(text("'3.0' + 1"), "4.0");
+    assert_eq!(text("0.5 + 0.5"), "1.0");
 }
 
 #[test]

@@ -182,6 +182,19 @@ impl Val {
         }
     }
 
+    /// The operand of an integer-preserving operator (`+ - * **`, unary `-`): like
+    /// [`Val::to_num`], but a float that holds an integral value below 2**53 counts as an
+    /// integer, as Perl's `SvIV_please` does (`(8 / 2) + 1` is the integer `5`). Strings keep
+    /// their numification (`"3.0" + 1` stays a float).
+    pub fn arith_num(&self) -> Result<Num, ErrorKind> {
+        match self {
+            Val::Float(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => {
+                Ok(Num::Int(*f as i128))
+            }
+            other => other.to_num(),
+        }
+    }
+
     /// Perl stringification; arrays and objects are an error.
     pub fn to_str(&self) -> Result<Cow<'_, str>, ErrorKind> {
         match self {
@@ -393,7 +406,7 @@ pub fn str_to_num(s: &str) -> Num {
 
 /// `+`: integer when both operands are integers and the result fits, else float.
 pub fn add(l: &Val, r: &Val) -> Result<Val, ErrorKind> {
-    Ok(match (l.to_num()?, r.to_num()?) {
+    Ok(match (l.arith_num()?, r.arith_num()?) {
         (Num::Int(a), Num::Int(b)) => Num::int(a + b),
         (a, b) => Num::Float(a.as_f64() + b.as_f64()),
     }
@@ -402,7 +415,7 @@ pub fn add(l: &Val, r: &Val) -> Result<Val, ErrorKind> {
 
 /// `-` (binary).
 pub fn sub(l: &Val, r: &Val) -> Result<Val, ErrorKind> {
-    Ok(match (l.to_num()?, r.to_num()?) {
+    Ok(match (l.arith_num()?, r.arith_num()?) {
         (Num::Int(a), Num::Int(b)) => Num::int(a - b),
         (a, b) => Num::Float(a.as_f64() - b.as_f64()),
     }
@@ -411,7 +424,7 @@ pub fn sub(l: &Val, r: &Val) -> Result<Val, ErrorKind> {
 
 /// `*`.
 pub fn mul(l: &Val, r: &Val) -> Result<Val, ErrorKind> {
-    Ok(match (l.to_num()?, r.to_num()?) {
+    Ok(match (l.arith_num()?, r.arith_num()?) {
         (Num::Int(a), Num::Int(b)) => match a.checked_mul(b) {
             Some(p) => Num::int(p),
             None => Num::Float(a as f64 * b as f64),
@@ -473,7 +486,7 @@ pub fn modulus(l: &Val, r: &Val) -> Result<Val, ErrorKind> {
 /// `**`: a float, except (Appendix D.2) an integer base that is not a power of two raised to
 /// a non-negative integer exponent whose result fits an integer.
 pub fn pow(l: &Val, r: &Val) -> Result<Val, ErrorKind> {
-    let (a, b) = (l.to_num()?, r.to_num()?);
+    let (a, b) = (l.arith_num()?, r.arith_num()?);
     let result = a.as_f64().powf(b.as_f64());
     if let (Num::Int(base), Num::Int(exp)) = (a, b) {
         let mag = base.unsigned_abs();
@@ -512,7 +525,7 @@ pub fn negate(v: &Val) -> Result<Val, ErrorKind> {
             }
         }
     }
-    Ok(match v.to_num()? {
+    Ok(match v.arith_num()? {
         Num::Int(i) => Num::int(-i),
         Num::Float(f) => Num::Float(-f),
     }
