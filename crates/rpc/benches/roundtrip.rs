@@ -2,7 +2,8 @@
 //!
 //! Run with `cargo bench -p jobcenter-rpc --bench roundtrip`; prints one line per scenario.
 //! Env: `ROUNDTRIP_N` (calls per scenario, default 20000), `ROUNDTRIP_RUNTIME=current` for a
-//! single-threaded runtime.
+//! single-threaded runtime. The scenarios run interleaved for 5 rounds; median and best are
+//! printed.
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -124,21 +125,35 @@ async fn rpc_pipelined(n: usize, in_flight: usize) -> BenchResult<Duration> {
     Ok(el)
 }
 
-async fn run(n: usize) -> BenchResult<()> {
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+async fn run(n: usize, rounds: usize) -> BenchResult<()> {
     // Warm-up (connection setup, allocator, branch predictors).
     raw_ping_pong(n / 10).await?;
     rpc_sequential(n / 10).await?;
-    let raw = report("raw netstring ping-pong (1)", n, raw_ping_pong(n).await?);
-    let seq = report("rpc call, 1 in flight", n, rpc_sequential(n).await?);
-    let pip = report(
-        "rpc call, 128 in flight",
-        n * 5,
-        rpc_pipelined(n * 5, 128).await?,
-    );
+    // Interleave the scenarios so that load from other processes hits them alike.
+    let (mut raw, mut seq, mut pip) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        raw.push(raw_ping_pong(n).await?);
+        seq.push(rpc_sequential(n).await?);
+        pip.push(rpc_pipelined(n * 5, 128).await?);
+    }
+    println!("median of {rounds} rounds:");
+    let raw_m = report("raw netstring ping-pong (1)", n, median(&mut raw));
+    let seq_m = report("rpc call, 1 in flight", n, median(&mut seq));
+    let pip_m = report("rpc call, 128 in flight", n * 5, median(&mut pip));
+    println!("best of {rounds} rounds:");
+    let raw_b = report("raw netstring ping-pong (1)", n, raw[0]);
+    let seq_b = report("rpc call, 1 in flight", n, seq[0]);
+    report("rpc call, 128 in flight", n * 5, pip[0]);
     println!(
-        "sequential rpc / raw time ratio: {:.2}x   pipelined: {:.0} calls/s",
-        raw / seq,
-        pip
+        "sequential rpc time / raw time: median {:.2}x, best {:.2}x; pipelined median {:.0} calls/s",
+        raw_m / seq_m,
+        raw_b / seq_b,
+        pip_m
     );
     Ok(())
 }
@@ -150,6 +165,7 @@ fn main() -> BenchResult<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(if quick { 1000 } else { 20_000 });
+    let rounds = if quick { 1 } else { 5 };
     let current = std::env::var("ROUNDTRIP_RUNTIME").is_ok_and(|v| v == "current");
     let rt = if current {
         tokio::runtime::Builder::new_current_thread()
@@ -168,5 +184,5 @@ fn main() -> BenchResult<()> {
             "multi_thread"
         }
     );
-    rt.block_on(run(n))
+    rt.block_on(run(n, rounds))
 }

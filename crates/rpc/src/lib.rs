@@ -6,6 +6,7 @@
 //! and matches incoming responses to outstanding [`Peer::call`]s by id.
 
 mod methods;
+mod output;
 mod peer;
 
 pub use jobcenter_wire as wire;

@@ -1,11 +1,12 @@
 //! The connection peer: a reader task, a writer task and a cheap clonable handle.
 
 use crate::methods::{HandlerError, Methods, Reply};
+use crate::output::{Output, Pushed};
 use bytes::{Bytes, BytesMut};
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use jobcenter_wire::{
-    classify, encode_error, encode_frame, encode_notification, encode_request, encode_result,
-    is_falsy_id, FrameError, Incoming, NetstringCodec, RpcError, CLIENT_MAX_FRAME,
+    classify, encode_error, encode_notification, encode_request, encode_result, is_falsy_id,
+    FrameError, Incoming, NetstringCodec, RpcError, CLIENT_MAX_FRAME,
 };
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
@@ -17,9 +18,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::codec::FramedRead;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{oneshot, watch, Notify};
+use tokio_util::codec::Decoder;
 use tracing::{debug, error, trace, warn};
 
 /// What running a handler under `catch_unwind` yields.
@@ -30,9 +31,6 @@ type HandlerRun = dyn Future<Output = HandlerOutcome> + Send;
 
 /// How long a graceful close may spend flushing queued frames before the socket is dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
-
-/// Stop collecting a write batch once it holds this many bytes.
-const MAX_BATCH: usize = 256 * 1024;
 
 /// Initial read buffer size.
 const READ_BUFFER: usize = 16 * 1024;
@@ -123,14 +121,6 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// A message for the writer task.
-enum Out {
-    /// An encoded payload (the writer adds the netstring framing).
-    Frame(Bytes),
-    /// Graceful close: everything queued before this is written, then the stream is shut down.
-    Close,
-}
-
 type CallSender = oneshot::Sender<Result<Value, CallError>>;
 
 #[derive(Default)]
@@ -147,7 +137,8 @@ struct Shared {
     state: Mutex<Option<String>>,
     pending: Mutex<Pending>,
     next_call: AtomicU64,
-    out_tx: mpsc::UnboundedSender<Out>,
+    out: Mutex<Output>,
+    out_wake: Notify,
     close_tx: watch::Sender<Option<CloseReason>>,
     abort_tx: watch::Sender<bool>,
     done_tx: watch::Sender<bool>,
@@ -202,7 +193,7 @@ impl Peer {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let id = NEXT_PEER_ID.fetch_add(1, Ordering::Relaxed);
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (r, w) = tokio::io::split(io);
         let shared = Arc::new(Shared {
             id,
             label: cfg.label,
@@ -211,14 +202,14 @@ impl Peer {
             state: Mutex::new(None),
             pending: Mutex::new(Pending::default()),
             next_call: AtomicU64::new(1),
-            out_tx,
+            out: Mutex::new(Output::new(Box::pin(w))),
+            out_wake: Notify::new(),
             close_tx: watch::channel(None).0,
             abort_tx: watch::channel(false).0,
             done_tx: watch::channel(false).0,
         });
         let peer = Peer { shared };
-        let (r, w) = tokio::io::split(io);
-        tokio::spawn(writer_task(peer.clone(), w, out_rx));
+        tokio::spawn(writer_task(peer.clone()));
         tokio::spawn(reader_task(peer.clone(), r, cfg.max_frame));
         debug!(peer = %peer.shared.label, id, "connection started");
         peer
@@ -254,9 +245,7 @@ impl Peer {
             n,
             armed: true,
         };
-        if self.shared.out_tx.send(Out::Frame(payload)).is_err() {
-            return Err(CallError::Closed);
-        }
+        self.queue(payload)?;
         let res = rx.await;
         guard.armed = false;
         match res {
@@ -335,15 +324,28 @@ impl Peer {
         let _ = rx.wait_for(|d| *d).await;
     }
 
-    /// Queue an encoded payload for writing.
+    /// Queue an encoded payload for writing (written at once if the socket is idle).
     fn queue(&self, payload: Bytes) -> Result<(), CallError> {
-        if self.is_closed() {
-            return Err(CallError::Closed);
+        let pushed = {
+            let mut out = self.shared.out.lock();
+            if out.refuses() {
+                return Err(CallError::Closed);
+            }
+            out.push(&payload)
+        };
+        self.after_push(pushed);
+        Ok(())
+    }
+
+    fn after_push(&self, pushed: Pushed) {
+        match pushed {
+            Pushed::Done => {}
+            Pushed::WakeWriter => self.shared.out_wake.notify_one(),
+            Pushed::Failed(e) => {
+                debug!(peer = %self.shared.label, error = %e, "write error");
+                self.shutdown(CloseReason::Io(e), false);
+            }
         }
-        self.shared
-            .out_tx
-            .send(Out::Frame(payload))
-            .map_err(|_| CallError::Closed)
     }
 
     fn send_result(&self, id: &Value, result: &Value) {
@@ -394,7 +396,8 @@ impl Peer {
             }
             debug!(peer = %sh.label, %reason, graceful, "connection closing");
             if graceful {
-                let _ = sh.out_tx.send(Out::Close);
+                sh.out.lock().begin_close();
+                sh.out_wake.notify_one();
             } else {
                 sh.abort_tx.send_replace(true);
             }
@@ -408,6 +411,19 @@ impl Peer {
         warn!(peer = %self.shared.label, %reason, "fatal protocol error, closing");
         self.send_error(&Value::Null, &RpcError::invalid_request(&reason));
         self.shutdown(CloseReason::Fatal(reason), true);
+    }
+
+    fn framing_error(&self, e: FrameError) {
+        match e {
+            FrameError::Io(e) => {
+                debug!(peer = %self.shared.label, error = %e, "read error");
+                self.shutdown(CloseReason::Io(e.to_string()), false);
+            }
+            e => {
+                warn!(peer = %self.shared.label, error = %e, "framing error, closing");
+                self.shutdown(CloseReason::Framing(e.to_string()), true);
+            }
+        }
     }
 
     /// The pending-call number encoded in one of our ids.
@@ -536,37 +552,57 @@ impl Peer {
     }
 }
 
-async fn reader_task<R>(peer: Peer, r: R, max_frame: usize)
+async fn reader_task<R>(peer: Peer, mut r: R, max_frame: usize)
 where
     R: AsyncRead + Unpin,
 {
-    let mut framed = FramedRead::with_capacity(r, NetstringCodec::new(max_frame), READ_BUFFER);
+    let mut codec = NetstringCodec::new(max_frame);
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut close_rx = peer.shared.close_tx.subscribe();
     loop {
-        let item = tokio::select! {
+        // Handle every complete frame already buffered; answers produced meanwhile are
+        // collected and written together afterwards.
+        peer.shared.out.lock().cork();
+        let stop = loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(payload)) => {
+                    if !peer.handle_payload(&payload) {
+                        break true;
+                    }
+                }
+                Ok(None) => break false,
+                Err(e) => {
+                    peer.framing_error(e);
+                    break true;
+                }
+            }
+        };
+        let pushed = peer.shared.out.lock().uncork();
+        peer.after_push(pushed);
+        if stop {
+            break;
+        }
+        if buf.capacity() - buf.len() < READ_BUFFER / 4 {
+            buf.reserve(READ_BUFFER);
+        }
+        let read = tokio::select! {
             biased;
             _ = close_rx.wait_for(|r| r.is_some()) => break,
-            item = framed.next() => item,
+            read = r.read_buf(&mut buf) => read,
         };
-        match item {
-            None => {
-                peer.shutdown(CloseReason::PeerClosed, true);
+        match read {
+            Ok(0) => {
+                match codec.decode_eof(&mut buf) {
+                    Ok(_) => peer.shutdown(CloseReason::PeerClosed, true),
+                    Err(e) => peer.framing_error(e),
+                }
                 break;
             }
-            Some(Err(FrameError::Io(e))) => {
+            Ok(_) => {}
+            Err(e) => {
                 debug!(peer = %peer.shared.label, error = %e, "read error");
                 peer.shutdown(CloseReason::Io(e.to_string()), false);
                 break;
-            }
-            Some(Err(e)) => {
-                warn!(peer = %peer.shared.label, error = %e, "framing error, closing");
-                peer.shutdown(CloseReason::Framing(e.to_string()), true);
-                break;
-            }
-            Some(Ok(payload)) => {
-                if !peer.handle_payload(&payload) {
-                    break;
-                }
             }
         }
     }
@@ -579,42 +615,23 @@ enum WriterEnd {
     Io(std::io::Error),
 }
 
-async fn write_loop<W>(w: &mut W, rx: &mut mpsc::UnboundedReceiver<Out>) -> std::io::Result<()>
-where
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+/// Drain the output whenever woken, until a graceful close has been written out.
+async fn drive_output(shared: &Shared) -> WriterEnd {
     loop {
-        let mut closing = false;
-        match rx.recv().await {
-            None => closing = true,
-            Some(Out::Close) => closing = true,
-            Some(Out::Frame(p)) => encode_frame(&p, &mut buf),
-        }
-        while !closing && buf.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(Out::Frame(p)) => encode_frame(&p, &mut buf),
-                Ok(Out::Close) => closing = true,
-                Err(_) => break,
-            }
-        }
-        if !buf.is_empty() {
-            w.write_all(&buf).await?;
-            buf.clear();
-        }
-        w.flush().await?;
-        if closing {
-            return Ok(());
+        shared.out_wake.notified().await;
+        let res = std::future::poll_fn(|cx| shared.out.lock().poll_writer(cx)).await;
+        match res {
+            Ok(true) => return WriterEnd::Done,
+            Ok(false) => {}
+            Err(e) => return WriterEnd::Io(e),
         }
     }
 }
 
-async fn writer_task<W>(peer: Peer, mut w: W, mut rx: mpsc::UnboundedReceiver<Out>)
-where
-    W: AsyncWrite + Unpin,
-{
-    let mut abort_rx = peer.shared.abort_tx.subscribe();
-    let mut close_rx = peer.shared.close_tx.subscribe();
+async fn writer_task(peer: Peer) {
+    let shared = &peer.shared;
+    let mut abort_rx = shared.abort_tx.subscribe();
+    let mut close_rx = shared.close_tx.subscribe();
     let end = tokio::select! {
         biased;
         _ = abort_rx.wait_for(|a| *a) => WriterEnd::Aborted,
@@ -622,27 +639,26 @@ where
             let _ = close_rx.wait_for(|r| r.is_some()).await;
             tokio::time::sleep(CLOSE_GRACE).await;
         } => WriterEnd::GraceExpired,
-        r = write_loop(&mut w, &mut rx) => match r {
-            Ok(()) => WriterEnd::Done,
-            Err(e) => WriterEnd::Io(e),
-        },
+        end = drive_output(shared) => end,
     };
+    let io = shared.out.lock().finish();
     match end {
         WriterEnd::Done => {
-            let _ = tokio::time::timeout(CLOSE_GRACE, w.shutdown()).await;
+            if let Some(mut io) = io {
+                let _ = tokio::time::timeout(CLOSE_GRACE, io.shutdown()).await;
+            }
         }
         WriterEnd::Io(e) => {
-            debug!(peer = %peer.shared.label, error = %e, "write error");
+            debug!(peer = %shared.label, error = %e, "write error");
             peer.shutdown(CloseReason::Io(e.to_string()), false);
         }
         WriterEnd::Aborted => {}
         WriterEnd::GraceExpired => {
-            warn!(peer = %peer.shared.label, "graceful close timed out, dropping the connection");
+            warn!(peer = %shared.label, "graceful close timed out, dropping the connection");
         }
     }
-    drop(w);
     // Make sure the reader stops too, then report completion.
     peer.shutdown(CloseReason::Local, false);
-    peer.shared.done_tx.send_replace(true);
-    debug!(peer = %peer.shared.label, "connection finished");
+    shared.done_tx.send_replace(true);
+    debug!(peer = %shared.label, "connection finished");
 }

@@ -223,7 +223,7 @@ async fn calls_both_ways() {
     assert_eq!(client.state(), None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelining_1000_concurrent_calls() {
     let (_server, client) = two_peers(client_methods()).await;
     let calls = (0..1000).map(|i| {
@@ -787,4 +787,52 @@ async fn handler_gets_its_peer_and_can_call_back() {
     });
     server.close();
     assert_eq!(guard(rx.recv()).await, Some(CloseReason::Local));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_large_frames_arrive_intact_and_in_order() {
+    // 10 MB of notifications cannot be written at once: the writer task has to finish the job
+    // once the reader below starts draining the socket. Then close gracefully.
+    let (peer, mut raw, _) = server_and_raw().await;
+    let blob = "y".repeat(100 * 1024);
+    for i in 0..100 {
+        peer.notify("blob", json!({ "i": i, "s": blob }))
+            .expect("queued");
+    }
+    peer.close();
+    let seen = raw.until_eof().await;
+    assert_eq!(seen.len(), 100);
+    for (i, v) in seen.iter().enumerate() {
+        assert_eq!(v["params"]["i"], i);
+        assert_eq!(v["params"]["s"].as_str().map(str::len), Some(blob.len()));
+    }
+    guard(peer.finished()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_on_many_threads_keep_frames_whole() {
+    let (peer, mut raw, _) = server_and_raw().await;
+    let mut threads = Vec::new();
+    for t in 0..4 {
+        let p = peer.clone();
+        // Plain OS threads, as a blocking facade would use.
+        threads.push(std::thread::spawn(move || {
+            for i in 0..250 {
+                p.notify("n", json!({ "t": t, "i": i, "pad": "z".repeat(i * 10) }))
+                    .expect("queued");
+            }
+        }));
+    }
+    for t in threads {
+        t.join().expect("thread");
+    }
+    let mut last = [-1i64; 4];
+    for _ in 0..1000 {
+        let v = raw.next().await.expect("frame");
+        let t = v["params"]["t"].as_u64().expect("t") as usize;
+        let i = v["params"]["i"].as_i64().expect("i");
+        assert_eq!(i, last[t] + 1, "per-sender order kept");
+        last[t] = i;
+    }
+    raw.assert_alive().await;
 }
