@@ -22,7 +22,9 @@ fn loaded_names(r: &LoadReport) -> BTreeSet<String> {
 }
 
 /// Files whose definitions need Stage B (without the Stage C ones).
-const STAGE_B: [&str; 10] = ["k12", "k13", "k29", "k35", "k36", "k37", "k45", "k46", "k46child", "k47"];
+const STAGE_B: [&str; 10] = [
+    "k12", "k13", "k29", "k35", "k36", "k37", "k45", "k46", "k46child", "k47",
+];
 /// Files whose definitions need Stage C.
 const STAGE_C: [&str; 4] = ["k24", "k28", "k30", "k41"];
 
@@ -63,7 +65,12 @@ fn every_fixture_parses() {
         let src = std::fs::read_to_string(&p).unwrap();
         let file = p.display().to_string();
         let def = jobcenter_engine::parse(&file, &src).unwrap_or_else(|e| panic!("{e:?}"));
-        assert!(p.file_stem().unwrap().to_str().unwrap().starts_with(def.name()));
+        assert!(p
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(def.name()));
     }
 }
 
@@ -75,8 +82,14 @@ fn all_fixtures_compile_at_stage_c() {
     assert!(report.is_ok(), "{shown:#?}");
     assert_eq!(loaded_names(&report), all_fixture_names());
     // Actions are loaded first.
-    let first_wf = report.loaded.iter().position(|d| d.kind == TargetKind::Workflow).unwrap();
-    assert!(report.loaded[..first_wf].iter().all(|d| d.kind == TargetKind::Action));
+    let first_wf = report
+        .loaded
+        .iter()
+        .position(|d| d.kind == TargetKind::Workflow)
+        .unwrap();
+    assert!(report.loaded[..first_wf]
+        .iter()
+        .all(|d| d.kind == TargetKind::Action));
     assert_eq!(first_wf, 5);
 }
 
@@ -92,11 +105,20 @@ fn stage_a_compiles_c01_to_c30_and_rejects_later_statements() {
     for n in STAGE_B.iter().chain(STAGE_C.iter()) {
         assert!(!errors_of(&report, n).is_empty(), "{n} must be rejected");
     }
-    assert_eq!(errors_of(&report, "k12"), vec!["statement split not supported yet"]);
-    assert_eq!(errors_of(&report, "k29"), vec!["statement sleep not supported yet"]);
+    assert_eq!(
+        errors_of(&report, "k12"),
+        vec!["statement split not supported yet"]
+    );
+    assert_eq!(
+        errors_of(&report, "k29"),
+        vec!["statement sleep not supported yet"]
+    );
     assert_eq!(
         errors_of(&report, "k35"),
-        vec!["section locks not supported yet", "statement sleep not supported yet"]
+        vec![
+            "section locks not supported yet",
+            "statement sleep not supported yet"
+        ]
     );
     assert_eq!(
         errors_of(&report, "k36"),
@@ -110,7 +132,10 @@ fn stage_a_compiles_c01_to_c30_and_rejects_later_statements() {
     );
     assert_eq!(
         errors_of(&report, "k37"),
-        vec!["section locks not supported yet", "statement wait_for_lock not supported yet"]
+        vec![
+            "section locks not supported yet",
+            "statement wait_for_lock not supported yet"
+        ]
     );
     assert_eq!(
         errors_of(&report, "k24"),
@@ -131,7 +156,10 @@ fn stage_a_compiles_c01_to_c30_and_rejects_later_statements() {
             "statement unsubscribe not supported yet",
         ]
     );
-    assert_eq!(errors_of(&report, "k41"), vec!["statement map not supported yet"]);
+    assert_eq!(
+        errors_of(&report, "k41"),
+        vec!["statement map not supported yet"]
+    );
     // k46 calls k46child, which was rejected: the call cannot be bound either.
     assert!(errors_of(&report, "k46").contains(&"action k46child not found?"));
 }
@@ -140,22 +168,34 @@ fn stage_a_compiles_c01_to_c30_and_rejects_later_statements() {
 fn stage_b_rejects_only_stage_c() {
     let mut cat = catalog(Stage::B);
     let report = cat.load_dir(fixtures());
-    let expected: BTreeSet<String> =
-        all_fixture_names().into_iter().filter(|n| !STAGE_C.contains(&n.as_str())).collect();
+    let expected: BTreeSet<String> = all_fixture_names()
+        .into_iter()
+        .filter(|n| !STAGE_C.contains(&n.as_str()))
+        .collect();
     assert_eq!(loaded_names(&report), expected);
-    assert_eq!(errors_of(&report, "k30"), vec![
-        "statement subscribe not supported yet",
-        "statement wait_for_event not supported yet"
-    ]);
+    assert_eq!(
+        errors_of(&report, "k30"),
+        vec![
+            "statement subscribe not supported yet",
+            "statement wait_for_event not supported yet"
+        ]
+    );
 }
 
 #[test]
 fn errors_display_as_file_line_message() {
     let mut cat = catalog(Stage::A);
     let report = cat.load_dir(fixtures());
-    let e = report.errors.iter().find(|e| e.file.ends_with("/k12.wf")).unwrap();
+    let e = report
+        .errors
+        .iter()
+        .find(|e| e.file.ends_with("/k12.wf"))
+        .unwrap();
     assert_eq!(e.line, 9);
-    assert_eq!(e.to_string(), format!("{}:9: statement split not supported yet", e.file));
+    assert_eq!(
+        e.to_string(),
+        format!("{}:9: statement split not supported yet", e.file)
+    );
 }
 
 #[test]
@@ -195,7 +235,9 @@ fn c42_versions_and_tags_select_like_the_original() {
     assert!(cat.lookup_workflow("nope", None).is_none());
     // Unregistered tags are refused.
     let src = std::fs::read_to_string(dir.join("k38_v0_stable.wf")).unwrap();
-    let err = cat.compile_tagged("k38.wf", &src, &["bogus".to_string()]).unwrap_err();
+    let err = cat
+        .compile_tagged("k38.wf", &src, &["bogus".to_string()])
+        .unwrap_err();
     assert_eq!(err[0].message, "unknown version tag bogus");
 }
 
