@@ -101,7 +101,7 @@ fn run_stmt(stmt: &StmtKind, job: &mut Job) -> Result<Flow, Value> {
                 run_case(expr, &job.a, &job.e, &job.v).map_err(|e| fail(e, Phase::StringCode))?;
             keep(job, v);
             for w in whens {
-                if w.labels.iter().any(|l| *l == s) {
+                if w.labels.contains(&s) {
                     return run_block(&w.body, job);
                 }
             }
