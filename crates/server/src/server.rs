@@ -4,7 +4,7 @@ use crate::config::{ServerConfig, Timers};
 use crate::dispatch::{ConnId, Dispatcher, Offer};
 use crate::jobs::JobRegistry;
 use crate::{session, tls, ServerError};
-use jobcenter_engine::backend::{Backend, Event, JobId, JobStatus};
+use jobcenter_engine::backend::{Backend, Event, JobId, JobStatus, PollRow, WorkerId};
 use jobcenter_rpc::{Methods, Peer, PeerConfig};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -126,6 +126,26 @@ pub(crate) async fn run_poll(sh: Arc<Shared>) {
     }
     match sh.backend.poll_tasks(ids).await {
         Ok(rows) => {
+            let offers = sh.dispatch.lock().poll(rows);
+            send_offers(&sh, offers);
+        }
+        Err(e) => warn!(error = %e, "poll_tasks failed"),
+    }
+}
+
+/// A poll for one newly announced worker: offers go to that worker only (§7.11 allows
+/// polling for a new registration right away; this makes C68 immediate).
+pub(crate) async fn run_poll_for(sh: Arc<Shared>, worker_id: WorkerId) {
+    match sh.backend.poll_tasks(vec![worker_id]).await {
+        Ok(rows) => {
+            let rows: Vec<PollRow> = rows
+                .into_iter()
+                .filter(|r| r.workers.as_ref().map_or(true, |w| w.contains(&worker_id)))
+                .map(|r| PollRow {
+                    workers: Some(vec![worker_id]),
+                    ..r
+                })
+                .collect();
             let offers = sh.dispatch.lock().poll(rows);
             send_offers(&sh, offers);
         }

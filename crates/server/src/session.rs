@@ -4,7 +4,7 @@ use crate::auth;
 use crate::dispatch::ConnId;
 use crate::jobs::Waiter;
 use crate::params::{number, optional, required, task_key, truthy};
-use crate::server::{check_job, run_poll, send_job_done, send_offers, Shared};
+use crate::server::{check_job, run_poll_for, send_job_done, send_offers, Shared};
 use crate::status;
 use jobcenter_engine::backend::{BackendError, CreateJob, JobStatus};
 use jobcenter_rpc::{CallError, HandlerError, Methods, Peer, Reply};
@@ -363,7 +363,7 @@ async fn announce(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
     let sh2 = sh.clone();
     Ok(Reply::new(json!([true, "success"])).after(move || {
         // offer work that was ready before the announce right away (§7.11 allows it)
-        tokio::spawn(run_poll(sh2));
+        tokio::spawn(run_poll_for(sh2, worker_id));
     }))
 }
 
