@@ -1,9 +1,11 @@
-//! The two-way JSON-RPC peer: one task owns the socket, either side calls, notifies and answers.
+//! The two-way JSON-RPC peer: over one connection, either side calls, notifies and answers.
 //!
 //! Both the client library and the API server use [`Peer`]: it frames JSON-RPC 2.0 messages as
 //! netstrings over any `AsyncRead + AsyncWrite` stream (TCP or TLS), dispatches incoming
 //! requests and notifications to a [`Methods`] table exactly as PROTOCOL.md §5.4 prescribes,
 //! and matches incoming responses to outstanding [`Peer::call`]s by id.
+
+#![warn(missing_docs)]
 
 mod methods;
 mod output;

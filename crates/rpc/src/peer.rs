@@ -146,15 +146,24 @@ struct Shared {
 
 /// A cheap, clonable handle to one connection.
 ///
-/// [`Peer::spawn`] starts two tasks: a reader (decodes frames, dispatches requests to the
-/// [`Methods`] table in their own tasks, matches responses to calls) and a writer (writes
-/// queued frames in order, batching whatever is available before each flush).
+/// [`Peer::spawn`] starts a reader task and a writer task:
 ///
-/// Lifetime: the tasks keep running until the connection closes: the other side closes it,
-/// a protocol or framing error occurs, or [`Peer::close`]/[`Peer::abort`] is called.
+/// * The reader decodes frames, matches responses to outstanding calls by id and dispatches
+///   requests and notifications to the [`Methods`] table (PROTOCOL.md §5.4). A handler that
+///   completes without waiting is answered inline; any other handler continues in its own
+///   task, so a slow handler never blocks the reader. Responses may therefore go out in a
+///   different order than the requests came in.
+/// * Output keeps the order in which frames were queued ([`Peer::call`], [`Peer::notify`],
+///   responses). A sender writes its frame straight to the socket when the socket is idle;
+///   when the socket cannot take it, the writer task finishes the job. Answers produced while
+///   the reader handles one read's worth of frames are collected and written together.
+///
+/// Lifetime: the tasks run until the connection closes: the other side closes it, a
+/// protocol, framing or I/O error occurs, or [`Peer::close`]/[`Peer::abort`] is called.
 /// Dropping every handle does **not** close the connection (handlers get their own handle,
-/// and the server side keeps answering); call [`Peer::close`] to end it. Once the socket is
-/// closed for any reason both tasks end, so nothing outlives the connection.
+/// and an idle connection keeps answering requests); call [`Peer::close`] to end it. Once the
+/// connection is closed for any reason, both tasks end and the socket is released, so nothing
+/// outlives the connection. Outstanding calls then fail with [`CallError::Closed`] at once.
 #[derive(Clone)]
 pub struct Peer {
     shared: Arc<Shared>,

@@ -4,6 +4,8 @@
 //! * [`jsonrpc`]: payload classification (§5.3), error objects (§5.6/§5.7), result packing
 //!   (§5.5) and encoders for the four message kinds.
 
+#![warn(missing_docs)]
+
 pub mod codec;
 pub mod jsonrpc;
 
