@@ -1,21 +1,79 @@
 //! One module per subcommand; `run` dispatches and returns the process exit status.
 
+mod call;
+mod check;
+mod conn;
+mod demo;
+mod query;
+mod serve;
+mod work;
+
 use crate::args::{Cli, Command};
+
+/// Why a subcommand stopped early: a one-line message and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit status.
+    pub code: u8,
+    /// What to tell the user (one line).
+    pub message: String,
+}
+
+impl Failure {
+    /// Bad arguments or input (exit status 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    /// Connection or authentication trouble (exit status 2).
+    pub fn connection(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    /// Any other failure with its own exit status.
+    pub fn with_code(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
 
 /// Run the chosen subcommand and return the exit status.
 pub async fn run(cli: Cli) -> u8 {
-    let name = match &cli.command {
-        Command::Serve(_) => "serve",
-        Command::Call(_) => "call",
-        Command::Status(_) => "status",
-        Command::Find(_) => "find",
-        Command::Lock(_) => "lock",
-        Command::ApiStatus(_) => "api-status",
-        Command::Ping(_) => "ping",
-        Command::Work(_) => "work",
-        Command::Check(_) => "check",
-        Command::Demo(_) => "demo",
+    let (name, result) = match cli.command {
+        Command::Serve(a) => ("serve", serve::run(a).await),
+        Command::Call(a) => ("call", call::run(a).await),
+        Command::Status(a) => ("status", query::status(a).await),
+        Command::Find(a) => ("find", query::find(a).await),
+        Command::Lock(a) => ("lock", query::lock(a).await),
+        Command::ApiStatus(a) => ("api-status", query::api_status(a).await),
+        Command::Ping(a) => ("ping", query::ping(a).await),
+        Command::Work(a) => ("work", work::run(a).await),
+        Command::Check(a) => ("check", check::run(a)),
+        Command::Demo(a) => ("demo", demo::run(a).await),
     };
-    eprintln!("jobcenter {name}: not implemented yet");
-    2
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("jobcenter {name}: {}", f.message);
+            f.code
+        }
+    }
+}
+
+/// Parse a JSON object given on the command line.
+pub fn parse_object(what: &str, text: &str) -> Result<serde_json::Value, Failure> {
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Failure::usage(format!("{what} is not valid JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(Failure::usage(format!("{what} must be a JSON object")));
+    }
+    Ok(v)
 }
