@@ -26,7 +26,7 @@ impl Cli {
             Command::ApiStatus(a) => a.conn.debug,
             Command::Ping(a) => a.conn.debug,
             Command::Work(a) => a.conn.debug,
-            Command::Check(_) | Command::Demo(_) => false,
+            Command::Check(_) | Command::Demo(_) | Command::Bench(_) => false,
         }
     }
 }
@@ -54,6 +54,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Run the whole system in one process: server, worker and client, with example workflows.
     Demo(DemoArgs),
+    /// Measure a JobCenter server (ours or the Perl jcapi) against the raw loopback limit.
+    Bench(crate::cmd::bench::BenchArgs),
 }
 
 /// Connection options shared by the client subcommands.

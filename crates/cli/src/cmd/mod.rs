@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches and returns the process exit status.
 
+pub mod bench;
 mod call;
 mod check;
 mod conn;
@@ -58,6 +59,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Work(a) => ("work", work::run(a).await),
         Command::Check(a) => ("check", check::run(a)),
         Command::Demo(a) => ("demo", demo::run(a).await),
+        Command::Bench(a) => ("bench", bench::run(a).await),
     };
     match result {
         Ok(code) => code,
