@@ -1,1 +1,99 @@
-//! Storage for the JobCenter engine: the store trait and its backends.
+//! Storage for the JobCenter engine: the persisted data model, the [`Store`] trait and backends.
+//!
+//! # Design
+//!
+//! The engine (crate `jobcenter-engine`) keeps **no** job or worker state of its own: every
+//! job, every claimed task and every worker lives in a [`Store`]. The data types of
+//! [`model`] are plain serde structures, so a backend can keep them in memory, serialise
+//! them to an embedded key-value store, or map them to the tables of a PostgreSQL schema.
+//!
+//! Every state change goes through [`Store::transact`]: the engine gets a [`Txn`] handle,
+//! reads and writes records through it, and returns. If the closure returns `Ok`, all
+//! writes become visible at once; if it returns `Err`, none of them do. One task transition
+//! of a job (claim, result, error, timer, child completion) is always exactly one such
+//! transaction, so a crash or a concurrent caller never sees a job half-way through a step.
+//!
+//! Besides plain get/put, a [`Txn`] answers the few indexed questions the engine asks
+//! (ready jobs of an action in id order, the job holding a cookie, jobs due at a time,
+//! the active worker of a name). A backend maintains these indexes itself from the records
+//! it stores ([`JobRecord::ready_action`], [`JobRecord::wake_at`], the claim cookie), so
+//! the engine cannot forget to update them. In SQL terms they are partial indexes.
+//!
+//! Backends:
+//! - [`MemoryStore`]: everything in memory behind one mutex; a transaction holds the mutex
+//!   for its whole duration (callers must never hold it across an `.await`: the closure is
+//!   synchronous) and keeps an undo log, so an `Err` rolls every write back.
+//!
+//! Durable (embedded) and PostgreSQL backends are meant to implement the same trait.
+
+pub mod memory;
+pub mod model;
+
+pub use memory::MemoryStore;
+pub use model::{
+    ArchivedJob, JobId, JobRecord, JobState, Millis, ParentLink, Registration, TaskClaim,
+    TaskState, WorkerId, WorkerRecord,
+};
+
+/// A JSON object.
+pub type Object = serde_json::Map<String, serde_json::Value>;
+
+/// A failure of the storage layer itself (not of the engine logic running inside it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not run or commit the transaction (I/O, connection, conflict).
+    #[error("store backend error: {0}")]
+    Backend(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt store record: {0}")]
+    Corrupt(String),
+}
+
+/// One open transaction: reads see the transaction's own writes.
+///
+/// The methods are object-safe so that the engine's code does not depend on the backend.
+pub trait Txn {
+    /// Allocate the next job id (positive, increasing).
+    fn next_job_id(&mut self) -> JobId;
+    /// A live job.
+    fn job(&self, id: JobId) -> Option<&JobRecord>;
+    /// Insert or replace a live job (indexes follow the record's fields).
+    fn put_job(&mut self, job: JobRecord);
+    /// Move a live job to the archive (only its final result is kept). `false` if the job
+    /// is not live.
+    fn archive_job(&mut self, id: JobId) -> bool;
+    /// An archived job.
+    fn archived(&self, id: JobId) -> Option<&ArchivedJob>;
+    /// The live job whose current claim carries this cookie.
+    fn job_by_cookie(&self, cookie: &str) -> Option<JobId>;
+    /// Ids of jobs in state `ready` waiting for this action, ascending.
+    fn ready_jobs<'a>(&'a self, action: &str) -> Box<dyn Iterator<Item = JobId> + 'a>;
+    /// Ids of jobs whose task is claimed by a worker (state `working`).
+    fn working_jobs(&self) -> Vec<JobId>;
+    /// Ids of jobs whose `wake_at` is at or before `now`, earliest first, at most `limit`.
+    fn due_jobs(&self, now: Millis, limit: usize) -> Vec<JobId>;
+    /// The earliest `wake_at` of any live job.
+    fn next_wake(&self) -> Option<Millis>;
+    /// Visit every live job (order unspecified).
+    fn scan_jobs(&self, f: &mut dyn FnMut(&JobRecord));
+    /// Allocate the next worker id.
+    fn next_worker_id(&mut self) -> WorkerId;
+    /// A worker by id (active or, if the backend keeps them, stopped).
+    fn worker(&self, id: WorkerId) -> Option<&WorkerRecord>;
+    /// The active (not stopped) worker with this name.
+    fn active_worker(&self, name: &str) -> Option<&WorkerRecord>;
+    /// All active workers.
+    fn active_workers(&self) -> Vec<&WorkerRecord>;
+    /// Insert or replace a worker. A backend may forget stopped workers.
+    fn put_worker(&mut self, worker: WorkerRecord);
+}
+
+/// A transactional store of jobs and workers.
+pub trait Store: Send + Sync + 'static {
+    /// Run `f` as one transaction: commit if it returns `Ok`, roll back if it returns `Err`.
+    /// `f` must not block (it may run under a lock).
+    fn transact<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&mut dyn Txn) -> Result<R, E>;
+}

@@ -1,0 +1,404 @@
+//! The in-memory backend: all records behind one mutex, transactions with an undo log.
+
+use std::collections::{BTreeSet, HashMap};
+
+use parking_lot::Mutex;
+
+use crate::model::{ArchivedJob, JobId, JobRecord, JobState, Millis, WorkerId, WorkerRecord};
+use crate::{Store, StoreError, Txn};
+
+/// Everything stored, plus the indexes derived from the records.
+#[derive(Debug, Default)]
+struct State {
+    last_job_id: JobId,
+    last_worker_id: WorkerId,
+    jobs: HashMap<JobId, JobRecord>,
+    archive: HashMap<JobId, ArchivedJob>,
+    workers: HashMap<WorkerId, WorkerRecord>,
+    // indexes
+    ready: HashMap<String, BTreeSet<JobId>>,
+    cookies: HashMap<String, JobId>,
+    wake: BTreeSet<(Millis, JobId)>,
+    active_by_name: HashMap<String, WorkerId>,
+}
+
+impl State {
+    fn unindex_job(&mut self, job: &JobRecord) {
+        if let Some(action) = job.ready_action() {
+            if let Some(set) = self.ready.get_mut(action) {
+                set.remove(&job.id);
+                if set.is_empty() {
+                    self.ready.remove(action);
+                }
+            }
+        }
+        if let Some(c) = job.cookie() {
+            self.cookies.remove(c);
+        }
+        if let Some(t) = job.wake_at {
+            self.wake.remove(&(t, job.id));
+        }
+    }
+
+    fn index_job(&mut self, job: &JobRecord) {
+        if let Some(action) = job.ready_action() {
+            match self.ready.get_mut(action) {
+                Some(set) => {
+                    set.insert(job.id);
+                }
+                None => {
+                    self.ready
+                        .insert(action.to_string(), BTreeSet::from([job.id]));
+                }
+            }
+        }
+        if let Some(c) = job.cookie() {
+            self.cookies.insert(c.to_string(), job.id);
+        }
+        if let Some(t) = job.wake_at {
+            self.wake.insert((t, job.id));
+        }
+    }
+
+    /// Replace (or remove, with `None`) a live job, keeping the indexes; returns the old one.
+    fn set_job(&mut self, id: JobId, job: Option<JobRecord>) -> Option<JobRecord> {
+        let old = self.jobs.remove(&id);
+        if let Some(o) = &old {
+            self.unindex_job(o);
+        }
+        if let Some(j) = job {
+            self.index_job(&j);
+            self.jobs.insert(id, j);
+        }
+        old
+    }
+
+    fn set_worker(&mut self, id: WorkerId, worker: Option<WorkerRecord>) -> Option<WorkerRecord> {
+        let old = self.workers.remove(&id);
+        if let Some(o) = &old {
+            if o.active && self.active_by_name.get(&o.name) == Some(&o.id) {
+                self.active_by_name.remove(&o.name);
+            }
+        }
+        if let Some(w) = worker {
+            if w.active {
+                self.active_by_name.insert(w.name.clone(), w.id);
+                self.workers.insert(id, w);
+            }
+            // Stopped workers are not retained (nothing refers to them any more).
+        }
+        old
+    }
+}
+
+/// One undo-log entry: the previous content of a record.
+#[derive(Debug)]
+enum Undo {
+    Job(JobId, Option<JobRecord>),
+    Archive(JobId, Option<ArchivedJob>),
+    Worker(WorkerId, Option<WorkerRecord>),
+}
+
+/// A transaction over [`State`].
+struct MemTxn<'a> {
+    state: &'a mut State,
+    undo: Vec<Undo>,
+}
+
+impl MemTxn<'_> {
+    fn rollback(mut self, last_job: JobId, last_worker: WorkerId) {
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::Job(id, old) => {
+                    self.state.set_job(id, old);
+                }
+                Undo::Archive(id, old) => match old {
+                    Some(a) => {
+                        self.state.archive.insert(id, a);
+                    }
+                    None => {
+                        self.state.archive.remove(&id);
+                    }
+                },
+                Undo::Worker(id, old) => {
+                    self.state.set_worker(id, old);
+                }
+            }
+        }
+        self.state.last_job_id = last_job;
+        self.state.last_worker_id = last_worker;
+    }
+}
+
+impl Txn for MemTxn<'_> {
+    fn next_job_id(&mut self) -> JobId {
+        self.state.last_job_id += 1;
+        self.state.last_job_id
+    }
+
+    fn job(&self, id: JobId) -> Option<&JobRecord> {
+        self.state.jobs.get(&id)
+    }
+
+    fn put_job(&mut self, job: JobRecord) {
+        let id = job.id;
+        let old = self.state.set_job(id, Some(job));
+        self.undo.push(Undo::Job(id, old));
+    }
+
+    fn archive_job(&mut self, id: JobId) -> bool {
+        let Some(old) = self.state.set_job(id, None) else {
+            return false;
+        };
+        let archived = ArchivedJob {
+            id,
+            workflow: old.workflow.clone(),
+            version: old.version,
+            out_args: old.out_args.clone().unwrap_or(serde_json::Value::Null),
+            finished_at: old.finished_at.unwrap_or(old.updated_at),
+        };
+        self.undo.push(Undo::Job(id, Some(old)));
+        let prev = self.state.archive.insert(id, archived);
+        self.undo.push(Undo::Archive(id, prev));
+        true
+    }
+
+    fn archived(&self, id: JobId) -> Option<&ArchivedJob> {
+        self.state.archive.get(&id)
+    }
+
+    fn job_by_cookie(&self, cookie: &str) -> Option<JobId> {
+        self.state.cookies.get(cookie).copied()
+    }
+
+    fn ready_jobs<'a>(&'a self, action: &str) -> Box<dyn Iterator<Item = JobId> + 'a> {
+        match self.state.ready.get(action) {
+            Some(set) => Box::new(set.iter().copied()),
+            None => Box::new(std::iter::empty()),
+        }
+    }
+
+    fn working_jobs(&self) -> Vec<JobId> {
+        self.state.cookies.values().copied().collect()
+    }
+
+    fn due_jobs(&self, now: Millis, limit: usize) -> Vec<JobId> {
+        self.state
+            .wake
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .take(limit)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    fn next_wake(&self) -> Option<Millis> {
+        self.state.wake.first().map(|(t, _)| *t)
+    }
+
+    fn scan_jobs(&self, f: &mut dyn FnMut(&JobRecord)) {
+        for j in self.state.jobs.values() {
+            f(j);
+        }
+    }
+
+    fn next_worker_id(&mut self) -> WorkerId {
+        self.state.last_worker_id += 1;
+        self.state.last_worker_id
+    }
+
+    fn worker(&self, id: WorkerId) -> Option<&WorkerRecord> {
+        self.state.workers.get(&id)
+    }
+
+    fn active_worker(&self, name: &str) -> Option<&WorkerRecord> {
+        self.state
+            .active_by_name
+            .get(name)
+            .and_then(|id| self.state.workers.get(id))
+    }
+
+    fn active_workers(&self) -> Vec<&WorkerRecord> {
+        self.state.workers.values().filter(|w| w.active).collect()
+    }
+
+    fn put_worker(&mut self, worker: WorkerRecord) {
+        let id = worker.id;
+        let old = self.state.set_worker(id, Some(worker));
+        self.undo.push(Undo::Worker(id, old));
+    }
+}
+
+/// The in-memory store: fast, not durable. One mutex serialises transactions.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    /// Number of live jobs (for tests and metrics).
+    pub fn live_jobs(&self) -> usize {
+        self.state.lock().jobs.len()
+    }
+
+    /// Number of archived jobs (for tests and metrics).
+    pub fn archived_jobs(&self) -> usize {
+        self.state.lock().archive.len()
+    }
+
+    /// Number of live jobs in a state (for tests and metrics).
+    pub fn jobs_in_state(&self, state: JobState) -> usize {
+        self.state
+            .lock()
+            .jobs
+            .values()
+            .filter(|j| j.state == state)
+            .count()
+    }
+}
+
+impl Store for MemoryStore {
+    fn transact<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&mut dyn Txn) -> Result<R, E>,
+    {
+        let mut guard = self.state.lock();
+        let (last_job, last_worker) = (guard.last_job_id, guard.last_worker_id);
+        let mut txn = MemTxn {
+            state: &mut guard,
+            undo: Vec::new(),
+        };
+        let result = f(&mut txn);
+        if result.is_err() {
+            txn.rollback(last_job, last_worker);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{TaskClaim, TaskState};
+    use serde_json::Map;
+
+    fn job(id: JobId, state: JobState, action: Option<&str>) -> JobRecord {
+        JobRecord {
+            id,
+            workflow: "w".into(),
+            version: 0,
+            workflow_def: 0,
+            state,
+            task: 1,
+            steps: 0,
+            max_steps: 99,
+            depth: 1,
+            parent: None,
+            args: Map::new(),
+            env: Map::new(),
+            vars: Map::new(),
+            out_args: None,
+            task_state: TaskState {
+                action: action.map(str::to_string),
+                ..TaskState::default()
+            },
+            aborted: false,
+            created_at: 0,
+            updated_at: 0,
+            finished_at: None,
+            wake_at: None,
+        }
+    }
+
+    #[test]
+    fn ready_index_follows_records_and_err_rolls_back() {
+        let store = MemoryStore::new();
+        let r: Result<(), StoreError> = store.transact(|t| {
+            let a = t.next_job_id();
+            let b = t.next_job_id();
+            t.put_job(job(b, JobState::Ready, Some("x")));
+            t.put_job(job(a, JobState::Ready, Some("x")));
+            Ok(())
+        });
+        assert!(r.is_ok());
+        let ids: Vec<JobId> = store
+            .transact(|t| Ok::<_, StoreError>(t.ready_jobs("x").collect()))
+            .unwrap_or_default();
+        assert_eq!(ids, vec![1, 2]);
+
+        // A failing transaction leaves nothing behind: not the claim, not the id.
+        let r: Result<(), StoreError> = store.transact(|t| {
+            let mut j = t
+                .job(1)
+                .cloned()
+                .ok_or(StoreError::Corrupt("gone".into()))?;
+            j.state = JobState::Working;
+            j.task_state.claim = Some(TaskClaim {
+                cookie: "c1".into(),
+                worker_id: 1,
+                claimed_at: 0,
+                deadline: Some(5),
+            });
+            j.wake_at = Some(5);
+            t.put_job(j);
+            t.next_job_id();
+            assert_eq!(t.job_by_cookie("c1"), Some(1));
+            Err(StoreError::Backend("boom".into()))
+        });
+        assert!(r.is_err());
+        let (ids, cookie, due, next) = store
+            .transact(|t| {
+                Ok::<_, StoreError>((
+                    t.ready_jobs("x").collect::<Vec<_>>(),
+                    t.job_by_cookie("c1"),
+                    t.due_jobs(10, 10),
+                    t.next_job_id(),
+                ))
+            })
+            .unwrap_or_default();
+        assert_eq!(ids, vec![1, 2]);
+        assert_eq!(cookie, None);
+        assert!(due.is_empty());
+        assert_eq!(next, 3);
+    }
+
+    #[test]
+    fn archive_moves_the_result_and_workers_index_by_name() {
+        let store = MemoryStore::new();
+        let r: Result<(), StoreError> = store.transact(|t| {
+            let mut j = job(1, JobState::Finished, None);
+            j.out_args = Some(serde_json::json!({"r": 1}));
+            t.put_job(j);
+            assert!(t.archive_job(1));
+            assert!(t.job(1).is_none());
+            let id = t.next_worker_id();
+            t.put_worker(WorkerRecord {
+                id,
+                name: "w1".into(),
+                active: true,
+                started_at: 0,
+                last_ping: 0,
+                registrations: vec![],
+            });
+            Ok(())
+        });
+        assert!(r.is_ok());
+        assert_eq!(store.archived_jobs(), 1);
+        assert_eq!(store.live_jobs(), 0);
+        let found = store
+            .transact(|t| {
+                Ok::<_, StoreError>((
+                    t.archived(1).map(|a| a.out_args.clone()),
+                    t.active_worker("w1").map(|w| w.id),
+                ))
+            })
+            .unwrap_or_default();
+        assert_eq!(found, (Some(serde_json::json!({"r": 1})), Some(1)));
+    }
+}

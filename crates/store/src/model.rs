@@ -1,0 +1,220 @@
+//! The persisted records: jobs (with their current task's claim), archived results, workers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Object;
+
+/// A job id (positive).
+pub type JobId = i64;
+/// A worker id (positive).
+pub type WorkerId = i64;
+/// A point in time: milliseconds since the UNIX epoch.
+pub type Millis = u64;
+
+/// The state of a job (JCL.md §2.7, PROTOCOL.md §10.3), as the original's enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// An action task waits for a worker.
+    Ready,
+    /// A worker claimed the action task.
+    Working,
+    /// Waiting for an event (Stage C).
+    EventWait,
+    /// Waiting for a child job.
+    ChildWait,
+    /// Sleeping until `wake_at`.
+    Sleeping,
+    /// Waiting for a lock (Stage B).
+    LockWait,
+    /// A soft error is waiting for its retry at `wake_at`.
+    RetryWait,
+    /// Task finished, waiting for the scheduler.
+    Done,
+    /// The scheduler is deciding.
+    Plotting,
+    /// A non-blocking child finished; its parent has not collected it.
+    Zombie,
+    /// Finished successfully.
+    Finished,
+    /// Finished with an error.
+    Error,
+}
+
+impl JobState {
+    /// The original's name of the state (`ready`, `childwait`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Ready => "ready",
+            JobState::Working => "working",
+            JobState::EventWait => "eventwait",
+            JobState::ChildWait => "childwait",
+            JobState::Sleeping => "sleeping",
+            JobState::LockWait => "lockwait",
+            JobState::RetryWait => "retrywait",
+            JobState::Done => "done",
+            JobState::Plotting => "plotting",
+            JobState::Zombie => "zombie",
+            JobState::Finished => "finished",
+            JobState::Error => "error",
+        }
+    }
+
+    /// Whether the job's result is final (`finished`, `error` or `zombie`).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Finished | JobState::Error | JobState::Zombie
+        )
+    }
+}
+
+/// The link of a child job to its parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent job.
+    pub job_id: JobId,
+    /// The parent's task that created this child.
+    pub task: u64,
+    /// Whether the parent blocks on this child (`call` of a workflow).
+    pub wait: bool,
+}
+
+/// A worker's claim of an action task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskClaim {
+    /// The random cookie (UUID text) the worker must present with its result.
+    pub cookie: String,
+    /// The claiming worker.
+    pub worker_id: WorkerId,
+    /// When the task was claimed.
+    pub claimed_at: Millis,
+    /// When the action's `timeout` expires, if it has one.
+    pub deadline: Option<Millis>,
+}
+
+/// Per-task scratch data (the original's `task_state`), cleared on every task entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskState {
+    /// For an action task: the action name workers serve it under.
+    pub action: Option<String>,
+    /// For an action task: the checked input object handed to workers.
+    pub inargs: Option<Value>,
+    /// For an action task: the action environment (without `tries`).
+    pub env: Option<Object>,
+    /// Retry number of the current attempt (absent before the first retry).
+    pub tries: Option<i64>,
+    /// The current claim, while a worker works on it.
+    pub claim: Option<TaskClaim>,
+    /// For a call of a workflow: the child job.
+    pub child: Option<JobId>,
+    /// The last error raised at this task, if any.
+    pub error: Option<Value>,
+}
+
+/// A live job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job id.
+    pub id: JobId,
+    /// The workflow name.
+    pub workflow: String,
+    /// The workflow version.
+    pub version: u32,
+    /// The engine's id of the workflow version (a catalog definition id).
+    pub workflow_def: u64,
+    /// The state.
+    pub state: JobState,
+    /// The current task (index into the workflow's task graph).
+    pub task: u64,
+    /// Tasks entered so far (JCL.md §2.7).
+    pub steps: i64,
+    /// The step limit.
+    pub max_steps: i64,
+    /// Call depth: 1 for a top-level job.
+    pub depth: i64,
+    /// The parent, for child jobs.
+    pub parent: Option<ParentLink>,
+    /// The checked input arguments (`a`).
+    pub args: Object,
+    /// The environment (`e`).
+    pub env: Object,
+    /// The variables (`v`).
+    pub vars: Object,
+    /// The final output (`{"error": ...}` on failure) once finished.
+    pub out_args: Option<Value>,
+    /// Scratch data of the current task.
+    pub task_state: TaskState,
+    /// Set when the parent finished before this job: the next task entry raises `abort`.
+    pub aborted: bool,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Time of the last change.
+    pub updated_at: Millis,
+    /// When the job finished.
+    pub finished_at: Option<Millis>,
+    /// When the engine wants to look at this job again (timeout, retry, sleep, archival).
+    pub wake_at: Option<Millis>,
+}
+
+impl JobRecord {
+    /// The action whose ready queue holds this job: its action name while `ready`.
+    pub fn ready_action(&self) -> Option<&str> {
+        if self.state == JobState::Ready {
+            self.task_state.action.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// The cookie of the current claim while `working`.
+    pub fn cookie(&self) -> Option<&str> {
+        if self.state == JobState::Working {
+            self.task_state.claim.as_ref().map(|c| c.cookie.as_str())
+        } else {
+            None
+        }
+    }
+}
+
+/// What is kept of an archived job: its final result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchivedJob {
+    /// The job id.
+    pub id: JobId,
+    /// The workflow name.
+    pub workflow: String,
+    /// The workflow version.
+    pub version: u32,
+    /// The final output.
+    pub out_args: Value,
+    /// When the job finished.
+    pub finished_at: Millis,
+}
+
+/// A worker's registration for one action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The action name.
+    pub action: String,
+    /// The announced filter object, if any.
+    pub filter: Option<Object>,
+}
+
+/// A worker (identified by name while active).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// The worker id.
+    pub id: WorkerId,
+    /// The worker name.
+    pub name: String,
+    /// `false` once stopped (disconnected or withdrawn from everything).
+    pub active: bool,
+    /// When the worker row was created.
+    pub started_at: Millis,
+    /// The last liveness refresh.
+    pub last_ping: Millis,
+    /// Its action registrations.
+    pub registrations: Vec<Registration>,
+}
