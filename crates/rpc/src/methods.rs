@@ -13,6 +13,13 @@ use std::sync::Arc;
 #[error("{0}")]
 pub struct HandlerError(pub String);
 
+impl HandlerError {
+    /// A handler error with the given reason text (sent after `Method threw error: `).
+    pub fn new(reason: impl Into<String>) -> Self {
+        HandlerError(reason.into())
+    }
+}
+
 impl From<String> for HandlerError {
     fn from(s: String) -> Self {
         HandlerError(s)
@@ -48,6 +55,12 @@ impl Reply {
             value: v,
             after: None,
         }
+    }
+
+    /// A reply built from handler output values, packed per §5.5: none → `[]`, one → the
+    /// bare value, several → an array.
+    pub fn values(values: Vec<Value>) -> Self {
+        Reply::new(jobcenter_wire::pack_result(values))
     }
 
     /// Attach a hook that runs right after the response frame is queued.

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
@@ -101,7 +102,6 @@ impl Raw {
     }
 
     async fn send_bytes(&mut self, raw: &[u8]) {
-        use tokio::io::AsyncWriteExt;
         let w = self.w.get_mut();
         guard(w.write_all(raw)).await.expect("write");
     }
@@ -835,4 +835,63 @@ async fn concurrent_senders_on_many_threads_keep_frames_whole() {
         last[t] = i;
     }
     raw.assert_alive().await;
+}
+
+#[tokio::test]
+async fn c3_frame_written_one_byte_at_a_time_over_tcp() {
+    let (_p, mut raw, _) = server_and_raw().await;
+    raw.w.get_ref().as_ref().set_nodelay(true).expect("nodelay");
+    let wire = br#"54:{"jsonrpc":"2.0","id":"p","method":"ping","params":{}},"#;
+    for b in wire.iter() {
+        raw.send_bytes(std::slice::from_ref(b)).await;
+    }
+    assert_eq!(
+        raw.next().await,
+        Some(json!({"jsonrpc":"2.0","id":"p","result":"pong?"}))
+    );
+}
+
+#[tokio::test]
+async fn c4_two_frames_in_one_write_over_tcp() {
+    let (_p, mut raw, _) = server_and_raw().await;
+    raw.send_bytes(
+        br#"54:{"jsonrpc":"2.0","id":"p","method":"ping","params":{}},55:{"jsonrpc":"2.0","id":"p2","method":"ping","params":{}},"#,
+    )
+    .await;
+    assert_eq!(raw.next().await.expect("first")["id"], "p");
+    assert_eq!(raw.next().await.expect("second")["id"], "p2");
+}
+
+#[tokio::test]
+async fn d15_leading_zero_length_accepted_over_tcp() {
+    let (_p, mut raw, _) = server_and_raw().await;
+    raw.send_bytes(br#"054:{"jsonrpc":"2.0","id":"p","method":"ping","params":{}},"#)
+        .await;
+    assert_eq!(
+        raw.next().await,
+        Some(json!({"jsonrpc":"2.0","id":"p","result":"pong?"}))
+    );
+}
+
+#[tokio::test]
+async fn truncated_frame_at_eof_is_a_framing_close() {
+    let (peer, mut raw, _) = server_and_raw().await;
+    raw.send_bytes(b"54:{\"jsonrpc\"").await;
+    raw.w.get_mut().shutdown().await.expect("half-close");
+    assert!(raw.until_eof().await.is_empty());
+    assert!(matches!(
+        guard(peer.closed()).await,
+        CloseReason::Framing(_)
+    ));
+}
+
+#[test]
+fn reply_values_pack_like_5_5() {
+    assert_eq!(Reply::values(vec![]).value, json!([]));
+    assert_eq!(Reply::values(vec![json!(true)]).value, json!(true));
+    assert_eq!(
+        Reply::values(vec![json!(1), Value::Null]).value,
+        json!([1, null])
+    );
+    assert_eq!(HandlerError::new("no who?").to_string(), "no who?");
 }
