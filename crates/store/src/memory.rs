@@ -92,6 +92,8 @@ impl State {
 }
 
 /// One undo-log entry: the previous content of a record.
+// Jobs dominate the log; boxing them would cost an allocation on every write.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Undo {
     Job(JobId, Option<JobRecord>),
