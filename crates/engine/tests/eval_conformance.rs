@@ -548,3 +548,37 @@ fn environment_ids_in_let_but_not_in_conditions() {
         json!({"in_cond": "job_id not visible", "in_let": 1}),
     );
 }
+
+#[test]
+fn regex_match_returns_1_or_empty_string() {
+    let src = r#"workflow k60:
+in:
+    s string
+out:
+    r object
+wfomap:
+    r = v.r
+do:
+    let:
+        r = object("word": (a.s ~ /^[a-z]+\d*$/), "digits": (a.s ~ /\d{3}/), "alt": (a.s ~ /^(foo|bar)/))
+"#;
+    check(
+        src,
+        json!({"s": "foo123"}),
+        json!({"r": {"word": 1, "digits": 1, "alt": 1}}),
+    );
+    check(
+        src,
+        json!({"s": "Foo12"}),
+        json!({"r": {"word": "", "digits": "", "alt": ""}}),
+    );
+    let bad = "workflow k61:\nin:\n    s string\nout:\n    r string\nwfomap:\n    r = v.r\ndo:\n    let:\n        r = (a.s ~ /(a)\\1/)\n";
+    let got = run(bad, json!({"s": "aa"})).unwrap();
+    let msg = got["error"]["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "caught exception in do_eval sqlstate 38000 sqlerrm Back-references are not supported"
+        ),
+        "{msg}"
+    );
+}

@@ -146,7 +146,12 @@ pub fn eval_val(expr: &Expr, scope: &mut Scope<'_>) -> Result<Val, ErrorKind> {
                 }
             }
         }
-        ExprKind::Match(_, _) => Err(ErrorKind::Unsupported("regex match".into())),
+        ExprKind::Match(x, pattern) => {
+            let text = eval_val(x, scope)?.into_string()?;
+            super::regex::is_match(pattern, &text)
+                .map(perl_bool)
+                .map_err(|e| ErrorKind::Regex(e.to_string()))
+        }
         ExprKind::Call(f, args) => call(*f, args, scope),
     }
 }

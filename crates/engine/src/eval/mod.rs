@@ -5,7 +5,8 @@
 //! - [`codec`]: the byte codecs behind `b64encode`/`md5`... (Latin-1 semantics, Appendix D.7);
 //! - [`scope`]: the six objects of one evaluation (availability, copy-on-write `v`);
 //! - [`expr`]: expression evaluation, conditions and string values;
-//! - [`maps`]: assignment lists and one `run_*` helper per evaluation context.
+//! - [`maps`]: assignment lists and one `run_*` helper per evaluation context;
+//! - [`regex`]: the matcher behind `expr ~ /re/` (Perl dialect subset, linear time).
 //!
 //! Typical use by the runtime (a `let` task):
 //!
@@ -24,6 +25,7 @@
 pub mod codec;
 pub mod expr;
 pub mod maps;
+pub mod regex;
 pub mod scope;
 pub mod types;
 pub mod value;
@@ -103,6 +105,9 @@ pub enum ErrorKind {
     /// A function called with the wrong number of arguments (normally a compile error).
     #[error("wrong number of arguments for {0}")]
     Arity(String),
+    /// A regex match whose pattern does not compile (or uses an unsupported construct).
+    #[error("{0}")]
+    Regex(String),
     /// A construct this engine does not evaluate yet (e.g. Perl blocks, regex match).
     #[error("{0} not supported yet")]
     Unsupported(String),
