@@ -458,6 +458,10 @@ impl Peer {
 
     /// Handle one payload. Returns false when reading must stop.
     fn handle_payload(&self, payload: &[u8]) -> bool {
+        // Once closing has been decided (e.g. by a handler), further input is ignored.
+        if self.is_closed() {
+            return false;
+        }
         trace!(peer = %self.shared.label, frame = %String::from_utf8_lossy(payload), "recv");
         match classify(payload) {
             Err(fatal) => {

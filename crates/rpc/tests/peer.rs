@@ -80,6 +80,12 @@ fn server_methods(release: Arc<Notify>) -> Methods {
         release.notify_one();
         boxed(async { Ok(json!("released").into()) })
     });
+    m.request("bye", None, |peer, _| {
+        boxed(async move {
+            let p = peer.clone();
+            Ok(Reply::new(json!([false, "you're not welcome!"])).after(move || p.close()))
+        })
+    });
     m.request("boom", None, |_, _| boxed(async { panic!("handler bug") }));
     m
 }
@@ -894,4 +900,19 @@ fn reply_values_pack_like_5_5() {
         json!([1, null])
     );
     assert_eq!(HandlerError::new("no who?").to_string(), "no who?");
+}
+
+#[tokio::test]
+async fn close_from_after_hook_sends_the_reply_then_ignores_further_input() {
+    let (peer, mut raw, _) = server_and_raw().await;
+    raw.send_bytes(
+        br#"53:{"jsonrpc":"2.0","id":"b","method":"bye","params":{}},54:{"jsonrpc":"2.0","id":"p","method":"ping","params":{}},"#,
+    )
+    .await;
+    let seen = raw.until_eof().await;
+    assert_eq!(
+        seen,
+        vec![json!({"jsonrpc":"2.0","id":"b","result":[false,"you're not welcome!"]})]
+    );
+    assert_eq!(guard(peer.closed()).await, CloseReason::Local);
 }
