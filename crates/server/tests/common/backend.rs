@@ -59,6 +59,9 @@ struct State {
     locks: HashMap<String, Vec<String>>,
     pings: HashMap<WorkerId, u32>,
     disconnects: Vec<String>,
+    cookies: HashMap<String, JobId>,
+    /// Ids of jobs that are (or were, lazily cleaned) ready.
+    ready: std::collections::BTreeSet<JobId>,
 }
 
 #[derive(Default)]
@@ -139,6 +142,7 @@ impl MiniBackend {
         let mut s = self.state.lock();
         s.next_job += 1;
         let id = s.next_job;
+        s.ready.insert(id);
         s.jobs.insert(
             id,
             Job {
@@ -202,6 +206,7 @@ impl MiniBackend {
                 Some(n) if soft && j.tries < n => {
                     j.tries += 1;
                     j.state = JobState::Ready;
+                    s.ready.insert(id);
                     true
                 }
                 _ => {
@@ -242,6 +247,9 @@ impl Backend for MiniBackend {
                 }
                 s.next_job += 1;
                 let id = s.next_job;
+                if done.is_none() {
+                    s.ready.insert(id);
+                }
                 s.jobs.insert(
                     id,
                     Job {
@@ -409,11 +417,17 @@ impl Backend for MiniBackend {
             };
             let id = match job_id {
                 Some(id) => s.jobs.get(&id).filter(|j| fits(j)).map(|_| id),
-                None => s.jobs.iter().find(|(_, j)| fits(j)).map(|(id, _)| *id),
+                None => s
+                    .ready
+                    .iter()
+                    .find(|id| s.jobs.get(id).is_some_and(|j| fits(j)))
+                    .copied(),
             };
             let Some(id) = id else { return Ok(None) };
             s.next_cookie += 1;
             let cookie = format!("00000000-0000-4000-8000-{:012}", s.next_cookie);
+            s.cookies.insert(cookie.clone(), id);
+            s.ready.remove(&id);
             let j = s.jobs.get_mut(&id).expect("job exists");
             j.state = JobState::Working {
                 worker: wid,
@@ -436,13 +450,13 @@ impl Backend for MiniBackend {
     fn task_done(&self, cookie: String, outargs: Value) -> BackendFuture<'_, ()> {
         Box::pin(async move {
             let found = {
-                let s = self.state.lock();
-                s.jobs
-                    .iter()
-                    .find(|(_, j)| {
+                let mut s = self.state.lock();
+                let id = s.cookies.remove(&cookie);
+                id.and_then(|id| s.jobs.get(&id).map(|j| (id, j)))
+                    .filter(|(_, j)| {
                         matches!(&j.state, JobState::Working { cookie: c, .. } if *c == cookie)
                     })
-                    .map(|(id, j)| (*id, j.action.clone()))
+                    .map(|(id, j)| (id, j.action.clone()))
             };
             let Some((id, action)) = found else {
                 return Ok(());
@@ -496,8 +510,9 @@ impl Backend for MiniBackend {
                 .into_iter()
                 .filter_map(|(action, filter, ids)| {
                     let count = s
-                        .jobs
-                        .values()
+                        .ready
+                        .iter()
+                        .filter_map(|id| s.jobs.get(id))
                         .filter(|j| {
                             j.state == JobState::Ready
                                 && j.action == action
@@ -549,9 +564,12 @@ impl Backend for MiniBackend {
                     self.task_error(id, json!({"class": "soft", "msg": "worker disconnected"}));
                 } else {
                     // non-retryable: re-queue as ready so another worker gets it
-                    if let Some(j) = self.state.lock().jobs.get_mut(&id) {
+                    let mut s = self.state.lock();
+                    s.ready.insert(id);
+                    if let Some(j) = s.jobs.get_mut(&id) {
                         j.state = JobState::Ready;
                     }
+                    drop(s);
                     self.make_ready(id);
                 }
             }
