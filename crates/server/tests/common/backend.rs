@@ -420,7 +420,7 @@ impl Backend for MiniBackend {
                 None => s
                     .ready
                     .iter()
-                    .find(|id| s.jobs.get(id).is_some_and(|j| fits(j)))
+                    .find(|id| s.jobs.get(id).is_some_and(&fits))
                     .copied(),
             };
             let Some(id) = id else { return Ok(None) };
