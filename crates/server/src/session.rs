@@ -345,23 +345,26 @@ async fn announce(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
         Ok(id) => id,
         Err(e) => return reply(json!([false, backend_text(&e)])),
     };
-    let registered = {
-        let mut d = sh.dispatch.lock();
-        let alive = sh.conns.lock().contains_key(&conn);
-        if alive {
-            d.register(conn, &workername, worker_id, &action, &slotgroup, filter);
-        }
-        alive
-    };
-    if !registered {
-        // the connection vanished during the backend call: undo the registration
-        let _ = sh.backend.disconnect(workername).await;
-        return reply(json!([false, "connection closed"]));
-    }
-    start_pinging(&sh, &peer);
     info!(conn, %workername, %action, worker_id, "announced");
     let sh2 = sh.clone();
     Ok(Reply::new(json!([true, "success"])).after(move || {
+        // Registered only once the result is queued, so no task_ready can overtake it.
+        let registered = {
+            let mut d = sh2.dispatch.lock();
+            let alive = sh2.conns.lock().contains_key(&conn);
+            if alive {
+                d.register(conn, &workername, worker_id, &action, &slotgroup, filter);
+            }
+            alive
+        };
+        if !registered {
+            // the connection vanished during the backend call: undo the registration
+            tokio::spawn(async move {
+                let _ = sh2.backend.disconnect(workername).await;
+            });
+            return;
+        }
+        start_pinging(&sh2, &peer);
         // offer work that was ready before the announce right away (§7.11 allows it)
         tokio::spawn(run_poll_for(sh2, worker_id));
     }))
