@@ -4,6 +4,31 @@
 //! TLS, authenticates `hello`, dispatches tasks to workers (§8) and tracks jobs for
 //! `job_done` (§9). Everything about jobs lives behind the
 //! [`jobcenter_engine::backend::Backend`] trait.
+//!
+//! Modules: [`config`] (listeners, auth sources, timers), [`auth`] (`password` and
+//! `clientcert`), [`tls`] (rustls acceptor, client CN), [`dispatch`] (the §8 state machine,
+//! plain data), [`jobs`] (the §9 registry), [`params`] (Perl-style param helpers); the
+//! private `session` module holds the method handlers and `server` the connection lifecycle.
+//!
+//! Behaviour choices where the reference is defective or the spec leaves room:
+//! - REF-BUGs fixed as required: an offer handed off after 10 s is stored again for the next
+//!   worker (§8.4); a `get_task` that fails in the backend releases its slot (§8.7);
+//!   `check_if_lock_exists` backend errors answer -32001; framing errors always close.
+//! - `find_jobs` also accepts an object filter (lenient extension) and returns job ids as
+//!   JSON integers.
+//! - The `create_job` timeout removes only the creator's registration; `get_job_status`
+//!   notify registrations of other connections survive it (§14 Q31). A `get_job_status`
+//!   that returns final outargs (or fails) removes only the asking connection's notify
+//!   registration.
+//! - Right after a successful `announce` the server polls for that worker only (§7.11
+//!   allows it), so jobs that were ready before are offered at once (C68). The
+//!   registration is recorded after the `[true,"success"]` result is queued, so no
+//!   `task_ready` overtakes it.
+//! - Poll-offer ids are `please_<action>_<n>`; poll offers have no hand-off timer (as the
+//!   reference).
+//! - Slot counts are validated as in the reference (`> 0`, fractions allowed, §14 Q34).
+//! - All configured auth methods work on every listener (no per-listener lists, §14 Q18).
+//! - [`AuthConfig::dev_allow_any`] accepts every `hello`: development only, insecure.
 
 #![warn(missing_docs)]
 
