@@ -335,6 +335,7 @@ impl Peer {
 
     /// Queue an encoded payload for writing (written at once if the socket is idle).
     fn queue(&self, payload: Bytes) -> Result<(), CallError> {
+        trace!(peer = %self.shared.label, frame = %String::from_utf8_lossy(&payload), "send");
         let pushed = {
             let mut out = self.shared.out.lock();
             if out.refuses() {
