@@ -837,7 +837,10 @@ impl Builder<'_> {
         else_block: Option<&Block>,
         on_error: Option<TaskId>,
     ) -> Frag {
-        let arm = &arms[0];
+        let Some((arm, rest)) = arms.split_first() else {
+            // Never happens (an if always has its first arm); keep the graph well formed.
+            return self.single(0, TaskKind::NoOp(NoOpRole::EndIf), on_error);
+        };
         let br = self.emit(
             arm.line,
             TaskKind::Branch {
@@ -852,8 +855,8 @@ impl Builder<'_> {
         self.set_true(br, then.entry);
         let endif = self.emit(arm.line, TaskKind::NoOp(NoOpRole::EndIf), on_error);
         self.patch(&then.exits, endif);
-        let false_next = if arms.len() > 1 {
-            let e = self.if_chain(&arms[1..], else_block, on_error);
+        let false_next = if !rest.is_empty() {
+            let e = self.if_chain(rest, else_block, on_error);
             self.patch(&e.exits, endif);
             e.entry
         } else if let Some(eb) = else_block {

@@ -846,7 +846,14 @@ impl<'a> Parser<'a> {
                 if msgs.len() != 1 {
                     self.soft_error(line, "assert needs exactly one message line");
                 }
-                let message = msgs.remove(0);
+                let message = match msgs.pop() {
+                    Some(m) => m,
+                    None => {
+                        return Err(self
+                            .lx
+                            .err_at(line, "assert needs exactly one message line"))
+                    }
+                };
                 StmtKind::Assert { cond, message }
             }
             "call" => {
