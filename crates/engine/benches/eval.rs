@@ -1,7 +1,7 @@
 //! Benchmark of the expression evaluator: one typical `let` map per iteration.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use jobcenter_engine::eval::maps::run_let;
+use jobcenter_engine::eval::maps::{run_condition, run_let};
 use serde_json::{json, Map, Value};
 use std::hint::black_box;
 
@@ -35,6 +35,15 @@ fn bench_let(c: &mut Criterion) {
     group.bench_function("let_map_7_assignments", |b| {
         b.iter(|| {
             let out = run_let(black_box(&m), &a, &e, black_box(&v), None);
+            black_box(out).ok()
+        })
+    });
+    // A loop condition: no variables change, so nothing is copied.
+    let cond =
+        jobcenter_engine::syntax::ast::Code::Expr(eval_support::expr("v.i < a.n && defined(v.r)"));
+    group.bench_function("condition", |b| {
+        b.iter(|| {
+            let out = run_condition(black_box(&cond), &a, &e, black_box(&v));
             black_box(out).ok()
         })
     });
