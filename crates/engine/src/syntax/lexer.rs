@@ -456,7 +456,6 @@ impl<'a> Lexer<'a> {
         if !self.looking_at("#[") {
             return Ok(false);
         }
-        let line = self.line();
         let mut p = self.pos + 2;
         while p < self.src.len() && self.src[p] != b'[' && self.src[p] != b'\n' {
             p += 1;
@@ -469,7 +468,8 @@ impl<'a> Lexer<'a> {
         close.extend_from_slice(tag);
         close.push(b']');
         match find(&self.src[p + 1..], &close) {
-            None => Err(self.err_at(line, "syntax error: unterminated block comment")),
+            // Like the original PEG: without its closing `#]tag]` it is a line comment.
+            None => Ok(false),
             Some(r) => {
                 self.pos = p + 1 + r + close.len();
                 Ok(true)
