@@ -2,7 +2,7 @@
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use jobcenter_wire::{classify, encode_frame, NetstringCodec, CLIENT_MAX_FRAME};
+use jobcenter_wire::{classify, classify_value, encode_frame, NetstringCodec, CLIENT_MAX_FRAME};
 use std::hint::black_box;
 use std::time::Duration;
 use tokio_util::codec::Decoder;
@@ -45,6 +45,19 @@ fn bench_codec(c: &mut Criterion) {
                 |p| {
                     for _ in 0..FRAMES {
                         let _ = black_box(classify(black_box(&p)));
+                    }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function("decode Value + classify_value x64", |b| {
+            b.iter_batched(
+                || p.clone(),
+                |p| {
+                    for _ in 0..FRAMES {
+                        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(black_box(&p)) {
+                            let _ = black_box(classify_value(v));
+                        }
                     }
                 },
                 BatchSize::SmallInput,

@@ -205,10 +205,22 @@ impl Incoming {
 /// Classify a payload exactly per §5.3 (steps 1–7). Error objects of responses are validated
 /// per §5.6; an invalid one yields [`Incoming::InvalidResponse`] (the caller decides, by id,
 /// whether that is fatal). Never panics.
+///
+/// Only the members the protocol uses are materialised; other members are skipped while
+/// parsing (they are still syntax-checked).
 pub fn classify(payload: &[u8]) -> Result<Incoming, Fatal> {
-    let value: Value =
-        serde_json::from_slice(payload).map_err(|e| Fatal(format!("json decode failed: {e}")))?;
-    classify_value(value)
+    // Validate UTF-8 up front: skipped members are not otherwise checked.
+    let text = std::str::from_utf8(payload).map_err(|e| {
+        Fatal(format!(
+            "json decode failed: malformed UTF-8 character in JSON string at byte offset {}",
+            e.valid_up_to()
+        ))
+    })?;
+    match serde_json::from_str::<Parsed>(text) {
+        Err(e) => Err(Fatal(format!("json decode failed: {e}"))),
+        Ok(Parsed::NotObject) => Err(Fatal("not a json object".into())),
+        Ok(Parsed::Object(env)) => classify_envelope(env),
+    }
 }
 
 /// Like [`classify`], for an already decoded JSON value (steps 2–7).
@@ -216,33 +228,152 @@ pub fn classify_value(value: Value) -> Result<Incoming, Fatal> {
     let Value::Object(mut obj) = value else {
         return Err(Fatal("not a json object".into()));
     };
-    match obj.get("jsonrpc") {
+    classify_envelope(Envelope {
+        jsonrpc: obj.remove("jsonrpc"),
+        id: obj.remove("id"),
+        method: obj.remove("method"),
+        params: obj.remove("params"),
+        result: obj.remove("result"),
+        error: obj.remove("error"),
+    })
+}
+
+/// The members of a top-level object that classification looks at.
+#[derive(Default)]
+struct Envelope {
+    jsonrpc: Option<Value>,
+    id: Option<Value>,
+    method: Option<Value>,
+    params: Option<Value>,
+    result: Option<Value>,
+    error: Option<Value>,
+}
+
+/// A syntactically valid payload: an object's envelope, or some other JSON value.
+enum Parsed {
+    Object(Envelope),
+    NotObject,
+}
+
+/// A member name of the envelope.
+enum Key {
+    Jsonrpc,
+    Id,
+    Method,
+    Params,
+    Result,
+    Error,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "jsonrpc" => Key::Jsonrpc,
+                    "id" => Key::Id,
+                    "method" => Key::Method,
+                    "params" => Key::Params,
+                    "result" => Key::Result,
+                    "error" => Key::Error,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Parsed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess};
+        struct ParsedVisitor;
+        impl<'de> serde::de::Visitor<'de> for ParsedVisitor {
+            type Value = Parsed;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
+                // Duplicate members: the last one wins, as with the reference decoder.
+                let mut env = Envelope::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    let slot = match key {
+                        Key::Jsonrpc => &mut env.jsonrpc,
+                        Key::Id => &mut env.id,
+                        Key::Method => &mut env.method,
+                        Key::Params => &mut env.params,
+                        Key::Result => &mut env.result,
+                        Key::Error => &mut env.error,
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value::<Value>()?);
+                }
+                Ok(Parsed::Object(env))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parsed, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Parsed::NotObject)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Parsed, E> {
+                Ok(Parsed::NotObject)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Parsed, E> {
+                Ok(Parsed::NotObject)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Parsed, E> {
+                Ok(Parsed::NotObject)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Parsed, E> {
+                Ok(Parsed::NotObject)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Parsed, E> {
+                Ok(Parsed::NotObject)
+            }
+            fn visit_unit<E>(self) -> Result<Parsed, E> {
+                Ok(Parsed::NotObject)
+            }
+        }
+        d.deserialize_any(ParsedVisitor)
+    }
+}
+
+/// Steps 3–7 of §5.3 on the envelope members.
+fn classify_envelope(env: Envelope) -> Result<Incoming, Fatal> {
+    match &env.jsonrpc {
         Some(Value::String(s)) if s == "2.0" => {}
         _ => return Err(Fatal("expected jsonrpc version 2.0".into())),
     }
-    let id = obj.remove("id");
+    let id = env.id;
     if matches!(
         id,
         Some(Value::Array(_) | Value::Object(_) | Value::Bool(_))
     ) {
         return Err(Fatal("id is not a string or number".into()));
     }
-    match obj.remove("method") {
+    match env.method {
         Some(Value::Null) | None => {}
         Some(method) => {
             return Ok(Incoming::Request {
                 method,
                 id,
-                params: obj.remove("params"),
+                params: env.params,
             })
         }
     }
-    let result = obj.remove("result");
-    let error = match obj.remove("error") {
+    let error = match env.error {
         Some(Value::Null) | None => None,
         Some(e) => Some(e),
     };
-    match (id, result, error) {
+    match (id, env.result, error) {
         (Some(id), _, Some(error)) => Ok(match validate_error(error) {
             Ok(e) => Incoming::Response {
                 id,

@@ -39,6 +39,29 @@ fn c10_invalid_json_is_decode_failure() {
         Ok(o) => panic!("{o:?}"),
     };
     assert!(reason.starts_with("json decode failed: "));
+    // Invalid UTF-8 is caught in members that are otherwise skipped, too.
+    let reason = match classify(b"{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":1,\"zz\":\"\xfe\"}")
+    {
+        Err(Fatal(r)) => r,
+        Ok(o) => panic!("{o:?}"),
+    };
+    assert!(reason.starts_with("json decode failed: "), "{reason}");
+    // Skipped members are still syntax-checked, and duplicate members: the last one wins.
+    assert!(fatal(r#"{"jsonrpc":"2.0","id":"a","result":1,"zz":[1,}"#)
+        .starts_with("json decode failed: "));
+    assert_eq!(
+        classify(br#"{"jsonrpc":"1.0","id":"a","result":1,"jsonrpc":"2.0"}"#).expect("ok"),
+        Incoming::Response {
+            id: json!("a"),
+            outcome: Ok(json!(1))
+        }
+    );
+    // classify_value agrees with classify.
+    let v = json!({"jsonrpc":"2.0","id":7,"method":"m","params":{"a":1},"extra":true});
+    assert_eq!(
+        jobcenter_wire::classify_value(v.clone()).expect("ok"),
+        classify(v.to_string().as_bytes()).expect("ok")
+    );
     // The wire form of a fatal error.
     let e = Fatal("json decode failed: x".into()).to_rpc_error();
     assert_eq!(e.code, -32600);
@@ -376,4 +399,68 @@ fn c21_error_encoding_has_no_data_member() {
             outcome: Err(RpcError::method_threw("boom \"quoted\" ünïcode"))
         }
     );
+}
+
+mod equivalence {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            Just(json!(0)),
+            Just(json!(1.5)),
+            prop_oneof![
+                Just("2.0"),
+                Just("1.0"),
+                Just(""),
+                Just("0"),
+                Just("x"),
+                Just("ping")
+            ]
+            .prop_map(Value::from),
+            Just(json!({"code": -32601, "message": "Method not found."})),
+            Just(json!({"code": 1, "message": "m", "data": 2})),
+            Just(json!({"code": "x"})),
+            Just(json!([1, 2])),
+            Just(json!({})),
+        ]
+    }
+
+    fn envelope() -> impl Strategy<Value = Value> {
+        let key = prop_oneof![
+            Just("jsonrpc"),
+            Just("id"),
+            Just("method"),
+            Just("params"),
+            Just("result"),
+            Just("error"),
+            Just("other"),
+        ];
+        prop_oneof![
+            4 => proptest::collection::vec((key, leaf()), 0..7).prop_map(|kvs| {
+                let mut m = serde_json::Map::new();
+                m.insert("jsonrpc".into(), json!("2.0"));
+                for (k, v) in kvs {
+                    m.insert(k.to_string(), v);
+                }
+                Value::Object(m)
+            }),
+            1 => leaf(),
+        ]
+    }
+
+    proptest! {
+        /// The streaming classifier agrees with classification of a fully decoded value.
+        #[test]
+        fn classify_matches_classify_value(v in envelope()) {
+            let text = v.to_string();
+            prop_assert_eq!(
+                classify(text.as_bytes()),
+                jobcenter_wire::classify_value(v)
+            );
+        }
+    }
 }
