@@ -379,7 +379,7 @@ impl Dispatcher {
             }
             let next = sg.pending[0];
             if self.was.contains_key(&next) {
-                return Some(self.poll_offer(next));
+                return self.poll_offer(next);
             }
             // defensive: a stale entry; drop it and look again
             sg.pending.retain(|x| *x != next);
@@ -387,8 +387,8 @@ impl Dispatcher {
     }
 
     /// Create a poll offer (§8.5) for a WorkerAction whose slot is already reserved.
-    fn poll_offer(&mut self, id: WaId) -> Offer {
-        let wa = &self.was[&id];
+    fn poll_offer(&mut self, id: WaId) -> Option<Offer> {
+        let wa = self.was.get(&id)?;
         self.next_poll += 1;
         let key = format!("please_{}_{}", wa.action, self.next_poll);
         let task = Task {
@@ -408,7 +408,7 @@ impl Dispatcher {
             handoff: None,
         };
         self.tasks.insert(key, task);
-        offer
+        Some(offer)
     }
 
     fn specific_offer(
@@ -484,7 +484,7 @@ impl Dispatcher {
             let Some(id) = self.find_free_slot(&row.action, row.workers.as_deref(), true) else {
                 continue;
             };
-            offers.push(self.poll_offer(id));
+            offers.extend(self.poll_offer(id));
             row.count -= 1;
             if row.count > 0 {
                 queue.push_back(row);
