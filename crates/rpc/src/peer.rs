@@ -195,8 +195,12 @@ impl Drop for PendingGuard<'_> {
 }
 
 impl Peer {
-    /// Start serving `io` with the method table `methods`. Must be called inside a tokio
-    /// runtime (it spawns the reader and writer tasks).
+    /// Start serving `io` with the method table `methods`.
+    ///
+    /// # Panics
+    ///
+    /// Panics when called outside a tokio runtime (it spawns the reader and writer tasks).
+    /// All other methods, except the `async` ones, may be used from any thread.
     pub fn spawn<S>(io: S, methods: Arc<Methods>, cfg: PeerConfig) -> Peer
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
