@@ -556,7 +556,9 @@ impl Peer {
                     self.send_result(reply_id, &value);
                 }
                 if let Some(hook) = after {
-                    hook();
+                    if std::panic::catch_unwind(AssertUnwindSafe(hook)).is_err() {
+                        error!(peer = %self.shared.label, %method, "after-hook panicked");
+                    }
                 }
             }
             Ok(Err(HandlerError(text))) => {
@@ -570,10 +572,35 @@ impl Peer {
     }
 }
 
+/// Closes the connection if a task ends unexpectedly (e.g. a bug makes it panic), so the
+/// connection can never be left half-served.
+/// The writer's guard also reports completion for [`Peer::finished`].
+struct CloseOnDrop {
+    peer: Peer,
+    report_done: bool,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if !self.peer.is_closed() {
+            error!(peer = %self.peer.shared.label, "connection task ended unexpectedly");
+            self.peer
+                .shutdown(CloseReason::Io("internal error".into()), false);
+        }
+        if self.report_done {
+            self.peer.shared.done_tx.send_replace(true);
+        }
+    }
+}
+
 async fn reader_task<R>(peer: Peer, mut r: R, max_frame: usize)
 where
     R: AsyncRead + Unpin,
 {
+    let _guard = CloseOnDrop {
+        peer: peer.clone(),
+        report_done: false,
+    };
     let mut codec = NetstringCodec::new(max_frame);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut close_rx = peer.shared.close_tx.subscribe();
@@ -647,6 +674,10 @@ async fn drive_output(shared: &Shared) -> WriterEnd {
 }
 
 async fn writer_task(peer: Peer) {
+    let _guard = CloseOnDrop {
+        peer: peer.clone(),
+        report_done: true,
+    };
     let shared = &peer.shared;
     let mut abort_rx = shared.abort_tx.subscribe();
     let mut close_rx = shared.close_tx.subscribe();
@@ -675,8 +706,7 @@ async fn writer_task(peer: Peer) {
             warn!(peer = %shared.label, "graceful close timed out, dropping the connection");
         }
     }
-    // Make sure the reader stops too, then report completion.
+    // Make sure the reader stops too; the guard then reports completion.
     peer.shutdown(CloseReason::Local, false);
-    shared.done_tx.send_replace(true);
     debug!(peer = %shared.label, "connection finished");
 }

@@ -86,6 +86,9 @@ fn server_methods(release: Arc<Notify>) -> Methods {
             Ok(Reply::new(json!([false, "you're not welcome!"])).after(move || p.close()))
         })
     });
+    m.request("hook_panics", None, |_, _| {
+        boxed(async { Ok(Reply::new(json!("ok")).after(|| panic!("hook bug"))) })
+    });
     m.request("boom", None, |_, _| boxed(async { panic!("handler bug") }));
     m
 }
@@ -395,6 +398,13 @@ async fn c19_handler_error_gets_32001() {
         Some(
             json!({"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Method threw error: task_done: no outargs!?"}})
         )
+    );
+    // A panicking after-hook does not disturb the answer or the connection.
+    raw.send(r#"{"jsonrpc":"2.0","id":"hp","method":"hook_panics","params":{}}"#)
+        .await;
+    assert_eq!(
+        raw.next().await,
+        Some(json!({"jsonrpc":"2.0","id":"hp","result":"ok"}))
     );
     // A panicking handler becomes -32001 as well and the connection survives.
     raw.send(r#"{"jsonrpc":"2.0","id":"b","method":"boom","params":{}}"#)
