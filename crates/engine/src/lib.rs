@@ -15,4 +15,6 @@ pub mod syntax;
 
 /// JCL front end: `parse(file, src)` → AST; `Catalog::compile`/`load_dir` → task graphs.
 pub use compile::{Catalog, CompileError, DefinitionRef, LoadReport, Stage};
+/// The job runtime: the in-process [`Backend`](backend::Backend) implementation.
+pub use runtime::{Engine, EngineConfig};
 pub use syntax::parse;

@@ -1,1 +1,779 @@
-//! The job runtime: jobs walking their task graphs, action tasks, child jobs, errors.
+//! The job runtime: jobs walking their task graphs, action tasks for workers, child jobs.
+//!
+//! [`Engine`] implements the [`Backend`] trait the API server drives (PROTOCOL.md §10): it
+//! creates jobs, advances them task by task (JCL.md §2.7), hands action tasks to workers
+//! (`get_task`/`task_done`), runs blocking child jobs, retries soft errors, enforces action
+//! timeouts, and reports through [`Event`]s what the original signalled with LISTEN/NOTIFY.
+//!
+//! # Transactions
+//!
+//! All state lives in a [`Store`] (crate `jobcenter-store`). Every backend call and every
+//! timer firing is exactly one [`Store::transact`]: the job(s) touched are read, advanced
+//! synchronously until they wait (for a worker, a child, a timer) or finish, and written back.
+//! A job that calls a workflow starts the child in the same transaction, and a child that
+//! finishes at once resumes its parent in it too. Events are sent only after the commit.
+//! No transaction ever spans an `.await`, and no I/O happens inside one.
+//!
+//! # Timers
+//!
+//! [`Engine::start`] spawns one tokio task. It sleeps until the earliest `wake_at` of any job
+//! (retry due, action timeout, end of `sleep`, archival of a finished job) or the next
+//! housekeeping round, whichever comes first; transactions that schedule an earlier wake-up
+//! notify it. Housekeeping (every [`EngineConfig::housekeeping_interval`]) disconnects
+//! workers whose last ping is older than [`EngineConfig::worker_timeout`].
+//!
+//! # Choices and deviations (documented as JCL.md asks)
+//!
+//! - **Routing by name.** Action tasks are queued under the action *name*; workers announce
+//!   names and serve whatever version a caller was bound to at compile time (JCL.md §2.6
+//!   allows this). Input/output checks, `env:`, retry, timeout, filter and `retryable` come
+//!   from the bound version.
+//! - **Disconnect of a non-retryable action's worker.** The original leaves such a task in
+//!   state `working` forever (unless the action has a `timeout`). We put the task back to
+//!   `ready` (same inputs, same `tries`) and emit [`Event::ActionReady`], so another worker
+//!   gets it. Retryable actions get the soft error `worker disconnected` as specified.
+//! - **Archival.** Every successfully finished job (also a child) is archived
+//!   [`EngineConfig::archive_after`] after it finished; failed jobs stay live (§10.12).
+//! - **Catalog.** The engine owns an immutable [`Catalog`]; definitions are resolved once.
+//! - Stage B/C statements (split, locks, events, ...) raise a `normal` job error
+//!   `statement X is not supported by this engine yet`; `sleep` is supported.
+//! - The workflow id visible as `e.workflow_id` is the catalog definition id.
+
+mod interval;
+mod json;
+mod sched;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jobcenter_store::{
+    JobState, MemoryStore, Millis, Registration, Store, StoreError, Txn, WorkerRecord,
+};
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use crate::backend::{
+    Backend, BackendError, BackendFuture, CreateJob, Event, JobId, JobStatus, PollRow, TaskClaim,
+    WorkerId,
+};
+use crate::compile::graph::Workflow;
+use crate::compile::{Catalog, Compiled};
+use crate::eval::{self, IoSpec, SchemaRegistry, TypeError};
+
+pub use interval::parse_interval;
+pub use json::{catchable, contains, object_contains};
+use sched::{job_action, secs_to_millis, Run};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The engine-global environment (original: table `jc_env`), merged into every job's
+    /// environment after the workflow's `wfenv`. Default: empty.
+    pub global_env: Map<String, Value>,
+    /// Registered JSON-Schema types for io-specs (default: just `integer`).
+    pub schemas: SchemaRegistry,
+    /// How often housekeeping runs (default 60 s).
+    pub housekeeping_interval: Duration,
+    /// Age of a successful job's result before it is archived (default 60 s).
+    pub archive_after: Duration,
+    /// Workers without a ping for this long are disconnected (default 3 min).
+    pub worker_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            global_env: Map::new(),
+            schemas: SchemaRegistry::new(),
+            housekeeping_interval: Duration::from_secs(60),
+            archive_after: Duration::from_secs(60),
+            worker_timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+impl EngineConfig {
+    fn archive_after_ms(&self) -> Millis {
+        self.archive_after.as_millis() as Millis
+    }
+}
+
+/// The io-specs of one definition, resolved against the schema registry.
+#[derive(Debug)]
+pub(crate) struct DefSpecs {
+    inputs: Result<Vec<IoSpec>, TypeError>,
+    outputs: Result<Vec<IoSpec>, TypeError>,
+    env: Result<Vec<IoSpec>, TypeError>,
+}
+
+/// The catalog plus per-definition resolved specs.
+#[derive(Debug)]
+pub(crate) struct Defs {
+    catalog: Catalog,
+    specs: Vec<Option<DefSpecs>>,
+}
+
+impl Defs {
+    fn new(catalog: Catalog, registry: &SchemaRegistry) -> Self {
+        let mut specs: Vec<Option<DefSpecs>> = Vec::new();
+        for d in catalog.definitions() {
+            let s = match d {
+                Compiled::Workflow(w) => DefSpecs {
+                    inputs: IoSpec::from_ast_list(&w.inputs, registry, true),
+                    outputs: IoSpec::from_ast_list(&w.outputs, registry, false),
+                    env: Ok(Vec::new()),
+                },
+                Compiled::Action(a) => DefSpecs {
+                    inputs: IoSpec::from_ast_list(&a.inputs, registry, true),
+                    outputs: IoSpec::from_ast_list(&a.outputs, registry, false),
+                    env: IoSpec::from_ast_list(&a.env, registry, true),
+                },
+            };
+            let id = d.id();
+            if specs.len() <= id {
+                specs.resize_with(id + 1, || None);
+            }
+            specs[id] = Some(s);
+        }
+        Defs { catalog, specs }
+    }
+
+    fn specs(&self, id: usize) -> Option<&DefSpecs> {
+        self.specs.get(id).and_then(Option::as_ref)
+    }
+
+    fn workflow(&self, id: u64) -> Option<Arc<Workflow>> {
+        self.catalog.workflow(id as usize).cloned()
+    }
+}
+
+impl From<StoreError> for BackendError {
+    fn from(e: StoreError) -> Self {
+        BackendError::new(e.to_string())
+    }
+}
+
+fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+fn compact(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The job runtime over a store (in memory by default).
+pub struct Engine<S: Store = MemoryStore> {
+    defs: Defs,
+    store: S,
+    config: EngineConfig,
+    subscribers: Mutex<Vec<UnboundedSender<Event>>>,
+    wake: Arc<Notify>,
+    /// The earliest wake-up the timer task knows about (`u64::MAX`: none).
+    timer_at: AtomicU64,
+}
+
+impl<S: Store> std::fmt::Debug for Engine<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("definitions", &self.defs.catalog.definitions().len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Drop for Engine<S> {
+    fn drop(&mut self) {
+        // Let the timer task notice that the engine is gone.
+        self.wake.notify_one();
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// An engine running the definitions of `catalog` on `store`.
+    pub fn new(catalog: Catalog, store: S, config: EngineConfig) -> Self {
+        let defs = Defs::new(catalog, &config.schemas);
+        Engine {
+            defs,
+            store,
+            config,
+            subscribers: Mutex::new(Vec::new()),
+            wake: Arc::new(Notify::new()),
+            timer_at: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Wrap the engine in an `Arc` and spawn its timer task (retries, action timeouts,
+    /// sleeps, archival, housekeeping) on the current tokio runtime.
+    pub fn start(self) -> Arc<Self> {
+        let engine = Arc::new(self);
+        let weak = Arc::downgrade(&engine);
+        let wake = engine.wake.clone();
+        tokio::spawn(timer_loop(weak, wake));
+        engine
+    }
+
+    /// The definitions the engine runs.
+    pub fn catalog(&self) -> &Catalog {
+        &self.defs.catalog
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Run `f` in one transaction with a scheduler [`Run`]; drain the scheduler, commit,
+    /// then send the events and wake the timer task if needed.
+    fn transact<R>(
+        &self,
+        f: impl FnOnce(&mut Run<'_>, &mut dyn Txn) -> Result<R, BackendError>,
+    ) -> Result<R, BackendError> {
+        let mut run = Run::new(&self.defs, &self.config, now_ms());
+        let (r, next_wake) = self.store.transact(|txn| {
+            let r = f(&mut run, txn)?;
+            run.drain(txn);
+            Ok::<_, BackendError>((r, txn.next_wake()))
+        })?;
+        let events = std::mem::take(&mut run.events);
+        drop(run);
+        self.emit(events);
+        if let Some(w) = next_wake {
+            if w < self.timer_at.load(Ordering::Relaxed) {
+                self.timer_at.store(w, Ordering::Relaxed);
+                self.wake.notify_one();
+            }
+        }
+        Ok(r)
+    }
+
+    fn emit(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut subs = self.subscribers.lock();
+        for ev in events {
+            subs.retain(|s| s.send(ev.clone()).is_ok());
+        }
+    }
+
+    /// Process every job whose `wake_at` has passed (retries, timeouts, sleeps, archival).
+    /// Returns how many jobs were handled. The timer task calls this; tests may too.
+    pub fn run_due(&self) -> Result<usize, BackendError> {
+        let mut total = 0;
+        loop {
+            let n = self.transact(|run, txn| {
+                let due = txn.due_jobs(run.now, 256);
+                for id in &due {
+                    if let Some(job) = txn.job(*id).cloned() {
+                        run.wake(txn, job);
+                    }
+                }
+                Ok(due.len())
+            })?;
+            total += n;
+            if n < 256 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Housekeeping: disconnect workers whose last ping is older than the worker timeout.
+    /// Returns the names of the workers disconnected.
+    pub fn housekeeping(&self) -> Result<Vec<String>, BackendError> {
+        let limit = now_ms().saturating_sub(self.config.worker_timeout.as_millis() as Millis);
+        let stale: Vec<String> = self.transact(|_, txn| {
+            Ok(txn
+                .active_workers()
+                .into_iter()
+                .filter(|w| w.last_ping < limit)
+                .map(|w| w.name.clone())
+                .collect())
+        })?;
+        for name in &stale {
+            info!(worker = %name, "disconnecting worker without ping");
+            self.disconnect_now(name)?;
+        }
+        Ok(stale)
+    }
+
+    fn next_wake(&self) -> Option<Millis> {
+        self.store
+            .transact(|txn| Ok::<_, StoreError>(txn.next_wake()))
+            .ok()
+            .flatten()
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Backend operations (synchronous bodies)
+    // ------------------------------------------------------------------------------------
+
+    fn create_job_now(&self, req: CreateJob) -> Result<JobId, BackendError> {
+        let Some(wf) = self
+            .defs
+            .catalog
+            .lookup_workflow(&req.wfname, req.vtag.as_deref())
+            .cloned()
+        else {
+            return Err(BackendError::new(format!(
+                "no workflow named {}",
+                req.wfname
+            )));
+        };
+        if wf.config.get("disabled") == Some(&Value::Bool(true)) {
+            return Err(BackendError::new(format!(
+                "workflow {} is disabled",
+                req.wfname
+            )));
+        }
+        let spec = match self.defs.specs(wf.id).map(|s| &s.inputs) {
+            Some(Ok(s)) => s.as_slice(),
+            Some(Err(e)) => return Err(BackendError::new(e.to_string())),
+            None => &[],
+        };
+        let args = eval::check_inputs_owned(spec, req.inargs)
+            .map_err(|e| BackendError::new(e.to_string()))?;
+        let mut env = req.env.unwrap_or_default();
+        for (k, v) in &wf.wfenv {
+            env.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &self.config.global_env {
+            env.insert(k.clone(), v.clone());
+        }
+        env.insert("client".into(), Value::String(req.who));
+        if let Some(d) = wf.max_depth {
+            env.insert("max_depth".into(), Value::String(d.to_string()));
+        }
+        self.transact(|run, txn| {
+            let id = txn.next_job_id();
+            let job = run.new_job(id, &wf, args, env, 1, None);
+            debug!(job = id, workflow = %wf.name, "job created");
+            run.push(job, Run::start_flow(&wf));
+            Ok(id)
+        })
+    }
+
+    fn get_job_status_now(&self, job_id: JobId) -> Result<JobStatus, BackendError> {
+        self.store.transact(|txn| {
+            if let Some(j) = txn.job(job_id) {
+                if !j.state.is_final() {
+                    return Ok(JobStatus::Running);
+                }
+                return Ok(JobStatus::Finished(
+                    j.out_args
+                        .clone()
+                        .unwrap_or_else(|| json!({"error": "an unknown error occurred"})),
+                ));
+            }
+            Ok(match txn.archived(job_id) {
+                Some(a) => JobStatus::Finished(a.out_args.clone()),
+                None => JobStatus::Unknown,
+            })
+        })
+    }
+
+    fn find_jobs_now(&self, filter: Value) -> Result<Vec<JobId>, BackendError> {
+        if filter.as_object().is_some_and(Map::is_empty) {
+            return Err(BackendError::new("using an empty filter is not allowed"));
+        }
+        self.store.transact(|txn| {
+            let mut ids = Vec::new();
+            txn.scan_jobs(&mut |j| {
+                if object_contains(&j.args, &filter) {
+                    ids.push(j.id);
+                }
+            });
+            ids.sort_unstable();
+            Ok(ids)
+        })
+    }
+
+    fn announce_now(
+        &self,
+        workername: String,
+        actionname: String,
+        filter: Option<Value>,
+    ) -> Result<WorkerId, BackendError> {
+        let Some(action) = self.defs.catalog.latest_action(&actionname).cloned() else {
+            return Err(BackendError::new(format!("no action named {actionname}.")));
+        };
+        let filter = filter.filter(|f| !f.is_null());
+        let filter = match (filter, &action.filter) {
+            (Some(_), None) => {
+                return Err(BackendError::new(format!(
+                    "filtering is not allowed for action {actionname}"
+                )))
+            }
+            (Some(Value::Object(f)), Some(allowed)) => {
+                if let Some(k) = f.keys().find(|k| !allowed.contains(k)) {
+                    return Err(BackendError::new(format!(
+                        "filtering is not allowed for key {k}"
+                    )));
+                }
+                Some(f)
+            }
+            (Some(other), Some(_)) => {
+                return Err(BackendError::new(format!(
+                    "filter needs to be a json object {}",
+                    compact(&other)
+                )))
+            }
+            (None, Some(allowed)) if !allowed.iter().any(|k| k == "_*_") => {
+                return Err(BackendError::new(format!(
+                    "filtering is required for action {actionname}"
+                )))
+            }
+            (None, _) => None,
+        };
+        self.transact(|run, txn| {
+            let mut worker = match txn.active_worker(&workername) {
+                Some(w) => w.clone(),
+                None => WorkerRecord {
+                    id: txn.next_worker_id(),
+                    name: workername.clone(),
+                    active: true,
+                    started_at: run.now,
+                    last_ping: run.now,
+                    registrations: Vec::new(),
+                },
+            };
+            if worker.registrations.iter().any(|r| r.action == actionname) {
+                return Err(BackendError::new(format!(
+                    "worker {workername} already can do action {actionname}"
+                )));
+            }
+            worker.registrations.push(Registration {
+                action: actionname.clone(),
+                filter,
+            });
+            worker.last_ping = run.now;
+            let id = worker.id;
+            txn.put_worker(worker);
+            debug!(worker = %workername, action = %actionname, id, "announced");
+            Ok(id)
+        })
+    }
+
+    fn withdraw_now(&self, workername: String, actionname: String) -> Result<bool, BackendError> {
+        self.transact(|_, txn| {
+            let Some(mut w) = txn.active_worker(&workername).cloned() else {
+                return Ok(false);
+            };
+            let before = w.registrations.len();
+            w.registrations.retain(|r| r.action != actionname);
+            if w.registrations.len() == before {
+                return Ok(false);
+            }
+            if w.registrations.is_empty() {
+                w.active = false;
+            }
+            txn.put_worker(w);
+            Ok(true)
+        })
+    }
+
+    fn get_task_now(
+        &self,
+        workername: String,
+        actionname: String,
+        job_id: Option<JobId>,
+    ) -> Result<Option<TaskClaim>, BackendError> {
+        self.transact(|run, txn| {
+            let Some(w) = txn.active_worker(&workername) else {
+                return Err(BackendError::new(format!(
+                    "no workeraction for worker {workername} action {actionname}."
+                )));
+            };
+            let Some(reg) = w.registrations.iter().find(|r| r.action == actionname) else {
+                return Err(BackendError::new(format!(
+                    "no workeraction for worker {workername} action {actionname}."
+                )));
+            };
+            let worker_id = w.id;
+            let filter = reg.filter.clone().map(Value::Object);
+            let fits = |txn: &dyn Txn, id: JobId| {
+                txn.job(id).is_some_and(|j| {
+                    j.ready_action() == Some(actionname.as_str())
+                        && filter.as_ref().map_or(true, |f| {
+                            j.task_state.inargs.as_ref().is_some_and(|i| contains(i, f))
+                        })
+                })
+            };
+            let found = match job_id {
+                Some(id) => fits(&*txn, id).then_some(id),
+                None => txn.ready_jobs(&actionname).find(|id| fits(&*txn, *id)),
+            };
+            let Some(id) = found else {
+                return Ok(None);
+            };
+            let Some(mut job) = txn.job(id).cloned() else {
+                return Ok(None);
+            };
+            let deadline = job_action(run.defs, &job)
+                .and_then(|a| a.timeout.as_deref())
+                .and_then(|t| {
+                    let secs = parse_interval(t);
+                    if secs.is_none() {
+                        warn!(timeout = t, "invalid action timeout interval ignored");
+                    }
+                    secs
+                })
+                .map(|secs| run.now + secs_to_millis(secs));
+            let cookie = uuid::Uuid::new_v4().to_string();
+            job.state = JobState::Working;
+            job.updated_at = run.now;
+            job.wake_at = deadline;
+            job.task_state.claim = Some(jobcenter_store::TaskClaim {
+                cookie: cookie.clone(),
+                worker_id,
+                claimed_at: run.now,
+                deadline,
+            });
+            let mut env = job.task_state.env.clone().unwrap_or_default();
+            if let Some(t) = job.task_state.tries {
+                env.insert("tries".into(), json!(t));
+            }
+            let inargs = job
+                .task_state
+                .inargs
+                .clone()
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            txn.put_job(job);
+            Ok(Some(TaskClaim {
+                job_id: id,
+                cookie,
+                inargs,
+                env: Value::Object(env),
+            }))
+        })
+    }
+
+    fn task_done_now(&self, cookie: String, outargs: Value) -> Result<(), BackendError> {
+        self.transact(|run, txn| {
+            let Some(id) = txn.job_by_cookie(&cookie) else {
+                debug!(cookie = %cookie, "task_done with an unknown cookie ignored");
+                return Ok(());
+            };
+            let Some(mut job) = txn.job(id).cloned() else {
+                return Ok(());
+            };
+            if job.cookie() != Some(cookie.as_str()) {
+                return Ok(());
+            }
+            job.task_state.claim = None;
+            job.wake_at = None;
+            run.task_result(job, outargs);
+            Ok(())
+        })
+    }
+
+    fn ping_now(&self, worker_id: WorkerId) -> Result<bool, BackendError> {
+        self.transact(|run, txn| {
+            let Some(mut w) = txn.worker(worker_id).filter(|w| w.active).cloned() else {
+                return Ok(false);
+            };
+            w.last_ping = run.now;
+            txn.put_worker(w);
+            Ok(true)
+        })
+    }
+
+    fn poll_tasks_now(&self, worker_ids: Vec<WorkerId>) -> Result<Vec<PollRow>, BackendError> {
+        self.store.transact(|txn| {
+            let mut groups: Vec<(String, Option<Value>, Vec<WorkerId>)> = Vec::new();
+            for wid in &worker_ids {
+                let Some(w) = txn.worker(*wid).filter(|w| w.active) else {
+                    continue;
+                };
+                for r in &w.registrations {
+                    let f = r.filter.clone().map(Value::Object);
+                    match groups
+                        .iter_mut()
+                        .find(|(a, gf, _)| *a == r.action && *gf == f)
+                    {
+                        Some(g) => {
+                            if !g.2.contains(wid) {
+                                g.2.push(*wid);
+                            }
+                        }
+                        None => groups.push((r.action.clone(), f, vec![*wid])),
+                    }
+                }
+            }
+            let mut rows = Vec::new();
+            for (action, filter, ids) in groups {
+                let count = txn
+                    .ready_jobs(&action)
+                    .filter(|id| match &filter {
+                        None => true,
+                        Some(f) => txn
+                            .job(*id)
+                            .and_then(|j| j.task_state.inargs.as_ref())
+                            .is_some_and(|i| contains(i, f)),
+                    })
+                    .count();
+                if count > 0 {
+                    rows.push(PollRow {
+                        action,
+                        workers: filter.map(|_| ids),
+                        count,
+                    });
+                }
+            }
+            Ok::<_, BackendError>(rows)
+        })
+    }
+
+    fn disconnect_now(&self, workername: &str) -> Result<bool, BackendError> {
+        self.transact(|run, txn| {
+            let Some(mut w) = txn.active_worker(workername).cloned() else {
+                return Ok(false);
+            };
+            let wid = w.id;
+            w.active = false;
+            w.registrations.clear();
+            txn.put_worker(w);
+            let mut held: Vec<JobId> = txn
+                .working_jobs()
+                .into_iter()
+                .filter(|id| {
+                    txn.job(*id)
+                        .and_then(|j| j.task_state.claim.as_ref())
+                        .is_some_and(|c| c.worker_id == wid)
+                })
+                .collect();
+            held.sort_unstable();
+            for id in held {
+                if let Some(job) = txn.job(id).cloned() {
+                    run.worker_gone(txn, job);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    fn subscribe_now(&self) -> UnboundedReceiver<Event> {
+        let (tx, rx) = unbounded_channel();
+        self.subscribers.lock().push(tx);
+        rx
+    }
+}
+
+/// The timer task: sleep until the next due job or housekeeping round.
+async fn timer_loop<S: Store>(engine: Weak<Engine<S>>, wake: Arc<Notify>) {
+    let mut next_housekeeping = None;
+    loop {
+        let sleep_for = {
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            let now = now_ms();
+            let interval = engine.config.housekeeping_interval.as_millis() as Millis;
+            let hk = *next_housekeeping.get_or_insert(now + interval);
+            if let Err(e) = engine.run_due() {
+                warn!(error = %e, "processing due jobs failed");
+            }
+            if now >= hk {
+                if let Err(e) = engine.housekeeping() {
+                    warn!(error = %e, "housekeeping failed");
+                }
+                next_housekeeping = Some(now + interval);
+            }
+            let target = engine
+                .next_wake()
+                .unwrap_or(u64::MAX)
+                .min(next_housekeeping.unwrap_or(u64::MAX));
+            engine.timer_at.store(target, Ordering::Relaxed);
+            Duration::from_millis(target.saturating_sub(now_ms()))
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep_for) => {}
+            _ = wake.notified() => {}
+        }
+    }
+}
+
+fn ready<T: Send + 'static>(r: Result<T, BackendError>) -> BackendFuture<'static, T> {
+    Box::pin(std::future::ready(r))
+}
+
+impl<S: Store> Backend for Engine<S> {
+    fn create_job(&self, req: CreateJob) -> BackendFuture<'_, JobId> {
+        ready(self.create_job_now(req))
+    }
+
+    fn get_job_status(&self, job_id: JobId) -> BackendFuture<'_, JobStatus> {
+        ready(self.get_job_status_now(job_id))
+    }
+
+    fn find_jobs(&self, filter: Value) -> BackendFuture<'_, Vec<JobId>> {
+        ready(self.find_jobs_now(filter))
+    }
+
+    fn check_if_lock_exists(
+        &self,
+        locktype: String,
+        _lockvalue: String,
+    ) -> BackendFuture<'_, Option<bool>> {
+        // Stage A: no job ever holds a lock; unregistered lock types give null.
+        ready(Ok(self
+            .defs
+            .catalog
+            .has_locktype(&locktype)
+            .then_some(false)))
+    }
+
+    fn announce(
+        &self,
+        workername: String,
+        actionname: String,
+        _who: String,
+        filter: Option<Value>,
+    ) -> BackendFuture<'_, WorkerId> {
+        ready(self.announce_now(workername, actionname, filter))
+    }
+
+    fn withdraw(&self, workername: String, actionname: String) -> BackendFuture<'_, bool> {
+        ready(self.withdraw_now(workername, actionname))
+    }
+
+    fn get_task(
+        &self,
+        workername: String,
+        actionname: String,
+        job_id: Option<JobId>,
+    ) -> BackendFuture<'_, Option<TaskClaim>> {
+        ready(self.get_task_now(workername, actionname, job_id))
+    }
+
+    fn task_done(&self, cookie: String, outargs: Value) -> BackendFuture<'_, ()> {
+        ready(self.task_done_now(cookie, outargs))
+    }
+
+    fn ping(&self, worker_id: WorkerId) -> BackendFuture<'_, bool> {
+        ready(self.ping_now(worker_id))
+    }
+
+    fn poll_tasks(&self, worker_ids: Vec<WorkerId>) -> BackendFuture<'_, Vec<PollRow>> {
+        ready(self.poll_tasks_now(worker_ids))
+    }
+
+    fn disconnect(&self, workername: String) -> BackendFuture<'_, bool> {
+        ready(self.disconnect_now(&workername))
+    }
+
+    fn subscribe(&self) -> UnboundedReceiver<Event> {
+        self.subscribe_now()
+    }
+}

@@ -1,0 +1,871 @@
+//! The scheduler: jobs walking their task graphs inside one store transaction (JCL.md §2.7).
+//!
+//! A [`Run`] is the engine's work for one transaction. Entry points put work on its queue
+//! (continue a job with a [`Flow`], hand a finished child's result to its parent) and
+//! [`Run::drain`] processes the queue until every touched job waits (for a worker, a child,
+//! a timer) or is finished. Every job is read from and written back to the transaction, so
+//! all of it commits or rolls back together. Events are collected and sent after commit.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use jobcenter_store::{JobId, JobRecord, JobState, Millis, ParentLink, TaskState, Txn};
+use serde_json::{json, Map, Value};
+use tracing::{debug, warn};
+
+use super::interval::parse_interval;
+use super::json::{catchable, error_value, object_contains};
+use super::{Defs, EngineConfig};
+use crate::backend::Event;
+use crate::compile::graph::{
+    Action, CallMode, CallTask, TargetKind, Task, TaskId, TaskKind, Workflow,
+};
+use crate::eval::{self, caught_exception, EnvIds, IoSpec, Phase};
+
+/// What happens next to a job.
+#[derive(Debug)]
+pub(crate) enum Flow {
+    /// Enter this task (counts a step).
+    Goto(TaskId),
+    /// Raise this error value at the current task.
+    Raise(Value),
+    /// The job waits; store it as it is.
+    Wait,
+    /// Finish with these outargs; `true` if they are an error (`{"error": E}`).
+    Finish(Value, bool),
+}
+
+/// A unit of scheduler work.
+#[derive(Debug)]
+enum Work {
+    /// Continue a job (already taken out of the store) with a flow.
+    Continue(Box<JobRecord>, Flow),
+    /// A blocking child finished: `Ok(outargs)` or `Err(error value)`.
+    ChildDone {
+        parent: JobId,
+        child: JobId,
+        outcome: Result<Value, Value>,
+    },
+}
+
+/// The scheduler state of one transaction.
+pub(crate) struct Run<'e> {
+    pub defs: &'e Defs,
+    pub cfg: &'e EngineConfig,
+    pub now: Millis,
+    pub events: Vec<Event>,
+    queue: VecDeque<Work>,
+}
+
+fn raise_msg(msg: String) -> Flow {
+    Flow::Raise(error_value(msg, "normal"))
+}
+
+fn ids(job: &JobRecord, wf: &Workflow, task: TaskId) -> EnvIds {
+    EnvIds {
+        workflow_id: wf.id as i64,
+        job_id: job.id,
+        task_id: task as i64,
+    }
+}
+
+/// `e.max_depth` as an integer (number or numeric string), else the default 9.
+pub(crate) fn max_depth_of(env: &Map<String, Value>) -> i64 {
+    let parsed = match env.get("max_depth") {
+        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Some(Value::String(s)) => {
+            let t = s.trim();
+            t.parse::<i64>()
+                .ok()
+                .or_else(|| t.parse::<f64>().ok().map(|f| f as i64))
+        }
+        _ => None,
+    };
+    parsed.unwrap_or(crate::compile::DEFAULT_MAX_DEPTH)
+}
+
+impl<'e> Run<'e> {
+    /// A run at time `now`.
+    pub fn new(defs: &'e Defs, cfg: &'e EngineConfig, now: Millis) -> Self {
+        Run {
+            defs,
+            cfg,
+            now,
+            events: Vec::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Queue a job to continue with `flow`.
+    pub fn push(&mut self, job: JobRecord, flow: Flow) {
+        self.queue.push_back(Work::Continue(Box::new(job), flow));
+    }
+
+    /// Process all queued work.
+    pub fn drain(&mut self, txn: &mut dyn Txn) {
+        while let Some(w) = self.queue.pop_front() {
+            match w {
+                Work::Continue(job, flow) => self.advance(txn, *job, flow),
+                Work::ChildDone {
+                    parent,
+                    child,
+                    outcome,
+                } => self.child_done(txn, parent, child, outcome),
+            }
+        }
+    }
+
+    /// A fresh job record positioned on `wf`'s start task.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_job(
+        &self,
+        id: JobId,
+        wf: &Workflow,
+        args: Map<String, Value>,
+        env: Map<String, Value>,
+        depth: i64,
+        parent: Option<ParentLink>,
+    ) -> JobRecord {
+        JobRecord {
+            id,
+            workflow: wf.name.clone(),
+            version: wf.version,
+            workflow_def: wf.id as u64,
+            state: JobState::Plotting,
+            task: wf.start as u64,
+            steps: 0,
+            max_steps: wf.max_steps,
+            depth,
+            parent,
+            args,
+            env,
+            vars: Map::new(),
+            out_args: None,
+            task_state: TaskState::default(),
+            aborted: false,
+            created_at: self.now,
+            updated_at: self.now,
+            finished_at: None,
+            wake_at: None,
+        }
+    }
+
+    /// The flow that leaves the `start` task (not counted as a step).
+    pub fn start_flow(wf: &Workflow) -> Flow {
+        match wf.task(wf.start) {
+            Some(t) => Flow::Goto(t.next),
+            None => raise_msg(format!("no start task in workflow {} .", wf.name)),
+        }
+    }
+
+    fn advance(&mut self, txn: &mut dyn Txn, mut job: JobRecord, mut flow: Flow) {
+        let Some(wf) = self.defs.workflow(job.workflow_def) else {
+            warn!(job = job.id, "job refers to an unknown workflow definition");
+            let out = json!({"error": error_value("workflow definition not found", "fatal")});
+            self.finish(txn, job, out, true);
+            return;
+        };
+        loop {
+            flow = match flow {
+                Flow::Goto(t) => self.enter(txn, &mut job, &wf, t),
+                Flow::Raise(err) => self.raise(&mut job, &wf, err),
+                Flow::Wait => {
+                    job.updated_at = self.now;
+                    txn.put_job(job);
+                    return;
+                }
+                Flow::Finish(out, is_err) => {
+                    self.finish(txn, job, out, is_err);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Raise `err` at the job's current task: catch it or finish the job with it.
+    fn raise(&mut self, job: &mut JobRecord, wf: &Workflow, err: Value) -> Flow {
+        let on_error = wf.task(job.task as TaskId).and_then(|t| t.on_error);
+        match on_error {
+            Some(target) if catchable(&err) => {
+                debug!(job = job.id, task = job.task, "error caught");
+                job.env.insert("_error".into(), err);
+                job.aborted = false;
+                Flow::Goto(target)
+            }
+            _ => {
+                let mut out = Map::new();
+                out.insert("error".into(), err);
+                Flow::Finish(Value::Object(out), true)
+            }
+        }
+    }
+
+    /// Enter task `t`: count the step, check the limits, execute it.
+    fn enter(&mut self, txn: &mut dyn Txn, job: &mut JobRecord, wf: &Workflow, t: TaskId) -> Flow {
+        job.steps += 1;
+        job.task = t as u64;
+        job.task_state = TaskState::default();
+        job.state = JobState::Plotting;
+        if job.steps > job.max_steps {
+            return Flow::Raise(error_value(
+                format!(
+                    "maximum step count exceeded: {} > {}",
+                    job.steps, job.max_steps
+                ),
+                "fatal",
+            ));
+        }
+        if job.aborted {
+            return Flow::Raise(error_value("aborted by parent job", "abort"));
+        }
+        let Some(task) = wf.task(t) else {
+            return Flow::Raise(error_value(format!("no task {t} in workflow"), "fatal"));
+        };
+        self.execute(txn, job, wf, task)
+    }
+
+    fn execute(
+        &mut self,
+        txn: &mut dyn Txn,
+        job: &mut JobRecord,
+        wf: &Workflow,
+        task: &Task,
+    ) -> Flow {
+        match &task.kind {
+            TaskKind::Start | TaskKind::NoOp(_) => Flow::Goto(task.next),
+            TaskKind::End => self.end(job, wf, task),
+            TaskKind::Eval { map } => {
+                match eval::run_let(
+                    map,
+                    &job.args,
+                    &job.env,
+                    &job.vars,
+                    Some(ids(job, wf, task.id)),
+                ) {
+                    Ok(Some(v)) => {
+                        job.vars = v;
+                        Flow::Goto(task.next)
+                    }
+                    Ok(None) => Flow::Goto(task.next),
+                    Err(e) => raise_msg(caught_exception(Phase::Eval, e.sqlstate(), &e.message())),
+                }
+            }
+            TaskKind::Branch {
+                cond,
+                negate,
+                true_next,
+                ..
+            } => match eval::run_condition(cond, &job.args, &job.env, &job.vars) {
+                Ok((b, v)) => {
+                    if let Some(v) = v {
+                        job.vars = v;
+                    }
+                    if b != *negate {
+                        Flow::Goto(*true_next)
+                    } else {
+                        Flow::Goto(task.next)
+                    }
+                }
+                Err(e) => raise_msg(caught_exception(
+                    Phase::BoolCode,
+                    e.sqlstate(),
+                    &e.message(),
+                )),
+            },
+            TaskKind::Switch { expr, table } => {
+                match eval::run_case(expr, &job.args, &job.env, &job.vars) {
+                    Ok((s, v)) => {
+                        if let Some(v) = v {
+                            job.vars = v;
+                        }
+                        match table.iter().find(|(label, _)| *label == s) {
+                            Some((_, target)) => Flow::Goto(*target),
+                            None => Flow::Goto(task.next),
+                        }
+                    }
+                    Err(e) => raise_msg(caught_exception(
+                        Phase::StringCode,
+                        e.sqlstate(),
+                        &e.message(),
+                    )),
+                }
+            }
+            TaskKind::RaiseError { message } => {
+                let i = match eval::run_implicit_input(
+                    "msg",
+                    message,
+                    &job.args,
+                    &job.env,
+                    &job.vars,
+                    Some(ids(job, wf, task.id)),
+                ) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        return raise_msg(caught_exception(
+                            Phase::InArgsMap,
+                            e.sqlstate(),
+                            &e.message(),
+                        ))
+                    }
+                };
+                let spec = [IoSpec::base("msg", "string").unwrap_or_else(string_spec)];
+                match eval::check_inputs_owned(&spec, i) {
+                    Ok(mut i) => {
+                        let msg = i.remove("msg").unwrap_or(Value::Null);
+                        Flow::Raise(json!({"msg": msg, "class": "normal"}))
+                    }
+                    Err(e) => raise_msg(caught_exception(
+                        Phase::InArgsMap,
+                        e.sqlstate(),
+                        &e.to_string(),
+                    )),
+                }
+            }
+            TaskKind::Sleep { duration } => self.sleep(job, wf, task, duration),
+            TaskKind::Call(ct) => match ct.target.kind {
+                TargetKind::Action => self.call_action(txn, job, wf, task, ct),
+                TargetKind::Workflow => self.call_workflow(txn, job, wf, task, ct),
+                TargetKind::Procedure => {
+                    raise_msg("calling procedures is not supported by this engine yet".into())
+                }
+            },
+            other => raise_msg(format!(
+                "statement {} is not supported by this engine yet",
+                other.name()
+            )),
+        }
+    }
+
+    fn sleep(
+        &mut self,
+        job: &mut JobRecord,
+        wf: &Workflow,
+        task: &Task,
+        duration: &crate::syntax::ast::Code,
+    ) -> Flow {
+        let i = match eval::run_implicit_input(
+            "timeout",
+            duration,
+            &job.args,
+            &job.env,
+            &job.vars,
+            Some(ids(job, wf, task.id)),
+        ) {
+            Ok(i) => i,
+            Err(e) => {
+                return raise_msg(caught_exception(
+                    Phase::InArgsMap,
+                    e.sqlstate(),
+                    &e.message(),
+                ))
+            }
+        };
+        let text = match i.get("timeout") {
+            Some(v) => eval::to_perl_string(v).unwrap_or_default(),
+            None => String::new(),
+        };
+        match parse_interval(&text) {
+            Some(secs) => {
+                job.state = JobState::Sleeping;
+                job.wake_at = Some(self.now + secs_to_millis(secs));
+                Flow::Wait
+            }
+            None => raise_msg(format!(
+                "caught exception in do_inargsmap sqlstate 22007 sqlerrm invalid input syntax for type interval: \"{text}\""
+            )),
+        }
+    }
+
+    fn end(&mut self, job: &mut JobRecord, wf: &Workflow, task: &Task) -> Flow {
+        let o = match &wf.wfomap {
+            Some(m) => match eval::run_wfomap(
+                m,
+                &job.args,
+                &job.env,
+                &job.vars,
+                Some(ids(job, wf, task.id)),
+            ) {
+                Ok(o) => o,
+                Err(e) => {
+                    return raise_msg(caught_exception(
+                        Phase::WorkflowOutArgsMap,
+                        e.sqlstate(),
+                        &e.message(),
+                    ))
+                }
+            },
+            None => Map::new(),
+        };
+        let specs = self.defs.specs(wf.id);
+        let checked = match specs {
+            Some(s) => match &s.outputs {
+                Ok(spec) => eval::check_outputs(spec, &o).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            None => Ok(()),
+        };
+        match checked {
+            Ok(()) => Flow::Finish(Value::Object(o), false),
+            Err(msg) => raise_msg(caught_exception(Phase::WorkflowOutArgsMap, "P0001", &msg)),
+        }
+    }
+
+    /// Run an input map and check it against `spec` (`do_inargsmap` errors).
+    fn inputs(
+        &self,
+        job: &JobRecord,
+        wf: &Workflow,
+        task: &Task,
+        ct: &CallTask,
+        spec: &Result<Vec<IoSpec>, eval::TypeError>,
+    ) -> Result<Map<String, Value>, Flow> {
+        let i = eval::run_input_map(
+            &ct.inputs,
+            &job.args,
+            &job.env,
+            &job.vars,
+            Some(ids(job, wf, task.id)),
+        )
+        .map_err(|e| {
+            raise_msg(caught_exception(
+                Phase::InArgsMap,
+                e.sqlstate(),
+                &e.message(),
+            ))
+        })?;
+        let spec = spec
+            .as_ref()
+            .map_err(|e| raise_msg(caught_exception(Phase::InArgsMap, "P0001", &e.to_string())))?;
+        eval::check_inputs_owned(spec, i)
+            .map_err(|e| raise_msg(caught_exception(Phase::InArgsMap, "P0001", &e.to_string())))
+    }
+
+    fn call_action(
+        &mut self,
+        txn: &mut dyn Txn,
+        job: &mut JobRecord,
+        wf: &Workflow,
+        task: &Task,
+        ct: &CallTask,
+    ) -> Flow {
+        let (Some(action), Some(specs)) = (
+            self.defs.catalog.action(ct.target.def),
+            self.defs.specs(ct.target.def),
+        ) else {
+            return raise_msg(format!("no action named {}.", ct.target.name));
+        };
+        let inargs = match self.inputs(job, wf, task, ct, &specs.inputs) {
+            Ok(i) => i,
+            Err(flow) => return flow,
+        };
+        let env = if action.env.is_empty() {
+            Map::new()
+        } else {
+            let ids = ids(job, wf, task.id);
+            let mut obj = Map::new();
+            for spec in &action.env {
+                let v = match spec.name.as_str() {
+                    "workflow_id" => Some(json!(ids.workflow_id)),
+                    "job_id" => Some(json!(ids.job_id)),
+                    "task_id" => Some(json!(ids.task_id)),
+                    k => job.env.get(k).cloned(),
+                };
+                if let Some(v) = v {
+                    obj.insert(spec.name.clone(), v);
+                }
+            }
+            let checked = match &specs.env {
+                Ok(spec) => eval::check_inputs_owned(spec, obj).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match checked {
+                Ok(env) => env,
+                Err(msg) => return raise_msg(format!("action environment error: {msg}")),
+            }
+        };
+        let inargs = Value::Object(inargs);
+        self.notify_ready(txn, job.id, action, &inargs);
+        job.state = JobState::Ready;
+        job.task_state.action = Some(action.name.clone());
+        job.task_state.inargs = Some(inargs);
+        job.task_state.env = Some(env);
+        Flow::Wait
+    }
+
+    /// Emit `ActionReady` for a job whose task of `action` became ready (§10.11).
+    pub fn notify_ready(&mut self, txn: &dyn Txn, job_id: JobId, action: &Action, inargs: &Value) {
+        let workers = if action.filter.is_some() {
+            let empty = Map::new();
+            let inargs_obj = inargs.as_object().unwrap_or(&empty);
+            let mut ids: Vec<i64> = txn
+                .active_workers()
+                .into_iter()
+                .filter(|w| {
+                    w.registrations.iter().any(|r| {
+                        r.action == action.name
+                            && r.filter.as_ref().map_or(true, |f| {
+                                object_contains(inargs_obj, &Value::Object(f.clone()))
+                            })
+                    })
+                })
+                .map(|w| w.id)
+                .collect();
+            if ids.is_empty() {
+                return;
+            }
+            ids.sort_unstable();
+            Some(ids)
+        } else {
+            None
+        };
+        self.events.push(Event::ActionReady {
+            action: action.name.clone(),
+            job_id,
+            workers,
+        });
+    }
+
+    fn call_workflow(
+        &mut self,
+        txn: &mut dyn Txn,
+        job: &mut JobRecord,
+        wf: &Workflow,
+        task: &Task,
+        ct: &CallTask,
+    ) -> Flow {
+        let (Some(child_wf), Some(specs)) = (
+            self.defs.catalog.workflow(ct.target.def),
+            self.defs.specs(ct.target.def),
+        ) else {
+            return raise_msg(format!("no workflow named {}", ct.target.name));
+        };
+        let d = job.depth;
+        let max = max_depth_of(&job.env);
+        if d >= max {
+            return Flow::Raise(error_value(
+                format!("maximum call depth would be exceeded: {d} >= {max}"),
+                "fatal",
+            ));
+        }
+        if ct.mode == CallMode::NonBlocking || ct.map_over.is_some() {
+            return raise_msg("statement split is not supported by this engine yet".into());
+        }
+        let args = match self.inputs(job, wf, task, ct, &specs.inputs) {
+            Ok(i) => i,
+            Err(flow) => return flow,
+        };
+        let mut env = job.env.clone();
+        for (k, v) in &child_wf.wfenv {
+            env.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &self.cfg.global_env {
+            env.insert(k.clone(), v.clone());
+        }
+        env.insert("max_depth".into(), json!(max));
+        let blocking = ct.mode == CallMode::Blocking;
+        let parent = blocking.then_some(ParentLink {
+            job_id: job.id,
+            task: task.id as u64,
+            wait: true,
+        });
+        let child_id = txn.next_job_id();
+        let child = self.new_job(child_id, child_wf, args, env, d + 1, parent);
+        debug!(job = job.id, child = child_id, workflow = %child_wf.name, "child job created");
+        self.push(child, Self::start_flow(child_wf));
+        if blocking {
+            job.state = JobState::ChildWait;
+            job.task_state.child = Some(child_id);
+            Flow::Wait
+        } else {
+            Flow::Goto(task.next)
+        }
+    }
+}
+
+fn string_spec() -> IoSpec {
+    IoSpec {
+        name: "msg".into(),
+        ty: eval::IoType::Base(eval::types::BaseType::String),
+        default: None,
+        optional: false,
+    }
+}
+
+/// Seconds (possibly fractional or negative) to milliseconds, saturating at 0.
+pub(crate) fn secs_to_millis(secs: f64) -> Millis {
+    if secs.is_finite() && secs > 0.0 {
+        (secs * 1000.0).round() as Millis
+    } else {
+        0
+    }
+}
+
+/// The action of the call task a job is at, if it is at one.
+pub(crate) fn job_action<'d>(defs: &'d Defs, job: &JobRecord) -> Option<&'d Arc<Action>> {
+    let wf = defs.catalog.workflow(job.workflow_def as usize)?;
+    match &wf.task(job.task as TaskId)?.kind {
+        TaskKind::Call(ct) if ct.target.kind == TargetKind::Action => {
+            defs.catalog.action(ct.target.def)
+        }
+        _ => None,
+    }
+}
+
+impl Run<'_> {
+    /// Finish a job with `out` (JCL.md §2.7 "Finishing normally", §2.10 "Uncaught").
+    fn finish(&mut self, txn: &mut dyn Txn, mut job: JobRecord, out: Value, is_err: bool) {
+        job.state = if is_err {
+            JobState::Error
+        } else {
+            JobState::Finished
+        };
+        job.finished_at = Some(self.now);
+        job.updated_at = self.now;
+        job.task_state.claim = None;
+        // Successful jobs are archived later; failed jobs stay in the live table (§10.12).
+        job.wake_at = (!is_err).then(|| self.now + self.cfg.archive_after_ms());
+        debug!(job = job.id, error = is_err, "job finished");
+        self.events.push(Event::JobFinished(job.id));
+        if let Some(p) = &job.parent {
+            if p.wait {
+                let outcome = if is_err {
+                    Err(out.get("error").cloned().unwrap_or(Value::Null))
+                } else {
+                    Ok(out.clone())
+                };
+                self.queue.push_back(Work::ChildDone {
+                    parent: p.job_id,
+                    child: job.id,
+                    outcome,
+                });
+            }
+        }
+        job.out_args = Some(out);
+        txn.put_job(job);
+    }
+
+    /// A blocking child finished: complete the parent's call task (§2.9).
+    fn child_done(
+        &mut self,
+        txn: &mut dyn Txn,
+        parent: JobId,
+        child: JobId,
+        outcome: Result<Value, Value>,
+    ) {
+        let Some(mut job) = txn.job(parent).cloned() else {
+            return;
+        };
+        if job.state != JobState::ChildWait || job.task_state.child != Some(child) {
+            debug!(job = parent, child, "parent no longer waits for this child");
+            return;
+        }
+        job.state = JobState::Plotting;
+        let flow = match outcome {
+            Err(x) => Flow::Raise(json!({
+                "msg": format!("childjob {child} raised error"),
+                "class": "childerror",
+                "error": x,
+            })),
+            Ok(out) => {
+                let task = self
+                    .defs
+                    .workflow(job.workflow_def)
+                    .and_then(|wf| wf.task(job.task as TaskId).cloned());
+                match task {
+                    Some(Task {
+                        kind: TaskKind::Call(ct),
+                        ..
+                    }) => self.apply_outputs(&mut job, ct.target.def, ct.outputs.as_ref(), out),
+                    _ => Flow::Raise(error_value("parent is not at a call task", "fatal")),
+                }
+            }
+        };
+        self.push(job, flow);
+    }
+
+    /// Output check against definition `callee`'s `out:` and the caller's output map, then
+    /// continue with the next task (`do_outargsmap` errors).
+    fn apply_outputs(
+        &mut self,
+        job: &mut JobRecord,
+        callee: usize,
+        map: Option<&crate::syntax::ast::Map>,
+        outargs: Value,
+    ) -> Flow {
+        let Some(wf) = self.defs.workflow(job.workflow_def) else {
+            return Flow::Raise(error_value("workflow definition not found", "fatal"));
+        };
+        let t = job.task as TaskId;
+        let next = wf.task(t).map(|x| x.next).unwrap_or(wf.end);
+        let o = match outargs {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        if let Some(specs) = self.defs.specs(callee) {
+            let checked = match &specs.outputs {
+                Ok(spec) => eval::check_outputs(spec, &o).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(msg) = checked {
+                return raise_msg(caught_exception(Phase::OutArgsMap, "P0001", &msg));
+            }
+        }
+        if let Some(m) = map {
+            match eval::run_output_map(
+                m,
+                &job.args,
+                &job.env,
+                &job.vars,
+                &o,
+                Some(ids(job, &wf, t)),
+            ) {
+                Ok(Some(v)) => job.vars = v,
+                Ok(None) => {}
+                Err(e) => {
+                    return raise_msg(caught_exception(
+                        Phase::OutArgsMap,
+                        e.sqlstate(),
+                        &e.message(),
+                    ))
+                }
+            }
+        }
+        Flow::Goto(next)
+    }
+
+    /// A worker's result for a claimed job (the claim already cleared) (§10.10).
+    pub fn task_result(&mut self, mut job: JobRecord, outargs: Value) {
+        job.state = JobState::Plotting;
+        let error = match &outargs {
+            Value::Object(o) => o.get("error").cloned(),
+            Value::Array(a) => a
+                .iter()
+                .any(|v| v.as_str() == Some("error"))
+                .then_some(Value::Null),
+            _ => None,
+        };
+        let flow = match error {
+            Some(e) => self.task_error(&mut job, e, outargs),
+            None => {
+                let task = self
+                    .defs
+                    .workflow(job.workflow_def)
+                    .and_then(|wf| wf.task(job.task as TaskId).cloned());
+                match task {
+                    Some(Task {
+                        kind: TaskKind::Call(ct),
+                        ..
+                    }) => self.apply_outputs(&mut job, ct.target.def, ct.outputs.as_ref(), outargs),
+                    _ => Flow::Raise(error_value("job is not at a call task", "fatal")),
+                }
+            }
+        };
+        self.push(job, flow);
+    }
+
+    /// The task error path (§10.10): retry soft errors per the action's policy, else raise.
+    /// `doc` is the whole error document (`{"error": E}`).
+    pub fn task_error(&mut self, job: &mut JobRecord, err: Value, doc: Value) -> Flow {
+        let soft = err.get("class").and_then(Value::as_str) == Some("soft");
+        let policy = if soft {
+            job_action(self.defs, job).and_then(|a| a.retry.clone())
+        } else {
+            None
+        };
+        let Some(policy) = policy else {
+            return Flow::Raise(err);
+        };
+        let t = job.task_state.tries.unwrap_or(1);
+        if policy.tries >= 0 && t >= policy.tries {
+            return Flow::Raise(err);
+        }
+        let text = policy.interval.unwrap_or_else(|| "0".into());
+        match parse_interval(&text) {
+            Some(secs) => {
+                job.state = JobState::RetryWait;
+                job.wake_at = Some(self.now + secs_to_millis(secs * (t.max(1) as f64).sqrt()));
+                job.task_state.error = Some(err);
+                Flow::Wait
+            }
+            None => Flow::Raise(json!({
+                "msg": format!("error calculating retry timeout sqlstate 22007 sqlerrm invalid input syntax for type interval: \"{text}\""),
+                "class": "normal",
+                "olderror": doc,
+            })),
+        }
+    }
+
+    /// A job's `wake_at` passed: retry, timeout, end of sleep or archival.
+    pub fn wake(&mut self, txn: &mut dyn Txn, mut job: JobRecord) {
+        let due = job.wake_at.is_some_and(|t| t <= self.now);
+        job.wake_at = None;
+        if !due {
+            txn.put_job(job);
+            return;
+        }
+        match job.state {
+            JobState::RetryWait => {
+                job.task_state.tries = Some(job.task_state.tries.unwrap_or(0) + 1);
+                job.state = JobState::Ready;
+                job.updated_at = self.now;
+                if let (Some(action), Some(inargs)) =
+                    (job_action(self.defs, &job), job.task_state.inargs.as_ref())
+                {
+                    self.notify_ready(txn, job.id, action, inargs);
+                }
+                txn.put_job(job);
+            }
+            JobState::Working => {
+                let err = error_value(
+                    format!("timeout for job {} in task {}", job.id, job.task),
+                    "soft",
+                );
+                job.task_state.claim = None;
+                job.state = JobState::Plotting;
+                let doc = json!({"error": err.clone()});
+                let flow = self.task_error(&mut job, err, doc);
+                self.push(job, flow);
+            }
+            JobState::Sleeping => {
+                let next = self
+                    .defs
+                    .workflow(job.workflow_def)
+                    .and_then(|wf| wf.task(job.task as TaskId).map(|t| t.next));
+                match next {
+                    Some(n) => self.push(job, Flow::Goto(n)),
+                    None => txn.put_job(job),
+                }
+            }
+            JobState::Finished => {
+                txn.archive_job(job.id);
+            }
+            _ => txn.put_job(job),
+        }
+    }
+
+    /// The claiming worker went away: soft error for retryable actions, else back to
+    /// `ready` (our fix of the original's stuck job, see the module docs).
+    pub fn worker_gone(&mut self, txn: &mut dyn Txn, mut job: JobRecord) {
+        job.task_state.claim = None;
+        job.wake_at = None;
+        let Some(action) = job_action(self.defs, &job) else {
+            job.state = JobState::Plotting;
+            self.push(job, Flow::Raise(error_value("worker disconnected", "soft")));
+            return;
+        };
+        if action.retryable {
+            job.state = JobState::Plotting;
+            let err = error_value("worker disconnected", "soft");
+            let doc = json!({"error": err.clone()});
+            let flow = self.task_error(&mut job, err, doc);
+            self.push(job, flow);
+        } else {
+            job.state = JobState::Ready;
+            job.updated_at = self.now;
+            if let Some(inargs) = job.task_state.inargs.clone() {
+                self.notify_ready(txn, job.id, action, &inargs);
+            }
+            txn.put_job(job);
+        }
+    }
+}

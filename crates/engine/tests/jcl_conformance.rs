@@ -1,0 +1,443 @@
+//! JCL.md Part 4, Stage A conformance cases C01–C30, run against the [`Engine`] through the
+//! `Backend` trait with in-test reference workers (`c_add`, `c_fail`, `c_echo`, `c_soft`,
+//! `c_slow`) that react to `ActionReady` events.
+
+#[path = "runtime_support.rs"]
+mod support;
+
+use serde_json::json;
+use support::{assert_out, assert_rejected, Harness};
+
+#[tokio::test]
+async fn jcl_c01_call_action_default_output_map_wfomap() {
+    let h = Harness::new().await;
+    let r = h.run_id("k01", json!({"input": 5})).await;
+    let (id, out) = r.clone().expect("k01 runs");
+    assert_out(&Ok(out), json!({"output": 6}));
+    let got = h.received_for(id);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].inargs, json!({"counter": 5, "step": 1}));
+    assert_eq!(got[0].env, json!({}));
+}
+
+#[tokio::test]
+async fn jcl_c02_missing_or_ill_typed_inputs_unknown_workflow() {
+    let h = Harness::new().await;
+    assert_rejected(
+        &h.run("k01", json!({"input": "x"})).await,
+        "input argument \"input\" has wrong type string (should be number)",
+    );
+    assert_rejected(
+        &h.run("k01", json!({})).await,
+        "required input argument \"input\" not found",
+    );
+    assert_rejected(
+        &h.run("nonexistent", json!({})).await,
+        "no workflow named nonexistent",
+    );
+}
+
+#[tokio::test]
+async fn jcl_c03_defaults_null_extra_arguments() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k02", json!({"o": {"z": [1, 2]}})).await,
+        json!({"n": 10, "s": "dflt", "o": {"z": [1, 2]}}),
+    );
+    assert_out(
+        &h.run("k02", json!({"n": null, "s": null, "o": null})).await,
+        json!({"n": null, "s": null, "o": null}),
+    );
+    assert_out(
+        &h.run("k02", json!({"o": {}, "extra": true})).await,
+        json!({"n": 10, "s": "dflt", "o": {}}),
+    );
+    assert_rejected(
+        &h.run("k02", json!({"o": [1]})).await,
+        "input argument \"o\" has wrong type array (should be object)",
+    );
+}
+
+#[tokio::test]
+async fn jcl_c04_schema_type_integer() {
+    let h = Harness::new().await;
+    assert_out(&h.run("k03", json!({"n": 3})).await, json!({"r": 3}));
+    assert_out(&h.run("k03", json!({"n": 3.0})).await, json!({"r": 3.0}));
+    let schema = "{\n    \"type\": \"integer\"\n}";
+    assert_rejected(
+        &h.run("k03", json!({"n": 1.5})).await,
+        &format!("input argument \"n\" with value \"1.5\" does not validate against schema:\\n\"{schema}\""),
+    );
+    assert_rejected(
+        &h.run("k03", json!({"n": "1"})).await,
+        &format!("input argument \"n\" with value \"\"1\"\" does not validate against schema:\\n\"{schema}\""),
+    );
+    assert_rejected(
+        &h.run("k03", json!({"n": null})).await,
+        &format!("input argument \"n\" with value \"null\" does not validate against schema:\\n\"{schema}\""),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c05_required_workflow_output_missing() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k04", json!({"x": 1})).await,
+        json!({"error": {"msg": "caught exception in do_workflowoutargsmap sqlstate P0001 sqlerrm required output parameter r not found", "class": "normal"}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c06_workflow_output_of_wrong_type() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k05", json!({"x": 1})).await,
+        json!({"error": {"msg": "caught exception in do_workflowoutargsmap sqlstate P0001 sqlerrm ouput parameter r has wrong type string (should be number)", "class": "normal"}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c07_division_uncaught_expression_error() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k07", json!({"a": 10, "b": 5})).await,
+        json!({"q": 2}),
+    );
+    assert_out(
+        &h.run("k07", json!({"a": 1, "b": 0})).await,
+        json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm Illegal division by zero at line 1.", "class": "normal"}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c08_try_catch_ifdef_error() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k06", json!({"a": 1, "b": 4})).await,
+        json!({"q": 0.25}),
+    );
+    assert_out(
+        &h.run("k06", json!({"a": 1, "b": 0})).await,
+        json!({"msg": "caught exception in do_eval sqlstate 38000 sqlerrm Illegal division by zero at line 1.", "class": "normal"}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c09_worker_errors_uncaught() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k09", json!({"what": "string"})).await,
+        json!({"error": "plain string error"}),
+    );
+    assert_out(
+        &h.run("k09", json!({"what": "object"})).await,
+        json!({"error": {"msg": "it broke", "class": "myclass", "extra": 42}}),
+    );
+    assert_out(
+        &h.run("k09", json!({"what": "wrongtype"})).await,
+        json!({"error": {"msg": "caught exception in do_outargsmap sqlstate P0001 sqlerrm ouput parameter res has wrong type number (should be string)", "class": "normal"}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c10_worker_errors_caught_fatal_not_catchable() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k08a", json!({"what": "object"})).await,
+        json!({"err": {"msg": "it broke", "class": "myclass", "extra": 42}}),
+    );
+    assert_out(
+        &h.run("k08a", json!({"what": "fatal"})).await,
+        json!({"error": {"msg": "fatal from worker", "class": "fatal"}}),
+    );
+    assert_out(
+        &h.run("k08a", json!({"what": "wrongtype"})).await,
+        json!({"err": {"msg": "caught exception in do_outargsmap sqlstate P0001 sqlerrm ouput parameter res has wrong type number (should be string)", "class": "normal"}}),
+    );
+    assert_out(&h.run("k08a", json!({"what": "empty"})).await, json!({}));
+    assert_out(
+        &h.run("k08a", json!({"what": "ok"})).await,
+        json!({"res": "fine"}),
+    );
+    assert_out(
+        &h.run("k08b", json!({"what": "string"})).await,
+        json!({"errs": "caught: plain string error"}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c11_call_of_a_workflow() {
+    let h = Harness::new().await;
+    assert_out(&h.run("k10", json!({"x": 4})).await, json!({"r": 10}));
+}
+
+#[tokio::test]
+async fn jcl_c12_child_error_propagation_uncaught() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k10", json!({"x": 4, "fail": true})).await,
+        json!({"error": {"msg": "childjob <C> raised error", "class": "childerror", "error": {"msg": "child says no: 5", "class": "normal"}}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c13_child_error_caught_in_parent() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k11", json!({"x": 7})).await,
+        json!({"cls": "childerror", "msg": "childjob <C> raised error", "inner": "child says no: 7"}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c14_recursion_and_max_depth() {
+    let h = Harness::new().await;
+    assert_out(&h.run("k14", json!({"n": 3})).await, json!({"d": 3}));
+    assert_out(&h.run("k14", json!({"n": 8})).await, json!({"d": 8}));
+    let mut expected =
+        json!({"msg": "maximum call depth would be exceeded: 9 >= 9", "class": "fatal"});
+    for i in (1..=8).rev() {
+        expected = json!({"msg": format!("childjob <C{i}> raised error"), "class": "childerror", "error": expected});
+    }
+    assert_out(
+        &h.run("k14", json!({"n": 9})).await,
+        json!({ "error": expected }),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c15_max_steps_default() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k15", json!({"x": 1})).await,
+        json!({"error": {"msg": "maximum step count exceeded: 100 > 99", "class": "fatal"}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c16_configured_max_steps_exact_counting() {
+    let h = Harness::new().await;
+    assert_out(&h.run("k16", json!({"x": 3})).await, json!({"r": 3}));
+    assert_out(
+        &h.run("k16", json!({"x": 4})).await,
+        json!({"error": {"msg": "maximum step count exceeded: 11 > 10", "class": "fatal"}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c17_operators_and_value_model() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k17", json!({"n": 3, "s": "x"})).await,
+        json!({"r": {"sum": 5, "cat": "x3", "rep": "ababab", "div": 3.5, "idiv": 4.0, "mod": 1, "pow": 1024.0, "neg": -3, "lt": 1, "gt": "", "eq": 1, "ne": "", "numstr": 7, "junk": 1.0, "and": 0, "or": 5, "dor": "dflt", "not": "", "not0": 1, "tx": 3, "cmp": 1, "scmp": ""}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c18_compound_assignments_arrays_nested() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k18", json!({"n": 3})).await,
+        json!({"r": {"s": "ab", "n": 6.0, "u": "was undef", "z": "was false", "arr": [1, "two", [3, 4]], "o": {"k": 1, "odd key": 2}, "first": 1, "last": [3, 4], "missing": null, "nested": 1}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c19_string_literals_are_raw() {
+    let h = Harness::new().await;
+    let out = h.run("k19", json!({"s": "x"})).await;
+    assert_out(
+        &out,
+        json!({"r": {"dq": "a\\tb\\\"c", "bs": "x\\y", "dqs": "it's", "sq": "say \"hi\"", "nl": "l1\\nl2"}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c20_default_literal_forms() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k21", json!({})).await,
+        json!({"r": {"op": "\"+\"", "b": false, "nl": null, "n": -2.5}}),
+    );
+    assert_out(
+        &h.run("k50", json!({})).await,
+        json!({"r": {"p": "a\tb", "q": "x\\y", "r": "l1\nl2"}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c21_case_when_else() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k22", json!({"k": "foo"})).await,
+        json!({"r": "got foo"}),
+    );
+    for k in ["bar", "baz", "3"] {
+        assert_out(
+            &h.run("k22", json!({ "k": k })).await,
+            json!({"r": "got bar, baz or 3"}),
+        );
+    }
+    assert_out(
+        &h.run("k22", json!({"k": "quux"})).await,
+        json!({"r": "other: quux"}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c22_repeat_until_runs_at_least_once() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k23", json!({"n": 3})).await,
+        json!({"r": 3, "steps": [1, 2, 3]}),
+    );
+    assert_out(
+        &h.run("k23", json!({"n": 0})).await,
+        json!({"r": 1, "steps": [1]}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c23_while_with_action_if_chain_return_in_loop() {
+    let h = Harness::new().await;
+    assert_out(&h.run("k43", json!({"n": 0})).await, json!({"r": ""}));
+    assert_out(
+        &h.run("k43", json!({"n": 3})).await,
+        json!({"r": "one,two,3"}),
+    );
+    assert_out(
+        &h.run("k43", json!({"n": 10})).await,
+        json!({"r": "one,two,3,4,many"}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c24_nested_try_raise_error_rethrow() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k44", json!({"x": 1})).await,
+        json!({"r": "caught inner 1"}),
+    );
+    assert_out(
+        &h.run("k44", json!({"x": 2})).await,
+        json!({"r": "caught inner 2 / outer caught rethrown: inner 2 (normal)"}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c25_magic_assignments() {
+    let h = Harness::new().await;
+    let (id, out) = h
+        .run_id("k25", json!({"counter": 40}))
+        .await
+        .expect("k25 runs");
+    assert_out(&Ok(out), json!({"counter": 42}));
+    let got = h.received_for(id);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].inargs, json!({"counter": 40, "step": 2}));
+}
+
+#[tokio::test]
+async fn jcl_c26_assert() {
+    let h = Harness::new().await;
+    assert_out(&h.run("k26", json!({"x": 2})).await, json!({"r": 20}));
+    assert_out(
+        &h.run("k26", json!({"x": -1})).await,
+        json!({"error": {"msg": "x must be positive, got -1", "class": "normal"}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c27_environment_wfenv_max_depth_ids_action_env() {
+    let h = Harness::new().await;
+    let (id, out) = h
+        .run_id("k27b", json!({"x": {"a": 1}}))
+        .await
+        .expect("k27b runs");
+    let env = json!({"client": "jc_admin", "job_id": id, "greeting": "hi"});
+    assert_out(
+        &Ok(out),
+        json!({"env": {"greeting": "hi", "num": "42", "flag": "true", "client": "jc_admin", "version": "0.1", "max_depth": "5", "has_job_id": 1, "in_cond": "job_id not visible", "in_let": 1}, "seen": {"inargs": {"x": {"a": 1}}, "env": env}}),
+    );
+    let got = h.received_for(id);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].inargs, json!({"x": {"a": 1}}));
+    assert_eq!(got[0].env, env);
+}
+
+#[tokio::test]
+async fn jcl_c28_runtime_errors_and_implicit_input_checks() {
+    let h = Harness::new().await;
+    let cases = [
+        (
+            "strictref",
+            json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm Can't use string (\"abc\") as a HASH ref while \"strict refs\" in use at line 1.", "class": "normal"}}),
+        ),
+        (
+            "badinput",
+            json!({"error": {"msg": "caught exception in do_inargsmap sqlstate P0001 sqlerrm input argument \"counter\" has wrong type string (should be number)", "class": "normal"}}),
+        ),
+        (
+            "numraise",
+            json!({"error": {"msg": "caught exception in do_inargsmap sqlstate P0001 sqlerrm input argument \"msg\" has wrong type number (should be string)", "class": "normal"}}),
+        ),
+        (
+            "undefraise",
+            json!({"error": {"msg": null, "class": "normal"}}),
+        ),
+        (
+            "notarray",
+            json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm Can't use string (\"abc\") as an ARRAY ref while \"strict refs\" in use at line 1.", "class": "normal"}}),
+        ),
+        (
+            "keysfail",
+            json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm not an object", "class": "normal"}}),
+        ),
+    ];
+    for (mode, expected) in cases {
+        assert_out(&h.run("k40", json!({ "mode": mode })).await, expected);
+    }
+    // Autovivification: either emulated (`{}`) or not (`null`) is acceptable.
+    let auto = h.run("k40", json!({"mode": "autoviv"})).await;
+    let ok = auto == Ok(json!({"r": {"foo": {}}})) || auto == Ok(json!({"r": {"foo": null}}));
+    assert!(ok, "autoviv gave {auto:?}");
+}
+
+#[tokio::test]
+async fn jcl_c29_error_phase_prefixes_and_line_numbers() {
+    let h = Harness::new().await;
+    let cases = [
+        ("line2", "caught exception in do_eval sqlstate 38000 sqlerrm Illegal division by zero at line 2."),
+        ("mod", "caught exception in do_eval sqlstate 38000 sqlerrm Illegal modulus zero at line 1."),
+        ("cond", "caught exception in do_boolcode sqlstate 38000 sqlerrm Illegal division by zero at line 1."),
+        ("casediv", "caught exception in do_stringcode sqlstate 38000 sqlerrm Illegal division by zero at line 1."),
+        ("omapdiv", "caught exception in do_outargsmap sqlstate 38000 sqlerrm Illegal division by zero at line 1."),
+    ];
+    for (mode, msg) in cases {
+        assert_out(
+            &h.run("k42", json!({ "mode": mode })).await,
+            json!({"error": {"msg": msg, "class": "normal"}}),
+        );
+    }
+}
+
+#[tokio::test]
+async fn jcl_c30_booleans_and_truthiness() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run(
+            "k48",
+            json!({"b": true, "f": false, "s": "0", "arr": [], "o": {}}),
+        )
+        .await,
+        json!({"r": {"bcat": "x10", "bnum": 1, "beq": 1, "bnot": 1, "s0": 1, "arrnot": "", "onot": "", "copy": true, "cmpnum": "", "cmpstr": 1, "inc": 1}}),
+    );
+    assert_out(
+        &h.run(
+            "k48",
+            json!({"b": true, "f": false, "s": "0.0", "arr": [], "o": {}}),
+        )
+        .await,
+        json!({"r": {"bcat": "x10", "bnum": 1, "beq": 1, "bnot": 1, "s0": "", "arrnot": "", "onot": "", "copy": true, "cmpnum": "", "cmpstr": 1, "inc": 1}}),
+    );
+}

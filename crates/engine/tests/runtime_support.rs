@@ -1,0 +1,293 @@
+//! Test support for the runtime tests: an engine over the Part 4 fixtures, reference
+//! workers of JCL.md Part 4 driven by `ActionReady` events, and result matching with
+//! `<J>`/`<C>`/`<T>` placeholders and numbers compared by value.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobcenter_engine::backend::{Backend, CreateJob, Event, JobId, JobStatus};
+use jobcenter_engine::compile::{Catalog, Stage};
+use jobcenter_engine::{Engine, EngineConfig};
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+
+/// The fixtures folder of JCL.md Part 4.
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jcl")
+}
+
+/// A catalog with every fixture loaded (Stage C, so every file compiles).
+pub fn fixture_catalog() -> Catalog {
+    let mut cat = Catalog::with_stage(Stage::C);
+    cat.register_locktype("slot");
+    cat.register_locktype("abc");
+    let report = cat.load_dir(fixtures());
+    assert!(
+        report.is_ok(),
+        "fixtures failed to load: {:?}",
+        report.errors
+    );
+    cat
+}
+
+/// The Part 4 run configuration: global env `{"version": "0.1"}`.
+pub fn part4_config() -> EngineConfig {
+    EngineConfig {
+        global_env: json!({"version": "0.1"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        ..EngineConfig::default()
+    }
+}
+
+/// What a reference worker received for one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub action: String,
+    pub job_id: JobId,
+    pub inargs: Value,
+    pub env: Value,
+}
+
+/// An engine plus the reference workers.
+pub struct Harness {
+    pub engine: Arc<Engine>,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+pub const WORKER: &str = "refworker";
+pub const ACTIONS: [&str; 5] = ["c_add", "c_fail", "c_echo", "c_soft", "c_slow"];
+
+/// The reference worker's answer (None: never answer, like `c_slow`).
+pub fn reference_result(
+    action: &str,
+    inargs: &Value,
+    attempts: &mut HashMap<JobId, i64>,
+    job: JobId,
+    env: &Value,
+) -> Option<Value> {
+    match action {
+        "c_add" => {
+            let c = inargs["counter"].as_f64().unwrap_or(0.0);
+            let s = inargs["step"].as_f64().unwrap_or(0.0);
+            let sum = c + s;
+            Some(if sum.fract() == 0.0 && sum.abs() < 1e15 {
+                json!({"counter": sum as i64})
+            } else {
+                json!({"counter": sum})
+            })
+        }
+        "c_fail" => Some(match inargs["what"].as_str().unwrap_or("") {
+            "string" => json!({"error": "plain string error"}),
+            "object" => json!({"error": {"msg": "it broke", "class": "myclass", "extra": 42}}),
+            "fatal" => json!({"error": {"msg": "fatal from worker", "class": "fatal"}}),
+            "wrongtype" => json!({"res": 42}),
+            "empty" => json!({}),
+            _ => json!({"res": "fine"}),
+        }),
+        "c_echo" => Some(json!({"y": {"inargs": inargs, "env": env}})),
+        "c_soft" => {
+            let n = attempts.entry(job).or_insert(0);
+            *n += 1;
+            let x = inargs["x"].as_i64().unwrap_or(0);
+            Some(if *n <= x {
+                json!({"error": {"class": "soft", "msg": format!("attempt {n} failed")}})
+            } else {
+                json!({"y": *n})
+            })
+        }
+        _ => None,
+    }
+}
+
+impl Harness {
+    /// Engine over the fixtures with the Part 4 config, reference workers announced.
+    pub async fn new() -> Harness {
+        Harness::with(fixture_catalog(), part4_config(), &ACTIONS).await
+    }
+
+    /// Engine over `catalog`; a reference worker serving `actions` (may be empty).
+    pub async fn with(catalog: Catalog, config: EngineConfig, actions: &[&str]) -> Harness {
+        let engine = Engine::new(catalog, jobcenter_store::MemoryStore::new(), config).start();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let mut events = engine.subscribe();
+        for a in actions {
+            engine
+                .announce(WORKER.into(), a.to_string(), "jc_admin".into(), None)
+                .await
+                .expect("announce reference worker");
+        }
+        let e2 = engine.clone();
+        let rec = received.clone();
+        tokio::spawn(async move {
+            let mut attempts = HashMap::new();
+            while let Some(ev) = events.recv().await {
+                let Event::ActionReady { action, job_id, .. } = ev else {
+                    continue;
+                };
+                let Ok(Some(claim)) = e2
+                    .get_task(WORKER.into(), action.clone(), Some(job_id))
+                    .await
+                else {
+                    continue;
+                };
+                rec.lock().push(Received {
+                    action: action.clone(),
+                    job_id,
+                    inargs: claim.inargs.clone(),
+                    env: claim.env.clone(),
+                });
+                if let Some(out) =
+                    reference_result(&action, &claim.inargs, &mut attempts, job_id, &claim.env)
+                {
+                    let _ = e2.task_done(claim.cookie, out).await;
+                }
+            }
+        });
+        Harness { engine, received }
+    }
+
+    /// Create a job as `jc_admin` and wait for its final output; `Err(message)` if rejected.
+    pub async fn run(&self, wf: &str, inargs: Value) -> Result<Value, String> {
+        run_job(&self.engine, wf, inargs).await.map(|(_, v)| v)
+    }
+
+    /// Like [`Harness::run`], also returning the job id.
+    pub async fn run_id(&self, wf: &str, inargs: Value) -> Result<(JobId, Value), String> {
+        run_job(&self.engine, wf, inargs).await
+    }
+
+    /// What the workers received for a job.
+    pub fn received_for(&self, job: JobId) -> Vec<Received> {
+        self.received
+            .lock()
+            .iter()
+            .filter(|r| r.job_id == job)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Create a job and wait (at most 10 s) for it to finish.
+pub async fn run_job<B: Backend>(
+    engine: &Arc<B>,
+    wf: &str,
+    inargs: Value,
+) -> Result<(JobId, Value), String> {
+    let mut events = engine.subscribe();
+    let id = engine
+        .create_job(CreateJob {
+            wfname: wf.into(),
+            inargs: inargs.as_object().cloned().unwrap_or_default(),
+            vtag: None,
+            who: "jc_admin".into(),
+            env: None,
+        })
+        .await
+        .map_err(|e| e.message)?;
+    wait_finished(engine, &mut events, id)
+        .await
+        .map(|v| (id, v))
+}
+
+/// Wait for `JobFinished(id)` on `events`, then fetch the status.
+pub async fn wait_finished<B: Backend>(
+    engine: &Arc<B>,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    id: JobId,
+) -> Result<Value, String> {
+    let wait = async {
+        while let Some(ev) = events.recv().await {
+            if ev == Event::JobFinished(id) {
+                return true;
+            }
+        }
+        false
+    };
+    match tokio::time::timeout(Duration::from_secs(10), wait).await {
+        Ok(true) => {}
+        _ => return Err(format!("job {id} did not finish")),
+    }
+    match engine.get_job_status(id).await {
+        Ok(JobStatus::Finished(v)) => Ok(v),
+        other => Err(format!("unexpected status {other:?}")),
+    }
+}
+
+/// Does `actual` match `expected`? Numbers by value; the string `"<J>"` (or `<C>`, `<C1>`,
+/// `<T>`...) matches any number, and inside strings such placeholders match any digits.
+pub fn matches(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::String(p), Value::Number(_)) if is_placeholder(p) => true,
+        (Value::String(p), Value::String(s)) => text_matches(p, s),
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| matches(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, v)| b.get(k).is_some_and(|w| matches(v, w)))
+        }
+        (a, b) => a == b,
+    }
+}
+
+fn is_placeholder(p: &str) -> bool {
+    p.len() >= 3
+        && p.starts_with('<')
+        && p.ends_with('>')
+        && p[1..p.len() - 1]
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+fn text_matches(pattern: &str, text: &str) -> bool {
+    match pattern.find('<') {
+        None => pattern == text,
+        Some(i) => {
+            let Some(end) = pattern[i..].find('>').map(|e| i + e) else {
+                return pattern == text;
+            };
+            if !is_placeholder(&pattern[i..=end]) {
+                return text.starts_with(&pattern[..=end])
+                    && text
+                        .get(end + 1..)
+                        .is_some_and(|t| text_matches(&pattern[end + 1..], t));
+            }
+            if !text.starts_with(&pattern[..i]) {
+                return false;
+            }
+            let rest = &text[i..];
+            let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+            digits > 0 && text_matches(&pattern[end + 1..], &rest[digits..])
+        }
+    }
+}
+
+/// Assert a job result against the expected value (with placeholders).
+#[track_caller]
+pub fn assert_out(actual: &Result<Value, String>, expected: Value) {
+    match actual {
+        Ok(v) => assert!(matches(&expected, v), "\nexpected {expected}\n     got {v}"),
+        Err(e) => panic!("job was rejected: {e}; expected {expected}"),
+    }
+}
+
+/// Assert that creating the job was rejected with exactly `msg`.
+#[track_caller]
+pub fn assert_rejected(actual: &Result<Value, String>, msg: &str) {
+    match actual {
+        Err(e) => assert_eq!(e, msg),
+        Ok(v) => panic!("expected rejection {msg:?}, job finished with {v}"),
+    }
+}
+
+/// An object literal helper.
+pub fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
