@@ -1,0 +1,491 @@
+//! `jobcenter bench`: a load generator for any JobCenter-compatible server.
+//!
+//! Workers announce an `add` action, submitters run end-to-end jobs (`--mode call`), bare
+//! pings or status queries; every result is checked. The same run always measures a raw
+//! loopback netstring ping-pong with the same connections and window as the baseline, and
+//! reports each figure with its ratio to it. `--embedded` runs our own server in-process.
+
+mod embedded;
+mod load;
+mod raw;
+mod report;
+mod spec;
+mod stub;
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jobcenter::{Client, ClientConfig, Worker};
+use serde_json::{json, Value};
+
+use crate::args::ConnArgs;
+use crate::cmd::Failure;
+use embedded::BackendKind;
+use load::Op;
+use report::{Figure, Samples};
+use spec::Template;
+
+/// What the submitters do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// End-to-end jobs: create_job, a worker runs the action, job_done.
+    Call,
+    /// Bare `ping` round trips.
+    Ping,
+    /// `get_job_status` of one finished job.
+    Status,
+    /// Open `--clients` idle authenticated connections and report the server's memory
+    /// per connection (needs `--embedded`, which then runs the server as a child process,
+    /// or `--server-pid`).
+    Idle,
+}
+
+/// Options of `jobcenter bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Server to measure (ignored with --embedded).
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Start our server in this process on a free loopback port (any who/token accepted).
+    #[arg(long)]
+    pub embedded: bool,
+    /// Backend of the embedded server.
+    #[arg(long, value_enum, default_value = "stub")]
+    pub backend: BackendKind,
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "call")]
+    pub mode: Mode,
+    /// Worker connections.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Slots per worker connection.
+    #[arg(long, default_value_t = 100)]
+    pub slots: u32,
+    /// The action the workers announce; its handler returns {"counter": counter + step}.
+    #[arg(long, default_value = "add")]
+    pub action: String,
+    /// Workflow to call (default: `calladd`, or the action itself with the stub backend).
+    #[arg(long)]
+    pub wfname: Option<String>,
+    /// Inargs template; "$n" is the job number, "$n+K" adds K, "$pad" the --payload text.
+    /// Default {"input":"$n"} (`calladd`), with the stub backend {"counter":"$n","step":3}.
+    #[arg(long)]
+    pub inargs: Option<String>,
+    /// Expected outargs template (same placeholders). Default {"output":"$n+3"}, with the
+    /// stub backend {"counter":"$n+3"} (plus "pad" with --payload).
+    #[arg(long)]
+    pub expect: Option<String>,
+    /// Add a "pad" string of this many bytes to the inargs.
+    #[arg(long, default_value_t = 0)]
+    pub payload: usize,
+    /// Client (submitter) connections.
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// Operations in total (jobs, pings or status queries).
+    #[arg(long, default_value_t = 10_000)]
+    pub jobs: u64,
+    /// Operations in flight in total, spread over the client connections.
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: usize,
+    /// Unmeasured operations first (default: a tenth of --jobs, at most 1000).
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// With --mode idle against an external server: its process id (to read its memory).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Internal: run only the embedded server, print its port, stop at stdin EOF.
+    #[arg(long, hide = true)]
+    pub serve_only: bool,
+}
+
+/// Operations per part when `total` is split into `parts` (the first ones get the rest).
+pub(crate) fn share(total: u64, parts: usize, i: usize) -> u64 {
+    let parts = parts.max(1) as u64;
+    let i = i as u64;
+    total / parts + u64::from(i < total % parts)
+}
+
+/// Run the benchmark. Exit status 0 when every operation succeeded with the right result,
+/// 1 when some failed, 2 for setup trouble.
+pub async fn run(a: BenchArgs) -> Result<u8, Failure> {
+    if a.serve_only {
+        embedded::serve_only(a.backend, &a.action)
+            .await
+            .map_err(|e| Failure::with_code(2, e))?;
+        return Ok(0);
+    }
+    if a.clients == 0 || a.workers == 0 || a.in_flight == 0 {
+        return Err(Failure::usage(
+            "--clients, --workers and --in-flight must be at least 1",
+        ));
+    }
+    if a.mode == Mode::Idle {
+        return idle(&a).await;
+    }
+    let mut server = None;
+    let cfg = if a.embedded {
+        let s = embedded::start(a.backend, &a.action)
+            .await
+            .map_err(|e| Failure::with_code(2, e))?;
+        let port = s
+            .local_addrs()
+            .first()
+            .map(|x| x.port())
+            .ok_or_else(|| Failure::with_code(2, "embedded server has no listener"))?;
+        server = Some(s);
+        embedded_config(&a, port)?
+    } else {
+        crate::cmd::conn::client_config(&a.conn)?
+    };
+    let result = measure(&a, &cfg).await;
+    if let Some(s) = server {
+        s.shutdown().await;
+    }
+    let (figures, setup) = result?;
+    print_report(&a, &cfg, &figures, &setup);
+    let errors: u64 = figures.iter().map(|f| f.samples.errors).sum();
+    Ok(u8::from(errors > 0))
+}
+
+fn embedded_config(a: &BenchArgs, port: u16) -> Result<ClientConfig, Failure> {
+    let mut conn = a.conn.clone();
+    conn.address = "127.0.0.1".to_string();
+    conn.port = port;
+    conn.tls = false;
+    conn.who.get_or_insert_with(|| "bench".to_string());
+    conn.token.get_or_insert_with(|| "bench".to_string());
+    crate::cmd::conn::client_config(&conn)
+}
+
+/// What was set up, for the report.
+struct Setup {
+    wfname: String,
+    inargs: Value,
+    load: String,
+}
+
+fn templates(a: &BenchArgs) -> Result<(String, Template, Template), Failure> {
+    let stub = a.embedded && a.backend == BackendKind::Stub;
+    let wfname = a.wfname.clone().unwrap_or_else(|| {
+        if stub {
+            a.action.clone()
+        } else {
+            "calladd".to_string()
+        }
+    });
+    let (din, dex) = if stub {
+        (r#"{"counter":"$n","step":3}"#, r#"{"counter":"$n+3"}"#)
+    } else {
+        (r#"{"input":"$n"}"#, r#"{"output":"$n+3"}"#)
+    };
+    let mut inargs =
+        Template::parse("--inargs", a.inargs.as_deref().unwrap_or(din)).map_err(Failure::usage)?;
+    let mut expect =
+        Template::parse("--expect", a.expect.as_deref().unwrap_or(dex)).map_err(Failure::usage)?;
+    if a.payload > 0 {
+        inargs = inargs.with_pad("pad");
+        if a.expect.is_none() && stub {
+            expect = expect.with_pad("pad");
+        }
+    }
+    Ok((wfname, inargs, expect))
+}
+
+async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setup), Failure> {
+    let (wfname, inargs, expect) = templates(a)?;
+    let pad: Arc<str> = Arc::from("x".repeat(a.payload));
+    let needs_workers = matches!(a.mode, Mode::Call | Mode::Status);
+    let workers: Vec<Worker> = if needs_workers {
+        load::start_workers(cfg, a.workers, a.slots, &a.action)
+            .await
+            .map_err(Failure::connection)?
+    } else {
+        Vec::new()
+    };
+    let clients = load::connect_clients(cfg, a.clients, 64)
+        .await
+        .map_err(Failure::connection)?;
+    let call = Op::Call {
+        wfname: wfname.clone(),
+        inargs: inargs.clone(),
+        expect: expect.clone(),
+        pad: pad.clone(),
+    };
+    let op = match a.mode {
+        Mode::Call => call,
+        Mode::Ping => Op::Ping {
+            timeout: cfg.timeout,
+        },
+        Mode::Status => {
+            let first = clients
+                .first()
+                .ok_or_else(|| Failure::usage("no clients"))?;
+            let res = first
+                .job(&wfname)
+                .inargs(inargs.fill(0, &pad))
+                .call()
+                .await
+                .map_err(|e| Failure::connection(format!("the job for --mode status: {e}")))?;
+            let want = expect.fill(0, &pad);
+            let job_id = match res.job_id {
+                Some(id) if spec::same(&res.outargs, &want) => id,
+                _ => {
+                    return Err(Failure::with_code(
+                        1,
+                        format!(
+                            "the job for --mode status gave {} (job {:?}), want {want}",
+                            res.outargs, res.job_id
+                        ),
+                    ))
+                }
+            };
+            Op::Status {
+                job_id,
+                expect: res.outargs,
+            }
+        }
+        Mode::Idle => return Err(Failure::usage("idle is measured elsewhere")),
+    };
+    let op = Arc::new(op);
+    let window = a.in_flight.div_ceil(a.clients).max(1);
+    let request_len = request_len(&op, &inargs, &pad, &wfname);
+
+    // The raw limit with the same shape: connections, window, frame size.
+    let (raw_samples, raw_secs) = raw::run(a.clients, a.jobs, window as u64, request_len)
+        .await
+        .map_err(|e| Failure::with_code(2, format!("raw baseline: {e}")))?;
+    let raw = Figure {
+        name: "raw".to_string(),
+        samples: raw_samples,
+        secs: raw_secs,
+    };
+
+    let warmup = a.warmup.unwrap_or((a.jobs / 10).min(1000));
+    if warmup > 0 {
+        // Numbers after the measured range, so every job still has its own counter.
+        let _ = run_ops(&clients, &op, a.jobs, warmup, window, false).await;
+    }
+    let (samples, secs) = run_ops(&clients, &op, 0, a.jobs, window, true).await;
+    let name = match a.mode {
+        Mode::Call => "call",
+        Mode::Ping => "ping",
+        Mode::Status => "status",
+        Mode::Idle => "idle",
+    };
+    let fig = Figure {
+        name: name.to_string(),
+        samples,
+        secs,
+    };
+
+    for c in &clients {
+        c.close();
+    }
+    for w in &workers {
+        w.shutdown(Duration::from_secs(5)).await;
+    }
+    let load = format!(
+        "mode {name}, {} worker(s) x {} slot(s), {} client(s), {} in flight ({} per client), \
+         {} ops + {warmup} warm-up, payload {} B, request frame ~{request_len} B",
+        if needs_workers { a.workers } else { 0 },
+        a.slots,
+        a.clients,
+        window * a.clients,
+        window,
+        a.jobs,
+        a.payload,
+    );
+    let setup = Setup {
+        wfname,
+        inargs: inargs.fill(0, if a.payload > 64 { "<pad>" } else { &pad }),
+        load,
+    };
+    Ok((vec![raw, fig], setup))
+}
+
+/// Approximate size of the JSON-RPC request one operation sends (for the raw frames).
+fn request_len(op: &Op, inargs: &Template, pad: &str, wfname: &str) -> usize {
+    let params = match op {
+        Op::Call { .. } => json!({
+            "wfname": wfname, "inargs": inargs.fill(0, pad), "vtag": null, "timeout": 300
+        }),
+        Op::Ping { .. } => json!({}),
+        Op::Status { job_id, .. } => json!({"job_id": job_id, "notify": false}),
+    };
+    json!({"jsonrpc": "2.0", "method": "create_job", "params": params, "id": 1})
+        .to_string()
+        .len()
+}
+
+/// Split `count` operations over the clients and run them; a progress line on a terminal.
+async fn run_ops(
+    clients: &[Client],
+    op: &Arc<Op>,
+    first: u64,
+    count: u64,
+    window: usize,
+    progress: bool,
+) -> (Samples, f64) {
+    let done = Arc::new(AtomicU64::new(0));
+    let bar = (progress && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(count);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} ops  {per_sec}  eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let ticker = bar.clone().map(|bar| {
+        let done = done.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(done.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    });
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(clients.len());
+    let mut next = first;
+    for (i, c) in clients.iter().enumerate() {
+        let n = share(count, clients.len(), i);
+        tasks.push(tokio::spawn(load::submit(
+            c.clone(),
+            op.clone(),
+            next,
+            n,
+            window,
+            done.clone(),
+        )));
+        next += n;
+    }
+    let mut all = Samples::new();
+    for t in tasks {
+        match t.await {
+            Ok(s) => all.merge(s),
+            Err(e) => all.error(format!("submitter task: {e}")),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    (all, secs)
+}
+
+/// The 1-minute load average, for the record.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".to_string())
+}
+
+fn print_report(a: &BenchArgs, cfg: &ClientConfig, figures: &[Figure], setup: &Setup) {
+    let baseline = figures.first();
+    let target = if a.embedded {
+        format!("embedded server ({} backend)", a.backend.name())
+    } else {
+        format!("{}:{}", cfg.address, cfg.port)
+    };
+    if a.json {
+        let figs: Vec<Value> = figures
+            .iter()
+            .enumerate()
+            .map(|(i, f)| f.json(if i == 0 { None } else { baseline }))
+            .collect();
+        let v = json!({
+            "server": target,
+            "wfname": setup.wfname,
+            "inargs_example": setup.inargs,
+            "load": setup.load,
+            "mode": figures.get(1).map(|f| f.name.clone()),
+            "workers": a.workers, "slots": a.slots, "clients": a.clients,
+            "in_flight": a.in_flight, "jobs": a.jobs, "payload": a.payload,
+            "loadavg": loadavg(),
+            "figures": figs,
+        });
+        println!("{v}");
+        return;
+    }
+    println!(
+        "server: {target}, workflow {} {}",
+        setup.wfname, setup.inargs
+    );
+    println!("load: {}", setup.load);
+    println!("machine load average (1 min): {}", loadavg());
+    for (i, f) in figures.iter().enumerate() {
+        println!("{}", f.text(if i == 0 { None } else { baseline }));
+    }
+}
+
+/// `--mode idle`: server memory per idle authenticated connection.
+async fn idle(a: &BenchArgs) -> Result<u8, Failure> {
+    let mut child = None;
+    let (cfg, pid) = if a.embedded {
+        let c = embedded::spawn_child(a.backend, &a.action)
+            .await
+            .map_err(|e| Failure::with_code(2, e))?;
+        let cfg = embedded_config(a, c.port)?;
+        let pid = c.pid;
+        child = Some(c);
+        (cfg, pid)
+    } else {
+        let pid = a
+            .server_pid
+            .ok_or_else(|| Failure::usage("--mode idle needs --embedded or --server-pid"))?;
+        (crate::cmd::conn::client_config(&a.conn)?, pid)
+    };
+    let rss = |pid| embedded::rss_kib(pid).map_err(|e| Failure::with_code(2, e));
+    // One connection first, so one-off costs (buffers, threads) are not counted.
+    let warm = load::connect_clients(&cfg, 1, 1)
+        .await
+        .map_err(Failure::connection)?;
+    let before = rss(pid)?;
+    let t0 = Instant::now();
+    let clients = load::connect_clients(&cfg, a.clients, 64)
+        .await
+        .map_err(Failure::connection)?;
+    let connect_secs = t0.elapsed().as_secs_f64();
+    // Every hello has been answered; give the server a moment to settle its allocations.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss(pid)?;
+    let alive = clients.iter().filter(|c| c.is_connected()).count();
+    let per_conn = (after.saturating_sub(before)) as f64 * 1024.0 / a.clients as f64;
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "mode": "idle", "connections": a.clients, "alive": alive,
+                "server_pid": pid, "rss_before_kib": before, "rss_after_kib": after,
+                "bytes_per_connection": per_conn, "connect_secs": connect_secs,
+                "loadavg": loadavg(),
+            })
+        );
+    } else {
+        println!(
+            "idle: {} connections ({alive} alive) opened in {connect_secs:.2} s; server pid {pid} \
+             VmRSS {before} KiB -> {after} KiB: {:.1} KiB per connection",
+            a.clients,
+            per_conn / 1024.0
+        );
+        println!("machine load average (1 min): {}", loadavg());
+    }
+    for c in clients.iter().chain(&warm) {
+        c.close();
+    }
+    if let Some(mut c) = child {
+        drop(c.child.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.child.wait()).await;
+    }
+    Ok(u8::from(alive < a.clients))
+}

@@ -1,0 +1,134 @@
+//! Our server in the bench process (`--embedded`) or in a child process (`--serve-only`,
+//! used to measure the server's memory apart from the client connections).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use jobcenter_engine::backend::Backend;
+use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, ServerHandle};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::stub::StubBackend;
+
+/// Which backend the embedded server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// Pass-through: every workflow is one task of the bench action (no JCL engine).
+    Stub,
+}
+
+impl BackendKind {
+    /// The command-line spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Stub => "stub",
+        }
+    }
+}
+
+/// Build the backend.
+pub fn backend(kind: BackendKind, action: &str) -> Result<Arc<dyn Backend>, String> {
+    match kind {
+        BackendKind::Stub => Ok(Arc::new(StubBackend::new(action))),
+    }
+}
+
+/// Start our server on a free loopback port, accepting any who/token (development auth:
+/// the listener is loopback only and lives as long as the bench).
+pub async fn start(kind: BackendKind, action: &str) -> Result<ServerHandle, String> {
+    let backend = backend(kind, action)?;
+    let auth = AuthConfig {
+        dev_allow_any: true,
+        ..AuthConfig::default()
+    };
+    let cfg = ServerConfig::new(
+        ListenerConfig::tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+        auth,
+    );
+    Server::start(cfg, backend)
+        .await
+        .map_err(|e| format!("cannot start the embedded server: {e}"))
+}
+
+/// `--serve-only`: run the embedded server, print its port on stdout, stop at stdin EOF.
+pub async fn serve_only(kind: BackendKind, action: &str) -> Result<(), String> {
+    let server = start(kind, action).await?;
+    let port = server
+        .local_addrs()
+        .first()
+        .map(SocketAddr::port)
+        .ok_or("the server has no listener")?;
+    println!("{port}");
+    use std::io::Write;
+    std::io::stdout()
+        .flush()
+        .map_err(|e| format!("stdout: {e}"))?;
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut line = String::new();
+    while stdin
+        .read_line(&mut line)
+        .await
+        .map_err(|e| e.to_string())?
+        > 0
+    {
+        line.clear();
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+/// The embedded server as a child process (`jobcenter bench --serve-only`).
+pub struct ChildServer {
+    /// The child; it exits when its stdin closes (on drop of `child`, kill_on_drop).
+    pub child: Child,
+    /// Its OS process id.
+    pub pid: u32,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+/// Spawn this binary as `bench --serve-only` and wait for its port.
+pub async fn spawn_child(kind: BackendKind, action: &str) -> Result<ChildServer, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find our binary: {e}"))?;
+    let mut child = Command::new(exe)
+        .args([
+            "bench",
+            "--serve-only",
+            "--backend",
+            kind.name(),
+            "--action",
+            action,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start the server process: {e}"))?;
+    let pid = child.id().ok_or("the server process is gone")?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or("no stdout of the server process")?;
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .await
+        .map_err(|e| format!("server process: {e}"))?;
+    let port: u16 = line
+        .trim()
+        .parse()
+        .map_err(|_| format!("server process printed {line:?} instead of its port"))?;
+    Ok(ChildServer { child, pid, port })
+}
+
+/// Resident set size of process `pid` in KiB (`VmRSS` of /proc/<pid>/status).
+pub fn rss_kib(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("{path}: no VmRSS line"))
+}
