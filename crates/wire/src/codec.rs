@@ -18,11 +18,8 @@ pub const MAX_LENGTH_DIGITS: usize = 10;
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// A byte other than an ASCII digit appeared in the length prefix.
-    #[error("non-digit byte 0x{byte:02x} in netstring length")]
-    NonDigitLength {
-        /// The offending byte.
-        byte: u8,
-    },
+    #[error("non-digit character in netstring length")]
+    NonDigitLength,
     /// The frame started with `:` (empty length).
     #[error("empty netstring length")]
     EmptyLength,
@@ -105,7 +102,7 @@ fn parse_header(buf: &[u8]) -> Result<Header, FrameError> {
                 // At most 10 digits: cannot overflow u64.
                 len = len * 10 + u64::from(b - b'0');
             }
-            other => return Err(FrameError::NonDigitLength { byte: other }),
+            _ => return Err(FrameError::NonDigitLength),
         }
     }
     Ok(Header::Incomplete)
