@@ -92,6 +92,12 @@ fn a_comment_after_a_header_colon_is_an_error() {
 }
 
 #[test]
+fn a_byte_order_mark_is_ignored() {
+    let src = format!("\u{feff}{HEAD}    return\n");
+    assert_eq!(kws(&body(&src)), ["return"]);
+}
+
+#[test]
 fn crlf_line_ends_parse_like_lf() {
     let lf = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
