@@ -441,3 +441,53 @@ async fn jcl_c30_booleans_and_truthiness() {
         json!({"r": {"bcat": "x10", "bnum": 1, "beq": 1, "bnot": 1, "s0": "", "arrnot": "", "onot": "", "copy": true, "cmpnum": "", "cmpstr": 1, "inc": 1}}),
     );
 }
+
+// Stage B cases the runtime already supports (they take about two seconds each, in parallel).
+
+#[tokio::test]
+async fn jcl_c37_sleep() {
+    let h = Harness::new().await;
+    let start = std::time::Instant::now();
+    let (ok, bad) = tokio::join!(
+        h.run("k29", json!({"d": "2 seconds"})),
+        h.run("k29", json!({"d": "soon"}))
+    );
+    assert_out(&ok, json!({"r": "woke up"}));
+    assert!(start.elapsed() >= std::time::Duration::from_secs(2));
+    let bad = bad.expect("k29 runs");
+    assert_eq!(bad["error"]["class"], json!("normal"));
+    let msg = bad["error"]["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("\"soon\""), "{msg}");
+}
+
+#[tokio::test]
+async fn jcl_c38_soft_errors_and_retry_policy() {
+    let h = Harness::new().await;
+    let (ok, fail) = tokio::join!(
+        h.run_id("k33", json!({"x": 2})),
+        h.run_id("k33", json!({"x": 10}))
+    );
+    let (ok_id, ok) = ok.expect("k33 runs");
+    let (fail_id, fail) = fail.expect("k33 runs");
+    assert_out(&Ok(ok), json!({"y": 3}));
+    assert_out(
+        &Ok(fail),
+        json!({"error": {"msg": "attempt 3 failed", "class": "soft"}}),
+    );
+    for id in [ok_id, fail_id] {
+        let envs: Vec<_> = h.received_for(id).into_iter().map(|r| r.env).collect();
+        assert_eq!(
+            envs,
+            vec![json!({}), json!({"tries": 1}), json!({"tries": 2})]
+        );
+    }
+}
+
+#[tokio::test]
+async fn jcl_c39_action_timeout() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k34", json!({"x": 1})).await,
+        json!({"error": {"msg": "timeout for job <J> in task <T>", "class": "soft"}}),
+    );
+}
