@@ -1,5 +1,6 @@
-//! `jobcenter bench --embedded` through the real binary: every mode finishes with 0 errors,
-//! and a wrong result is counted as an error (exit status 1), not as a sample.
+//! `jobcenter bench --embedded` through the real binary: every mode finishes with 0 errors
+//! (with the JCL engine and with the pass-through stub backend), and a wrong result is
+//! counted as an error (exit status 1), not as a sample.
 
 use std::process::Command;
 
@@ -103,7 +104,7 @@ fn bench_wrong_result_is_an_error_not_a_sample() {
         "--warmup",
         "0",
         "--expect",
-        r#"{"counter":"$n+4"}"#,
+        r#"{"output":"$n+4"}"#,
     ]);
     assert_eq!(code, 1, "{r}");
     let f = figure(&r, "call");
@@ -134,4 +135,22 @@ fn bench_idle_connections_measure_server_memory() {
         r["rss_after_kib"].as_u64() >= r["rss_before_kib"].as_u64(),
         "{r}"
     );
+}
+
+#[test]
+fn bench_embedded_stub_backend_call() {
+    let (code, r) = bench(&[
+        "--embedded",
+        "--backend",
+        "stub",
+        "--jobs",
+        "200",
+        "--in-flight",
+        "20",
+        "--payload",
+        "100",
+    ]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["wfname"], "add", "{r}");
+    assert_clean(&r, "call", 200);
 }

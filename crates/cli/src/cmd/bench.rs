@@ -52,7 +52,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub embedded: bool,
     /// Backend of the embedded server.
-    #[arg(long, value_enum, default_value = "stub")]
+    #[arg(long, value_enum, default_value = "engine")]
     pub backend: BackendKind,
     /// What to measure.
     #[arg(long, value_enum, default_value = "call")]
@@ -63,21 +63,24 @@ pub struct BenchArgs {
     /// Slots per worker connection.
     #[arg(long, default_value_t = 100)]
     pub slots: u32,
-    /// The action the workers announce; its handler returns {"counter": counter + step}.
-    #[arg(long, default_value = "add")]
-    pub action: String,
-    /// Workflow to call (default: `calladd`, or the action itself with the stub backend).
+    /// The action the workers announce; its handler returns {"counter": counter + step}
+    /// (step default 1) plus the "pad" it got. Default `add` (`addpad` with --payload).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Workflow to call. Default `calladd` (`callpad` with --payload), with the stub backend
+    /// the action itself.
     #[arg(long)]
     pub wfname: Option<String>,
     /// Inargs template; "$n" is the job number, "$n+K" adds K, "$pad" the --payload text.
-    /// Default {"input":"$n"} (`calladd`), with the stub backend {"counter":"$n","step":3}.
+    /// Default {"input":"$n"} (plus "pad":"$pad" with --payload), with the stub backend
+    /// {"counter":"$n","step":3}.
     #[arg(long)]
     pub inargs: Option<String>,
-    /// Expected outargs template (same placeholders). Default {"output":"$n+3"}, with the
-    /// stub backend {"counter":"$n+3"} (plus "pad" with --payload).
+    /// Expected outargs template (same placeholders). Default {"output":"$n+3"} (plus the
+    /// pad with --payload), with the stub backend {"counter":"$n+3"}.
     #[arg(long)]
     pub expect: Option<String>,
-    /// Add a "pad" string of this many bytes to the inargs.
+    /// Add a "pad" string of this many bytes to the inargs (unless the template has "$pad").
     #[arg(long, default_value_t = 0)]
     pub payload: usize,
     /// Client (submitter) connections.
@@ -114,7 +117,8 @@ pub(crate) fn share(total: u64, parts: usize, i: usize) -> u64 {
 /// 1 when some failed, 2 for setup trouble.
 pub async fn run(a: BenchArgs) -> Result<u8, Failure> {
     if a.serve_only {
-        embedded::serve_only(a.backend, &a.action)
+        let action = a.action.as_deref().unwrap_or("add");
+        embedded::serve_only(a.backend, action)
             .await
             .map_err(|e| Failure::with_code(2, e))?;
         return Ok(0);
@@ -128,8 +132,9 @@ pub async fn run(a: BenchArgs) -> Result<u8, Failure> {
         return idle(&a).await;
     }
     let mut server = None;
+    let action = plan(&a)?.action;
     let cfg = if a.embedded {
-        let s = embedded::start(a.backend, &a.action)
+        let s = embedded::start(a.backend, &action)
             .await
             .map_err(|e| Failure::with_code(2, e))?;
         let port = s
@@ -169,39 +174,61 @@ struct Setup {
     load: String,
 }
 
-fn templates(a: &BenchArgs) -> Result<(String, Template, Template), Failure> {
+/// What to run: workflow, action and templates, after the defaults of the chosen backend.
+#[derive(Debug, Clone)]
+struct Plan {
+    wfname: String,
+    action: String,
+    inargs: Template,
+    expect: Template,
+}
+
+fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
     let stub = a.embedded && a.backend == BackendKind::Stub;
-    let wfname = a.wfname.clone().unwrap_or_else(|| {
-        if stub {
-            a.action.clone()
-        } else {
-            "calladd".to_string()
-        }
+    let padded = a.payload > 0;
+    let action = a
+        .action
+        .clone()
+        .unwrap_or_else(|| if padded && !stub { "addpad" } else { "add" }.to_string());
+    let wfname = a.wfname.clone().unwrap_or_else(|| match (stub, padded) {
+        (true, _) => action.clone(),
+        (false, true) => "callpad".to_string(),
+        (false, false) => "calladd".to_string(),
     });
     let (din, dex) = if stub {
         (r#"{"counter":"$n","step":3}"#, r#"{"counter":"$n+3"}"#)
     } else {
         (r#"{"input":"$n"}"#, r#"{"output":"$n+3"}"#)
     };
-    let mut inargs =
-        Template::parse("--inargs", a.inargs.as_deref().unwrap_or(din)).map_err(Failure::usage)?;
+    let inargs_text = a.inargs.as_deref().unwrap_or(din);
+    let mut inargs = Template::parse("--inargs", inargs_text).map_err(Failure::usage)?;
     let mut expect =
         Template::parse("--expect", a.expect.as_deref().unwrap_or(dex)).map_err(Failure::usage)?;
-    if a.payload > 0 {
+    if padded && !inargs_text.contains("$pad") {
         inargs = inargs.with_pad("pad");
-        if a.expect.is_none() && stub {
+        if a.expect.is_none() {
             expect = expect.with_pad("pad");
         }
     }
-    Ok((wfname, inargs, expect))
+    Ok(Plan {
+        wfname,
+        action,
+        inargs,
+        expect,
+    })
 }
 
 async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setup), Failure> {
-    let (wfname, inargs, expect) = templates(a)?;
+    let Plan {
+        wfname,
+        action,
+        inargs,
+        expect,
+    } = plan(a)?;
     let pad: Arc<str> = Arc::from("x".repeat(a.payload));
     let needs_workers = matches!(a.mode, Mode::Call | Mode::Status);
     let workers: Vec<Worker> = if needs_workers {
-        load::start_workers(cfg, a.workers, a.slots, &a.action)
+        load::start_workers(cfg, a.workers, a.slots, &action)
             .await
             .map_err(Failure::connection)?
     } else {
@@ -432,7 +459,7 @@ fn print_report(a: &BenchArgs, cfg: &ClientConfig, figures: &[Figure], setup: &S
 async fn idle(a: &BenchArgs) -> Result<u8, Failure> {
     let mut child = None;
     let (cfg, pid) = if a.embedded {
-        let c = embedded::spawn_child(a.backend, &a.action)
+        let c = embedded::spawn_child(a.backend, &plan(a)?.action)
             .await
             .map_err(|e| Failure::with_code(2, e))?;
         let cfg = embedded_config(a, c.port)?;

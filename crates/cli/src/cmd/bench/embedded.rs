@@ -6,7 +6,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use jobcenter_engine::backend::Backend;
+use jobcenter_engine::runtime::{Engine, EngineConfig};
+use jobcenter_engine::Catalog;
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, ServerHandle};
+use jobcenter_store::MemoryStore;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -15,6 +18,8 @@ use super::stub::StubBackend;
 /// Which backend the embedded server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
+    /// The JCL engine (in memory) with the bench workflows `calladd` and `callpad`.
+    Engine,
     /// Pass-through: every workflow is one task of the bench action (no JCL engine).
     Stub,
 }
@@ -23,14 +28,39 @@ impl BackendKind {
     /// The command-line spelling.
     pub fn name(self) -> &'static str {
         match self {
+            BackendKind::Engine => "engine",
             BackendKind::Stub => "stub",
         }
     }
 }
 
-/// Build the backend.
+/// The JCL sources the embedded engine loads (embedded so the binary runs anywhere).
+pub const SOURCES: [(&str, &str); 4] = [
+    ("add.ac", include_str!("jcl/add.ac")),
+    ("addpad.ac", include_str!("jcl/addpad.ac")),
+    ("calladd.wf", include_str!("jcl/calladd.wf")),
+    ("callpad.wf", include_str!("jcl/callpad.wf")),
+];
+
+/// Compile the bench workflows (actions first, they are called by the workflows).
+pub fn catalog() -> Result<Catalog, String> {
+    let mut cat = Catalog::new();
+    for (file, src) in SOURCES {
+        cat.compile(file, src).map_err(|errs| {
+            let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+            format!("{file}: {}", msgs.join("; "))
+        })?;
+    }
+    Ok(cat)
+}
+
+/// Build the backend (the engine's timer task is spawned on the current runtime).
 pub fn backend(kind: BackendKind, action: &str) -> Result<Arc<dyn Backend>, String> {
     match kind {
+        BackendKind::Engine => {
+            let engine = Engine::new(catalog()?, MemoryStore::new(), EngineConfig::default());
+            Ok(engine.start())
+        }
         BackendKind::Stub => Ok(Arc::new(StubBackend::new(action))),
     }
 }
