@@ -469,7 +469,6 @@ impl<'a> Parser<'a> {
         // A Perl block is not a `key = literal` list.
         let save = self.lx.pos;
         self.lx.skip_ignorable()?;
-        let content_save = self.lx.pos;
         self.lx.skip_blanks();
         if self.lx.peek() == Some(b'[') {
             let line = self.lx.line();
@@ -484,7 +483,6 @@ impl<'a> Parser<'a> {
             );
             return Ok(Vec::new());
         }
-        let _ = content_save;
         self.lx.pos = save;
         let items = self.indented(&format!("{what} line"), |p| p.config_line(what))?;
         Ok(items.into_iter().flatten().collect())
