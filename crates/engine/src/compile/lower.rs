@@ -1183,7 +1183,7 @@ impl Builder<'_> {
             }
             StmtKind::WaitForLock { locktype, inputs } => {
                 let inherit = self.manual_lock(line, locktype);
-                let wait = self.lock_wait(line, inputs);
+                let wait = self.lock_wait(inputs);
                 self.single(
                     line,
                     TaskKind::WaitForLock {
@@ -1254,7 +1254,7 @@ impl Builder<'_> {
     }
 
     /// The constant `wait = ...` of a `wait_for_lock` (default `yes`).
-    fn lock_wait(&mut self, line: Line, inputs: &Map) -> LockWait {
+    fn lock_wait(&mut self, inputs: &Map) -> LockWait {
         let mut wait = LockWait::Yes;
         if let MapBody::Items(items) = &inputs.body {
             for it in items {
@@ -1277,7 +1277,6 @@ impl Builder<'_> {
                 }
             }
         }
-        let _ = line;
         wait
     }
 }
