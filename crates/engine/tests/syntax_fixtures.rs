@@ -250,3 +250,26 @@ fn variant_with_string_timeout_still_compiles() {
     let r = cat.compile("k28_string_timeout.wf", &src).unwrap();
     assert!(matches!(cat.get(r.id), Some(Compiled::Workflow(_))));
 }
+
+#[test]
+fn load_paths_mixes_files_and_directories_in_dependency_order() {
+    // k10 calls k10child: given first, it still compiles after its callee; the directory
+    // of c42 contributes four versions of k38.
+    let dir = fixtures();
+    let mut cat = Catalog::new();
+    let report = cat.load_paths(&[
+        dir.join("k10.wf"),
+        dir.join("k10child.wf"),
+        dir.join("c_add.ac"),
+        dir.join("k01.wf"),
+        dir.join("c42"),
+    ]);
+    assert!(report.is_ok(), "{:?}", report.errors);
+    let order: Vec<&str> = report.loaded.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(order[0], "c_add");
+    let pos = |n: &str| order.iter().position(|x| *x == n).unwrap();
+    assert!(pos("k10child") < pos("k10"));
+    assert_eq!(cat.versions("k38").len(), 4);
+    let missing = cat.load_paths(&[dir.join("nope")]);
+    assert_eq!(missing.errors.len(), 1);
+}

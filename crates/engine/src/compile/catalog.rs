@@ -205,29 +205,42 @@ impl Catalog {
     /// that are in the same directory). Enforces that a file's base name starts with the
     /// definition's name. Every problem is reported; good files are still loaded.
     pub fn load_dir(&mut self, path: impl AsRef<Path>) -> LoadReport {
-        let path = path.as_ref();
+        self.load_paths(&[path.as_ref().to_path_buf()])
+    }
+
+    /// Load JCL files and directories (each directory: its `*.ac` and `*.wf` files, not
+    /// recursive) as one set, like [`Catalog::load_dir`]: actions first, then workflows in
+    /// dependency order across all of them.
+    pub fn load_paths(&mut self, paths: &[std::path::PathBuf]) -> LoadReport {
         let mut report = LoadReport::default();
         let mut files = Vec::new();
-        match std::fs::read_dir(path) {
-            Ok(rd) => {
-                for entry in rd.flatten() {
-                    let p = entry.path();
-                    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-                    if (ext == "wf" || ext == "ac") && p.is_file() {
-                        files.push(p);
-                    }
+        for path in paths {
+            if !path.is_dir() {
+                files.push(path.clone());
+                continue;
+            }
+            match std::fs::read_dir(path) {
+                Ok(rd) => {
+                    let mut found: Vec<_> = rd
+                        .flatten()
+                        .map(|entry| entry.path())
+                        .filter(|p| {
+                            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+                            (ext == "wf" || ext == "ac") && p.is_file()
+                        })
+                        .collect();
+                    found.sort();
+                    files.extend(found);
+                }
+                Err(e) => {
+                    report.errors.push(CompileError::new(
+                        &path.display().to_string(),
+                        0,
+                        format!("cannot read directory: {e}"),
+                    ));
                 }
             }
-            Err(e) => {
-                report.errors.push(CompileError::new(
-                    &path.display().to_string(),
-                    0,
-                    format!("cannot read directory: {e}"),
-                ));
-                return report;
-            }
         }
-        files.sort();
         let mut actions = Vec::new();
         let mut workflows = Vec::new();
         for p in files {
