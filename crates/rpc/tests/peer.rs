@@ -926,3 +926,17 @@ async fn close_from_after_hook_sends_the_reply_then_ignores_further_input() {
     );
     assert_eq!(guard(peer.closed()).await, CloseReason::Local);
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<Peer>();
+    check::<Methods>();
+    check::<CallError>();
+    check::<CloseReason>();
+    check::<HandlerError>();
+    check::<PeerConfig>();
+    fn check_send<T: Send + 'static>() {}
+    check_send::<Reply>();
+    check_send::<HandlerFuture>();
+}
