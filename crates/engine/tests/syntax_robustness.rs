@@ -117,3 +117,51 @@ fn mutated_sources_never_panic() {
     // Most mutations break something; the test must actually exercise the error paths.
     assert!(rejected > sources.len() * rounds / 3, "{rejected}");
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let head = "workflow t:\nin:\n    x number\ndo:\n    let:\n        y = ";
+    let parse = |src: &str| jobcenter_engine::parse("t.wf", src);
+    // Realistic depth works (this runs on a 2 MiB test thread in debug builds).
+    let ok = format!("{head}{}1{}\n", "(".repeat(40), ")".repeat(40));
+    assert!(parse(&ok).is_ok());
+    let ok = format!("{head}{}1\n", "!".repeat(40));
+    assert!(parse(&ok).is_ok());
+    for bad in [
+        format!("{head}{}1{}\n", "(".repeat(10_000), ")".repeat(10_000)),
+        format!("{head}{}1\n", "!".repeat(10_000)),
+        format!("{head}{}1\n", "not ".repeat(10_000)),
+        format!(
+            "{head}{}1{}\n",
+            "tostring(".repeat(10_000),
+            ")".repeat(10_000)
+        ),
+        format!("{head}{}\n", "2 ** ".repeat(10_000) + "2"),
+    ] {
+        let e = parse(&bad).unwrap_err();
+        assert!(
+            e[0].message.starts_with("expression nested deeper than"),
+            "{}",
+            e[0].message
+        );
+        assert_eq!(e[0].line, 6);
+    }
+    let mut deep = String::from("workflow t:\nin:\n    x number\ndo:\n");
+    for i in 0..200 {
+        deep.push_str(&format!("{}if a.x:\n", " ".repeat(4 * (i + 1))));
+    }
+    deep.push_str(&format!("{}return\n", " ".repeat(4 * 201)));
+    let e = parse(&deep).unwrap_err();
+    assert!(
+        e[0].message.starts_with("blocks nested deeper than"),
+        "{}",
+        e[0].message
+    );
+    let mut ok = String::from("workflow t:\nin:\n    x number\ndo:\n");
+    for i in 0..30 {
+        ok.push_str(&format!("{}while a.x:\n", " ".repeat(4 * (i + 1))));
+    }
+    ok.push_str(&format!("{}return\n", " ".repeat(4 * 31)));
+    let mut cat = Catalog::new();
+    cat.compile("t.wf", &ok).unwrap();
+}

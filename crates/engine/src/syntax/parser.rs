@@ -65,13 +65,24 @@ enum IoSection {
 pub(crate) struct Parser<'a> {
     lx: Lexer<'a>,
     errors: Vec<CompileError>,
+    /// Current nesting depth of expressions (parentheses, unary chains, calls).
+    expr_depth: u32,
+    /// Current nesting depth of blocks.
+    block_depth: u32,
 }
+
+/// Deepest expression nesting accepted (keeps recursion bounded on hostile input).
+const MAX_EXPR_DEPTH: u32 = 150;
+/// Deepest block nesting accepted.
+const MAX_BLOCK_DEPTH: u32 = 40;
 
 /// Parse a whole file (CR LF already normalised).
 pub(crate) fn parse_file(file: &str, src: &str) -> Result<Definition, Vec<CompileError>> {
     let mut p = Parser {
         lx: Lexer::new(file, src),
         errors: Vec::new(),
+        expr_depth: 0,
+        block_depth: 0,
     };
     match p.file() {
         Ok(def) if p.errors.is_empty() => Ok(def),
@@ -764,7 +775,28 @@ impl<'a> Parser<'a> {
     // ===== statements ===================================================================
 
     fn block(&mut self) -> PResult<Block> {
-        self.indented("block (blocks must not be empty)", |p| p.statement())
+        if self.block_depth >= MAX_BLOCK_DEPTH {
+            return Err(self.lx.err(format!(
+                "blocks nested deeper than {MAX_BLOCK_DEPTH} levels"
+            )));
+        }
+        self.block_depth += 1;
+        let r = self.indented("block (blocks must not be empty)", |p| p.statement());
+        self.block_depth -= 1;
+        r
+    }
+
+    /// Run `f` one expression level deeper, failing beyond [`MAX_EXPR_DEPTH`].
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        if self.expr_depth >= MAX_EXPR_DEPTH {
+            return Err(self.lx.err(format!(
+                "expression nested deeper than {MAX_EXPR_DEPTH} levels"
+            )));
+        }
+        self.expr_depth += 1;
+        let r = f(self);
+        self.expr_depth -= 1;
+        r
     }
 
     /// `PERL_BLOCK | rhs`.
@@ -1225,6 +1257,10 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_low_not(&mut self, ctx: Ctx) -> PResult<Expr> {
+        self.nested(|p| p.parse_low_not_inner(ctx))
+    }
+
+    fn parse_low_not_inner(&mut self, ctx: Ctx) -> PResult<Expr> {
         if self.at_low_not() {
             let line = self.lx.line();
             self.lx.pos += 3;
@@ -1327,6 +1363,10 @@ impl<'a> Parser<'a> {
 
     /// Level 2: unary `!`, `-`, `+` (no blank after them); `not ` in term position.
     fn parse_unary(&mut self, ctx: Ctx) -> PResult<Expr> {
+        self.nested(|p| p.parse_unary_inner(ctx))
+    }
+
+    fn parse_unary_inner(&mut self, ctx: Ctx) -> PResult<Expr> {
         let line = self.lx.line();
         if self.at_low_not() {
             return self.parse_low_not(ctx);
@@ -1428,6 +1468,10 @@ impl<'a> Parser<'a> {
     }
 
     fn primary(&mut self, ctx: Ctx) -> PResult<Expr> {
+        self.nested(|p| p.primary_inner(ctx))
+    }
+
+    fn primary_inner(&mut self, ctx: Ctx) -> PResult<Expr> {
         let line = self.lx.line();
         let lit = |kind| Ok(Expr { line, kind });
         match self.lx.peek() {
