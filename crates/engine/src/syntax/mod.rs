@@ -14,7 +14,9 @@
 //! - a comment on the last line without a final newline is accepted; an unclosed `#[[`
 //!   is a line comment (PEG fallback); a UTF-8 byte order mark is ignored; CR LF is LF;
 //! - word operators (`eq`, `x`, `and`, ...) need a word boundary, relational and equality
-//!   operators do not chain.
+//!   operators do not chain;
+//! - nesting is bounded (expressions ~50 parenthesis levels, 40 block levels), so hostile
+//!   input gets an error instead of exhausting the stack.
 
 pub mod ast;
 mod error;
