@@ -564,3 +564,16 @@ fn lowering_is_fast_enough() {
     assert_eq!(w.tasks.len(), 2 + 500 * 11);
     assert!(took.as_secs_f64() < 2.0, "{took:?}");
 }
+
+#[test]
+fn compiled_workflows_and_actions_round_trip_through_serde() {
+    let cat = loaded();
+    let w = wf(&cat, "k43");
+    let text = serde_json::to_string(&*w).unwrap();
+    let back: Workflow = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, *w);
+    let a = cat.latest_action("c_soft").unwrap();
+    let back: Action = serde_json::from_str(&serde_json::to_string(&**a).unwrap()).unwrap();
+    assert_eq!(back, **a);
+    assert_eq!(back.retry.as_ref().map(|r| r.tries), Some(2));
+}
