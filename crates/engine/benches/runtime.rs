@@ -1,1 +1,74 @@
-fn main() {}
+//! Benchmark of the job runtime: one whole job of a one-action workflow per iteration
+//! (`create_job` → `get_task` → `task_done` → finished → archived), as the API server
+//! drives it, with one event subscriber. Reports jobs per second.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use futures::executor::block_on;
+use jobcenter_engine::backend::{Backend, CreateJob, Event, JobStatus};
+use jobcenter_engine::compile::Catalog;
+use jobcenter_engine::{Engine, EngineConfig};
+use serde_json::{json, Map};
+use std::time::Duration;
+
+const ACTION: &str =
+    "action b_add:\nin:\n    counter number\n    step number 1\nout:\n    counter number\n";
+const WORKFLOW: &str = "workflow b_one:\nin:\n    input number\nout:\n    output number\nwfomap:\n    output = v.sum\ndo:\n    call b_add:\n        counter = a.input\n    into:\n        sum = o.counter\n";
+
+fn bench_job(c: &mut Criterion) {
+    let mut cat = Catalog::new();
+    if let Err(e) = cat.compile("b_add.ac", ACTION) {
+        panic!("action: {e:?}");
+    }
+    if let Err(e) = cat.compile("b_one.wf", WORKFLOW) {
+        panic!("workflow: {e:?}");
+    }
+    let config = EngineConfig {
+        global_env: json!({"version": "0.1"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        archive_after: Duration::ZERO,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(cat, jobcenter_store::MemoryStore::new(), config);
+    let mut events = engine.subscribe();
+    if let Err(e) = block_on(engine.announce("bw".into(), "b_add".into(), "bench".into(), None)) {
+        panic!("announce: {e}");
+    }
+    let mut inargs = Map::new();
+    inargs.insert("input".into(), json!(5));
+
+    let mut group = c.benchmark_group("runtime");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("one_action_job", |b| {
+        b.iter(|| {
+            let id = block_on(engine.create_job(CreateJob {
+                wfname: "b_one".into(),
+                inargs: inargs.clone(),
+                vtag: None,
+                who: "bench".into(),
+                env: None,
+            }))
+            .unwrap_or_default();
+            let claim = block_on(engine.get_task("bw".into(), "b_add".into(), Some(id)));
+            let Ok(Some(claim)) = claim else {
+                panic!("no task for job {id}");
+            };
+            let done = block_on(engine.task_done(claim.cookie, json!({"counter": 6})));
+            assert!(done.is_ok());
+            // What the server does on job:finished: fetch the status.
+            while let Ok(ev) = events.try_recv() {
+                if ev == Event::JobFinished(id) {
+                    let st = block_on(engine.get_job_status(id));
+                    assert_eq!(st, Ok(JobStatus::Finished(json!({"output": 6}))));
+                }
+            }
+            // Archival (normally the timer task, one minute later).
+            assert!(engine.run_due().is_ok());
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_job);
+criterion_main!(benches);
