@@ -5,6 +5,7 @@
 pub mod backend;
 
 use bytes::{Buf, BytesMut};
+use jobcenter_engine::backend::Backend;
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, ServerHandle, Timers};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -48,22 +49,7 @@ impl TestServer {
     }
 
     pub async fn with(timers: Timers, backend: Arc<MiniBackend>) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pw = dir.path().join("passwd");
-        std::fs::write(&pw, password_file_contents()).expect("write passwd");
-        let config = ServerConfig {
-            listeners: vec![ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"))],
-            auth: AuthConfig {
-                password_file: Some(pw),
-                clientcert_file: None,
-                dev_allow_any: false,
-            },
-            timers,
-        };
-        let handle = Server::start(config, backend.clone())
-            .await
-            .expect("server starts");
-        let addr = handle.local_addrs()[0];
+        let (handle, addr, dir) = start_server(timers, backend.clone()).await;
         TestServer {
             handle,
             addr,
@@ -78,22 +64,49 @@ impl TestServer {
 
     /// A connection logged in as `who` (theCustomer, theEmployee or apimeister).
     pub async fn login(&self, who: &str) -> RawClient {
-        let mut c = self.client().await;
-        let token = match who {
-            "theCustomer" => "wantsThings",
-            "theEmployee" => "doesThings",
-            "apimeister" => "meister",
-            _ => "x",
-        };
-        let r = c
-            .result(
-                "hello",
-                json!({"who": who, "method": "password", "token": token}),
-            )
-            .await;
-        assert_eq!(r, json!([true, format!("welcome to the clientapi {who}!")]));
-        c
+        login(self.addr, who).await
     }
+}
+
+/// Start a server on 127.0.0.1:0 over `backend` with the test password file.
+pub async fn start_server(
+    timers: Timers,
+    backend: Arc<dyn Backend>,
+) -> (ServerHandle, SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pw = dir.path().join("passwd");
+    std::fs::write(&pw, password_file_contents()).expect("write passwd");
+    let config = ServerConfig {
+        listeners: vec![ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"))],
+        auth: AuthConfig {
+            password_file: Some(pw),
+            clientcert_file: None,
+            dev_allow_any: false,
+        },
+        timers,
+    };
+    let handle = Server::start(config, backend).await.expect("server starts");
+    let addr = handle.local_addrs()[0];
+    (handle, addr, dir)
+}
+
+/// A connection logged in as `who` (theCustomer, theEmployee or apimeister).
+pub async fn login(addr: SocketAddr, who: &str) -> RawClient {
+    let mut c = RawClient::connect(addr).await;
+    let token = match who {
+        "theCustomer" => "wantsThings",
+        "theEmployee" => "doesThings",
+        "apimeister" => "meister",
+        _ => "x",
+    };
+    let r = c
+        .result(
+            "hello",
+            json!({"who": who, "method": "password", "token": token}),
+        )
+        .await;
+    assert_eq!(r, json!([true, format!("welcome to the clientapi {who}!")]));
+    c
 }
 
 /// Parse one netstring from the front of `buf`.
