@@ -39,7 +39,11 @@ pub fn eval_map(map: &Map, scope: &mut Scope<'_>) -> Result<(), EvalError> {
             MapItem::Assign(a) => assign(a, scope),
             MapItem::Magic(m) => magic(map.kind, m, scope),
         };
-        result.map_err(|k| EvalError::new(k, idx + 1))?;
+        if let Err(kind) = result {
+            let err = EvalError::new(kind, idx + 1);
+            tracing::debug!(kind = ?map.kind, line = idx + 1, error = %err, "map evaluation failed");
+            return Err(err);
+        }
     }
     Ok(())
 }
