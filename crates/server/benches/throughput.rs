@@ -1,13 +1,16 @@
 //! End-to-end server throughput over loopback: one client pipelining `create_job`, workers
-//! claiming and finishing tasks, `job_done` back to the client. The backend is the small
-//! in-memory test backend, so this measures the server (sessions, dispatcher, registry,
-//! rpc layer), not the engine. Run: `cargo bench -p jobcenter-server --bench throughput`.
+//! claiming and finishing tasks, `job_done` back to the client. Two backends: the small
+//! in-memory test backend (measures the server: sessions, dispatcher, registry, rpc layer)
+//! and the real JCL engine over a `MemoryStore` (a one-action `calladd` workflow).
+//! Run: `cargo bench -p jobcenter-server --bench throughput`.
 
 #[path = "../tests/common/backend.rs"]
 #[allow(dead_code)]
 mod backend;
 
 use backend::MiniBackend;
+use jobcenter_engine::backend::Backend;
+use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
 use jobcenter_rpc::{HandlerFuture, Methods, Peer, PeerConfig, Reply};
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig};
 use serde_json::{json, Value};
@@ -49,10 +52,11 @@ async fn worker(addr: SocketAddr, name: &str, slots: u32) -> Peer {
                 .await;
             if let Ok(Value::Array(t)) = r {
                 if t.len() == 4 {
-                    let n = t[2]["counter"].as_i64().unwrap_or(0);
+                    let n = t[2]["counter"].as_f64().unwrap_or(0.0)
+                        + t[2]["step"].as_f64().unwrap_or(1.0);
                     let _ = peer.notify(
                         "task_done",
-                        json!({"cookie": t[1], "outargs": {"counter": n + 1}}),
+                        json!({"cookie": t[1], "outargs": {"counter": n}}),
                     );
                 }
             }
@@ -71,7 +75,7 @@ async fn worker(addr: SocketAddr, name: &str, slots: u32) -> Peer {
     peer
 }
 
-async fn run(addr: SocketAddr, jobs: usize, in_flight: usize) -> Duration {
+async fn run(addr: SocketAddr, input: &'static str, jobs: usize, in_flight: usize) -> Duration {
     let (tx, mut rx) = mpsc::unbounded_channel::<i64>();
     let mut m = Methods::new();
     m.notification("greetings", None, |_, _| ok(Value::Null));
@@ -92,7 +96,7 @@ async fn run(addr: SocketAddr, jobs: usize, in_flight: usize) -> Duration {
                 let r = c
                     .call(
                         "create_job",
-                        json!({"wfname": "calladd", "inargs": {"counter": n}, "vtag": null}),
+                        json!({"wfname": "calladd", "inargs": {input: n}, "vtag": null}),
                     )
                     .await
                     .expect("create_job");
@@ -111,46 +115,66 @@ async fn run(addr: SocketAddr, jobs: usize, in_flight: usize) -> Duration {
     elapsed
 }
 
+fn engine() -> Arc<dyn Backend> {
+    let mut cat = Catalog::with_stage(Stage::C);
+    let add = "action add:\nin:\n    counter number\n    step number 1\nout:\n    counter number\n";
+    let calladd = "workflow calladd:\nin:\n    input number\nout:\n    output number\nwfomap:\n    output = v.thing\ndo:\n    call add:\n        counter = a.input\n    into:\n        thing = o.counter\n";
+    for (f, src) in [("add.ac", add), ("calladd.wf", calladd)] {
+        if let Err(e) = cat.compile(f, src) {
+            panic!("{f}: {e:?}");
+        }
+    }
+    Engine::new(
+        cat,
+        jobcenter_store::MemoryStore::new(),
+        EngineConfig::default(),
+    )
+    .start()
+}
+
+async fn suite(label: &str, backend: Arc<dyn Backend>, input: &'static str) {
+    let config = ServerConfig {
+        listeners: vec![ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"))],
+        auth: AuthConfig {
+            dev_allow_any: true,
+            ..AuthConfig::default()
+        },
+        timers: Default::default(),
+    };
+    let handle = Server::start(config, backend).await.expect("server");
+    let addr = handle.local_addrs()[0];
+    let w1 = worker(addr, "bench-w1", 64).await;
+    let w2 = worker(addr, "bench-w2", 64).await;
+    // warm-up
+    run(addr, input, 2_000, 128).await;
+    let seq = 500;
+    let t = run(addr, input, seq, 1).await;
+    println!(
+        "{label}: sequential: {seq} jobs in {:.3} s = {:.0} µs per job (create_job → task_ready → get_task → task_done → job_done)",
+        t.as_secs_f64(),
+        t.as_secs_f64() * 1e6 / seq as f64
+    );
+    for in_flight in [32, 256] {
+        let n = 20_000;
+        let t = run(addr, input, n, in_flight).await;
+        println!(
+            "{label}: pipelined ({in_flight} in flight, 2 workers x 64 slots): {n} jobs in {:.3} s = {:.0} jobs/s",
+            t.as_secs_f64(),
+            n as f64 / t.as_secs_f64()
+        );
+    }
+    w1.close();
+    w2.close();
+    handle.shutdown().await;
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let config = ServerConfig {
-            listeners: vec![ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"))],
-            auth: AuthConfig {
-                dev_allow_any: true,
-                ..AuthConfig::default()
-            },
-            timers: Default::default(),
-        };
-        let handle = Server::start(config, MiniBackend::new())
-            .await
-            .expect("server");
-        let addr = handle.local_addrs()[0];
-        let w1 = worker(addr, "bench-w1", 64).await;
-        let w2 = worker(addr, "bench-w2", 64).await;
-        // warm-up
-        run(addr, 2_000, 128).await;
-        let seq = 500;
-        let t = run(addr, seq, 1).await;
-        println!(
-            "sequential: {seq} jobs in {:.3} s = {:.0} µs per job (create_job → task_ready → get_task → task_done → job_done)",
-            t.as_secs_f64(),
-            t.as_secs_f64() * 1e6 / seq as f64
-        );
-        for in_flight in [32, 256] {
-            let n = 20_000;
-            let t = run(addr, n, in_flight).await;
-            println!(
-                "pipelined ({in_flight} in flight, 2 workers x 64 slots): {n} jobs in {:.3} s = {:.0} jobs/s",
-                t.as_secs_f64(),
-                n as f64 / t.as_secs_f64()
-            );
-        }
-        w1.close();
-        w2.close();
-        handle.shutdown().await;
+        suite("test backend", MiniBackend::new(), "counter").await;
+        suite("JCL engine", engine(), "input").await;
     });
 }
