@@ -27,6 +27,12 @@ pub(crate) enum Stream {
 /// Open TCP (and TLS when configured) to the configured server.
 pub(crate) async fn open(cfg: &ClientConfig) -> Result<Stream, ClientError> {
     let addr = format!("{}:{}", cfg.address, cfg.port);
+    // Configuration errors (bad PEM files, no CA) come before any network traffic.
+    let tls_cfg = if cfg.tls {
+        Some(tls_config(cfg)?)
+    } else {
+        None
+    };
     let tcp = TcpStream::connect((cfg.address.as_str(), cfg.port))
         .await
         .map_err(|source| ClientError::Connect {
@@ -37,10 +43,9 @@ pub(crate) async fn open(cfg: &ClientConfig) -> Result<Stream, ClientError> {
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!("set_nodelay failed: {e}");
     }
-    if !cfg.tls {
+    let Some(tls_cfg) = tls_cfg else {
         return Ok(Stream::Tcp(tcp));
-    }
-    let tls_cfg = tls_config(cfg)?;
+    };
     let name = cfg
         .tls_server_name
         .clone()

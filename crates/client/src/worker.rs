@@ -485,6 +485,12 @@ impl StopHandle {
     }
 }
 
+/// The current stop request (copied out, so no borrow of the channel is held).
+fn current(rx: &mut watch::Receiver<Option<i32>>) -> Option<i32> {
+    let v = *rx.borrow_and_update();
+    v
+}
+
 enum End {
     Stop(i32),
     Closed,
@@ -625,12 +631,18 @@ impl Worker {
     /// Run until stopped: returns the `stop` code, [`WORK_CONNECTION_CLOSED`] (91) when the
     /// connection closes, or [`WORK_PING_TIMEOUT`] (92) when no server ping arrived within
     /// `ping_timeout` (checked every `ping_timeout`; zero disables; the connection is closed
-    /// then). A `stop` issued before `work()` starts is forgotten, as in the Perl client.
+    /// then). Handlers serve tasks as soon as an action is announced, so a `stop` issued
+    /// before `work()` starts is kept: `work()` then returns that code at once (and clears it).
     /// Pure clients (nobody pings them) should set `ping_timeout` to zero.
     pub async fn work(&self) -> i32 {
         let shared = self.shared().clone();
-        shared.worker.stop.send_replace(None);
+        // A stop issued before work() started (e.g. by a handler) ends it at once.
         let mut stop_rx = shared.worker.stop.subscribe();
+        let pending = *stop_rx.borrow_and_update();
+        if let Some(code) = pending {
+            shared.worker.stop.send_replace(None);
+            return code;
+        }
         let pt = self.config().ping_timeout;
         loop {
             let peer = self.peer();
@@ -664,7 +676,10 @@ impl Worker {
                 biased;
                 r = stop_rx.changed() => {
                     match r {
-                        Ok(()) => if let Some(c) = *stop_rx.borrow_and_update() { return End::Stop(c) },
+                        Ok(()) => if let Some(c) = current(stop_rx) {
+                            self.shared().worker.stop.send_replace(None);
+                            return End::Stop(c);
+                        },
                         Err(_) => return End::Stop(WORK_OK),
                     }
                 }
@@ -698,7 +713,10 @@ impl Worker {
             tokio::select! {
                 biased;
                 r = stop_rx.changed() => match r {
-                    Ok(()) => if let Some(c) = *stop_rx.borrow_and_update() { return Some(c) },
+                    Ok(()) => if let Some(c) = current(stop_rx) {
+                        self.shared().worker.stop.send_replace(None);
+                        return Some(c);
+                    },
                     Err(_) => return Some(WORK_OK),
                 },
                 _ = tokio::time::sleep(delay) => {}
