@@ -5,6 +5,7 @@
 #[path = "runtime_support.rs"]
 mod support;
 
+use jobcenter_engine::backend::{Backend, Event};
 use serde_json::json;
 use support::{assert_out, assert_rejected, Harness};
 
@@ -489,5 +490,63 @@ async fn jcl_c39_action_timeout() {
     assert_out(
         &h.run("k34", json!({"x": 1})).await,
         json!({"error": {"msg": "timeout for job <J> in task <T>", "class": "soft"}}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c31_split_callflow_output_maps_in_source_order() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k12", json!({"x": 2})).await,
+        json!({"r": "first:2,second:4,third:6"}),
+    );
+
+    // Completion order does not matter: finish the children's c_add tasks as 1, 3, 2.
+    let h = Harness::with(
+        support::fixture_catalog(),
+        support::part4_config(),
+        &["c_fail"],
+    )
+    .await;
+    let e = h.engine.clone();
+    e.announce("manual".into(), "c_add".into(), "jc_admin".into(), None)
+        .await
+        .expect("announce");
+    let mut rx = e.subscribe();
+    let run = tokio::spawn({
+        let e = e.clone();
+        async move { support::run_job(&e, "k45", json!({"x": 0})).await }
+    });
+    let mut ready = Vec::new();
+    while ready.len() < 3 {
+        if let Some(Event::ActionReady { job_id, .. }) = rx.recv().await {
+            ready.push(job_id);
+        }
+    }
+    ready.sort_unstable();
+    let mut claims = Vec::new();
+    for id in &ready {
+        let c = e
+            .get_task("manual".into(), "c_add".into(), Some(*id))
+            .await
+            .expect("get_task")
+            .expect("claimed");
+        claims.push(c);
+    }
+    for i in [0, 2, 1] {
+        let c = &claims[i];
+        let out = json!({"counter": c.inargs["counter"].clone()});
+        e.task_done(c.cookie.clone(), out).await.expect("task_done");
+    }
+    let (_, out) = run.await.expect("join").expect("k45 finished");
+    assert_out(&Ok(out), json!({"r": [1, 2, 3], "last": 3}));
+}
+
+#[tokio::test]
+async fn jcl_c32_split_with_a_failing_child() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k13", json!({"x": 2})).await,
+        json!({"error": {"msg": "childjob <C2> raised error", "class": "childerror", "error": {"msg": "child says no: 2", "class": "normal"}}}),
     );
 }

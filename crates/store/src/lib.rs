@@ -31,8 +31,8 @@ pub mod model;
 
 pub use memory::MemoryStore;
 pub use model::{
-    ArchivedJob, JobId, JobRecord, JobState, Millis, ParentLink, Registration, TaskClaim,
-    TaskState, WorkerId, WorkerRecord,
+    ArchivedJob, ChildLink, JobId, JobRecord, JobState, Millis, ParentLink, Registration,
+    TaskClaim, TaskState, WorkerId, WorkerRecord,
 };
 
 /// A JSON object.

@@ -302,6 +302,7 @@ mod tests {
             max_steps: 99,
             depth: 1,
             parent: None,
+            children: Vec::new(),
             args: Map::new(),
             env: Map::new(),
             vars: Map::new(),

@@ -81,6 +81,15 @@ pub struct ParentLink {
     pub wait: bool,
 }
 
+/// A non-blocking child (split/callflow) its parent has not collected yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildLink {
+    /// The child job.
+    pub job_id: JobId,
+    /// The parent's call task that created it.
+    pub task: u64,
+}
+
 /// A worker's claim of an action task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskClaim {
@@ -136,6 +145,9 @@ pub struct JobRecord {
     pub depth: i64,
     /// The parent, for child jobs.
     pub parent: Option<ParentLink>,
+    /// Non-blocking children not yet reaped (in creation order).
+    #[serde(default)]
+    pub children: Vec<ChildLink>,
     /// The checked input arguments (`a`).
     pub args: Object,
     /// The environment (`e`).

@@ -35,8 +35,12 @@
 //! - **Archival.** Every successfully finished job (also a child) is archived
 //!   [`EngineConfig::archive_after`] after it finished; failed jobs stay live (§10.12).
 //! - **Catalog.** The engine owns an immutable [`Catalog`]; definitions are resolved once.
-//! - Stage B/C statements (split, locks, events, ...) raise a `normal` job error
-//!   `statement X is not supported by this engine yet`; `sleep` is supported.
+//! - Beyond Stage A, `split`/`callflow` (non-blocking children, `wait_for_children`,
+//!   `reap_child`, aborting children of a finished parent), `detachflow` and `sleep` work.
+//!   Other Stage B/C statements (locks, events, `map`, interface calls, procedures) raise a
+//!   `normal` job error `statement X is not supported by this engine yet`. An invalid
+//!   `sleep` interval raises `caught exception in do_inargsmap sqlstate 22007 sqlerrm
+//!   invalid input syntax for type interval: "X"` (the original hangs).
 //! - The workflow id visible as `e.workflow_id` is the catalog definition id.
 
 mod interval;

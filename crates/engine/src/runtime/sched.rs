@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use jobcenter_store::{JobId, JobRecord, JobState, Millis, ParentLink, TaskState, Txn};
+use jobcenter_store::{ChildLink, JobId, JobRecord, JobState, Millis, ParentLink, TaskState, Txn};
 use serde_json::{json, Map, Value};
 use tracing::{debug, warn};
 
@@ -40,6 +40,8 @@ pub(crate) enum Flow {
 enum Work {
     /// Continue a job (already taken out of the store) with a flow.
     Continue(Box<JobRecord>, Flow),
+    /// A non-blocking child finished (zombie or error): re-check the parent's join.
+    ChildSettled(JobId),
     /// A blocking child finished: `Ok(outargs)` or `Err(error value)`.
     ChildDone {
         parent: JobId,
@@ -111,6 +113,7 @@ impl<'e> Run<'e> {
                     child,
                     outcome,
                 } => self.child_done(txn, parent, child, outcome),
+                Work::ChildSettled(parent) => self.child_settled(txn, parent),
             }
         }
     }
@@ -137,6 +140,7 @@ impl<'e> Run<'e> {
             max_steps: wf.max_steps,
             depth,
             parent,
+            children: Vec::new(),
             args,
             env,
             vars: Map::new(),
@@ -159,6 +163,10 @@ impl<'e> Run<'e> {
     }
 
     fn advance(&mut self, txn: &mut dyn Txn, mut job: JobRecord, mut flow: Flow) {
+        // A parent that finished meanwhile (in this run) may have marked the stored copy.
+        if txn.job(job.id).is_some_and(|j| j.aborted) {
+            job.aborted = true;
+        }
         let Some(wf) = self.defs.workflow(job.workflow_def) else {
             warn!(job = job.id, "job refers to an unknown workflow definition");
             let out = json!({"error": error_value("workflow definition not found", "fatal")});
@@ -322,6 +330,10 @@ impl<'e> Run<'e> {
                 }
             }
             TaskKind::Sleep { duration } => self.sleep(job, wf, task, duration),
+            TaskKind::WaitForChildren => self.wait_children(txn, job),
+            TaskKind::ReapChild { call_task, outputs } => {
+                self.reap(txn, job, wf, *call_task, outputs.as_ref())
+            }
             TaskKind::Call(ct) => match ct.target.kind {
                 TargetKind::Action => self.call_action(txn, job, wf, task, ct),
                 TargetKind::Workflow => self.call_workflow(txn, job, wf, task, ct),
@@ -547,8 +559,8 @@ impl<'e> Run<'e> {
                 "fatal",
             ));
         }
-        if ct.mode == CallMode::NonBlocking || ct.map_over.is_some() {
-            return raise_msg("statement split is not supported by this engine yet".into());
+        if ct.map_over.is_some() {
+            return raise_msg("statement map is not supported by this engine yet".into());
         }
         let args = match self.inputs(job, wf, task, ct, &specs.inputs) {
             Ok(i) => i,
@@ -562,22 +574,34 @@ impl<'e> Run<'e> {
             env.insert(k.clone(), v.clone());
         }
         env.insert("max_depth".into(), json!(max));
-        let blocking = ct.mode == CallMode::Blocking;
-        let parent = blocking.then_some(ParentLink {
-            job_id: job.id,
-            task: task.id as u64,
-            wait: true,
-        });
+        let parent = match ct.mode {
+            CallMode::Detached => None,
+            mode => Some(ParentLink {
+                job_id: job.id,
+                task: task.id as u64,
+                wait: mode == CallMode::Blocking,
+            }),
+        };
         let child_id = txn.next_job_id();
         let child = self.new_job(child_id, child_wf, args, env, d + 1, parent);
         debug!(job = job.id, child = child_id, workflow = %child_wf.name, "child job created");
+        // Visible at once (a `wait_for_children` later in this transaction must see it).
+        txn.put_job(child.clone());
         self.push(child, Self::start_flow(child_wf));
-        if blocking {
-            job.state = JobState::ChildWait;
-            job.task_state.child = Some(child_id);
-            Flow::Wait
-        } else {
-            Flow::Goto(task.next)
+        match ct.mode {
+            CallMode::Blocking => {
+                job.state = JobState::ChildWait;
+                job.task_state.child = Some(child_id);
+                Flow::Wait
+            }
+            CallMode::NonBlocking => {
+                job.children.push(ChildLink {
+                    job_id: child_id,
+                    task: task.id as u64,
+                });
+                Flow::Goto(task.next)
+            }
+            CallMode::Detached => Flow::Goto(task.next),
         }
     }
 }
@@ -614,20 +638,29 @@ pub(crate) fn job_action<'d>(defs: &'d Defs, job: &JobRecord) -> Option<&'d Arc<
 impl Run<'_> {
     /// Finish a job with `out` (JCL.md §2.7 "Finishing normally", §2.10 "Uncaught").
     fn finish(&mut self, txn: &mut dyn Txn, mut job: JobRecord, out: Value, is_err: bool) {
+        let zombie = !is_err && job.parent.as_ref().is_some_and(|p| !p.wait);
         job.state = if is_err {
             JobState::Error
+        } else if zombie {
+            JobState::Zombie
         } else {
             JobState::Finished
         };
         job.finished_at = Some(self.now);
         job.updated_at = self.now;
         job.task_state.claim = None;
-        // Successful jobs are archived later; failed jobs stay in the live table (§10.12).
-        job.wake_at = (!is_err).then(|| self.now + self.cfg.archive_after_ms());
+        // Successful jobs are archived later; failed jobs stay in the live table (§10.12);
+        // zombies wait for their parent.
+        job.wake_at = (!is_err && !zombie).then(|| self.now + self.cfg.archive_after_ms());
         debug!(job = job.id, error = is_err, "job finished");
         self.events.push(Event::JobFinished(job.id));
+        for c in std::mem::take(&mut job.children) {
+            self.orphan(txn, c.job_id);
+        }
         if let Some(p) = &job.parent {
-            if p.wait {
+            if !p.wait {
+                self.queue.push_back(Work::ChildSettled(p.job_id));
+            } else {
                 let outcome = if is_err {
                     Err(out.get("error").cloned().unwrap_or(Value::Null))
                 } else {
@@ -867,5 +900,121 @@ impl Run<'_> {
             }
             txn.put_job(job);
         }
+    }
+}
+
+impl Run<'_> {
+    /// The parent of `child` finished: abort it if it still runs, release it if a zombie.
+    fn orphan(&mut self, txn: &mut dyn Txn, child: JobId) {
+        let Some(mut c) = txn.job(child).cloned() else {
+            return;
+        };
+        match c.state {
+            JobState::Zombie => {
+                c.state = JobState::Finished;
+                c.wake_at = Some(self.now + self.cfg.archive_after_ms());
+            }
+            s if s.is_final() => return,
+            _ => c.aborted = true,
+        }
+        txn.put_job(c);
+    }
+
+    /// `wait_for_children` (§2.9): an errored child raises `childerror`; all zombies →
+    /// continue; otherwise wait.
+    fn wait_children(&mut self, txn: &dyn Txn, job: &mut JobRecord) -> Flow {
+        let mut all_done = true;
+        for (i, c) in job.children.iter().enumerate() {
+            match txn.job(c.job_id).map(|j| (j.state, j.out_args.as_ref())) {
+                Some((JobState::Error, out)) => {
+                    let err = out
+                        .and_then(|o| o.get("error"))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    let id = c.job_id;
+                    job.children.remove(i);
+                    return Flow::Raise(json!({
+                        "msg": format!("childjob {id} raised error"),
+                        "class": "childerror",
+                        "error": err,
+                    }));
+                }
+                Some((JobState::Zombie, _)) | None => {}
+                Some(_) => all_done = false,
+            }
+        }
+        if all_done {
+            let next = self
+                .defs
+                .workflow(job.workflow_def)
+                .and_then(|wf| wf.task(job.task as TaskId).map(|t| t.next));
+            match next {
+                Some(n) => Flow::Goto(n),
+                None => Flow::Raise(error_value("no task after wait_for_children", "fatal")),
+            }
+        } else {
+            job.state = JobState::ChildWait;
+            Flow::Wait
+        }
+    }
+
+    /// A non-blocking child settled: if the parent waits in `wait_for_children`, re-check.
+    fn child_settled(&mut self, txn: &mut dyn Txn, parent: JobId) {
+        let Some(mut job) = txn.job(parent).cloned() else {
+            return;
+        };
+        if job.state != JobState::ChildWait || job.task_state.child.is_some() {
+            return;
+        }
+        let at_join = self
+            .defs
+            .workflow(job.workflow_def)
+            .and_then(|wf| wf.task(job.task as TaskId).map(|t| t.kind.clone()))
+            .is_some_and(|k| matches!(k, TaskKind::WaitForChildren));
+        if !at_join {
+            return;
+        }
+        job.state = JobState::Plotting;
+        let flow = self.wait_children(txn, &mut job);
+        if matches!(flow, Flow::Wait) {
+            // Still waiting: nothing changed.
+            return;
+        }
+        // Record that the job no longer waits, so a later settle in this run ignores it.
+        txn.put_job(job.clone());
+        self.push(job, flow);
+    }
+
+    /// `reap_child` (§2.9 step 4): collect the zombie created by `call_task`.
+    fn reap(
+        &mut self,
+        txn: &mut dyn Txn,
+        job: &mut JobRecord,
+        wf: &Workflow,
+        call_task: TaskId,
+        outputs: Option<&crate::syntax::ast::Map>,
+    ) -> Flow {
+        let pos = job.children.iter().position(|c| {
+            c.task == call_task as u64
+                && txn
+                    .job(c.job_id)
+                    .is_some_and(|j| j.state == JobState::Zombie)
+        });
+        let Some(pos) = pos else {
+            return raise_msg("no zombie childjob found in reap_child_task".into());
+        };
+        let link = job.children.remove(pos);
+        let Some(mut child) = txn.job(link.job_id).cloned() else {
+            return raise_msg("no zombie childjob found in reap_child_task".into());
+        };
+        let out = child.out_args.clone().unwrap_or(Value::Null);
+        child.state = JobState::Finished;
+        child.wake_at = Some(self.now + self.cfg.archive_after_ms());
+        txn.put_job(child);
+        let callee = match wf.task(call_task).map(|t| &t.kind) {
+            Some(TaskKind::Call(ct)) => ct.target.def,
+            _ => return Flow::Raise(error_value("reap_child without its call task", "fatal")),
+        };
+        self.apply_outputs(job, callee, outputs, out)
     }
 }
