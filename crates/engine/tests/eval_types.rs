@@ -279,6 +279,23 @@ fn schema_keywords() {
             true,
         ),
         (json!({"maxProperties": 1}), json!({"a": 1, "b": 2}), false),
+        (json!({"pattern": "^[a-z]+$"}), json!("abc"), true),
+        (json!({"pattern": "^[a-z]+$"}), json!("abc1"), false),
+        (
+            json!({"patternProperties": {"^x_": {"type": "number"}}, "additionalProperties": false}),
+            json!({"x_a": 1}),
+            true,
+        ),
+        (
+            json!({"patternProperties": {"^x_": {"type": "number"}}, "additionalProperties": false}),
+            json!({"x_a": "s"}),
+            false,
+        ),
+        (
+            json!({"patternProperties": {"^x_": {"type": "number"}}, "additionalProperties": false}),
+            json!({"y": 1}),
+            false,
+        ),
     ];
     for (schema, value, want) in cases {
         assert_eq!(validate(&schema, &value), want, "{schema} on {value}");

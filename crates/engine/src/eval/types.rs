@@ -416,7 +416,8 @@ pub fn check_outputs(spec: &[IoSpec], outs: &Map<String, Value>) -> Result<(), T
 // ---------------------------------------------------------------------------------------
 
 /// Does `v` validate against `schema`? Supports the draft-4 keywords listed in JCL.md §2.5
-/// except `pattern`/`patternProperties` (no regex engine here: they are ignored).
+/// (`pattern`/`patternProperties` use the Perl-subset matcher of [`super::regex`]; a
+/// pattern it cannot compile never matches).
 pub fn validate(schema: &Value, v: &Value) -> bool {
     validate_at(schema, schema, v, 0)
 }
@@ -526,12 +527,20 @@ fn validate_at(root: &Value, schema: &Value, v: &Value, depth: usize) -> bool {
                 .get("maxLength")
                 .and_then(Value::as_u64)
                 .map_or(true, |m| len <= m);
-            min_ok && max_ok
+            let pattern_ok = s
+                .get("pattern")
+                .and_then(Value::as_str)
+                .map_or(true, |p| pattern_matches(p, text));
+            min_ok && max_ok && pattern_ok
         }
         Value::Array(items) => validate_array(s, items, &sub),
         Value::Object(obj) => validate_object(s, obj, &sub),
         _ => true,
     }
+}
+
+fn pattern_matches(pattern: &str, text: &str) -> bool {
+    super::regex::is_match(pattern, text).unwrap_or(false)
 }
 
 fn validate_number(s: &Map<String, Value>, x: f64) -> bool {
@@ -638,21 +647,27 @@ fn validate_object(
         }
     }
     let props = s.get("properties").and_then(Value::as_object);
+    let pattern_props = s.get("patternProperties").and_then(Value::as_object);
     for (k, val) in obj {
-        match props.and_then(|p| p.get(k)) {
-            Some(sch) => {
+        let mut matched = false;
+        if let Some(sch) = props.and_then(|p| p.get(k)) {
+            matched = true;
+            if !sub(sch, val) {
+                return false;
+            }
+        }
+        for (pattern, sch) in pattern_props.into_iter().flatten() {
+            if pattern_matches(pattern, k) {
+                matched = true;
                 if !sub(sch, val) {
                     return false;
                 }
             }
-            None => {
-                if s.contains_key("patternProperties") {
-                    continue; // patterns are not evaluated (no regex engine)
-                }
-                if let Some(extra) = s.get("additionalProperties") {
-                    if !sub(extra, val) {
-                        return false;
-                    }
+        }
+        if !matched {
+            if let Some(extra) = s.get("additionalProperties") {
+                if !sub(extra, val) {
+                    return false;
                 }
             }
         }
