@@ -408,7 +408,10 @@ async fn event_loop(sh: Arc<Shared>, mut events: tokio::sync::mpsc::UnboundedRec
                 return;
             }
             Some(Event::JobFinished(job)) => {
-                tokio::spawn(check_job(sh.clone(), job));
+                // most jobs have nobody waiting once they finish: skip the task then
+                if sh.jobs.lock().is_registered(job) {
+                    tokio::spawn(check_job(sh.clone(), job));
+                }
             }
             Some(Event::ActionReady {
                 action,
