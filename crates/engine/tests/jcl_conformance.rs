@@ -550,3 +550,127 @@ async fn jcl_c32_split_with_a_failing_child() {
         json!({"error": {"msg": "childjob <C2> raised error", "class": "childerror", "error": {"msg": "child says no: 2", "class": "normal"}}}),
     );
 }
+
+#[tokio::test]
+async fn jcl_c33_declared_lock_contention_release_on_finish() {
+    let h = Harness::new().await;
+    let e = h.engine.clone();
+    let start = std::time::Instant::now();
+    let a = tokio::spawn({
+        let e = e.clone();
+        async move { support::run_job(&e, "k35", json!({"tag": "A"})).await }
+    });
+    // A takes the lock inside create_job; wait until it holds it, then start B.
+    while e.check_if_lock_exists("slot".into(), "k35".into()).await != Ok(Some(true)) {
+        tokio::task::yield_now().await;
+    }
+    let b = tokio::spawn({
+        let e = e.clone();
+        async move { support::run_job(&e, "k35", json!({"tag": "B"})).await }
+    });
+    while e.store().jobs_in_state(jobcenter_store::JobState::LockWait) == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        e.store().jobs_in_state(jobcenter_store::JobState::Sleeping),
+        1
+    );
+    assert_eq!(
+        e.check_if_lock_exists("slot".into(), "nope".into()).await,
+        Ok(Some(false))
+    );
+    assert_eq!(
+        e.check_if_lock_exists("nolocktype".into(), "k35".into())
+            .await,
+        Ok(None)
+    );
+    let (_, a) = a.await.expect("join").expect("A finished");
+    assert_out(&Ok(a), json!({"r": "A got lock"}));
+    let (_, b) = b.await.expect("join").expect("B finished");
+    assert_out(&Ok(b), json!({"r": "B got lock"}));
+    assert!(start.elapsed() >= std::time::Duration::from_secs(4));
+    assert_eq!(
+        e.check_if_lock_exists("slot".into(), "k35".into()).await,
+        Ok(Some(false))
+    );
+}
+
+#[tokio::test]
+async fn jcl_c34_manual_locks_reacquire_and_unlock_not_held() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k36", json!({"v": "x1"})).await,
+        json!({"r": "locked x1, unlocked"}),
+    );
+    assert_out(
+        &h.run("k36", json!({"v": "x2", "twice": true})).await,
+        json!({"error": {"msg": "reacquired locktype slot lockvalue x2", "class": "normal"}}),
+    );
+    assert_out(
+        &h.run("k36", json!({"v": "x3", "unlock_other": true})).await,
+        json!({"error": {"msg": "tried to unlock not held lock locktype slot lockvalue other", "class": "normal"}}),
+    );
+    for v in ["x1", "x2", "x3", "other"] {
+        assert_eq!(
+            h.engine.check_if_lock_exists("slot".into(), v.into()).await,
+            Ok(Some(false)),
+            "lock {v} released"
+        );
+    }
+}
+
+#[tokio::test]
+async fn jcl_c35_wait_for_lock_without_waiting() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k37", json!({"v": "k35"})).await,
+        json!({"r": "got it"}),
+    );
+    let e = h.engine.clone();
+    let _holder = tokio::spawn({
+        let e = e.clone();
+        async move { support::run_job(&e, "k35", json!({"tag": "A"})).await }
+    });
+    while e.check_if_lock_exists("slot".into(), "k35".into()).await != Ok(Some(true)) {
+        tokio::task::yield_now().await;
+    }
+    assert_out(
+        &h.run("k37", json!({"v": "k35"})).await,
+        json!({"r": "failed to get locktype slot lockvalue k35"}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c36_lock_inheritance_and_parent_child_deadlock() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k46", json!({"v": "x"})).await,
+        json!({"r": "child has lock x"}),
+    );
+    assert_eq!(
+        h.engine
+            .check_if_lock_exists("abc".into(), "k46".into())
+            .await,
+        Ok(Some(false))
+    );
+    // Non-inheritable: the original hangs; we detect the deadlock in the child.
+    let out = h.run("k47", json!({"v": "x"})).await.expect("k47 runs");
+    assert!(
+        support::matches(
+            &json!({"error": {"msg": "childjob <C> raised error", "class": "childerror", "error": {"msg": out["error"]["error"]["msg"].clone(), "class": "normal"}}}),
+            &out
+        ),
+        "{out}"
+    );
+    let msg = out["error"]["error"]["msg"].as_str().unwrap_or_default();
+    assert!(
+        msg.starts_with("deadlock trying to get locktype abc lockvalue k46 path "),
+        "{msg}"
+    );
+    assert_eq!(
+        h.engine
+            .check_if_lock_exists("abc".into(), "k46".into())
+            .await,
+        Ok(Some(false))
+    );
+}

@@ -636,3 +636,39 @@ async fn matcher_rejects_what_it_should() {
     ));
     assert!(matches(&json!({"id": "<J>"}), &json!({"id": 5})));
 }
+
+#[tokio::test]
+async fn wait_for_lock_deadline_raises_class_lock_with_trailing_space() {
+    let mut cat = fixture_catalog();
+    let src = "workflow w_lockwait:\nin:\n    v string\nout:\n    r string optional\nlocks:\n    slot _ manual\nwfomap:\n    r = ifdef(v.r)\ndo:\n    wait_for_lock slot:\n        value = a.v\n        wait = '100 milliseconds'\n    let:\n        r = 'got it'\n";
+    cat.compile("w_lockwait.wf", src).expect("compiles");
+    let e = Engine::new(cat, jobcenter_store::MemoryStore::new(), part4_config()).start();
+    // k35 takes (slot, k35) and sleeps two seconds.
+    let holder = create(&e, "k35", json!({"tag": "A"})).await;
+    assert_eq!(
+        e.check_if_lock_exists("slot".into(), "k35".into()).await,
+        Ok(Some(true))
+    );
+    let (id, out) = support::run_job(&e, "w_lockwait", json!({"v": "k35"}))
+        .await
+        .expect("runs");
+    assert_eq!(out["error"]["class"], json!("lock "));
+    let msg = out["error"]["msg"].as_str().unwrap_or_default();
+    assert!(
+        support::matches(
+            &json!(format!(
+                "locktype slot lockvalue k35 timeout for job {id} in task <T>"
+            )),
+            &json!(msg)
+        ),
+        "{msg}"
+    );
+    assert_eq!(e.get_job_status(holder).await, Ok(JobStatus::Running));
+    // A free value is taken at once.
+    assert_eq!(
+        support::run_job(&e, "w_lockwait", json!({"v": "free"}))
+            .await
+            .map(|(_, v)| v),
+        Ok(json!({"r": "got it"}))
+    );
+}

@@ -15,7 +15,8 @@
 //!
 //! Besides plain get/put, a [`Txn`] answers the few indexed questions the engine asks
 //! (ready jobs of an action in id order, the job holding a cookie, jobs due at a time,
-//! the active worker of a name). A backend maintains these indexes itself from the records
+//! the active worker of a name, the locks of a job, the jobs waiting for a lock). A backend
+//! maintains these indexes itself from the records
 //! it stores ([`JobRecord::ready_action`], [`JobRecord::wake_at`], the claim cookie), so
 //! the engine cannot forget to update them. In SQL terms they are partial indexes.
 //!
@@ -31,8 +32,8 @@ pub mod model;
 
 pub use memory::MemoryStore;
 pub use model::{
-    ArchivedJob, ChildLink, JobId, JobRecord, JobState, Millis, ParentLink, Registration,
-    TaskClaim, TaskState, WorkerId, WorkerRecord,
+    ArchivedJob, ChildLink, JobId, JobRecord, JobState, LockRecord, LockWait, Millis, ParentLink,
+    Registration, TaskClaim, TaskState, WorkerId, WorkerRecord,
 };
 
 /// A JSON object.
@@ -76,6 +77,16 @@ pub trait Txn {
     fn next_wake(&self) -> Option<Millis>;
     /// Visit every live job (order unspecified).
     fn scan_jobs(&self, f: &mut dyn FnMut(&JobRecord));
+    /// The lock (type, value), if held.
+    fn lock(&self, locktype: &str, lockvalue: &str) -> Option<&LockRecord>;
+    /// Insert or replace a lock (keyed by type and value).
+    fn put_lock(&mut self, lock: LockRecord);
+    /// Delete a lock; `false` if it was not held.
+    fn delete_lock(&mut self, locktype: &str, lockvalue: &str) -> bool;
+    /// The locks a job holds.
+    fn locks_held_by(&self, job: JobId) -> Vec<LockRecord>;
+    /// Ids of jobs in `lockwait` for (type, value), ascending.
+    fn lock_waiters(&self, locktype: &str, lockvalue: &str) -> Vec<JobId>;
     /// Allocate the next worker id.
     fn next_worker_id(&mut self) -> WorkerId;
     /// A worker by id (active or, if the backend keeps them, stopped).

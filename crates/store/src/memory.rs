@@ -4,7 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use parking_lot::Mutex;
 
-use crate::model::{ArchivedJob, JobId, JobRecord, JobState, Millis, WorkerId, WorkerRecord};
+use crate::model::{
+    ArchivedJob, JobId, JobRecord, JobState, LockRecord, Millis, WorkerId, WorkerRecord,
+};
 use crate::{Store, StoreError, Txn};
 
 /// Everything stored, plus the indexes derived from the records.
@@ -20,6 +22,9 @@ struct State {
     cookies: HashMap<String, JobId>,
     wake: BTreeSet<(Millis, JobId)>,
     active_by_name: HashMap<String, WorkerId>,
+    locks: HashMap<(String, String), LockRecord>,
+    locks_by_holder: HashMap<JobId, BTreeSet<(String, String)>>,
+    lock_waiters: HashMap<(String, String), BTreeSet<JobId>>,
 }
 
 impl State {
@@ -37,6 +42,15 @@ impl State {
         }
         if let Some(t) = job.wake_at {
             self.wake.remove(&(t, job.id));
+        }
+        if let Some(w) = job.waiting_lock() {
+            let key = (w.locktype.clone(), w.lockvalue.clone());
+            if let Some(set) = self.lock_waiters.get_mut(&key) {
+                set.remove(&job.id);
+                if set.is_empty() {
+                    self.lock_waiters.remove(&key);
+                }
+            }
         }
     }
 
@@ -58,6 +72,33 @@ impl State {
         if let Some(t) = job.wake_at {
             self.wake.insert((t, job.id));
         }
+        if let Some(w) = job.waiting_lock() {
+            self.lock_waiters
+                .entry((w.locktype.clone(), w.lockvalue.clone()))
+                .or_default()
+                .insert(job.id);
+        }
+    }
+
+    /// Replace (or remove) a lock, keeping the holder index; returns the old one.
+    fn set_lock(&mut self, key: (String, String), lock: Option<LockRecord>) -> Option<LockRecord> {
+        let old = self.locks.remove(&key);
+        if let Some(o) = &old {
+            if let Some(set) = self.locks_by_holder.get_mut(&o.holder) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.locks_by_holder.remove(&o.holder);
+                }
+            }
+        }
+        if let Some(l) = lock {
+            self.locks_by_holder
+                .entry(l.holder)
+                .or_default()
+                .insert(key.clone());
+            self.locks.insert(key, l);
+        }
+        old
     }
 
     /// Replace (or remove, with `None`) a live job, keeping the indexes; returns the old one.
@@ -99,6 +140,7 @@ enum Undo {
     Job(JobId, Option<JobRecord>),
     Archive(JobId, Option<ArchivedJob>),
     Worker(WorkerId, Option<WorkerRecord>),
+    Lock((String, String), Option<LockRecord>),
 }
 
 /// A transaction over [`State`].
@@ -124,6 +166,9 @@ impl MemTxn<'_> {
                 },
                 Undo::Worker(id, old) => {
                     self.state.set_worker(id, old);
+                }
+                Undo::Lock(key, old) => {
+                    self.state.set_lock(key, old);
                 }
             }
         }
@@ -202,6 +247,46 @@ impl Txn for MemTxn<'_> {
         for j in self.state.jobs.values() {
             f(j);
         }
+    }
+
+    fn lock(&self, locktype: &str, lockvalue: &str) -> Option<&LockRecord> {
+        self.state
+            .locks
+            .get(&(locktype.to_string(), lockvalue.to_string()))
+    }
+
+    fn put_lock(&mut self, lock: LockRecord) {
+        let key = (lock.locktype.clone(), lock.lockvalue.clone());
+        let old = self.state.set_lock(key.clone(), Some(lock));
+        self.undo.push(Undo::Lock(key, old));
+    }
+
+    fn delete_lock(&mut self, locktype: &str, lockvalue: &str) -> bool {
+        let key = (locktype.to_string(), lockvalue.to_string());
+        let old = self.state.set_lock(key.clone(), None);
+        let found = old.is_some();
+        self.undo.push(Undo::Lock(key, old));
+        found
+    }
+
+    fn locks_held_by(&self, job: JobId) -> Vec<LockRecord> {
+        self.state
+            .locks_by_holder
+            .get(&job)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| self.state.locks.get(k).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn lock_waiters(&self, locktype: &str, lockvalue: &str) -> Vec<JobId> {
+        self.state
+            .lock_waiters
+            .get(&(locktype.to_string(), lockvalue.to_string()))
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn next_worker_id(&mut self) -> WorkerId {
@@ -369,6 +454,43 @@ mod tests {
         assert_eq!(cookie, None);
         assert!(due.is_empty());
         assert_eq!(next, 3);
+    }
+
+    #[test]
+    fn lock_indexes_follow_records_and_roll_back() {
+        use crate::model::LockWait;
+        let store = MemoryStore::new();
+        let lock = LockRecord {
+            locktype: "slot".into(),
+            lockvalue: "a".into(),
+            holder: 1,
+            inheritable: false,
+            lenders: vec![],
+        };
+        let r: Result<(), StoreError> = store.transact(|t| {
+            t.put_lock(lock.clone());
+            let mut w = job(2, JobState::LockWait, None);
+            w.task_state.lock = Some(LockWait {
+                locktype: "slot".into(),
+                lockvalue: "a".into(),
+                inherit: false,
+            });
+            t.put_job(w);
+            Ok(())
+        });
+        assert!(r.is_ok());
+        let r: Result<(), StoreError> = store.transact(|t| {
+            assert_eq!(t.locks_held_by(1), vec![lock.clone()]);
+            assert_eq!(t.lock_waiters("slot", "a"), vec![2]);
+            assert!(t.delete_lock("slot", "a"));
+            assert!(t.locks_held_by(1).is_empty());
+            Err(StoreError::Backend("undo".into()))
+        });
+        assert!(r.is_err());
+        let held = store
+            .transact(|t| Ok::<_, StoreError>(t.lock("slot", "a").map(|l| l.holder)))
+            .unwrap_or_default();
+        assert_eq!(held, Some(1));
     }
 
     #[test]

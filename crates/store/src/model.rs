@@ -103,6 +103,34 @@ pub struct TaskClaim {
     pub deadline: Option<Millis>,
 }
 
+/// A held lock (JCL.md §2.11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRecord {
+    /// The lock type (registered).
+    pub locktype: String,
+    /// The lock value.
+    pub lockvalue: String,
+    /// The job holding it.
+    pub holder: JobId,
+    /// Whether the holder may lend it to a child that asks for it while the holder waits.
+    pub inheritable: bool,
+    /// Jobs that lent it on (innermost last) with their `inheritable` flag; on release the
+    /// last lender gets it back.
+    #[serde(default)]
+    pub lenders: Vec<(JobId, bool)>,
+}
+
+/// What a job in state `lockwait` waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockWait {
+    /// The lock type.
+    pub locktype: String,
+    /// The lock value.
+    pub lockvalue: String,
+    /// The `inherit` option the job takes the lock with.
+    pub inherit: bool,
+}
+
 /// Per-task scratch data (the original's `task_state`), cleared on every task entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskState {
@@ -120,6 +148,9 @@ pub struct TaskState {
     pub child: Option<JobId>,
     /// The last error raised at this task, if any.
     pub error: Option<Value>,
+    /// For a lock task in state `lockwait`: the lock waited for.
+    #[serde(default)]
+    pub lock: Option<LockWait>,
 }
 
 /// A live job.
@@ -175,6 +206,15 @@ impl JobRecord {
     pub fn ready_action(&self) -> Option<&str> {
         if self.state == JobState::Ready {
             self.task_state.action.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// The lock waited for while `lockwait`.
+    pub fn waiting_lock(&self) -> Option<&LockWait> {
+        if self.state == JobState::LockWait {
+            self.task_state.lock.as_ref()
         } else {
             None
         }

@@ -36,15 +36,22 @@
 //!   [`EngineConfig::archive_after`] after it finished; failed jobs stay live (§10.12).
 //! - **Catalog.** The engine owns an immutable [`Catalog`]; definitions are resolved once.
 //! - Beyond Stage A, `split`/`callflow` (non-blocking children, `wait_for_children`,
-//!   `reap_child`, aborting children of a finished parent), `detachflow` and `sleep` work.
-//!   Other Stage B/C statements (locks, events, `map`, interface calls, procedures) raise a
-//!   `normal` job error `statement X is not supported by this engine yet`. An invalid
+//!   `reap_child`, aborting children of a finished parent), `detachflow`, `sleep` and locks
+//!   (declared, manual, `wait_for_lock`, inheritance, release on finish) work. Stage C
+//!   statements (events, `map`, interface calls, procedures) raise a `normal` job error
+//!   `statement X is not supported by this engine yet`.
+//! - **Deadlocks.** Besides lock-wait cycles, the check follows a blocking parent to the
+//!   child it waits for, so a child asking for a non-inheritable lock its own parent holds
+//!   fails with `deadlock trying to get locktype T lockvalue V path J1, J2, ...` (the path
+//!   lists the asking job, the holders along the chain and the asking job again) instead of
+//!   hanging like the original (JCL.md §2.11 recommends this). An invalid
 //!   `sleep` interval raises `caught exception in do_inargsmap sqlstate 22007 sqlerrm
 //!   invalid input syntax for type interval: "X"` (the original hangs).
 //! - The workflow id visible as `e.workflow_id` is the catalog definition id.
 
 mod interval;
 mod json;
+mod locks;
 mod sched;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -728,14 +735,16 @@ impl<S: Store> Backend for Engine<S> {
     fn check_if_lock_exists(
         &self,
         locktype: String,
-        _lockvalue: String,
+        lockvalue: String,
     ) -> BackendFuture<'_, Option<bool>> {
-        // Stage A: no job ever holds a lock; unregistered lock types give null.
-        ready(Ok(self
-            .defs
-            .catalog
-            .has_locktype(&locktype)
-            .then_some(false)))
+        if !self.defs.catalog.has_locktype(&locktype) {
+            return ready(Ok(None));
+        }
+        ready(
+            self.store.transact(|txn| {
+                Ok::<_, BackendError>(Some(txn.lock(&locktype, &lockvalue).is_some()))
+            }),
+        )
     }
 
     fn announce(

@@ -15,10 +15,11 @@ use tracing::{debug, warn};
 
 use super::interval::parse_interval;
 use super::json::{catchable, error_value, object_contains};
+use super::locks::WaitPolicy;
 use super::{Defs, EngineConfig};
 use crate::backend::Event;
 use crate::compile::graph::{
-    Action, CallMode, CallTask, TargetKind, Task, TaskId, TaskKind, Workflow,
+    Action, CallMode, CallTask, LockWait, TargetKind, Task, TaskId, TaskKind, Workflow,
 };
 use crate::eval::{self, caught_exception, EnvIds, IoSpec, Phase};
 
@@ -331,6 +332,34 @@ impl<'e> Run<'e> {
             }
             TaskKind::Sleep { duration } => self.sleep(job, wf, task, duration),
             TaskKind::WaitForChildren => self.wait_children(txn, job),
+            TaskKind::Lock {
+                locktype,
+                value,
+                inherit,
+            } => self.lock_task(txn, job, task, locktype, value, *inherit),
+            TaskKind::Unlock { locktype, value } => {
+                self.unlock_task(txn, job, task, locktype, value)
+            }
+            TaskKind::WaitForLock {
+                locktype,
+                inherit,
+                inputs,
+                wait,
+            } => {
+                let policy = match wait {
+                    LockWait::Yes => WaitPolicy::Forever,
+                    LockWait::No => WaitPolicy::No,
+                    LockWait::Interval(text) => match parse_interval(text) {
+                        Some(secs) => WaitPolicy::Until(self.now + secs_to_millis(secs)),
+                        None => {
+                            return raise_msg(format!(
+                                "caught exception in do_inargsmap sqlstate 22007 sqlerrm invalid input syntax for type interval: \"{text}\""
+                            ))
+                        }
+                    },
+                };
+                self.wait_for_lock_task(txn, job, wf, task, locktype, *inherit, inputs, policy)
+            }
             TaskKind::ReapChild { call_task, outputs } => {
                 self.reap(txn, job, wf, *call_task, outputs.as_ref())
             }
@@ -657,6 +686,7 @@ impl Run<'_> {
         for c in std::mem::take(&mut job.children) {
             self.orphan(txn, c.job_id);
         }
+        self.release_all(txn, job.id);
         if let Some(p) = &job.parent {
             if !p.wait {
                 self.queue.push_back(Work::ChildSettled(p.job_id));
@@ -872,6 +902,7 @@ impl Run<'_> {
             JobState::Finished => {
                 txn.archive_job(job.id);
             }
+            JobState::LockWait => self.lock_timeout(job),
             _ => txn.put_job(job),
         }
     }
