@@ -674,3 +674,72 @@ async fn jcl_c36_lock_inheritance_and_parent_child_deadlock() {
         Ok(Some(false))
     );
 }
+
+// Stage C cases the runtime supports.
+
+#[tokio::test]
+async fn jcl_c41_goto_label_return() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k24", json!({"n": 1})).await,
+        json!({"r": "start middle first"}),
+    );
+    assert_out(
+        &h.run("k24", json!({"n": 0})).await,
+        json!({"r": "start middle end"}),
+    );
+}
+
+#[tokio::test]
+async fn jcl_c42_version_tags() {
+    use jobcenter_engine::compile::{Catalog, Stage};
+    let mut cat = Catalog::with_stage(Stage::C);
+    cat.register_vtag("stable");
+    cat.register_vtag("unittest");
+    let dir = support::fixtures().join("c42");
+    for (file, tag) in [
+        ("k38_v0_stable.wf", Some("stable")),
+        ("k38_v1_untagged.wf", None),
+        ("k38_v2_unittest.wf", Some("unittest")),
+        ("k38_v3_untagged.wf", None),
+    ] {
+        let src = std::fs::read_to_string(dir.join(file)).expect("fixture");
+        let tags: Vec<String> = tag.map(str::to_string).into_iter().collect();
+        cat.compile_tagged(file, &src, &tags).expect("compiles");
+    }
+    let h = Harness::with(cat, support::part4_config(), &[]).await;
+    for (vtag, v) in [
+        (None, "v4-untagged"),
+        (Some("stable"), "v1-stable"),
+        (Some("unittest"), "v3-unittest"),
+        (Some("stable:unittest"), "v1-stable"),
+        (Some("unittest:stable"), "v3-unittest"),
+        (Some("nonexistent"), "v4-untagged"),
+        (Some("default"), "v4-untagged"),
+    ] {
+        let mut events = h.engine.subscribe();
+        let id = h
+            .engine
+            .create_job(jobcenter_engine::backend::CreateJob {
+                wfname: "k38".into(),
+                inargs: support::obj(json!({"x": 1})),
+                vtag: vtag.map(str::to_string),
+                who: "jc_admin".into(),
+                env: None,
+            })
+            .await
+            .expect("created");
+        let out = support::wait_finished(&h.engine, &mut events, id).await;
+        assert_eq!(out, Ok(json!({ "v": v })), "vtag {vtag:?}");
+    }
+}
+
+#[tokio::test]
+async fn jcl_c43_map_collect() {
+    let h = Harness::new().await;
+    assert_out(
+        &h.run("k41", json!({"xs": [1, 2, 3]})).await,
+        json!({"r": [22, 44, 66]}),
+    );
+    assert_out(&h.run("k41", json!({"xs": []})).await, json!({"r": []}));
+}

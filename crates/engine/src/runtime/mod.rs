@@ -37,9 +37,10 @@
 //! - **Catalog.** The engine owns an immutable [`Catalog`]; definitions are resolved once.
 //! - Beyond Stage A, `split`/`callflow` (non-blocking children, `wait_for_children`,
 //!   `reap_child`, aborting children of a finished parent), `detachflow`, `sleep` and locks
-//!   (declared, manual, `wait_for_lock`, inheritance, release on finish) work. Stage C
-//!   statements (events, `map`, interface calls, procedures) raise a `normal` job error
-//!   `statement X is not supported by this engine yet`.
+//!   (declared, manual, `wait_for_lock`, inheritance, release on finish) work; from Stage C
+//!   `goto`/`label`, version tags and `map`/`collect` work. Events (`subscribe`,
+//!   `raise_event`, `wait_for_event`), interface calls and procedures raise a `normal` job
+//!   error `statement X is not supported by this engine yet`.
 //! - **Deadlocks.** Besides lock-wait cycles, the check follows a blocking parent to the
 //!   child it waits for, so a child asking for a non-inheritable lock its own parent holds
 //!   fails with `deadlock trying to get locktype T lockvalue V path J1, J2, ...` (the path

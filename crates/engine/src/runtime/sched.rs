@@ -22,6 +22,7 @@ use crate::compile::graph::{
     Action, CallMode, CallTask, LockWait, TargetKind, Task, TaskId, TaskKind, Workflow,
 };
 use crate::eval::{self, caught_exception, EnvIds, IoSpec, Phase};
+use crate::syntax::ast::Obj;
 
 /// What happens next to a job.
 #[derive(Debug)]
@@ -455,6 +456,7 @@ impl<'e> Run<'e> {
     fn inputs(
         &self,
         job: &JobRecord,
+        env: &Map<String, Value>,
         wf: &Workflow,
         task: &Task,
         ct: &CallTask,
@@ -463,7 +465,7 @@ impl<'e> Run<'e> {
         let i = eval::run_input_map(
             &ct.inputs,
             &job.args,
-            &job.env,
+            env,
             &job.vars,
             Some(ids(job, wf, task.id)),
         )
@@ -495,7 +497,7 @@ impl<'e> Run<'e> {
         ) else {
             return raise_msg(format!("no action named {}.", ct.target.name));
         };
-        let inargs = match self.inputs(job, wf, task, ct, &specs.inputs) {
+        let inargs = match self.inputs(job, &job.env, wf, task, ct, &specs.inputs) {
             Ok(i) => i,
             Err(flow) => return flow,
         };
@@ -588,12 +590,37 @@ impl<'e> Run<'e> {
                 "fatal",
             ));
         }
-        if ct.map_over.is_some() {
-            return raise_msg("statement map is not supported by this engine yet".into());
-        }
-        let args = match self.inputs(job, wf, task, ct, &specs.inputs) {
-            Ok(i) => i,
-            Err(flow) => return flow,
+        // One child per element for `map W using X`, else exactly one.
+        let args_list = match &ct.map_over {
+            None => match self.inputs(job, &job.env, wf, task, ct, &specs.inputs) {
+                Ok(i) => vec![i],
+                Err(flow) => return flow,
+            },
+            Some(var) => {
+                let name = var.path.first().map(|p| p.name.as_str()).unwrap_or("");
+                let label = format!("{}.{}", var.obj.letter(), name);
+                let src = if var.obj == Obj::A {
+                    &job.args
+                } else {
+                    &job.vars
+                };
+                let items = match src.get(name) {
+                    None => return raise_msg(format!("map variable {label} does not exist?")),
+                    Some(Value::Array(items)) => items.clone(),
+                    Some(_) => return raise_msg(format!("map variable {label} is not an array")),
+                };
+                let mut list = Vec::with_capacity(items.len());
+                for (idx, item) in items.into_iter().enumerate() {
+                    let mut env = job.env.clone();
+                    env.insert("_i".into(), json!(idx + 1));
+                    env.insert("_v".into(), item);
+                    match self.inputs(job, &env, wf, task, ct, &specs.inputs) {
+                        Ok(i) => list.push(i),
+                        Err(flow) => return flow,
+                    }
+                }
+                list
+            }
         };
         let mut env = job.env.clone();
         for (k, v) in &child_wf.wfenv {
@@ -611,26 +638,29 @@ impl<'e> Run<'e> {
                 wait: mode == CallMode::Blocking,
             }),
         };
-        let child_id = txn.next_job_id();
-        let child = self.new_job(child_id, child_wf, args, env, d + 1, parent);
-        debug!(job = job.id, child = child_id, workflow = %child_wf.name, "child job created");
-        // Visible at once (a `wait_for_children` later in this transaction must see it).
-        txn.put_job(child.clone());
-        self.push(child, Self::start_flow(child_wf));
-        match ct.mode {
-            CallMode::Blocking => {
-                job.state = JobState::ChildWait;
-                job.task_state.child = Some(child_id);
-                Flow::Wait
-            }
-            CallMode::NonBlocking => {
+        let mut last = None;
+        for args in args_list {
+            let child_id = txn.next_job_id();
+            let child = self.new_job(child_id, child_wf, args, env.clone(), d + 1, parent.clone());
+            debug!(job = job.id, child = child_id, workflow = %child_wf.name, "child job created");
+            // Visible at once (a `wait_for_children` later in this transaction must see it).
+            txn.put_job(child.clone());
+            self.push(child, Self::start_flow(child_wf));
+            if ct.mode == CallMode::NonBlocking {
                 job.children.push(ChildLink {
                     job_id: child_id,
                     task: task.id as u64,
                 });
-                Flow::Goto(task.next)
             }
-            CallMode::Detached => Flow::Goto(task.next),
+            last = Some(child_id);
+        }
+        match ct.mode {
+            CallMode::Blocking => {
+                job.state = JobState::ChildWait;
+                job.task_state.child = last;
+                Flow::Wait
+            }
+            CallMode::NonBlocking | CallMode::Detached => Flow::Goto(task.next),
         }
     }
 }
@@ -1016,7 +1046,8 @@ impl Run<'_> {
         self.push(job, flow);
     }
 
-    /// `reap_child` (§2.9 step 4): collect the zombie created by `call_task`.
+    /// `reap_child` (§2.9 step 4): collect the zombie created by `call_task` (for `map`:
+    /// every child of it, in creation order; none is fine).
     fn reap(
         &mut self,
         txn: &mut dyn Txn,
@@ -1025,27 +1056,45 @@ impl Run<'_> {
         call_task: TaskId,
         outputs: Option<&crate::syntax::ast::Map>,
     ) -> Flow {
-        let pos = job.children.iter().position(|c| {
-            c.task == call_task as u64
-                && txn
-                    .job(c.job_id)
-                    .is_some_and(|j| j.state == JobState::Zombie)
-        });
-        let Some(pos) = pos else {
-            return raise_msg("no zombie childjob found in reap_child_task".into());
-        };
-        let link = job.children.remove(pos);
-        let Some(mut child) = txn.job(link.job_id).cloned() else {
-            return raise_msg("no zombie childjob found in reap_child_task".into());
-        };
-        let out = child.out_args.clone().unwrap_or(Value::Null);
-        child.state = JobState::Finished;
-        child.wake_at = Some(self.now + self.cfg.archive_after_ms());
-        txn.put_job(child);
-        let callee = match wf.task(call_task).map(|t| &t.kind) {
-            Some(TaskKind::Call(ct)) => ct.target.def,
+        let (callee, is_map) = match wf.task(call_task).map(|t| &t.kind) {
+            Some(TaskKind::Call(ct)) => (ct.target.def, ct.map_over.is_some()),
             _ => return Flow::Raise(error_value("reap_child without its call task", "fatal")),
         };
-        self.apply_outputs(job, callee, outputs, out)
+        let mine: Vec<ChildLink> = job
+            .children
+            .iter()
+            .filter(|c| c.task == call_task as u64)
+            .cloned()
+            .collect();
+        if mine.is_empty() && !is_map {
+            return raise_msg("no zombie childjob found in reap_child_task".into());
+        }
+        let mut flow = None;
+        for link in mine.iter().take(if is_map { usize::MAX } else { 1 }) {
+            let Some(mut child) = txn
+                .job(link.job_id)
+                .filter(|j| j.state == JobState::Zombie)
+                .cloned()
+            else {
+                return raise_msg("no zombie childjob found in reap_child_task".into());
+            };
+            job.children.retain(|c| c.job_id != link.job_id);
+            let out = child.out_args.clone().unwrap_or(Value::Null);
+            child.state = JobState::Finished;
+            child.wake_at = Some(self.now + self.cfg.archive_after_ms());
+            txn.put_job(child);
+            let f = self.apply_outputs(job, callee, outputs, out);
+            if !matches!(f, Flow::Goto(_)) {
+                return f;
+            }
+            flow = Some(f);
+        }
+        match flow {
+            Some(f) => f,
+            None => match wf.task(job.task as TaskId) {
+                Some(t) => Flow::Goto(t.next),
+                None => Flow::Raise(error_value("reap_child without successor", "fatal")),
+            },
+        }
     }
 }
