@@ -1,22 +1,23 @@
 //! The server: listeners, per-connection lifecycle, backend events, polls and shutdown.
 
 use crate::config::{ServerConfig, Timers};
-use crate::dispatch::{ConnId, Dispatcher, Offer};
+use crate::dispatch::{ConnId, Dispatcher, HandoffTimer, Offer};
 use crate::jobs::JobRegistry;
 use crate::{session, tls, ServerError};
 use jobcenter_engine::backend::{Backend, Event, JobId, JobStatus, PollRow, WorkerId};
 use jobcenter_rpc::{Methods, Peer, PeerConfig};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) shutting_down: AtomicBool,
     active: watch::Sender<usize>,
     shutdown_tx: watch::Sender<bool>,
+    /// Hand-off timers, all with the same delay, so they arrive in deadline order.
+    handoff_tx: mpsc::UnboundedSender<(Instant, HandoffTimer)>,
 }
 
 impl Shared {
@@ -80,16 +83,8 @@ pub(crate) fn send_offers(sh: &Arc<Shared>, offers: impl IntoIterator<Item = Off
             None => debug!(conn = offer.conn, "offer for a vanished connection"),
         }
         if let Some(timer) = offer.handoff {
-            let sh2 = sh.clone();
-            let delay = sh.timers().handoff;
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let next = sh2.dispatch.lock().handoff(&timer.key, timer.token);
-                if next.is_some() {
-                    debug!(key = %timer.key, "offer not claimed in time, handing off");
-                }
-                send_offers(&sh2, next);
-            });
+            let due = tokio::time::Instant::now() + sh.timers().handoff;
+            let _ = sh.handoff_tx.send((due, timer));
         }
     }
 }
@@ -153,6 +148,32 @@ pub(crate) async fn run_poll_for(sh: Arc<Shared>, worker_id: WorkerId) {
     }
 }
 
+/// Fires hand-off timers (§8.4). One task and a FIFO instead of one sleeping task per
+/// offer: every timer has the same delay, so deadlines arrive in order.
+async fn handoff_loop(sh: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<(Instant, HandoffTimer)>) {
+    let mut queue: VecDeque<(Instant, HandoffTimer)> = VecDeque::new();
+    loop {
+        let next = queue.front().map(|(due, _)| *due);
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(item) => queue.push_back(item),
+                None => return,
+            },
+            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                let now = Instant::now();
+                while queue.front().is_some_and(|(due, _)| *due <= now) {
+                    let Some((_, timer)) = queue.pop_front() else { break };
+                    let next = sh.dispatch.lock().handoff(&timer.key, timer.token);
+                    if next.is_some() {
+                        debug!(key = %timer.key, "offer not claimed in time, handing off");
+                    }
+                    send_offers(&sh, next);
+                }
+            }
+        }
+    }
+}
+
 /// The server entry point.
 pub struct Server;
 
@@ -179,6 +200,7 @@ impl Server {
             bound.push((listener, addr, acceptor));
         }
         let events = backend.subscribe();
+        let (handoff_tx, handoff_rx) = mpsc::unbounded_channel();
         let sh = Arc::new(Shared {
             backend,
             config,
@@ -188,6 +210,7 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             active: watch::channel(0).0,
             shutdown_tx: watch::channel(false).0,
+            handoff_tx,
         });
         let methods = Arc::new(session::methods(&sh));
         let mut tasks = Vec::new();
@@ -203,6 +226,7 @@ impl Server {
         }
         tasks.push(tokio::spawn(event_loop(sh.clone(), events)));
         tasks.push(tokio::spawn(poll_loop(sh.clone())));
+        tasks.push(tokio::spawn(handoff_loop(sh.clone(), handoff_rx)));
         Ok(ServerHandle {
             shared: sh,
             addrs,
