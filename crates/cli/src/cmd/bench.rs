@@ -283,6 +283,7 @@ async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setu
     let request_len = request_len(&op, &inargs, &pad, &wfname);
 
     // The raw limit with the same shape: connections, window, frame size.
+    let cpu0 = report::process_cpu_secs();
     let (raw_samples, raw_secs) = raw::run(a.clients, a.jobs, window as u64, request_len)
         .await
         .map_err(|e| Failure::with_code(2, format!("raw baseline: {e}")))?;
@@ -290,6 +291,7 @@ async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setu
         name: "raw".to_string(),
         samples: raw_samples,
         secs: raw_secs,
+        cpu_secs: cpu_delta(cpu0),
     };
 
     let warmup = a.warmup.unwrap_or((a.jobs / 10).min(1000));
@@ -297,7 +299,9 @@ async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setu
         // Numbers after the measured range, so every job still has its own counter.
         let _ = run_ops(&clients, &op, a.jobs, warmup, window, false).await;
     }
+    let cpu0 = report::process_cpu_secs();
     let (samples, secs) = run_ops(&clients, &op, 0, a.jobs, window, true).await;
+    let cpu_secs = cpu_delta(cpu0);
     let name = match a.mode {
         Mode::Call => "call",
         Mode::Ping => "ping",
@@ -308,6 +312,7 @@ async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setu
         name: name.to_string(),
         samples,
         secs,
+        cpu_secs,
     };
 
     for c in &clients {
@@ -333,6 +338,11 @@ async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setu
         load,
     };
     Ok((vec![raw, fig], setup))
+}
+
+/// CPU seconds used since `before` (both from [`report::process_cpu_secs`]).
+fn cpu_delta(before: Option<f64>) -> Option<f64> {
+    Some(report::process_cpu_secs()? - before?)
 }
 
 /// Approximate size of the JSON-RPC request one operation sends (for the raw frames).

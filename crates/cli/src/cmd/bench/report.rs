@@ -121,6 +121,20 @@ pub struct Figure {
     pub samples: Samples,
     /// Wall-clock seconds of the measured phase.
     pub secs: f64,
+    /// CPU seconds (user + system, all threads) this process used in the phase, if known.
+    pub cpu_secs: Option<f64>,
+}
+
+/// CPU seconds (user + system, all threads) used by this process so far, from
+/// /proc/self/stat (clock ticks of 1/100 s, Linux's fixed USER_HZ).
+pub fn process_cpu_secs() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
+    let rest = text.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 impl Figure {
@@ -131,6 +145,14 @@ impl Figure {
         } else {
             0.0
         }
+    }
+
+    /// CPU microseconds this process spent per successful operation, if known.
+    pub fn cpu_us_per_op(&self) -> Option<f64> {
+        let ok = self.samples.ok();
+        self.cpu_secs
+            .filter(|_| ok > 0)
+            .map(|c| c * 1e6 / ok as f64)
     }
 
     /// Human-readable lines; with a baseline, every figure also shows its ratio to it.
@@ -159,6 +181,9 @@ impl Figure {
             let bl = b.samples.latency();
             s.push_str(&format!(" (p50 {:.2}x raw)", ratio(l.p50, bl.p50)));
         }
+        if let Some(c) = self.cpu_us_per_op() {
+            s.push_str(&format!("\n        cpu of this process: {c:.1} us per op"));
+        }
         for e in &self.samples.examples {
             s.push_str(&format!("\n        error: {e}"));
         }
@@ -176,6 +201,7 @@ impl Figure {
             "secs": self.secs,
             "per_sec": self.rate(),
             "latency_us": {"min": l.min, "p50": l.p50, "p90": l.p90, "p99": l.p99, "max": l.max},
+            "cpu_us_per_op": self.cpu_us_per_op(),
         });
         if let (Some(b), Value::Object(m)) = (baseline, &mut v) {
             m.insert("ratio_to_raw".into(), json!(ratio(self.rate(), b.rate())));
