@@ -743,3 +743,59 @@ async fn jcl_c43_map_collect() {
     );
     assert_out(&h.run("k41", json!({"xs": []})).await, json!({"r": []}));
 }
+
+#[tokio::test]
+async fn jcl_c40_events_subscribe_raise_wait_timeout_external() {
+    let h = Harness::new().await;
+    let e = h.engine.clone();
+    let mut events = e.subscribe();
+    let create = |wf: &str, key: &str| {
+        e.create_job(jobcenter_engine::backend::CreateJob {
+            wfname: wf.into(),
+            inargs: support::obj(json!({ "key": key })),
+            vtag: None,
+            who: "jc_admin".into(),
+            env: None,
+        })
+    };
+    let own_id = create("k28", "abc").await.expect("created");
+    // External event for a waiting job.
+    let id = create("k30", "k30key").await.expect("created");
+    assert_eq!(
+        e.store()
+            .jobs_in_state(jobcenter_store::JobState::EventWait),
+        2,
+        "k28 (second wait) and k30 wait"
+    );
+    e.raise_event(json!({"key": "other"})).expect("raise_event");
+    e.raise_event(json!({"key": "k30key", "payload": [1, 2]}))
+        .expect("raise_event");
+    let ext = support::wait_finished(&e, &mut events, id).await;
+    assert_out(
+        &ext,
+        json!({"ev": {"name": "ext", "event_id": "<E>", "when": ext.as_ref().map(|v| v["ev"]["when"].clone()).unwrap_or_default(), "data": {"key": "k30key", "payload": [1, 2]}}}),
+    );
+    let out = support::wait_finished(&e, &mut events, own_id)
+        .await
+        .expect("k28 finished");
+    assert_out(
+        &Ok(out.clone()),
+        json!({"ev": {"name": "mine", "event_id": "<E>", "when": out["ev"]["when"].clone(), "data": {"kind": "ping", "key": "abc", "n": 1}}, "ev2": {"name": "timeout", "event_id": null, "when": out["ev2"]["when"].clone(), "data": null}}),
+    );
+    let when = out["ev"]["when"].as_str().unwrap_or_default();
+    assert!(when.ends_with("+00:00") && when.len() == 29, "{when}");
+}
+
+#[tokio::test]
+async fn jcl_c40_string_timeout_is_a_type_error() {
+    let mut cat = support::fixture_catalog();
+    let path = support::fixtures().join("variants/k28_string_timeout.wf");
+    let src = std::fs::read_to_string(path).expect("fixture");
+    cat.compile("k28_string_timeout.wf", &src)
+        .expect("compiles as a new version of k28");
+    let h = Harness::with(cat, support::part4_config(), &[]).await;
+    assert_out(
+        &h.run("k28", json!({"key": "abc"})).await,
+        json!({"error": {"msg": "caught exception in do_inargsmap sqlstate P0001 sqlerrm input argument \"timeout\" has wrong type string (should be number)", "class": "normal"}}),
+    );
+}

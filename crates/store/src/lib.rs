@@ -33,7 +33,7 @@ pub mod model;
 pub use memory::MemoryStore;
 pub use model::{
     ArchivedJob, ChildLink, JobId, JobRecord, JobState, LockRecord, LockWait, Millis, ParentLink,
-    Registration, TaskClaim, TaskState, WorkerId, WorkerRecord,
+    QueuedEvent, Registration, Subscription, TaskClaim, TaskState, WorkerId, WorkerRecord,
 };
 
 /// A JSON object.
@@ -87,6 +87,10 @@ pub trait Txn {
     fn locks_held_by(&self, job: JobId) -> Vec<LockRecord>;
     /// Ids of jobs in `lockwait` for (type, value), ascending.
     fn lock_waiters(&self, locktype: &str, lockvalue: &str) -> Vec<JobId>;
+    /// Allocate the next event id.
+    fn next_event_id(&mut self) -> i64;
+    /// Ids of live jobs with at least one event subscription, ascending.
+    fn subscribed_jobs(&self) -> Vec<JobId>;
     /// Allocate the next worker id.
     fn next_worker_id(&mut self) -> WorkerId;
     /// A worker by id (active or, if the backend keeps them, stopped).

@@ -14,6 +14,7 @@ use crate::{Store, StoreError, Txn};
 struct State {
     last_job_id: JobId,
     last_worker_id: WorkerId,
+    last_event_id: i64,
     jobs: HashMap<JobId, JobRecord>,
     archive: HashMap<JobId, ArchivedJob>,
     workers: HashMap<WorkerId, WorkerRecord>,
@@ -25,6 +26,7 @@ struct State {
     locks: HashMap<(String, String), LockRecord>,
     locks_by_holder: HashMap<JobId, BTreeSet<(String, String)>>,
     lock_waiters: HashMap<(String, String), BTreeSet<JobId>>,
+    subscribed: BTreeSet<JobId>,
 }
 
 impl State {
@@ -43,6 +45,7 @@ impl State {
         if let Some(t) = job.wake_at {
             self.wake.remove(&(t, job.id));
         }
+        self.subscribed.remove(&job.id);
         if let Some(w) = job.waiting_lock() {
             let key = (w.locktype.clone(), w.lockvalue.clone());
             if let Some(set) = self.lock_waiters.get_mut(&key) {
@@ -71,6 +74,9 @@ impl State {
         }
         if let Some(t) = job.wake_at {
             self.wake.insert((t, job.id));
+        }
+        if !job.subscriptions.is_empty() {
+            self.subscribed.insert(job.id);
         }
         if let Some(w) = job.waiting_lock() {
             self.lock_waiters
@@ -150,7 +156,7 @@ struct MemTxn<'a> {
 }
 
 impl MemTxn<'_> {
-    fn rollback(mut self, last_job: JobId, last_worker: WorkerId) {
+    fn rollback(mut self, last_job: JobId, last_worker: WorkerId, last_event: i64) {
         while let Some(u) = self.undo.pop() {
             match u {
                 Undo::Job(id, old) => {
@@ -174,6 +180,7 @@ impl MemTxn<'_> {
         }
         self.state.last_job_id = last_job;
         self.state.last_worker_id = last_worker;
+        self.state.last_event_id = last_event;
     }
 }
 
@@ -289,6 +296,15 @@ impl Txn for MemTxn<'_> {
             .unwrap_or_default()
     }
 
+    fn next_event_id(&mut self) -> i64 {
+        self.state.last_event_id += 1;
+        self.state.last_event_id
+    }
+
+    fn subscribed_jobs(&self) -> Vec<JobId> {
+        self.state.subscribed.iter().copied().collect()
+    }
+
     fn next_worker_id(&mut self) -> WorkerId {
         self.state.last_worker_id += 1;
         self.state.last_worker_id
@@ -356,14 +372,15 @@ impl Store for MemoryStore {
         F: FnOnce(&mut dyn Txn) -> Result<R, E>,
     {
         let mut guard = self.state.lock();
-        let (last_job, last_worker) = (guard.last_job_id, guard.last_worker_id);
+        let (last_job, last_worker, last_event) =
+            (guard.last_job_id, guard.last_worker_id, guard.last_event_id);
         let mut txn = MemTxn {
             state: &mut guard,
             undo: Vec::new(),
         };
         let result = f(&mut txn);
         if result.is_err() {
-            txn.rollback(last_job, last_worker);
+            txn.rollback(last_job, last_worker, last_event);
         }
         result
     }
@@ -388,6 +405,7 @@ mod tests {
             depth: 1,
             parent: None,
             children: Vec::new(),
+            subscriptions: Vec::new(),
             args: Map::new(),
             env: Map::new(),
             vars: Map::new(),

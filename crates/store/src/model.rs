@@ -131,6 +131,28 @@ pub struct LockWait {
     pub inherit: bool,
 }
 
+/// An event queued for a subscription (JCL.md §2.13).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedEvent {
+    /// The event id (increasing).
+    pub event_id: i64,
+    /// When it was raised (ISO-8601 text with offset).
+    pub when: String,
+    /// The event object.
+    pub data: Value,
+}
+
+/// A job's event subscription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// The subscription name.
+    pub name: String,
+    /// The mask events must contain.
+    pub mask: Value,
+    /// Matching events not consumed yet, oldest first.
+    pub queue: Vec<QueuedEvent>,
+}
+
 /// Per-task scratch data (the original's `task_state`), cleared on every task entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskState {
@@ -179,6 +201,9 @@ pub struct JobRecord {
     /// Non-blocking children not yet reaped (in creation order).
     #[serde(default)]
     pub children: Vec<ChildLink>,
+    /// Event subscriptions (Stage C).
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
     /// The checked input arguments (`a`).
     pub args: Object,
     /// The environment (`e`).

@@ -38,9 +38,12 @@
 //! - Beyond Stage A, `split`/`callflow` (non-blocking children, `wait_for_children`,
 //!   `reap_child`, aborting children of a finished parent), `detachflow`, `sleep` and locks
 //!   (declared, manual, `wait_for_lock`, inheritance, release on finish) work; from Stage C
-//!   `goto`/`label`, version tags and `map`/`collect` work. Events (`subscribe`,
-//!   `raise_event`, `wait_for_event`), interface calls and procedures raise a `normal` job
-//!   error `statement X is not supported by this engine yet`.
+//!   `goto`/`label`, version tags, `map`/`collect` and events (`subscribe`, `unsubscribe`,
+//!   `raise_event`, `wait_for_event`, external events through [`Engine::raise_event`]) work.
+//!   Interface calls and procedures raise a `normal` job error
+//!   `statement X is not supported by this engine yet` (procedures: `calling procedures is
+//!   not supported by this engine yet`). Event timestamps (`when`) are UTC with millisecond
+//!   precision, e.g. `2026-11-28T04:34:31.123+00:00`.
 //! - **Deadlocks.** Besides lock-wait cycles, the check follows a blocking parent to the
 //!   child it waits for, so a child asking for a non-inheritable lock its own parent holds
 //!   fails with `deadlock trying to get locktype T lockvalue V path J1, J2, ...` (the path
@@ -50,6 +53,7 @@
 //!   invalid input syntax for type interval: "X"` (the original hangs).
 //! - The workflow id visible as `e.workflow_id` is the catalog definition id.
 
+mod events;
 mod interval;
 mod json;
 mod locks;
@@ -299,6 +303,21 @@ impl<S: Store> Engine<S> {
                 return Ok(total);
             }
         }
+    }
+
+    /// Publish an external event (JCL.md §2.13, the original's `raise_event(D)`): jobs
+    /// waiting on a matching subscription wake up, other matching subscriptions queue it.
+    pub fn raise_event(&self, event: Value) -> Result<(), BackendError> {
+        if !event.is_object() {
+            return Err(BackendError::new(format!(
+                "event needs to be a json object {}",
+                compact(&event)
+            )));
+        }
+        self.transact(|run, txn| {
+            run.raise_event(txn, event, None);
+            Ok(())
+        })
     }
 
     /// Housekeeping: disconnect workers whose last ping is older than the worker timeout.

@@ -143,6 +143,7 @@ impl<'e> Run<'e> {
             depth,
             parent,
             children: Vec::new(),
+            subscriptions: Vec::new(),
             args,
             env,
             vars: Map::new(),
@@ -333,6 +334,12 @@ impl<'e> Run<'e> {
             }
             TaskKind::Sleep { duration } => self.sleep(job, wf, task, duration),
             TaskKind::WaitForChildren => self.wait_children(txn, job),
+            TaskKind::Subscribe { inputs } => self.subscribe_task(job, wf, task, inputs),
+            TaskKind::Unsubscribe { inputs } => self.unsubscribe_task(job, wf, task, inputs),
+            TaskKind::RaiseEvent { inputs } => self.raise_event_task(txn, job, wf, task, inputs),
+            TaskKind::WaitForEvent { inputs, .. } => {
+                self.wait_for_event_task(job, wf, task, inputs)
+            }
             TaskKind::Lock {
                 locktype,
                 value,
@@ -717,6 +724,7 @@ impl Run<'_> {
             self.orphan(txn, c.job_id);
         }
         self.release_all(txn, job.id);
+        job.subscriptions.clear();
         if let Some(p) = &job.parent {
             if !p.wait {
                 self.queue.push_back(Work::ChildSettled(p.job_id));
@@ -768,7 +776,9 @@ impl Run<'_> {
                     Some(Task {
                         kind: TaskKind::Call(ct),
                         ..
-                    }) => self.apply_outputs(&mut job, ct.target.def, ct.outputs.as_ref(), out),
+                    }) => {
+                        self.apply_outputs(&mut job, Some(ct.target.def), ct.outputs.as_ref(), out)
+                    }
                     _ => Flow::Raise(error_value("parent is not at a call task", "fatal")),
                 }
             }
@@ -778,10 +788,10 @@ impl Run<'_> {
 
     /// Output check against definition `callee`'s `out:` and the caller's output map, then
     /// continue with the next task (`do_outargsmap` errors).
-    fn apply_outputs(
+    pub(crate) fn apply_outputs(
         &mut self,
         job: &mut JobRecord,
-        callee: usize,
+        callee: Option<usize>,
         map: Option<&crate::syntax::ast::Map>,
         outargs: Value,
     ) -> Flow {
@@ -794,7 +804,7 @@ impl Run<'_> {
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        if let Some(specs) = self.defs.specs(callee) {
+        if let Some(specs) = callee.and_then(|c| self.defs.specs(c)) {
             let checked = match &specs.outputs {
                 Ok(spec) => eval::check_outputs(spec, &o).map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
@@ -848,7 +858,12 @@ impl Run<'_> {
                     Some(Task {
                         kind: TaskKind::Call(ct),
                         ..
-                    }) => self.apply_outputs(&mut job, ct.target.def, ct.outputs.as_ref(), outargs),
+                    }) => self.apply_outputs(
+                        &mut job,
+                        Some(ct.target.def),
+                        ct.outputs.as_ref(),
+                        outargs,
+                    ),
                     _ => Flow::Raise(error_value("job is not at a call task", "fatal")),
                 }
             }
@@ -933,6 +948,7 @@ impl Run<'_> {
                 txn.archive_job(job.id);
             }
             JobState::LockWait => self.lock_timeout(job),
+            JobState::EventWait => self.event_timeout(job),
             _ => txn.put_job(job),
         }
     }
@@ -1083,7 +1099,7 @@ impl Run<'_> {
             child.state = JobState::Finished;
             child.wake_at = Some(self.now + self.cfg.archive_after_ms());
             txn.put_job(child);
-            let f = self.apply_outputs(job, callee, outputs, out);
+            let f = self.apply_outputs(job, Some(callee), outputs, out);
             if !matches!(f, Flow::Goto(_)) {
                 return f;
             }
