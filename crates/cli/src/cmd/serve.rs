@@ -1,8 +1,111 @@
-//! `jobcenter serve`: the API server with the JCL engine.
+//! `jobcenter serve`: the API server with the JCL engine, in memory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use jobcenter_engine::backend::Backend;
+use jobcenter_engine::{Catalog, Engine, EngineConfig};
+use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, TlsConfig};
+use jobcenter_store::MemoryStore;
 
 use crate::args::ServeArgs;
+use crate::cmd::work::shutdown_signal;
 use crate::cmd::Failure;
 
-pub async fn run(_a: ServeArgs) -> Result<u8, Failure> {
-    Err(Failure::with_code(2, "not implemented yet"))
+/// The default listener: loopback only, the protocol's port.
+const DEFAULT_LISTEN: &str = "127.0.0.1:6522";
+
+/// Build the server configuration from the options, refusing an open door.
+fn server_config(a: &ServeArgs) -> Result<ServerConfig, Failure> {
+    if a.passwd.is_none() && a.cnfile.is_none() && !a.insecure_dev_auth {
+        return Err(Failure::usage(
+            "refusing to start without authentication: give --passwd FILE (user:crypt-hash lines) \
+             and/or --cnfile FILE, or --insecure-dev-auth for a development server that lets \
+             anyone in",
+        ));
+    }
+    let mut listeners: Vec<ListenerConfig> =
+        a.listen.iter().copied().map(ListenerConfig::tcp).collect();
+    if !a.listen_tls.is_empty() {
+        let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) else {
+            return Err(Failure::usage(
+                "--listen-tls needs --tls-cert and --tls-key",
+            ));
+        };
+        for addr in &a.listen_tls {
+            listeners.push(ListenerConfig {
+                addr: *addr,
+                tls: Some(TlsConfig {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: a.tls_ca.clone(),
+                }),
+            });
+        }
+    }
+    if listeners.is_empty() {
+        let addr: SocketAddr = DEFAULT_LISTEN
+            .parse()
+            .map_err(|_| Failure::usage("bad default listen address"))?;
+        listeners.push(ListenerConfig::tcp(addr));
+    }
+    if a.insecure_dev_auth {
+        tracing::warn!("--insecure-dev-auth: every hello is accepted");
+        eprintln!("jobcenter serve: WARNING: --insecure-dev-auth lets anyone in");
+    }
+    Ok(ServerConfig {
+        listeners,
+        auth: AuthConfig {
+            password_file: a.passwd.clone(),
+            clientcert_file: a.cnfile.clone(),
+            dev_allow_any: a.insecure_dev_auth,
+        },
+        timers: Default::default(),
+    })
+}
+
+/// Compile the definitions, or print every error and fail.
+pub fn load_catalog(paths: &[std::path::PathBuf]) -> Result<Catalog, Failure> {
+    let mut catalog = Catalog::new();
+    if paths.is_empty() {
+        return Ok(catalog);
+    }
+    let report = catalog.load_paths(paths);
+    if !report.is_ok() {
+        for e in &report.errors {
+            eprintln!("{e}");
+        }
+        return Err(Failure::with_code(
+            1,
+            format!(
+                "{} error(s) in the definitions; not starting",
+                report.errors.len()
+            ),
+        ));
+    }
+    for d in &report.loaded {
+        tracing::info!(name = %d.name, version = d.version, kind = ?d.kind, "loaded");
+    }
+    Ok(catalog)
+}
+
+/// Run the server until SIGINT/SIGTERM.
+pub async fn run(a: ServeArgs) -> Result<u8, Failure> {
+    let config = server_config(&a)?;
+    let catalog = load_catalog(&a.load)?;
+    let defs = catalog.definitions().len();
+    let engine = Engine::new(catalog, MemoryStore::new(), EngineConfig::default()).start();
+    let backend: Arc<dyn Backend> = engine;
+    let handle = Server::start(config, backend)
+        .await
+        .map_err(|e| Failure::with_code(2, e.to_string()))?;
+    let addrs: Vec<String> = handle.local_addrs().iter().map(|a| a.to_string()).collect();
+    eprintln!(
+        "jobcenter serve: {defs} definition(s) loaded, listening on {}",
+        addrs.join(", ")
+    );
+    shutdown_signal().await;
+    eprintln!("jobcenter serve: shutting down");
+    handle.shutdown().await;
+    Ok(0)
 }
