@@ -53,6 +53,9 @@ fn engine_with(config: EngineConfig) -> Arc<Engine> {
         cat.compile(&format!("w_{name}.wf"), &wf)
             .expect("workflow compiles");
     }
+    let callchild = "workflow w_callchild:\nin:\n    x number\nout:\n    y number optional\nwfomap:\n    y = ifdef(v.y)\ndo:\n    call k45child:\n        x = a.x\n    into:\n        y = o.y\n";
+    cat.compile("w_callchild.wf", callchild)
+        .expect("workflow compiles");
     Engine::new(cat, jobcenter_store::MemoryStore::new(), config).start()
 }
 
@@ -670,5 +673,43 @@ async fn wait_for_lock_deadline_raises_class_lock_with_trailing_space() {
             .await
             .map(|(_, v)| v),
         Ok(json!({"r": "got it"}))
+    );
+}
+
+#[tokio::test]
+async fn c36_cancel_job_fails_it_fatally_and_the_parent_sees_childerror() {
+    let e = engine();
+    announce(&e, "w1", "c_add", None).await.expect("announce");
+    let mut rx = e.subscribe();
+    let job = create(&e, "k01", json!({"input": 1})).await;
+    ready_for(&mut rx, job).await;
+    assert_eq!(e.cancel_job(job, "stuck"), Ok(true));
+    assert_eq!(
+        wait_finished(&e, &mut rx, job).await,
+        Ok(json!({"error": {"msg": "job cancelled: stuck", "class": "fatal"}}))
+    );
+    assert_eq!(e.cancel_job(job, "again"), Ok(false));
+    assert_eq!(
+        e.get_task("w1".into(), "c_add".into(), None).await,
+        Ok(None)
+    );
+
+    // A parent blocked on its child (which waits for c_add): cancel the child.
+    let parent = create(&e, "w_callchild", json!({"x": 1})).await;
+    let child = loop {
+        match rx.recv().await {
+            Some(Event::ActionReady { job_id, .. }) => break job_id,
+            Some(_) => continue,
+            None => panic!("event stream closed"),
+        }
+    };
+    assert_ne!(child, parent);
+    assert_eq!(e.cancel_job(child, "stuck"), Ok(true));
+    let out = wait_finished(&e, &mut rx, parent).await;
+    assert_eq!(
+        out,
+        Ok(
+            json!({"error": {"msg": format!("childjob {child} raised error"), "class": "childerror", "error": {"msg": "job cancelled: stuck", "class": "fatal"}}})
+        )
     );
 }

@@ -320,6 +320,21 @@ impl<S: Store> Engine<S> {
         })
     }
 
+    /// Cancel a job administratively (the original's `cancel_job`): it fails with
+    /// `{"msg": "job cancelled: <reason>", "class": "fatal"}` and its parent, if any, sees a
+    /// `childerror`. `false` if the job is unknown or already finished.
+    pub fn cancel_job(&self, job_id: JobId, reason: &str) -> Result<bool, BackendError> {
+        self.transact(|run, txn| Ok(run.cancel(txn, job_id, reason)))
+    }
+
+    /// The stored record of a live job (administrative inspection).
+    pub fn job_record(&self, job_id: JobId) -> Option<jobcenter_store::JobRecord> {
+        self.store
+            .transact(|txn| Ok::<_, StoreError>(txn.job(job_id).cloned()))
+            .ok()
+            .flatten()
+    }
+
     /// Housekeeping: disconnect workers whose last ping is older than the worker timeout.
     /// Returns the names of the workers disconnected.
     pub fn housekeeping(&self) -> Result<Vec<String>, BackendError> {

@@ -1114,3 +1114,31 @@ impl Run<'_> {
         }
     }
 }
+
+impl Run<'_> {
+    /// Administrative cancel: the job fails with the uncatchable
+    /// `{"msg": "job cancelled: <reason>", "class": "fatal"}`; a blocking child it waits for
+    /// is aborted. Returns `false` if the job is not live or already finished.
+    pub fn cancel(&mut self, txn: &mut dyn Txn, id: JobId, reason: &str) -> bool {
+        let Some(mut job) = txn.job(id).cloned() else {
+            return false;
+        };
+        if job.state.is_final() {
+            return false;
+        }
+        if job.state == JobState::ChildWait {
+            if let Some(c) = job.task_state.child {
+                self.orphan(txn, c);
+            }
+        }
+        job.task_state.claim = None;
+        job.task_state.lock = None;
+        job.wake_at = None;
+        job.state = JobState::Plotting;
+        // Out of every wait index at once.
+        txn.put_job(job.clone());
+        let err = error_value(format!("job cancelled: {reason}"), "fatal");
+        self.push(job, Flow::Raise(err));
+        true
+    }
+}
