@@ -576,7 +576,10 @@ impl<S: Store> Engine<S> {
                     secs
                 })
                 .map(|secs| run.now + secs_to_millis(secs));
-            let cookie = uuid::Uuid::new_v4().to_string();
+            // A v4 UUID from the thread-local CSPRNG (no system call per claim).
+            let cookie = uuid::Builder::from_random_bytes(rand::random::<[u8; 16]>())
+                .into_uuid()
+                .to_string();
             job.state = JobState::Working;
             job.updated_at = run.now;
             job.wake_at = deadline;
