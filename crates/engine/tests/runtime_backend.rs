@@ -713,3 +713,38 @@ async fn c36_cancel_job_fails_it_fatally_and_the_parent_sees_childerror() {
         )
     );
 }
+
+#[tokio::test]
+async fn children_of_a_failed_split_are_aborted_at_their_next_task() {
+    let mut cat = fixture_catalog();
+    let src = "workflow w_abort:\nin:\n    x number\nout:\n    r string optional\nwfomap:\n    r = ifdef(v.r)\ndo:\n    split:\n        callflow k45child:\n            x = a.x\n        callflow k10child:\n            x = a.x\n            fail = TRUE\n";
+    cat.compile("w_abort.wf", src).expect("compiles");
+    let e = Engine::new(cat, jobcenter_store::MemoryStore::new(), part4_config()).start();
+    announce(&e, "w1", "c_add", None).await.expect("announce");
+    let mut rx = e.subscribe();
+    let parent = create(&e, "w_abort", json!({"x": 3})).await;
+    // The first child waits for c_add; the second fails at once, so the parent fails.
+    let out = wait_finished(&e, &mut rx, parent)
+        .await
+        .expect("parent finished");
+    assert_eq!(out["error"]["class"], json!("childerror"));
+    assert_eq!(
+        out["error"]["error"],
+        json!({"msg": "child says no: 3", "class": "normal"})
+    );
+    let claim = e
+        .get_task("w1".into(), "c_add".into(), None)
+        .await
+        .expect("get_task")
+        .expect("the first child's task is still there");
+    let child = claim.job_id;
+    e.task_done(claim.cookie, json!({"counter": 3}))
+        .await
+        .expect("task_done");
+    assert_eq!(
+        e.get_job_status(child).await,
+        Ok(JobStatus::Finished(
+            json!({"error": {"msg": "aborted by parent job", "class": "abort"}})
+        ))
+    );
+}

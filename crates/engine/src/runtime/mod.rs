@@ -226,7 +226,12 @@ impl<S: Store> Engine<S> {
     }
 
     /// Wrap the engine in an `Arc` and spawn its timer task (retries, action timeouts,
-    /// sleeps, archival, housekeeping) on the current tokio runtime.
+    /// sleeps, archival, housekeeping) on the current tokio runtime. The task ends when the
+    /// last `Arc` is dropped.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (like `tokio::spawn`).
     pub fn start(self) -> Arc<Self> {
         let engine = Arc::new(self);
         let weak = Arc::downgrade(&engine);
