@@ -79,6 +79,12 @@ impl JobCompletion {
 impl Client {
     /// Connect and authenticate (see [`crate::Client::connect`]).
     pub fn connect(cfg: ClientConfig) -> Result<Client, ClientError> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(ClientError::Invalid(
+                "the blocking client cannot run inside an async runtime; use jobcenter::Client"
+                    .to_string(),
+            ));
+        }
         let rt = runtime()?;
         let inner = rt.block_on(crate::Client::connect(cfg))?;
         Ok(Client { rt, inner })

@@ -98,3 +98,12 @@ fn blocking_worker_serves_and_stops_from_a_handler() {
     assert_eq!(worker.work(), 5);
     server.join().unwrap();
 }
+
+#[tokio::test]
+async fn blocking_client_refuses_to_run_inside_a_runtime() {
+    let r = Client::connect(jobcenter::ClientConfig::new("a", "b").port(1));
+    assert!(
+        matches!(r, Err(jobcenter::ClientError::Invalid(_))),
+        "{r:?}"
+    );
+}
