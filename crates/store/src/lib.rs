@@ -25,11 +25,18 @@
 //!   for its whole duration (callers must never hold it across an `.await`: the closure is
 //!   synchronous) and keeps an undo log, so an `Err` rolls every write back.
 //!
-//! Durable (embedded) and PostgreSQL backends are meant to implement the same trait.
+//! - [`JournalStore`]: the same in-memory state made durable by an append-only journal of
+//!   committed transactions (replayed and compacted on open, written by a background thread
+//!   with group commit).
+//!
+//! A PostgreSQL backend is meant to implement the same trait (one SQL transaction per
+//! [`Store::transact`], the indexes as partial indexes).
 
+pub mod journal;
 pub mod memory;
 pub mod model;
 
+pub use journal::JournalStore;
 pub use memory::MemoryStore;
 pub use model::{
     ArchivedJob, ChildLink, JobId, JobRecord, JobState, LockRecord, LockWait, Millis, ParentLink,

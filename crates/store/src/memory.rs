@@ -11,19 +11,19 @@ use crate::{Store, StoreError, Txn};
 
 /// Everything stored, plus the indexes derived from the records.
 #[derive(Debug, Default)]
-struct State {
-    last_job_id: JobId,
-    last_worker_id: WorkerId,
-    last_event_id: i64,
-    jobs: HashMap<JobId, JobRecord>,
-    archive: HashMap<JobId, ArchivedJob>,
-    workers: HashMap<WorkerId, WorkerRecord>,
+pub(crate) struct State {
+    pub(crate) last_job_id: JobId,
+    pub(crate) last_worker_id: WorkerId,
+    pub(crate) last_event_id: i64,
+    pub(crate) jobs: HashMap<JobId, JobRecord>,
+    pub(crate) archive: HashMap<JobId, ArchivedJob>,
+    pub(crate) workers: HashMap<WorkerId, WorkerRecord>,
     // indexes
     ready: HashMap<String, BTreeSet<JobId>>,
     cookies: HashMap<String, JobId>,
     wake: BTreeSet<(Millis, JobId)>,
     active_by_name: HashMap<String, WorkerId>,
-    locks: HashMap<(String, String), LockRecord>,
+    pub(crate) locks: HashMap<(String, String), LockRecord>,
     locks_by_holder: HashMap<JobId, BTreeSet<(String, String)>>,
     lock_waiters: HashMap<(String, String), BTreeSet<JobId>>,
     subscribed: BTreeSet<JobId>,
@@ -87,7 +87,11 @@ impl State {
     }
 
     /// Replace (or remove) a lock, keeping the holder index; returns the old one.
-    fn set_lock(&mut self, key: (String, String), lock: Option<LockRecord>) -> Option<LockRecord> {
+    pub(crate) fn set_lock(
+        &mut self,
+        key: (String, String),
+        lock: Option<LockRecord>,
+    ) -> Option<LockRecord> {
         let old = self.locks.remove(&key);
         if let Some(o) = &old {
             if let Some(set) = self.locks_by_holder.get_mut(&o.holder) {
@@ -108,7 +112,7 @@ impl State {
     }
 
     /// Replace (or remove, with `None`) a live job, keeping the indexes; returns the old one.
-    fn set_job(&mut self, id: JobId, job: Option<JobRecord>) -> Option<JobRecord> {
+    pub(crate) fn set_job(&mut self, id: JobId, job: Option<JobRecord>) -> Option<JobRecord> {
         let old = self.jobs.remove(&id);
         if let Some(o) = &old {
             self.unindex_job(o);
@@ -120,7 +124,11 @@ impl State {
         old
     }
 
-    fn set_worker(&mut self, id: WorkerId, worker: Option<WorkerRecord>) -> Option<WorkerRecord> {
+    pub(crate) fn set_worker(
+        &mut self,
+        id: WorkerId,
+        worker: Option<WorkerRecord>,
+    ) -> Option<WorkerRecord> {
         let old = self.workers.remove(&id);
         if let Some(o) = &old {
             if o.active && self.active_by_name.get(&o.name) == Some(&o.id) {
@@ -142,7 +150,7 @@ impl State {
 // Jobs dominate the log; boxing them would cost an allocation on every write.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-enum Undo {
+pub(crate) enum Undo {
     Job(JobId, Option<JobRecord>),
     Archive(JobId, Option<ArchivedJob>),
     Worker(WorkerId, Option<WorkerRecord>),
@@ -365,6 +373,33 @@ impl MemoryStore {
     }
 }
 
+/// Run `f` as a transaction on `state`: roll back on `Err`; on `Ok` call `on_commit` with
+/// the state and the undo log (which names every record written).
+pub(crate) fn run_txn<R, E, F>(
+    state: &mut State,
+    f: F,
+    on_commit: impl FnOnce(&State, &[Undo]),
+) -> Result<R, E>
+where
+    E: From<StoreError>,
+    F: FnOnce(&mut dyn Txn) -> Result<R, E>,
+{
+    let (last_job, last_worker, last_event) =
+        (state.last_job_id, state.last_worker_id, state.last_event_id);
+    let mut txn = MemTxn {
+        state,
+        undo: Vec::new(),
+    };
+    let result = f(&mut txn);
+    if result.is_err() {
+        txn.rollback(last_job, last_worker, last_event);
+    } else {
+        let undo = std::mem::take(&mut txn.undo);
+        on_commit(txn.state, &undo);
+    }
+    result
+}
+
 impl Store for MemoryStore {
     fn transact<R, E, F>(&self, f: F) -> Result<R, E>
     where
@@ -372,17 +407,7 @@ impl Store for MemoryStore {
         F: FnOnce(&mut dyn Txn) -> Result<R, E>,
     {
         let mut guard = self.state.lock();
-        let (last_job, last_worker, last_event) =
-            (guard.last_job_id, guard.last_worker_id, guard.last_event_id);
-        let mut txn = MemTxn {
-            state: &mut guard,
-            undo: Vec::new(),
-        };
-        let result = f(&mut txn);
-        if result.is_err() {
-            txn.rollback(last_job, last_worker, last_event);
-        }
-        result
+        run_txn(&mut guard, f, |_, _| {})
     }
 }
 

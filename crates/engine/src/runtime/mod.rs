@@ -7,7 +7,9 @@
 //!
 //! # Transactions
 //!
-//! All state lives in a [`Store`] (crate `jobcenter-store`). Every backend call and every
+//! All state lives in a [`Store`] (crate `jobcenter-store`: `MemoryStore`, or the durable
+//! `JournalStore`; a restarted engine needs the same catalog, since jobs refer to catalog
+//! definition ids). Every backend call and every
 //! timer firing is exactly one [`Store::transact`]: the job(s) touched are read, advanced
 //! synchronously until they wait (for a worker, a child, a timer) or finish, and written back.
 //! A job that calls a workflow starts the child in the same transaction, and a child that
