@@ -89,6 +89,8 @@ struct Task {
     candidates: Option<Vec<WorkerId>>,
     token: u64,
     cookie: Option<String>,
+    /// The pending-mark sequence number when the offer was made.
+    seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +124,8 @@ struct WorkerAction {
     action: String,
     slotgroup: String,
     filter: Option<Value>,
+    /// Sequence number of the latest pending mark (see [`Dispatcher::claim_nothing`]).
+    marked: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -142,6 +146,7 @@ pub struct Dispatcher {
     next_wa: u64,
     next_poll: u64,
     next_token: u64,
+    mark_seq: u64,
 }
 
 impl Dispatcher {
@@ -225,6 +230,7 @@ impl Dispatcher {
                 action: action.to_string(),
                 slotgroup: slotgroup.to_string(),
                 filter,
+                marked: 0,
             },
         );
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -336,9 +342,12 @@ impl Dispatcher {
         }
         if mark_pending {
             for id in eligible {
-                let Some(wa) = self.was.get(&id) else {
+                self.mark_seq += 1;
+                let seq = self.mark_seq;
+                let Some(wa) = self.was.get_mut(&id) else {
                     continue;
                 };
+                wa.marked = seq;
                 if let Some(sg) = self
                     .conns
                     .get_mut(&wa.conn)
@@ -400,6 +409,7 @@ impl Dispatcher {
             candidates: None,
             token: 0,
             cookie: None,
+            seq: self.mark_seq,
         };
         let offer = Offer {
             conn: wa.conn,
@@ -431,6 +441,7 @@ impl Dispatcher {
             candidates,
             token,
             cookie: None,
+            seq: self.mark_seq,
         };
         if let Some(old) = self.tasks.insert(key.clone(), task) {
             // an older offer of the same job: give its slot back
@@ -517,8 +528,17 @@ impl Dispatcher {
     }
 
     /// `get_task` claimed nothing (§8.7 step 6): leave the pending list, release the slot.
+    ///
+    /// Deviation that closes a race of the reference algorithm: when a ready notification
+    /// marked this WorkerAction pending while the claim was in flight (the new job became
+    /// ready after the backend looked), it stays pending, so the slot passes to a new poll
+    /// offer instead of the job waiting for the periodic poll.
     pub fn claim_nothing(&mut self, taken: TakenTask) -> Option<Offer> {
         let t = taken.task;
+        let marked_since = self.was.get(&t.wa).is_some_and(|wa| wa.marked > t.seq);
+        if marked_since {
+            return self.release(t.conn, &t.slotgroup);
+        }
         if let Some(sg) = self
             .conns
             .get_mut(&t.conn)
@@ -669,6 +689,33 @@ mod tests {
         // claiming nothing leaves the pending list and frees the slot
         let t = d.take_offer(&id).expect("poll offer");
         assert_eq!(t.job_id(), None);
+        assert_eq!(d.claim_nothing(t), None);
+        assert_eq!(d.slots_used(1, "_add"), Some(0));
+    }
+
+    #[test]
+    fn ready_during_an_empty_claim_is_not_lost() {
+        let mut d = Dispatcher::new();
+        worker(&mut d, 1, "add", 1.0);
+        d.ready("add", 1, None).expect("offer");
+        assert_eq!(d.ready("add", 2, None), None, "busy: pending");
+        let t = d.take_offer("1").expect("offer");
+        assert!(d.claimed(t, 1, "c1"));
+        let t = d.take_claim("c1").expect("claim");
+        let p = d.done(t).expect("poll offer for the pending action");
+        let poll = d
+            .take_offer(p.job_id.as_str().expect("poll id"))
+            .expect("taken");
+        // job 3 becomes ready while the poll claim is in flight (slot still reserved)
+        assert_eq!(d.ready("add", 3, None), None);
+        // the backend found nothing (it looked before job 3 was ready): job 3 must not wait
+        let again = d.claim_nothing(poll).expect("new poll offer");
+        assert!(again.job_id.is_string());
+        assert_eq!(d.slots_used(1, "_add"), Some(1));
+        // without a new mark, claiming nothing frees the slot
+        let t = d
+            .take_offer(again.job_id.as_str().expect("poll id"))
+            .expect("taken");
         assert_eq!(d.claim_nothing(t), None);
         assert_eq!(d.slots_used(1, "_add"), Some(0));
     }

@@ -250,7 +250,7 @@ async fn c16_c39_timeout_then_the_real_result_by_status() {
 async fn c44_notify_and_c49_vanishing_creator() {
     let r = rig().await;
     let mut c = login(r.addr, "theCustomer").await;
-    let job = create(&mut c, "sleeper", json!({"d": "300 milliseconds"})).await;
+    let job = create(&mut c, "sleeper", json!({"d": "1 second"})).await;
     let mut other = login(r.addr, "theCustomer").await;
     assert_eq!(
         other
