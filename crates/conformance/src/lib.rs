@@ -1,2 +1,654 @@
 //! Shared set-up for the end-to-end conformance tests: a real server with the JCL engine on a
-//! loopback port, and connected clients and workers of our library.
+//! loopback port, connected clients and workers of our library, the reference workers of
+//! JCL.md Part 4, result matching with placeholders, and a raw netstring connection.
+//!
+//! Everything here runs the real components: [`jobcenter_server::Server`] over
+//! [`jobcenter_engine::Engine`] on a [`jobcenter_store::MemoryStore`], reached over TCP on
+//! 127.0.0.1 by [`jobcenter::Client`] / [`jobcenter::Worker`] or by [`RawConn`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobcenter::{Action, Client, ClientConfig, ClientError, Task, Worker};
+use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
+use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, ServerHandle, Timers};
+use jobcenter_store::MemoryStore;
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The JCL.md Part 4 client identity (appears as `e.client` in jobs).
+pub const JC_ADMIN: &str = "jc_admin";
+/// Password of [`JC_ADMIN`] in the test password file.
+pub const JC_ADMIN_TOKEN: &str = "jcAdminSecret";
+/// The user every worker of the harness logs in as.
+pub const EMPLOYEE: &str = "theEmployee";
+/// The PROTOCOL.md §11.2 test-vector password of [`EMPLOYEE`].
+pub const EMPLOYEE_TOKEN: &str = "doesThings";
+/// The PROTOCOL.md §11.2 test-vector customer.
+pub const CUSTOMER: &str = "theCustomer";
+/// Password of [`CUSTOMER`].
+pub const CUSTOMER_TOKEN: &str = "wantsThings";
+/// The only user allowed to call `get_api_status`.
+pub const APIMEISTER: &str = "apimeister";
+/// Password of [`APIMEISTER`].
+pub const APIMEISTER_TOKEN: &str = "meisterpass";
+
+/// The users of the test password file: `(who, token)`.
+pub const USERS: [(&str, &str); 4] = [
+    (JC_ADMIN, JC_ADMIN_TOKEN),
+    (CUSTOMER, CUSTOMER_TOKEN),
+    (EMPLOYEE, EMPLOYEE_TOKEN),
+    (APIMEISTER, APIMEISTER_TOKEN),
+];
+
+/// The reference actions of JCL.md Part 4.
+pub const REFERENCE_ACTIONS: [&str; 5] = ["c_add", "c_fail", "c_echo", "c_soft", "c_slow"];
+
+/// How long a test waits for something that should happen soon.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Why the harness could not set something up.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// The JCL sources did not load.
+    #[error("JCL sources in {dir} failed to load: {errors}")]
+    Jcl {
+        /// The folder.
+        dir: String,
+        /// The loader's errors, joined.
+        errors: String,
+    },
+    /// A password hash could not be made.
+    #[error("password hash: {0}")]
+    Hash(String),
+    /// Temporary files could not be written.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server did not start.
+    #[error("server: {0}")]
+    Server(#[from] jobcenter_server::ServerError),
+    /// A client could not connect or a call failed.
+    #[error("client: {0}")]
+    Client(#[from] ClientError),
+}
+
+/// The JCL.md Part 4 fixtures of the engine crate (loaded at test time from the repository).
+pub fn part4_fixtures() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/tests/fixtures/jcl"
+    ))
+}
+
+/// Fixtures of this crate (`tests/fixtures`).
+pub fn own_fixtures() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
+}
+
+/// Password file contents: one `who:$5$...` line per user, hashed with SHA-256 crypt.
+pub fn password_file(users: &[(&str, &str)]) -> Result<String, HarnessError> {
+    let mut out = String::new();
+    for (who, token) in users {
+        // `$5$` is what the reference deployments use (PROTOCOL.md §11.2); test data only.
+        #[allow(deprecated)]
+        let hash =
+            pwhash::sha256_crypt::hash(token).map_err(|e| HarnessError::Hash(e.to_string()))?;
+        out.push_str(&format!("{who}:{hash}\n"));
+    }
+    Ok(out)
+}
+
+/// Server timers short enough for tests: ping every 200 ms (timeout 2 s), hand-off after
+/// 300 ms, poll every 500 ms.
+pub fn fast_timers() -> Timers {
+    Timers {
+        ping_interval: Duration::from_millis(200),
+        ping_timeout: Duration::from_secs(2),
+        handoff: Duration::from_millis(300),
+        poll: Duration::from_millis(500),
+    }
+}
+
+/// A catalog of every `*.wf`/`*.ac` in `dir` (Stage C, lock types `slot` and `abc`).
+pub fn catalog(dir: &Path) -> Result<Catalog, HarnessError> {
+    let mut cat = Catalog::with_stage(Stage::C);
+    cat.register_locktype("slot");
+    cat.register_locktype("abc");
+    let report = cat.load_dir(dir);
+    if !report.is_ok() {
+        return Err(HarnessError::Jcl {
+            dir: dir.display().to_string(),
+            errors: format!("{:?}", report.errors),
+        });
+    }
+    Ok(cat)
+}
+
+/// The Part 4 engine configuration: global environment `{"version": "0.1"}`.
+pub fn part4_engine_config() -> EngineConfig {
+    let mut global_env = Map::new();
+    global_env.insert("version".into(), json!("0.1"));
+    EngineConfig {
+        global_env,
+        ..EngineConfig::default()
+    }
+}
+
+/// A real server over the real engine on `127.0.0.1:<free port>`.
+pub struct TestServer {
+    handle: Option<ServerHandle>,
+    addr: SocketAddr,
+    engine: Arc<Engine<MemoryStore>>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl TestServer {
+    /// Load the JCL sources of `jcl_dir`, start the engine (Part 4 config) and the server
+    /// with `timers` and the test password file ([`USERS`]).
+    pub async fn start(
+        jcl_dir: impl AsRef<Path>,
+        timers: Timers,
+    ) -> Result<TestServer, HarnessError> {
+        let cat = catalog(jcl_dir.as_ref())?;
+        Self::with_catalog(cat, part4_engine_config(), timers).await
+    }
+
+    /// Like [`TestServer::start`] with an explicit catalog and engine configuration.
+    pub async fn with_catalog(
+        cat: Catalog,
+        config: EngineConfig,
+        timers: Timers,
+    ) -> Result<TestServer, HarnessError> {
+        let engine = Engine::new(cat, MemoryStore::new(), config).start();
+        let dir = tempfile::tempdir()?;
+        let pw = dir.path().join("passwd");
+        std::fs::write(&pw, password_file(&USERS)?)?;
+        let config = ServerConfig {
+            listeners: vec![ListenerConfig::tcp(SocketAddr::from(([127, 0, 0, 1], 0)))],
+            auth: AuthConfig {
+                password_file: Some(pw),
+                clientcert_file: None,
+                dev_allow_any: false,
+            },
+            timers,
+        };
+        let handle = Server::start(config, engine.clone()).await?;
+        let addr = handle
+            .local_addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| HarnessError::Io(std::io::Error::other("no listener")))?;
+        tracing::debug!(%addr, "test server up");
+        Ok(TestServer {
+            handle: Some(handle),
+            addr,
+            engine,
+            _dir: dir,
+        })
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The engine behind the server.
+    pub fn engine(&self) -> &Arc<Engine<MemoryStore>> {
+        &self.engine
+    }
+
+    /// The server handle (None after [`TestServer::shutdown`]).
+    pub fn handle(&self) -> Option<&ServerHandle> {
+        self.handle.as_ref()
+    }
+
+    /// A client configuration for this server as `who`/`token`; the worker watchdog is off.
+    pub fn config(&self, who: &str, token: &str) -> ClientConfig {
+        ClientConfig::new(who, token)
+            .address(self.addr.ip().to_string())
+            .port(self.addr.port())
+            .timeout(Duration::from_secs(10))
+            .ping_timeout(Duration::ZERO)
+    }
+
+    /// A client logged in as [`JC_ADMIN`] (the Part 4 identity).
+    pub async fn client(&self) -> Result<Client, HarnessError> {
+        self.client_as(JC_ADMIN).await
+    }
+
+    /// A client logged in as one of the [`USERS`].
+    pub async fn client_as(&self, who: &str) -> Result<Client, HarnessError> {
+        let token = USERS
+            .iter()
+            .find(|(w, _)| *w == who)
+            .map(|(_, t)| *t)
+            .unwrap_or("unknown user");
+        Ok(Client::connect(self.config(who, token)).await?)
+    }
+
+    /// A worker connection logged in as [`EMPLOYEE`] (nothing announced yet).
+    pub async fn worker(&self) -> Result<Worker, HarnessError> {
+        Ok(Worker::connect(self.config(EMPLOYEE, EMPLOYEE_TOKEN)).await?)
+    }
+
+    /// A worker serving all [`REFERENCE_ACTIONS`], recording into `rec`.
+    pub async fn reference_worker(&self, rec: &Recorder) -> Result<Worker, HarnessError> {
+        let w = self.worker().await?;
+        for a in reference_actions(rec, None) {
+            w.announce(a).await?;
+        }
+        Ok(w)
+    }
+
+    /// Stop the server (connections are closed).
+    pub async fn shutdown(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await;
+        }
+    }
+}
+
+/// What a reference worker received for one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// The action.
+    pub action: String,
+    /// The job id from `get_task`.
+    pub job_id: i64,
+    /// The task's input arguments.
+    pub inargs: Value,
+    /// The task's environment (`{}` when none came).
+    pub env: Value,
+}
+
+/// Shared record of everything the reference workers received, plus `c_soft` attempt
+/// counters per job.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    received: Arc<Mutex<Vec<Received>>>,
+    attempts: Arc<Mutex<HashMap<i64, i64>>>,
+}
+
+impl Recorder {
+    /// An empty recorder.
+    pub fn new() -> Recorder {
+        Recorder::default()
+    }
+
+    /// Everything received for `job_id`, in order.
+    pub fn for_job(&self, job_id: i64) -> Vec<Received> {
+        self.received
+            .lock()
+            .iter()
+            .filter(|r| r.job_id == job_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Number of tasks received in total.
+    pub fn len(&self) -> usize {
+        self.received.lock().len()
+    }
+
+    /// True when nothing was received.
+    pub fn is_empty(&self) -> bool {
+        self.received.lock().is_empty()
+    }
+
+    fn record(&self, t: &Task) -> Received {
+        let r = Received {
+            action: t.action.clone(),
+            job_id: t.job_id,
+            inargs: t.inargs.clone(),
+            env: t.env.clone().unwrap_or_else(|| json!({})),
+        };
+        self.received.lock().push(r.clone());
+        r
+    }
+
+    fn next_attempt(&self, job_id: i64) -> i64 {
+        let mut a = self.attempts.lock();
+        let n = a.entry(job_id).or_insert(0);
+        *n += 1;
+        *n
+    }
+}
+
+/// A JSON number for `x`: an integer when it has no fraction (so `5 + 1` gives `6`).
+pub fn number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        json!(x as i64)
+    } else {
+        json!(x)
+    }
+}
+
+/// `c_add`: `{"counter": counter + step}`.
+pub fn c_add(inargs: &Value) -> Value {
+    let c = inargs["counter"].as_f64().unwrap_or(0.0);
+    let s = inargs["step"].as_f64().unwrap_or(0.0);
+    json!({ "counter": number(c + s) })
+}
+
+/// `c_fail`, by input `what` (JCL.md Part 4).
+pub fn c_fail(inargs: &Value) -> Value {
+    match inargs["what"].as_str().unwrap_or("") {
+        "string" => json!({"error": "plain string error"}),
+        "object" => json!({"error": {"msg": "it broke", "class": "myclass", "extra": 42}}),
+        "fatal" => json!({"error": {"msg": "fatal from worker", "class": "fatal"}}),
+        "wrongtype" => json!({"res": 42}),
+        "empty" => json!({}),
+        _ => json!({"res": "fine"}),
+    }
+}
+
+/// `c_echo`: `{"y": {"inargs": <inputs>, "env": <env>}}`.
+pub fn c_echo(inargs: &Value, env: &Value) -> Value {
+    json!({"y": {"inargs": inargs, "env": env}})
+}
+
+/// `c_soft` on attempt `n`: a soft error while `n <= x`, then `{"y": n}`.
+pub fn c_soft(inargs: &Value, n: i64) -> Value {
+    let x = inargs["x"].as_f64().unwrap_or(0.0);
+    if (n as f64) <= x {
+        json!({"error": {"class": "soft", "msg": format!("attempt {n} failed")}})
+    } else {
+        json!({ "y": n })
+    }
+}
+
+/// The Part 4 reference workers as [`Action`]s of our worker library: `c_add`, `c_fail`
+/// and `c_echo` synchronous, `c_soft` and `c_slow` asynchronous (`c_slow` never answers).
+/// All are announced with `addenv` so the recorder sees the task environment; `slots`
+/// applies to each action (None: the server default of one).
+pub fn reference_actions(rec: &Recorder, slots: Option<u32>) -> Vec<Action> {
+    let with_slots = |a: Action| match slots {
+        Some(n) => a.slots(n),
+        None => a,
+    };
+    let r1 = rec.clone();
+    let add = Action::new("c_add").addenv(true).sync(move |t: Task| {
+        r1.record(&t);
+        Ok::<_, String>(c_add(&t.inargs))
+    });
+    let r2 = rec.clone();
+    let fail = Action::new("c_fail").addenv(true).sync(move |t: Task| {
+        r2.record(&t);
+        Ok::<_, String>(c_fail(&t.inargs))
+    });
+    let r3 = rec.clone();
+    let echo = Action::new("c_echo").addenv(true).sync(move |t: Task| {
+        let r = r3.record(&t);
+        Ok::<_, String>(c_echo(&r.inargs, &r.env))
+    });
+    let r4 = rec.clone();
+    let soft = Action::new("c_soft")
+        .addenv(true)
+        .run_async(move |t: Task| {
+            let r4 = r4.clone();
+            async move {
+                r4.record(&t);
+                let n = r4.next_attempt(t.job_id);
+                Ok::<_, String>(c_soft(&t.inargs, n))
+            }
+        });
+    let r5 = rec.clone();
+    let slow = Action::new("c_slow")
+        .addenv(true)
+        .run_async(move |t: Task| {
+            r5.record(&t);
+            std::future::pending::<Result<Value, String>>()
+        });
+    vec![add, fail, echo, soft, slow]
+        .into_iter()
+        .map(with_slots)
+        .collect()
+}
+
+/// Does `actual` match `expected`? Numbers compare by value; a string `"<J>"`, `"<C>"`,
+/// `"<C1>"`, `"<T>"`, `"<E>"` matches any number or string, and inside a string such a
+/// placeholder matches one or more digits. Object member order is irrelevant.
+pub fn matches(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::String(p), Value::Number(_)) if is_placeholder(p) => true,
+        (Value::String(p), Value::String(_)) if is_placeholder(p) => true,
+        (Value::String(p), Value::String(s)) => text_matches(p, s),
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| matches(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, v)| b.get(k).is_some_and(|w| matches(v, w)))
+        }
+        (a, b) => a == b,
+    }
+}
+
+/// `<` + upper-case letters/digits + `>`.
+fn is_placeholder(p: &str) -> bool {
+    let inner = p.strip_prefix('<').and_then(|s| s.strip_suffix('>'));
+    match inner {
+        Some(i) => {
+            !i.is_empty()
+                && i.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+/// Text comparison where each placeholder in `pattern` stands for one or more digits.
+fn text_matches(pattern: &str, text: &str) -> bool {
+    let Some(open) = pattern.find('<') else {
+        return pattern == text;
+    };
+    let close = match pattern[open..].find('>') {
+        Some(c) => open + c,
+        None => return pattern == text,
+    };
+    let (lit, ph, rest) = (
+        &pattern[..open],
+        &pattern[open..=close],
+        &pattern[close + 1..],
+    );
+    let Some(after_lit) = text.strip_prefix(lit) else {
+        return false;
+    };
+    if !is_placeholder(ph) {
+        return after_lit
+            .strip_prefix(ph)
+            .is_some_and(|t| text_matches(rest, t));
+    }
+    let digits = after_lit.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && text_matches(rest, &after_lit[digits..])
+}
+
+/// Why a raw connection operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RawError {
+    /// Socket error.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Nothing arrived in time.
+    #[error("timeout waiting for a frame")]
+    Timeout,
+    /// The peer closed the connection.
+    #[error("connection closed")]
+    Closed,
+    /// The bytes received are not a valid netstring or JSON.
+    #[error("bad frame: {0}")]
+    BadFrame(String),
+}
+
+/// A raw TCP connection speaking netstrings with JSON payloads, written independently of
+/// our wire crate (for replaying what other clients send).
+#[derive(Debug)]
+pub struct RawConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawConn {
+    /// Connect to `addr`.
+    pub async fn connect(addr: SocketAddr) -> Result<RawConn, RawError> {
+        Ok(RawConn {
+            stream: TcpStream::connect(addr).await?,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Send `payload` (exact text) as one netstring.
+    pub async fn send_text(&mut self, payload: &str) -> Result<(), RawError> {
+        let frame = format!("{}:{},", payload.len(), payload);
+        self.stream.write_all(frame.as_bytes()).await?;
+        Ok(())
+    }
+
+    /// Send a JSON value as one netstring.
+    pub async fn send(&mut self, v: &Value) -> Result<(), RawError> {
+        self.send_text(&v.to_string()).await
+    }
+
+    /// The next frame as JSON, waiting at most `wait`.
+    pub async fn recv_timeout(&mut self, wait: Duration) -> Result<Value, RawError> {
+        match tokio::time::timeout(wait, self.recv_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err(RawError::Timeout),
+        }
+    }
+
+    /// The next frame as JSON, waiting at most [`WAIT`].
+    pub async fn recv(&mut self) -> Result<Value, RawError> {
+        self.recv_timeout(WAIT).await
+    }
+
+    async fn recv_inner(&mut self) -> Result<Value, RawError> {
+        loop {
+            if let Some(payload) = self.take_frame()? {
+                return serde_json::from_slice(&payload)
+                    .map_err(|e| RawError::BadFrame(e.to_string()));
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(RawError::Closed);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn take_frame(&mut self) -> Result<Option<Vec<u8>>, RawError> {
+        let Some(colon) = self.buf.iter().position(|b| *b == b':') else {
+            if self.buf.len() > 10 {
+                return Err(RawError::BadFrame("no ':' within 10 bytes".into()));
+            }
+            return Ok(None);
+        };
+        let head = &self.buf[..colon];
+        if head.is_empty()
+            || !head.iter().all(u8::is_ascii_digit)
+            || (head.len() > 1 && head[0] == b'0')
+        {
+            return Err(RawError::BadFrame(format!(
+                "bad length {:?}",
+                String::from_utf8_lossy(head)
+            )));
+        }
+        let len: usize = String::from_utf8_lossy(head)
+            .parse()
+            .map_err(|_| RawError::BadFrame("length".into()))?;
+        let end = colon + 1 + len;
+        if self.buf.len() <= end {
+            return Ok(None);
+        }
+        if self.buf[end] != b',' {
+            return Err(RawError::BadFrame("missing ','".into()));
+        }
+        let payload = self.buf[colon + 1..end].to_vec();
+        self.buf.drain(..=end);
+        Ok(Some(payload))
+    }
+
+    /// Close our sending side.
+    pub async fn close(mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+
+    /// Wait until the server closes the connection (frames before are discarded).
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        loop {
+            match self.recv_timeout(wait).await {
+                Ok(_) => continue,
+                Err(RawError::Timeout) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_and_numbers() {
+        assert!(matches(&json!({"a": 2}), &json!({"a": 2.0})));
+        assert!(!matches(&json!({"a": 2}), &json!({"a": 3})));
+        assert!(matches(&json!("<J>"), &json!(17)));
+        assert!(matches(
+            &json!("childjob <C2> raised error"),
+            &json!("childjob 123 raised error")
+        ));
+        assert!(!matches(
+            &json!("childjob <C> raised error"),
+            &json!("childjob x raised error")
+        ));
+        assert!(matches(
+            &json!("timeout for job <J> in task <T>"),
+            &json!("timeout for job 4 in task 77")
+        ));
+        assert!(!matches(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
+        assert!(matches(&json!("a<b>c"), &json!("a<b>c")));
+    }
+
+    #[test]
+    fn reference_results() {
+        assert_eq!(
+            c_add(&json!({"counter": 5, "step": 1})),
+            json!({"counter": 6})
+        );
+        assert_eq!(
+            c_add(&json!({"counter": 0.5, "step": 1})),
+            json!({"counter": 1.5})
+        );
+        assert_eq!(c_fail(&json!({"what": "empty"})), json!({}));
+        assert_eq!(
+            c_soft(&json!({"x": 1}), 1),
+            json!({"error": {"class": "soft", "msg": "attempt 1 failed"}})
+        );
+        assert_eq!(c_soft(&json!({"x": 1}), 2), json!({"y": 2}));
+    }
+
+    #[test]
+    fn password_lines_verify() {
+        let pw = password_file(&[("u", "secret")]).unwrap_or_default();
+        let hash = pw.trim().strip_prefix("u:").unwrap_or_default().to_string();
+        assert!(hash.starts_with("$5$"));
+        assert!(pwhash::sha256_crypt::verify("secret", &hash));
+    }
+}
