@@ -154,3 +154,20 @@ fn bench_embedded_stub_backend_call() {
     assert_eq!(r["wfname"], "add", "{r}");
     assert_clean(&r, "call", 200);
 }
+
+#[test]
+fn bench_server_in_a_child_process_reports_its_cpu() {
+    let (code, r) = bench(&[
+        "--embedded",
+        "--server-process",
+        "--jobs",
+        "300",
+        "--in-flight",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{r}");
+    assert_clean(&r, "call", 300);
+    let f = figure(&r, "call");
+    assert!(f["server_cpu_us_per_op"].is_number(), "{f}");
+    assert!(f["cpu_us_per_op"].is_number(), "{f}");
+}

@@ -95,7 +95,12 @@ pub struct BenchArgs {
     /// Unmeasured operations first (default: a tenth of --jobs, at most 1000).
     #[arg(long)]
     pub warmup: Option<u64>,
-    /// With --mode idle against an external server: its process id (to read its memory).
+    /// With --embedded: run the server in a child process, so its CPU time (and with
+    /// --mode idle its memory) is measured apart from the load generator.
+    #[arg(long)]
+    pub server_process: bool,
+    /// An external server's process id on this machine, to report its CPU time per
+    /// operation and (with --mode idle) its memory.
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// Print one JSON object instead of text.
@@ -132,8 +137,16 @@ pub async fn run(a: BenchArgs) -> Result<u8, Failure> {
         return idle(&a).await;
     }
     let mut server = None;
+    let mut child = None;
     let action = plan(&a)?.action;
-    let cfg = if a.embedded {
+    let cfg = if a.embedded && a.server_process {
+        let c = embedded::spawn_child(a.backend, &action)
+            .await
+            .map_err(|e| Failure::with_code(2, e))?;
+        let cfg = embedded_config(&a, c.port)?;
+        child = Some(c);
+        cfg
+    } else if a.embedded {
         let s = embedded::start(a.backend, &action)
             .await
             .map_err(|e| Failure::with_code(2, e))?;
@@ -147,9 +160,14 @@ pub async fn run(a: BenchArgs) -> Result<u8, Failure> {
     } else {
         crate::cmd::conn::client_config(&a.conn)?
     };
-    let result = measure(&a, &cfg).await;
+    let server_pid = child.as_ref().map(|c| c.pid).or(a.server_pid);
+    let result = measure(&a, &cfg, server_pid).await;
     if let Some(s) = server {
         s.shutdown().await;
+    }
+    if let Some(mut c) = child {
+        drop(c.child.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.child.wait()).await;
     }
     let (figures, setup) = result?;
     print_report(&a, &cfg, &figures, &setup);
@@ -218,7 +236,11 @@ fn plan(a: &BenchArgs) -> Result<Plan, Failure> {
     })
 }
 
-async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setup), Failure> {
+async fn measure(
+    a: &BenchArgs,
+    cfg: &ClientConfig,
+    server_pid: Option<u32>,
+) -> Result<(Vec<Figure>, Setup), Failure> {
     let Plan {
         wfname,
         action,
@@ -283,7 +305,7 @@ async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setu
     let request_len = request_len(&op, &inargs, &pad, &wfname);
 
     // The raw limit with the same shape: connections, window, frame size.
-    let cpu0 = report::process_cpu_secs();
+    let cpu0 = report::process_cpu_secs(None);
     let (raw_samples, raw_secs) = raw::run(a.clients, a.jobs, window as u64, request_len)
         .await
         .map_err(|e| Failure::with_code(2, format!("raw baseline: {e}")))?;
@@ -291,7 +313,8 @@ async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setu
         name: "raw".to_string(),
         samples: raw_samples,
         secs: raw_secs,
-        cpu_secs: cpu_delta(cpu0),
+        cpu_secs: cpu_delta(None, cpu0),
+        server_cpu_secs: None,
     };
 
     let warmup = a.warmup.unwrap_or((a.jobs / 10).min(1000));
@@ -299,9 +322,11 @@ async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setu
         // Numbers after the measured range, so every job still has its own counter.
         let _ = run_ops(&clients, &op, a.jobs, warmup, window, false).await;
     }
-    let cpu0 = report::process_cpu_secs();
+    let cpu0 = report::process_cpu_secs(None);
+    let server_cpu0 = server_pid.and_then(|p| report::process_cpu_secs(Some(p)));
     let (samples, secs) = run_ops(&clients, &op, 0, a.jobs, window, true).await;
-    let cpu_secs = cpu_delta(cpu0);
+    let cpu_secs = cpu_delta(None, cpu0);
+    let server_cpu_secs = server_pid.and_then(|p| cpu_delta(Some(p), server_cpu0));
     let name = match a.mode {
         Mode::Call => "call",
         Mode::Ping => "ping",
@@ -313,6 +338,7 @@ async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setu
         samples,
         secs,
         cpu_secs,
+        server_cpu_secs,
     };
 
     for c in &clients {
@@ -340,9 +366,9 @@ async fn measure(a: &BenchArgs, cfg: &ClientConfig) -> Result<(Vec<Figure>, Setu
     Ok((vec![raw, fig], setup))
 }
 
-/// CPU seconds used since `before` (both from [`report::process_cpu_secs`]).
-fn cpu_delta(before: Option<f64>) -> Option<f64> {
-    Some(report::process_cpu_secs()? - before?)
+/// CPU seconds process `pid` (default: this one) used since `before`.
+fn cpu_delta(pid: Option<u32>, before: Option<f64>) -> Option<f64> {
+    Some(report::process_cpu_secs(pid)? - before?)
 }
 
 /// Approximate size of the JSON-RPC request one operation sends (for the raw frames).
@@ -430,7 +456,15 @@ fn loadavg() -> String {
 fn print_report(a: &BenchArgs, cfg: &ClientConfig, figures: &[Figure], setup: &Setup) {
     let baseline = figures.first();
     let target = if a.embedded {
-        format!("embedded server ({} backend)", a.backend.name())
+        format!(
+            "embedded server ({} backend{})",
+            a.backend.name(),
+            if a.server_process {
+                ", child process"
+            } else {
+                ""
+            }
+        )
     } else {
         format!("{}:{}", cfg.address, cfg.port)
     };

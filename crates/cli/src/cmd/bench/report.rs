@@ -123,12 +123,18 @@ pub struct Figure {
     pub secs: f64,
     /// CPU seconds (user + system, all threads) this process used in the phase, if known.
     pub cpu_secs: Option<f64>,
+    /// CPU seconds the server process used in the phase, when it is another process.
+    pub server_cpu_secs: Option<f64>,
 }
 
-/// CPU seconds (user + system, all threads) used by this process so far, from
-/// /proc/self/stat (clock ticks of 1/100 s, Linux's fixed USER_HZ).
-pub fn process_cpu_secs() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// CPU seconds (user + system, all threads) used so far by process `pid` (default: this
+/// one), from /proc/<pid>/stat (clock ticks of 1/100 s, Linux's fixed USER_HZ).
+pub fn process_cpu_secs(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let text = std::fs::read_to_string(path).ok()?;
     // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
     let rest = text.rsplit_once(')')?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -151,6 +157,14 @@ impl Figure {
     pub fn cpu_us_per_op(&self) -> Option<f64> {
         let ok = self.samples.ok();
         self.cpu_secs
+            .filter(|_| ok > 0)
+            .map(|c| c * 1e6 / ok as f64)
+    }
+
+    /// CPU microseconds the (separate) server process spent per successful operation.
+    pub fn server_cpu_us_per_op(&self) -> Option<f64> {
+        let ok = self.samples.ok();
+        self.server_cpu_secs
             .filter(|_| ok > 0)
             .map(|c| c * 1e6 / ok as f64)
     }
@@ -184,6 +198,9 @@ impl Figure {
         if let Some(c) = self.cpu_us_per_op() {
             s.push_str(&format!("\n        cpu of this process: {c:.1} us per op"));
         }
+        if let Some(c) = self.server_cpu_us_per_op() {
+            s.push_str(&format!(", of the server process: {c:.1} us per op"));
+        }
         for e in &self.samples.examples {
             s.push_str(&format!("\n        error: {e}"));
         }
@@ -202,6 +219,7 @@ impl Figure {
             "per_sec": self.rate(),
             "latency_us": {"min": l.min, "p50": l.p50, "p90": l.p90, "p99": l.p99, "max": l.max},
             "cpu_us_per_op": self.cpu_us_per_op(),
+            "server_cpu_us_per_op": self.server_cpu_us_per_op(),
         });
         if let (Some(b), Value::Object(m)) = (baseline, &mut v) {
             m.insert("ratio_to_raw".into(), json!(ratio(self.rate(), b.rate())));
