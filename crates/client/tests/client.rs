@@ -630,3 +630,86 @@ async fn typed_call_helper() {
     assert_eq!(a.unwrap(), Out { output: 15 });
     assert!(matches!(b, Err(ClientError::Server(m)) if m.contains("boom")));
 }
+
+/// The client's own JSON-RPC answers to odd server requests (C14–C17, C21, C24): errors
+/// without `data`, the connection stays open.
+#[tokio::test]
+async fn c14_c17_c21_c24_client_answers_bad_server_requests() {
+    let s = Script::bind().await;
+    let (client, mut c) = connected(&s).await;
+    c.send(json!({"jsonrpc":"2.0","id":"x","method":"frobnicate","params":{}}))
+        .await;
+    assert_eq!(
+        c.recv().await.unwrap(),
+        json!({"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"Method not found."}})
+    );
+    c.send(json!({"jsonrpc":"2.0","method":"ping","params":{}}))
+        .await;
+    assert_eq!(
+        c.recv().await.unwrap(),
+        json!({"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Method is not a notification."}})
+    );
+    c.send(json!({"jsonrpc":"2.0","id":0,"method":"ping","params":{}}))
+        .await;
+    let v = c.recv().await.unwrap();
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (json!(0), json!(-32000))
+    );
+    c.send(json!({"jsonrpc":"2.0","id":"y","method":"ping"}))
+        .await;
+    let v = c.recv().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "Invalid Request: params should be array or object."
+    );
+    c.send(json!({"jsonrpc":"2.0","id":"z","method":"ping","params":[]}))
+        .await;
+    let v = c.recv().await.unwrap();
+    assert_eq!(v["error"]["message"], "This method expects named params.");
+    assert!(v["error"].get("data").is_none());
+    c.send(json!({"jsonrpc":"2.0","id":42,"method":"ping","params":{}}))
+        .await;
+    assert_eq!(
+        c.recv().await.unwrap(),
+        json!({"jsonrpc":"2.0","id":42,"result":"pong!"})
+    );
+    assert!(client.is_connected());
+}
+
+/// Fatal envelopes from the server (C9–C13) and framing errors (C6, C8) close the client's
+/// connection; pending calls fail at once.
+#[tokio::test]
+async fn c6_c8_c9_c13_fatal_input_from_server_closes() {
+    let bad: [&[u8]; 7] = [
+        b"2:[],",
+        b"16:this is not json,",
+        b"39:{\"jsonrpc\":\"1.0\",\"method\":\"x\",\"params\":{}},",
+        b"41:{\"jsonrpc\":\"2.0\",\"id\":true,\"result\":1234},",
+        b"17:{\"jsonrpc\":\"2.0\"},",
+        b"5:{\"a\":1};",
+        b"1x:{},",
+    ];
+    for payload in bad {
+        let s = Script::bind().await;
+        let (client, mut c) = connected(&s).await;
+        let cl = client.clone();
+        let pending = tokio::spawn(async move { cl.get_api_status("stats").await });
+        let _ = c.expect_call("get_api_status").await;
+        c.send_raw(payload).await;
+        let r = tokio::time::timeout(Duration::from_secs(5), pending)
+            .await
+            .expect("no hang")
+            .unwrap();
+        assert!(
+            matches!(r, Err(ClientError::Closed)),
+            "{}: {r:?}",
+            String::from_utf8_lossy(payload)
+        );
+        // At most the -32600 notice, then EOF.
+        while let Ok(Some(v)) = c.recv_within(Duration::from_secs(5)).await {
+            assert_eq!(v["error"]["code"], -32600, "{v}");
+        }
+        assert!(!client.is_connected());
+    }
+}

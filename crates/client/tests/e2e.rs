@@ -175,7 +175,7 @@ async fn e2e_call_through_worker_all_modes() {
     assert_eq!(w.in_flight(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_many_jobs_in_flight() {
     let r = rig().await;
     let w = r.worker().await;
