@@ -1,12 +1,14 @@
 //! Benchmark of the job runtime: one whole job of a one-action workflow per iteration
 //! (`create_job` → `get_task` → `task_done` → finished → archived), as the API server
-//! drives it, with one event subscriber. Reports jobs per second.
+//! drives it, with one event subscriber. Reports jobs per second, for the in-memory store and
+//! for the durable journal store.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::executor::block_on;
 use jobcenter_engine::backend::{Backend, CreateJob, Event, JobStatus};
 use jobcenter_engine::compile::Catalog;
 use jobcenter_engine::{Engine, EngineConfig};
+use jobcenter_store::Store;
 use serde_json::{json, Map};
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ const ACTION: &str =
     "action b_add:\nin:\n    counter number\n    step number 1\nout:\n    counter number\n";
 const WORKFLOW: &str = "workflow b_one:\nin:\n    input number\nout:\n    output number\nwfomap:\n    output = v.sum\ndo:\n    call b_add:\n        counter = a.input\n    into:\n        sum = o.counter\n";
 
-fn bench_job(c: &mut Criterion) {
+fn catalog() -> Catalog {
     let mut cat = Catalog::new();
     if let Err(e) = cat.compile("b_add.ac", ACTION) {
         panic!("action: {e:?}");
@@ -22,6 +24,19 @@ fn bench_job(c: &mut Criterion) {
     if let Err(e) = cat.compile("b_one.wf", WORKFLOW) {
         panic!("workflow: {e:?}");
     }
+    cat
+}
+
+fn bench_job(c: &mut Criterion) {
+    bench_store(c, "one_action_job", jobcenter_store::MemoryStore::new());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal = jobcenter_store::JournalStore::open(dir.path().join("bench.journal"))
+        .expect("journal store");
+    bench_store(c, "one_action_job_journal", journal);
+}
+
+fn bench_store<S: Store>(c: &mut Criterion, name: &str, store: S) {
+    let cat = catalog();
     let config = EngineConfig {
         global_env: json!({"version": "0.1"})
             .as_object()
@@ -30,7 +45,7 @@ fn bench_job(c: &mut Criterion) {
         archive_after: Duration::ZERO,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(cat, jobcenter_store::MemoryStore::new(), config);
+    let engine = Engine::new(cat, store, config);
     let mut events = engine.subscribe();
     if let Err(e) = block_on(engine.announce("bw".into(), "b_add".into(), "bench".into(), None)) {
         panic!("announce: {e}");
@@ -40,7 +55,7 @@ fn bench_job(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("runtime");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("one_action_job", |b| {
+    group.bench_function(name, |b| {
         b.iter(|| {
             let id = block_on(engine.create_job(CreateJob {
                 wfname: "b_one".into(),
