@@ -769,11 +769,13 @@ impl Worker {
     /// at the deadline (0 = fully drained).
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         let shared = self.shared().clone();
+        let end = tokio::time::Instant::now() + deadline;
         shared.worker.draining.store(true, Ordering::SeqCst);
         for name in self.actions() {
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
             match self
                 .peer()
-                .call_timeout("withdraw", obj([("actionname", json!(name))]), deadline)
+                .call_timeout("withdraw", obj([("actionname", json!(name))]), left)
                 .await
             {
                 Ok(_) => {}
@@ -782,7 +784,7 @@ impl Worker {
             }
         }
         let mut rx = shared.worker.inflight.subscribe();
-        let _ = tokio::time::timeout(deadline, rx.wait_for(|n| *n == 0)).await;
+        let _ = tokio::time::timeout_at(end, rx.wait_for(|n| *n == 0)).await;
         let left = *shared.worker.inflight.borrow();
         shared.worker.actions.lock().clear();
         self.stop(WORK_OK);
