@@ -748,3 +748,24 @@ async fn children_of_a_failed_split_are_aborted_at_their_next_task() {
         ))
     );
 }
+
+#[tokio::test]
+async fn split_child_asking_for_its_parents_lock_is_a_deadlock() {
+    let mut cat = fixture_catalog();
+    let src = "workflow w_splitlock:\nin:\n    v string\nout:\n    r string optional\nlocks:\n    abc k46\nwfomap:\n    r = ifdef(v.r)\ndo:\n    split:\n        callflow k46child:\n            v = a.v\n        into:\n            r = o.r\n";
+    cat.compile("w_splitlock.wf", src).expect("compiles");
+    let e = Engine::new(cat, jobcenter_store::MemoryStore::new(), part4_config()).start();
+    let (_, out) = support::run_job(&e, "w_splitlock", json!({"v": "x"}))
+        .await
+        .expect("finishes instead of hanging");
+    assert_eq!(out["error"]["class"], json!("childerror"));
+    let inner = out["error"]["error"]["msg"].as_str().unwrap_or_default();
+    assert!(
+        inner.starts_with("deadlock trying to get locktype abc lockvalue k46 path "),
+        "{inner}"
+    );
+    assert_eq!(
+        e.check_if_lock_exists("abc".into(), "k46".into()).await,
+        Ok(Some(false))
+    );
+}

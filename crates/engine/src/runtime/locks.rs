@@ -273,7 +273,8 @@ impl Run<'_> {
 }
 
 /// Follow "holder waits for a lock → its holder" and "holder waits for its blocking child →
-/// that child" from `holder`; `Some(path)` if the chain comes back to `me`.
+/// that child" (or, joining a split, for `me` among its children) from `holder`;
+/// `Some(path)` if the chain comes back to `me`.
 fn deadlock_path(txn: &dyn Txn, me: JobId, holder: JobId) -> Option<Vec<JobId>> {
     let mut path = vec![me];
     let mut h = holder;
@@ -290,7 +291,12 @@ fn deadlock_path(txn: &dyn Txn, me: JobId, holder: JobId) -> Option<Vec<JobId>> 
         h = if let Some(w) = j.waiting_lock() {
             txn.lock(&w.locktype, &w.lockvalue)?.holder
         } else if j.state == JobState::ChildWait {
-            j.task_state.child?
+            match j.task_state.child {
+                Some(c) => c,
+                // Joining a split: waiting for every child, `me` included.
+                None if j.children.iter().any(|c| c.job_id == me) => me,
+                None => return None,
+            }
         } else {
             return None;
         };
