@@ -343,16 +343,19 @@ async fn serve_offer(peer: &Peer, action: &Action, offer_id: Value) {
     }
 }
 
+fn panic_payload_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        return (*s).to_string();
+    }
+    if let Some(s) = p.downcast_ref::<String>() {
+        return s.clone();
+    }
+    "handler panicked".to_string()
+}
+
 fn panic_text(e: tokio::task::JoinError) -> String {
     if e.is_panic() {
-        let p = e.into_panic();
-        if let Some(s) = p.downcast_ref::<&str>() {
-            return (*s).to_string();
-        }
-        if let Some(s) = p.downcast_ref::<String>() {
-            return s.clone();
-        }
-        "handler panicked".to_string()
+        panic_payload_text(e.into_panic().as_ref())
     } else {
         "handler cancelled".to_string()
     }
@@ -376,10 +379,17 @@ pub(crate) async fn execute(action: &Action, task: Task) -> Value {
             let t = task.clone();
             run_blocking(move || f(t)).await
         }
-        Some(Handler::Async(f)) => match tokio::spawn(f(task.clone())).await {
-            Ok(r) => r,
-            Err(e) => Err(panic_text(e)),
-        },
+        Some(Handler::Async(f)) => {
+            // The handler may also panic while building its future.
+            let t = task.clone();
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(t))) {
+                Ok(fut) => match tokio::spawn(fut).await {
+                    Ok(r) => r,
+                    Err(e) => Err(panic_text(e)),
+                },
+                Err(p) => Err(panic_payload_text(p.as_ref())),
+            }
+        }
         Some(Handler::Subprocess(sp)) => sp.run(&task).await,
         None => Err("no cb?".to_string()),
     };

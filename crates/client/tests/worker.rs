@@ -227,6 +227,19 @@ async fn c89_async_mode_and_c90_addenv() {
     assert_eq!(got, json!({"error": "no root"}));
     let got = run_task(&mut c, "noenv", 3, json!({}), json!({"tries": 1})).await;
     assert_eq!(got, json!({"has_env": false}));
+    announce_ok(
+        &w,
+        &mut c,
+        Action::new("early_panic").run_async(|t| {
+            if t.inargs.get("boom").is_some() {
+                panic!("before the future");
+            }
+            async { Ok::<_, String>(json!({})) }
+        }),
+    )
+    .await;
+    let got = run_task(&mut c, "early_panic", 9, json!({"boom": 1}), json!({})).await;
+    assert_eq!(got, json!({"error": "before the future"}));
 }
 
 #[tokio::test]
