@@ -20,6 +20,26 @@
 //! assert_eq!(res.outargs, json!({"output": 15}));
 //! # Ok(()) }
 //! ```
+//!
+//! # Differences from the Perl client
+//!
+//! * Data is always structured ([`serde_json::Value`]): the Perl `json` flag (JSON text
+//!   in and out) is not offered; serialise yourself if you need text.
+//! * Typed errors instead of `undef`/croaks; a refused job is still `Ok` with
+//!   `job_id: None` and `{"error": ...}` outargs, like Perl's `call`.
+//! * Fixed reference bugs (PROTOCOL.md §12.16): pending calls and job waits fail with
+//!   [`ClientError::Closed`] when the connection closes; the `get_job_status` notify
+//!   completion is registered before the request (§7.6); the socket is closed on a version
+//!   mismatch; incoming frames are limited (16 MiB default) and framing errors are fatal;
+//!   `check_if_lock_exists` and `ping` time out; an empty handler result becomes
+//!   `{"error":"no result"}`, a non-object `{"error":"callback returned no object"}`.
+//! * Handlers run as soon as an action is announced ([`Worker::work`] only waits for the
+//!   end), so there is no `work(prepare)`; a `stop` before `work()` is kept.
+//! * Handler modes are methods ([`Action::sync`], [`Action::run_async`],
+//!   [`Action::subprocess`]), so there is no "unknown callback mode". `undo` works in
+//!   every mode (Perl: `subproc` only).
+//! * Extras: [`Worker::withdraw`], [`Worker::shutdown`] (drain), auto-reconnect
+//!   ([`Worker::set_reconnect`]), TLS via rustls with an explicit `tls_insecure` switch.
 
 #![warn(missing_docs)]
 
