@@ -103,6 +103,15 @@ pub fn password_file(users: &[(&str, &str)]) -> Result<String, HarnessError> {
     Ok(out)
 }
 
+/// [`password_file`] of [`USERS`], hashed once per process (hashing is slow in debug builds).
+pub fn users_password_file() -> Result<&'static str, HarnessError> {
+    static FILE: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    match FILE.get_or_init(|| password_file(&USERS).map_err(|e| e.to_string())) {
+        Ok(s) => Ok(s.as_str()),
+        Err(e) => Err(HarnessError::Hash(e.clone())),
+    }
+}
+
 /// Server timers short enough for tests: ping every 200 ms (timeout 2 s), hand-off after
 /// 300 ms, poll every 500 ms.
 pub fn fast_timers() -> Timers {
@@ -175,7 +184,7 @@ impl TestServer {
         let engine = Engine::new(cat, MemoryStore::new(), config).start();
         let dir = tempfile::tempdir()?;
         let pw = dir.path().join("passwd");
-        std::fs::write(&pw, password_file(&USERS)?)?;
+        std::fs::write(&pw, users_password_file()?)?;
         let config = ServerConfig {
             listeners: vec![ListenerConfig::tcp(SocketAddr::from(([127, 0, 0, 1], 0)))],
             auth: AuthConfig {
@@ -510,6 +519,48 @@ impl RawConn {
             stream: TcpStream::connect(addr).await?,
             buf: Vec::new(),
         })
+    }
+
+    /// Connect, read the `greetings` frame, send `hello` (password method) and require
+    /// `[true, ...]`.
+    pub async fn login(addr: SocketAddr, who: &str, token: &str) -> Result<RawConn, RawError> {
+        let mut c = RawConn::connect(addr).await?;
+        let greet = c.recv().await?;
+        if greet["method"] != "greetings" {
+            return Err(RawError::BadFrame(format!(
+                "expected greetings, got {greet}"
+            )));
+        }
+        c.send(
+            &json!({"jsonrpc": "2.0", "id": "hello-1", "method": "hello",
+            "params": {"who": who, "method": "password", "token": token}}),
+        )
+        .await?;
+        let r = c.recv().await?;
+        if r["id"] != "hello-1" || r["result"][0] != json!(true) {
+            return Err(RawError::BadFrame(format!("hello failed: {r}")));
+        }
+        Ok(c)
+    }
+
+    /// Send a request with `id` and return the next frame that is the response to it;
+    /// frames received before it are appended to `other`.
+    pub async fn request(
+        &mut self,
+        id: &str,
+        method: &str,
+        params: Value,
+        other: &mut Vec<Value>,
+    ) -> Result<Value, RawError> {
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await?;
+        loop {
+            let f = self.recv().await?;
+            if f.get("method").is_none() && f["id"] == id {
+                return Ok(f);
+            }
+            other.push(f);
+        }
     }
 
     /// Send `payload` (exact text) as one netstring.
