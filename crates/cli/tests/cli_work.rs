@@ -1,0 +1,147 @@
+//! `jobcenter work --action NAME=COMMAND` through the real binary: shell-script actions
+//! (success, non-zero exit, invalid JSON), draining on SIGTERM, exit 91 when the server dies.
+
+mod cli_support;
+
+use std::path::Path;
+
+use cli_support::{action, closed_port, job_id, run, Proc, Serve, BOUND, WORKER};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::pipe;
+
+/// Call calladd with a worker serving `add` by `script`; returns the call's output.
+async fn calladd_with(script: &str, input: i64) -> (cli_support::Output, Serve) {
+    let serve = Serve::examples().await;
+    let worker = serve.worker(&[action("add", script)]).await;
+    let inargs = json!({ "input": input }).to_string();
+    let out = serve.run(&["call", "calladd", &inargs]).await;
+    drop(worker);
+    (out, serve)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_script_success_gets_job_id_and_action_in_env() {
+    let (out, _serve) = calladd_with("add.sh", 39).await;
+    out.assert_code(0);
+    assert_eq!(out.json_line(), json!({"output": 42}));
+
+    // stdin carried the job id, the environment JOBCENTER_JOB_ID and JOBCENTER_ACTION.
+    let (out, _serve) = calladd_with("jobid.sh", 1).await;
+    out.assert_code(0);
+    assert_eq!(out.json_line(), json!({"output": job_id(&out)}), "{out:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_script_nonzero_exit_gives_error_with_stderr_text() {
+    let (out, _serve) = calladd_with("fail.sh", 1).await;
+    out.assert_code(1);
+    let v = out.json_line();
+    assert_eq!(
+        v["error"].as_str().map(str::trim),
+        Some("this action always fails"),
+        "{v}"
+    );
+    assert_eq!(v.as_object().map(|m| m.len()), Some(1), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_script_invalid_json_gives_error() {
+    let (out, _serve) = calladd_with("junk.sh", 1).await;
+    out.assert_code(1);
+    let v = out.json_line();
+    let msg = v["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("invalid json"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_sigterm_drains_the_task_in_flight_then_exits_0() {
+    let serve = Serve::examples().await;
+    let fifos = tempfile::tempdir().expect("tempdir");
+    mkfifo(&fifos.path().join("started"));
+    mkfifo(&fifos.path().join("go"));
+    // Held read-write, so neither side ever sees end-of-file or blocks on open.
+    let started = pipe::OpenOptions::new()
+        .read_write(true)
+        .open_receiver(fifos.path().join("started"))
+        .expect("open the started FIFO");
+    let mut started = BufReader::new(started).lines();
+
+    let mut cmd = serve.as_user(WORKER, &["work", "--action", &action("add", "block.sh")]);
+    cmd.env("JC_TEST_FIFOS", fifos.path());
+    let mut worker = Proc::spawn("jobcenter work", cmd);
+    worker.stderr_line("jobcenter work: serving").await;
+
+    let call = Proc::spawn(
+        "jobcenter call",
+        serve.client(&["call", "calladd", r#"{"input": 0}"#]),
+    );
+    let line = tokio::time::timeout(BOUND, started.next_line())
+        .await
+        .expect("the action script starts within the bound")
+        .expect("read the started FIFO");
+    assert_eq!(line.as_deref(), Some("started"));
+
+    worker.signal("TERM");
+    worker.stderr_line("draining").await;
+    assert!(worker.running(), "the worker waits for its task in flight");
+
+    let mut go = pipe::OpenOptions::new()
+        .read_write(true)
+        .open_sender(fifos.path().join("go"))
+        .expect("open the go FIFO");
+    go.write_all(b"go\n").await.expect("release the script");
+
+    let out = call.finish().await;
+    out.assert_code(0);
+    assert_eq!(out.json_line(), json!({"output": 42}), "the drained task's result");
+    let w = worker.finish().await;
+    w.assert_code(0);
+    drop(go);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_sigterm_when_idle_exits_0() {
+    let serve = Serve::examples().await;
+    let worker = serve.worker(&[action("add", "add.sh")]).await;
+    worker.signal("TERM");
+    worker.finish().await.assert_code(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_exits_91_when_the_server_dies() {
+    let serve = Serve::examples().await;
+    let worker = serve.worker(&[action("add", "add.sh")]).await;
+    serve.proc.signal("KILL");
+    let out = worker.finish().await;
+    out.assert_code(91);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_refuses_bad_arguments_with_exit_2() {
+    let port = closed_port().to_string();
+    let creds = ["--port", port.as_str(), "--who", "a", "--token", "b"];
+    for (spec, needle) in [("add", "NAME=COMMAND"), ("=true", "NAME=COMMAND")] {
+        let mut args = vec!["work", "--action", spec];
+        args.extend(creds);
+        run(&args)
+            .await
+            .assert_code(2)
+            .assert_one_line_error(needle);
+    }
+    let mut args = vec!["work", "--action", "add=true"];
+    args.extend(creds);
+    run(&args)
+        .await
+        .assert_code(2)
+        .assert_one_line_error("cannot connect");
+}
+
+/// Make a named pipe with mkfifo(1).
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
