@@ -769,3 +769,29 @@ async fn split_child_asking_for_its_parents_lock_is_a_deadlock() {
         Ok(Some(false))
     );
 }
+
+#[tokio::test]
+async fn interface_call_picks_its_destination_at_run_time() {
+    let mut cat = fixture_catalog();
+    let src = "workflow w_iface:\nin:\n    which string\n    x number\nout:\n    r number optional\nwfomap:\n    r = ifdef(v.r)\ndo:\n    interface adder:\n        k10child\n        k45child\n        c_add\n    call a.which:\n        x = a.x\n        counter = a.x\n    into:\n        r = o.y // o.counter\n";
+    cat.compile("w_iface.wf", src).expect("compiles");
+    let h = support::Harness::with(cat, part4_config(), &["c_add"]).await;
+    assert_eq!(
+        h.run("w_iface", json!({"which": "k10child", "x": 4})).await,
+        Ok(json!({"r": 8}))
+    );
+    assert_eq!(
+        h.run("w_iface", json!({"which": "k45child", "x": 4})).await,
+        Ok(json!({"r": 4}))
+    );
+    assert_eq!(
+        h.run("w_iface", json!({"which": "c_add", "x": 4})).await,
+        Ok(json!({"r": 5}))
+    );
+    assert_eq!(
+        h.run("w_iface", json!({"which": "nope", "x": 4})).await,
+        Ok(
+            json!({"error": {"msg": "interface call destination nope does not exist?", "class": "normal"}})
+        )
+    );
+}

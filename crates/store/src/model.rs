@@ -170,6 +170,9 @@ pub struct TaskState {
     pub child: Option<JobId>,
     /// The last error raised at this task, if any.
     pub error: Option<Value>,
+    /// For an interface call: the catalog id of the destination chosen.
+    #[serde(default)]
+    pub target_def: Option<u64>,
     /// For a lock task in state `lockwait`: the lock waited for.
     #[serde(default)]
     pub lock: Option<LockWait>,

@@ -40,12 +40,14 @@
 //! - Beyond Stage A, `split`/`callflow` (non-blocking children, `wait_for_children`,
 //!   `reap_child`, aborting children of a finished parent), `detachflow`, `sleep` and locks
 //!   (declared, manual, `wait_for_lock`, inheritance, release on finish) work; from Stage C
-//!   `goto`/`label`, version tags, `map`/`collect` and events (`subscribe`, `unsubscribe`,
-//!   `raise_event`, `wait_for_event`, external events through [`Engine::raise_event`]) work.
-//!   Interface calls and procedures raise a `normal` job error
-//!   `statement X is not supported by this engine yet` (procedures: `calling procedures is
-//!   not supported by this engine yet`). Event timestamps (`when`) are UTC with millisecond
-//!   precision, e.g. `2026-11-28T04:34:31.123+00:00`.
+//!   `goto`/`label`, version tags, `map`/`collect`, interface calls (destination chosen at
+//!   run time; `interface call destination X does not exist?`) and events (`subscribe`,
+//!   `unsubscribe`, `raise_event`, `wait_for_event`, external events through
+//!   [`Engine::raise_event`]) work. Procedures (database plug-ins) raise a `normal` job
+//!   error `calling procedures is not supported by this engine yet`. An interface call's
+//!   destination expression is evaluated like a lock value (string, `v` changes discarded,
+//!   `do_stringcode` errors). Event timestamps (`when`) are UTC with millisecond precision,
+//!   e.g. `2026-11-28T04:34:31.123+00:00`.
 //! - **Deadlocks.** Besides lock-wait cycles, the check follows a blocking parent to the
 //!   child it waits for, so a child asking for a non-inheritable lock its own parent holds
 //!   fails with `deadlock trying to get locktype T lockvalue V path J1, J2, ...` (the path

@@ -371,6 +371,41 @@ impl<'e> Run<'e> {
             TaskKind::ReapChild { call_task, outputs } => {
                 self.reap(txn, job, wf, *call_task, outputs.as_ref())
             }
+            TaskKind::InterfaceCall {
+                destinations,
+                target,
+                inputs,
+                ..
+            } => {
+                let name = match eval::run_lock_value(target, &job.args, &job.env, &job.vars) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        return raise_msg(caught_exception(
+                            Phase::StringCode,
+                            e.sqlstate(),
+                            &e.message(),
+                        ))
+                    }
+                };
+                let Some(dest) = destinations.iter().find(|d| d.name == name) else {
+                    return raise_msg(format!("interface call destination {name} does not exist?"));
+                };
+                job.task_state.target_def = Some(dest.def as u64);
+                let ct = CallTask {
+                    target: dest.clone(),
+                    inputs: inputs.clone(),
+                    outputs: None,
+                    mode: CallMode::Blocking,
+                    map_over: None,
+                };
+                match dest.kind {
+                    TargetKind::Action => self.call_action(txn, job, wf, task, &ct),
+                    TargetKind::Workflow => self.call_workflow(txn, job, wf, task, &ct),
+                    TargetKind::Procedure => {
+                        raise_msg("calling procedures is not supported by this engine yet".into())
+                    }
+                }
+            }
             TaskKind::Call(ct) => match ct.target.kind {
                 TargetKind::Action => self.call_action(txn, job, wf, task, ct),
                 TargetKind::Workflow => self.call_workflow(txn, job, wf, task, ct),
@@ -378,10 +413,6 @@ impl<'e> Run<'e> {
                     raise_msg("calling procedures is not supported by this engine yet".into())
                 }
             },
-            other => raise_msg(format!(
-                "statement {} is not supported by this engine yet",
-                other.name()
-            )),
         }
     }
 
@@ -693,9 +724,28 @@ pub(crate) fn secs_to_millis(secs: f64) -> Millis {
 /// The action of the call task a job is at, if it is at one.
 pub(crate) fn job_action<'d>(defs: &'d Defs, job: &JobRecord) -> Option<&'d Arc<Action>> {
     let wf = defs.catalog.workflow(job.workflow_def as usize)?;
+    match bound_call(wf, job)? {
+        (def, TargetKind::Action, _) => defs.catalog.action(def),
+        _ => None,
+    }
+}
+
+/// The call a job is at: the bound definition, its kind and the output map (for an
+/// interface call, the destination chosen at run time).
+pub(crate) fn bound_call<'w>(
+    wf: &'w Workflow,
+    job: &JobRecord,
+) -> Option<(usize, TargetKind, Option<&'w crate::syntax::ast::Map>)> {
     match &wf.task(job.task as TaskId)?.kind {
-        TaskKind::Call(ct) if ct.target.kind == TargetKind::Action => {
-            defs.catalog.action(ct.target.def)
+        TaskKind::Call(ct) => Some((ct.target.def, ct.target.kind, ct.outputs.as_ref())),
+        TaskKind::InterfaceCall {
+            destinations,
+            outputs,
+            ..
+        } => {
+            let def = job.task_state.target_def? as usize;
+            let t = destinations.iter().find(|t| t.def == def)?;
+            Some((def, t.kind, outputs.as_ref()))
         }
         _ => None,
     }
@@ -768,18 +818,12 @@ impl Run<'_> {
                 "error": x,
             })),
             Ok(out) => {
-                let task = self
-                    .defs
-                    .workflow(job.workflow_def)
-                    .and_then(|wf| wf.task(job.task as TaskId).cloned());
-                match task {
-                    Some(Task {
-                        kind: TaskKind::Call(ct),
-                        ..
-                    }) => {
-                        self.apply_outputs(&mut job, Some(ct.target.def), ct.outputs.as_ref(), out)
+                let wf = self.defs.workflow(job.workflow_def);
+                match wf.as_deref().and_then(|wf| bound_call(wf, &job)) {
+                    Some((def, _, outputs)) => {
+                        self.apply_outputs(&mut job, Some(def), outputs, out)
                     }
-                    _ => Flow::Raise(error_value("parent is not at a call task", "fatal")),
+                    None => Flow::Raise(error_value("parent is not at a call task", "fatal")),
                 }
             }
         };
@@ -850,21 +894,12 @@ impl Run<'_> {
         let flow = match error {
             Some(e) => self.task_error(&mut job, e, outargs),
             None => {
-                let task = self
-                    .defs
-                    .workflow(job.workflow_def)
-                    .and_then(|wf| wf.task(job.task as TaskId).cloned());
-                match task {
-                    Some(Task {
-                        kind: TaskKind::Call(ct),
-                        ..
-                    }) => self.apply_outputs(
-                        &mut job,
-                        Some(ct.target.def),
-                        ct.outputs.as_ref(),
-                        outargs,
-                    ),
-                    _ => Flow::Raise(error_value("job is not at a call task", "fatal")),
+                let wf = self.defs.workflow(job.workflow_def);
+                match wf.as_deref().and_then(|wf| bound_call(wf, &job)) {
+                    Some((def, _, outputs)) => {
+                        self.apply_outputs(&mut job, Some(def), outputs, outargs)
+                    }
+                    None => Flow::Raise(error_value("job is not at a call task", "fatal")),
                 }
             }
         };
