@@ -1,7 +1,9 @@
 //! A blocking facade over the async client and worker, with its own internal runtime.
 //!
 //! For programs without an async runtime. Do not call these from inside a tokio runtime
-//! (tokio refuses to block a runtime thread; that would panic).
+//! (tokio refuses to block a runtime thread; that would panic), and do not move these
+//! handles into action handlers (they run on the internal runtime): use a
+//! [`StopHandle`] or the async [`crate::Client`] (via `as_async()`) there instead.
 //!
 //! ```no_run
 //! use jobcenter::blocking::Client;
