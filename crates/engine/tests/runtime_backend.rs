@@ -795,3 +795,49 @@ async fn interface_call_picks_its_destination_at_run_time() {
         )
     );
 }
+
+#[tokio::test]
+async fn roles_restrict_create_job_and_announce() {
+    let mut cat = fixture_catalog();
+    cat.compile(
+        "r_act.ac",
+        "action r_act:\nin:\n    x number\nout:\n    y number optional\nrole:\n    workers\n",
+    )
+    .expect("action compiles");
+    cat.compile(
+        "r_wf.wf",
+        "workflow r_wf:\nin:\n    x number\nout:\n    x number\nrole:\n    admins\nwfomap:\n    x = a.x\ndo:\n    return\n",
+    )
+    .expect("workflow compiles");
+    let mut config = part4_config();
+    config
+        .roles
+        .insert("admins".into(), vec!["jc_admin".into()]);
+    let e = Engine::new(cat, jobcenter_store::MemoryStore::new(), config).start();
+    let as_who = |who: &str| CreateJob {
+        wfname: "r_wf".into(),
+        inargs: support::obj(json!({"x": 1})),
+        vtag: None,
+        who: who.into(),
+        env: None,
+    };
+    assert!(e.create_job(as_who("jc_admin")).await.is_ok(), "member");
+    assert!(
+        e.create_job(as_who("admins")).await.is_ok(),
+        "the role itself"
+    );
+    assert_eq!(
+        e.create_job(as_who("bob")).await.map_err(|e| e.message),
+        Err("client jcapi with role bob has no permission for role admins".to_string())
+    );
+    assert_eq!(
+        e.announce("w".into(), "r_act".into(), "bob".into(), None)
+            .await
+            .map_err(|e| e.message),
+        Err("worker jcapi with role bob has no permission for role workers".to_string())
+    );
+    assert!(e
+        .announce("w".into(), "r_act".into(), "workers".into(), None)
+        .await
+        .is_ok());
+}

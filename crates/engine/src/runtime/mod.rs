@@ -56,6 +56,8 @@
 //!   `sleep` interval raises `caught exception in do_inargsmap sqlstate 22007 sqlerrm
 //!   invalid input syntax for type interval: "X"` (the original hangs).
 //! - The workflow id visible as `e.workflow_id` is the catalog definition id.
+//! - **Roles** (§2.16) come from [`EngineConfig::roles`]; impersonation is the API
+//!   server's business (it passes the authenticated `who`), so `via` is never set.
 
 mod events;
 mod interval;
@@ -102,6 +104,12 @@ pub struct EngineConfig {
     pub archive_after: Duration,
     /// Workers without a ping for this long are disconnected (default 3 min).
     pub worker_timeout: Duration,
+    /// Role memberships for `role:` checks (JCL.md §2.16): role → its direct members.
+    /// A definition with `role: R` accepts `who` equal to R or listed under R.
+    pub roles: std::collections::BTreeMap<String, Vec<String>>,
+    /// The name the API server connects as (the original's database "API role"), used in
+    /// the role error messages. Default `jcapi`.
+    pub api_role: String,
 }
 
 impl Default for EngineConfig {
@@ -112,6 +120,8 @@ impl Default for EngineConfig {
             housekeeping_interval: Duration::from_secs(60),
             archive_after: Duration::from_secs(60),
             worker_timeout: Duration::from_secs(180),
+            roles: std::collections::BTreeMap::new(),
+            api_role: "jcapi".to_string(),
         }
     }
 }
@@ -119,6 +129,20 @@ impl Default for EngineConfig {
 impl EngineConfig {
     fn archive_after_ms(&self) -> Millis {
         self.archive_after.as_millis() as Millis
+    }
+
+    /// Whether `who` may use a definition requiring `role` (§2.16).
+    fn has_role(&self, who: &str, role: Option<&str>) -> bool {
+        match role {
+            None => true,
+            Some(r) => {
+                r == who
+                    || self
+                        .roles
+                        .get(r)
+                        .is_some_and(|m| m.iter().any(|x| x == who))
+            }
+        }
     }
 }
 
@@ -392,6 +416,14 @@ impl<S: Store> Engine<S> {
                 req.wfname
             )));
         }
+        if !self.config.has_role(&req.who, wf.role.as_deref()) {
+            return Err(BackendError::new(format!(
+                "client {} with role {} has no permission for role {}",
+                self.config.api_role,
+                req.who,
+                wf.role.as_deref().unwrap_or_default()
+            )));
+        }
         let spec = match self.defs.specs(wf.id).map(|s| &s.inputs) {
             Some(Ok(s)) => s.as_slice(),
             Some(Err(e)) => return Err(BackendError::new(e.to_string())),
@@ -458,11 +490,20 @@ impl<S: Store> Engine<S> {
         &self,
         workername: String,
         actionname: String,
+        who: String,
         filter: Option<Value>,
     ) -> Result<WorkerId, BackendError> {
         let Some(action) = self.defs.catalog.latest_action(&actionname).cloned() else {
             return Err(BackendError::new(format!("no action named {actionname}.")));
         };
+        if !self.config.has_role(&who, action.role.as_deref()) {
+            return Err(BackendError::new(format!(
+                "worker {} with role {} has no permission for role {}",
+                self.config.api_role,
+                who,
+                action.role.as_deref().unwrap_or_default()
+            )));
+        }
         let filter = filter.filter(|f| !f.is_null());
         let filter = match (filter, &action.filter) {
             (Some(_), None) => {
@@ -798,10 +839,10 @@ impl<S: Store> Backend for Engine<S> {
         &self,
         workername: String,
         actionname: String,
-        _who: String,
+        who: String,
         filter: Option<Value>,
     ) -> BackendFuture<'_, WorkerId> {
-        ready(self.announce_now(workername, actionname, filter))
+        ready(self.announce_now(workername, actionname, who, filter))
     }
 
     fn withdraw(&self, workername: String, actionname: String) -> BackendFuture<'_, bool> {
