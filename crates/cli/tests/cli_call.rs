@@ -70,13 +70,21 @@ async fn call_unknown_workflow_and_bad_input_exit_1_with_error_object() {
     let v = out.json_line();
     let msg = v["error"].as_str().unwrap_or_default();
     assert!(msg.contains("nosuchflow"), "{v}");
-    assert!(out.stderr.iter().any(|l| l == "job not created"), "{out:#?}");
+    assert!(
+        out.stderr.iter().any(|l| l == "job not created"),
+        "{out:#?}"
+    );
 
-    let out = serve.run(&["call", "calladd", r#"{"input": "twelve"}"#]).await;
+    let out = serve
+        .run(&["call", "calladd", r#"{"input": "twelve"}"#])
+        .await;
     out.assert_code(1);
     let v = out.json_line();
     assert!(
-        v["error"].as_str().unwrap_or_default().contains("wrong type"),
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("wrong type"),
         "{v}"
     );
 }
@@ -84,7 +92,10 @@ async fn call_unknown_workflow_and_bad_input_exit_1_with_error_object() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_wrong_password_exits_2_with_one_line() {
     let serve = Serve::examples().await;
-    let cmd = serve.as_user((CLIENT.0, "not-the-token"), &["call", "calladd", r#"{"input":1}"#]);
+    let cmd = serve.as_user(
+        (CLIENT.0, "not-the-token"),
+        &["call", "calladd", r#"{"input":1}"#],
+    );
     let out = run_cmd(cmd, None).await;
     out.assert_code(2)
         .assert_one_line_error("authentication failed");
@@ -133,7 +144,14 @@ async fn call_missing_credentials_or_bad_inargs_exit_2() {
 fn by_line(out: &cli_support::Output) -> std::collections::BTreeMap<u64, Value> {
     out.json_lines()
         .into_iter()
-        .map(|v| (v["line"].as_u64().unwrap_or_else(|| panic!("no line in {v}")), v))
+        .map(|v| {
+            (
+                v["line"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no line in {v}")),
+                v,
+            )
+        })
         .collect()
 }
 
@@ -153,12 +171,22 @@ async fn call_batch_file_one_line_per_job_and_exit_1_when_some_fail() {
     .join("\n");
     std::fs::write(&file, text).expect("write the batch");
     let path = file.to_str().expect("utf-8 path");
-    let out = serve.run(&["call", "--batch", path, "--in-flight", "2"]).await;
+    let out = serve
+        .run(&["call", "--batch", path, "--in-flight", "2"])
+        .await;
     out.assert_code(1);
     let lines = by_line(&out);
-    assert_eq!(lines.len(), 5, "one result per job, blank line skipped: {out:#?}");
+    assert_eq!(
+        lines.len(),
+        5,
+        "one result per job, blank line skipped: {out:#?}"
+    );
     assert_eq!(lines[&1]["outargs"], json!({"output": 4}));
-    assert!(lines[&1]["job_id"].as_i64().unwrap_or(0) > 0, "{}", lines[&1]);
+    assert!(
+        lines[&1]["job_id"].as_i64().unwrap_or(0) > 0,
+        "{}",
+        lines[&1]
+    );
     assert_eq!(lines[&3]["outargs"], json!({"quotient": 3}));
     let err = lines[&4]["outargs"]["error"].as_str().unwrap_or_default();
     assert!(err.contains("division by zero"), "{}", lines[&4]);
@@ -184,11 +212,16 @@ async fn call_batch_stdin_with_wfname_exits_0_when_all_succeed() {
     for (n, v) in &lines {
         assert_eq!(v["outargs"], json!({"output": n + 3}), "{v}");
     }
-    let ids: std::collections::BTreeSet<i64> =
-        lines.values().filter_map(|v| v["job_id"].as_i64()).collect();
+    let ids: std::collections::BTreeSet<i64> = lines
+        .values()
+        .filter_map(|v| v["job_id"].as_i64())
+        .collect();
     assert_eq!(ids.len(), 10, "ten distinct jobs");
     let summary = out.stderr.last().expect("a summary line");
-    assert!(summary.starts_with("10 jobs: 10 ok, 0 failed"), "{summary:?}");
+    assert!(
+        summary.starts_with("10 jobs: 10 ok, 0 failed"),
+        "{summary:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

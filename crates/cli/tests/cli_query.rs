@@ -105,9 +105,7 @@ async fn status_wait_returns_when_the_job_finishes() {
     );
 
     // On a finished job --wait answers at once.
-    let out = serve
-        .run(&["status", &pending.to_string(), "--wait"])
-        .await;
+    let out = serve.run(&["status", &pending.to_string(), "--wait"]).await;
     out.assert_code(0);
     assert_eq!(out.json_line()["outargs"], json!({"output": 23}));
 }
@@ -129,8 +127,14 @@ async fn find_lists_live_jobs_matching_the_filter() {
         .collect();
     ids.sort_unstable();
     assert_eq!(ids, vec![a, b]);
-    assert_eq!(serve.run(&["find", r#"{"input": 78}"#]).await.json_line(), json!([c]));
-    assert_eq!(serve.run(&["find", r#"{"input": 79}"#]).await.json_line(), json!([]));
+    assert_eq!(
+        serve.run(&["find", r#"{"input": 78}"#]).await.json_line(),
+        json!([c])
+    );
+    assert_eq!(
+        serve.run(&["find", r#"{"input": 79}"#]).await.json_line(),
+        json!([])
+    );
 
     // An empty filter is refused by the server (exit 1), a non-object by the CLI (exit 2).
     serve
@@ -177,7 +181,9 @@ async fn lock_true_false_null_against_an_in_process_server() {
             ..AuthConfig::default()
         },
     );
-    let server = Server::start(config, backend).await.expect("start the server");
+    let server = Server::start(config, backend)
+        .await
+        .expect("start the server");
     let port = server.local_addrs()[0].port().to_string();
     let client = |args: &[&str]| {
         let mut cmd = jobcenter(args);
@@ -190,7 +196,13 @@ async fn lock_true_false_null_against_an_in_process_server() {
     assert_eq!(out.stdout, vec!["false".to_string()], "nobody holds it yet");
 
     let out = run_cmd(
-        client(&["call", "holdlock", r#"{"tag": "A"}"#, "--job-timeout", "0.2"]),
+        client(&[
+            "call",
+            "holdlock",
+            r#"{"tag": "A"}"#,
+            "--job-timeout",
+            "0.2",
+        ]),
         None,
     )
     .await;
@@ -215,7 +227,8 @@ async fn lock_true_false_null_against_an_in_process_server() {
 async fn api_status_needs_apimeister() {
     let serve = Serve::examples().await;
     let out = serve.run(&["api-status"]).await;
-    out.assert_code(1).assert_one_line_error("permission denied");
+    out.assert_code(1)
+        .assert_one_line_error("permission denied");
     assert!(out.stdout.is_empty(), "{out:#?}");
 
     let _worker = serve.worker(&[action("add", "add.sh")]).await;
@@ -248,5 +261,6 @@ async fn ping_answers_pong_and_fails_cleanly_without_a_server() {
     assert!(out.stdout.is_empty(), "{out:#?}");
 
     let out = run_cmd(serve.as_user((CLIENT.0, "wrong"), &["ping"]), None).await;
-    out.assert_code(2).assert_one_line_error("authentication failed");
+    out.assert_code(2)
+        .assert_one_line_error("authentication failed");
 }

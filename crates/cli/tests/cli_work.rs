@@ -94,7 +94,11 @@ async fn work_sigterm_drains_the_task_in_flight_then_exits_0() {
 
     let out = call.finish().await;
     out.assert_code(0);
-    assert_eq!(out.json_line(), json!({"output": 42}), "the drained task's result");
+    assert_eq!(
+        out.json_line(),
+        json!({"output": 42}),
+        "the drained task's result"
+    );
     let w = worker.finish().await;
     w.assert_code(0);
     drop(go);

@@ -354,6 +354,9 @@ impl Serve {
 pub fn job_id(out: &Output) -> i64 {
     out.stderr
         .iter()
-        .find_map(|l| l.strip_prefix("job_id ").and_then(|id| id.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("job_id ")
+                .and_then(|id| id.trim().parse().ok())
+        })
         .unwrap_or_else(|| panic!("no job id on stderr: {out:#?}"))
 }

@@ -1,0 +1,183 @@
+//! `jobcenter serve`, `check` and `demo` through the real binary: refusing to start without
+//! authentication, `file:line: message` for definitions that do not compile, SIGTERM → exit 0,
+//! and the self-contained demo.
+
+mod cli_support;
+
+use std::path::PathBuf;
+
+use cli_support::{examples_dir, fixtures_dir, jobcenter, password_file, run, Proc, Serve};
+
+/// Split a `file:line: message` line, checking its shape.
+fn file_line_message(line: &str) -> (String, u32, String) {
+    let (loc, message) = line
+        .split_once(": ")
+        .unwrap_or_else(|| panic!("not file:line: message: {line:?}"));
+    let (file, n) = loc
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("no line number: {line:?}"));
+    let n: u32 = n
+        .parse()
+        .unwrap_or_else(|_| panic!("line number is not a number: {line:?}"));
+    assert!(!message.trim().is_empty(), "empty message: {line:?}");
+    (file.to_string(), n, message.to_string())
+}
+
+fn broken(name: &str) -> PathBuf {
+    fixtures_dir().join("broken").join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_passwd_refuses_to_start() {
+    let out = run(&["serve", "--listen", "127.0.0.1:0"]).await;
+    out.assert_code(2).assert_one_line_error("--passwd");
+    assert!(out.stdout.is_empty(), "{out:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_a_broken_definition_prints_file_line_message_and_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = password_file(dir.path());
+    let mut cmd = jobcenter(["serve", "--listen", "127.0.0.1:0", "--passwd"]);
+    cmd.arg(&passwd)
+        .arg("--load")
+        .arg(examples_dir())
+        .arg("--load")
+        .arg(broken("x.wf"));
+    let out = Proc::spawn("jobcenter serve", cmd).finish().await;
+    assert_ne!(out.code, 0, "{out:#?}");
+    let errors: Vec<_> = out
+        .stderr
+        .iter()
+        .filter(|l| l.contains("x.wf:"))
+        .map(|l| file_line_message(l))
+        .collect();
+    assert_eq!(errors.len(), 1, "{out:#?}");
+    let (file, line, message) = &errors[0];
+    assert!(file.ends_with("broken/x.wf"), "{file}");
+    assert_eq!(*line, 7);
+    assert!(message.contains("nosuch"), "{message}");
+    assert!(
+        out.stderr.iter().any(|l| l.contains("not starting")),
+        "{out:#?}"
+    );
+    assert!(
+        !out.stderr.iter().any(|l| l.contains("listening on")),
+        "{out:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_sigterm_exits_0() {
+    let serve = Serve::examples().await;
+    serve.run(&["ping"]).await.assert_code(0);
+    let Serve {
+        mut proc,
+        port,
+        dir,
+        ..
+    } = serve;
+    let _keep = dir;
+    proc.signal("TERM");
+    proc.stderr_line("shutting down").await;
+    proc.finish().await.assert_code(0);
+    // The port is closed now.
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "still listening on {port}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_loads_the_examples_and_reports_the_count() {
+    let serve = Serve::examples().await;
+    let line = serve
+        .proc
+        .seen_stderr
+        .iter()
+        .find(|l| l.contains("listening on"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(line.contains("7 definition(s) loaded"), "{line:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_good_files_exits_0() {
+    let examples = examples_dir();
+    let out = run(&["check", examples.to_str().expect("utf-8 path")]).await;
+    out.assert_code(0);
+    assert!(out.stdout.is_empty(), "no errors on stdout: {out:#?}");
+    for name in [
+        "add",
+        "calladd",
+        "divide",
+        "safediv",
+        "square",
+        "squareadd",
+        "div",
+    ] {
+        assert!(
+            out.stderr
+                .iter()
+                .any(|l| l.starts_with("ok: ") && l.contains(&format!(" {name} "))),
+            "{name} not reported: {out:#?}"
+        );
+    }
+    // Single files work too, callee before caller.
+    let add = examples.join("add.ac");
+    let calladd = examples.join("calladd.wf");
+    run(&[
+        "check",
+        add.to_str().expect("utf-8 path"),
+        calladd.to_str().expect("utf-8 path"),
+    ])
+    .await
+    .assert_code(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_broken_files_exits_1_with_file_line_message() {
+    let dir = fixtures_dir().join("broken");
+    let out = run(&["check", dir.to_str().expect("utf-8 path")]).await;
+    out.assert_code(1);
+    let errors: Vec<_> = out.stdout.iter().map(|l| file_line_message(l)).collect();
+    assert_eq!(errors.len(), 2, "every error is reported: {out:#?}");
+    let x = errors
+        .iter()
+        .find(|(f, _, _)| f.ends_with("x.wf"))
+        .unwrap_or_else(|| panic!("no x.wf error: {out:#?}"));
+    assert_eq!((x.1, x.2.contains("nosuch")), (7, true), "{x:?}");
+    let y = errors
+        .iter()
+        .find(|(f, _, _)| f.ends_with("y.wf"))
+        .unwrap_or_else(|| panic!("no y.wf error: {out:#?}"));
+    assert_eq!((y.1, y.2.contains("bogus")), (5, true), "{y:?}");
+    assert!(out.stderr.iter().any(|l| l == "2 error(s)"), "{out:#?}");
+
+    let missing = fixtures_dir().join("no-such-file.wf");
+    let out = run(&["check", missing.to_str().expect("utf-8 path")]).await;
+    out.assert_code(1);
+    assert_eq!(out.stdout.len(), 1, "{out:#?}");
+    file_line_message(&out.stdout[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_exits_0_with_every_result_as_expected() {
+    let out = run(&["demo"]).await;
+    out.assert_code(0);
+    assert!(
+        out.stdout
+            .iter()
+            .any(|l| l.contains("every result was as expected")),
+        "{out:#?}"
+    );
+    assert!(
+        !out.stdout.iter().any(|l| l.contains("UNEXPECTED")),
+        "{out:#?}"
+    );
+    let quiet = run(&["demo", "--quiet"]).await;
+    quiet.assert_code(0);
+    assert!(quiet.stdout.is_empty(), "{quiet:#?}");
+}
