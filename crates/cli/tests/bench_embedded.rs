@@ -171,3 +171,54 @@ fn bench_server_in_a_child_process_reports_its_cpu() {
     assert!(f["server_cpu_us_per_op"].is_number(), "{f}");
     assert!(f["cpu_us_per_op"].is_number(), "{f}");
 }
+
+#[test]
+fn bench_external_server_by_address() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    // Our server alone in another process (the hidden helper the idle mode uses).
+    let mut server = Command::new(env!("CARGO_BIN_EXE_jobcenter"))
+        .args(["bench", "--serve-only"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let mut line = String::new();
+    let stdout = server.stdout.take().expect("server stdout");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("server port");
+    let port = line.trim().to_string();
+    let pid = server.id().to_string();
+    let (code, r) = bench(&[
+        "--port",
+        &port,
+        "--who",
+        "theCustomer",
+        "--token",
+        "wantsThings",
+        "--worker-who",
+        "theEmployee",
+        "--worker-token",
+        "doesThings",
+        "--jobs",
+        "200",
+        "--in-flight",
+        "10",
+        "--workers",
+        "2",
+        "--slots",
+        "3",
+        "--server-pid",
+        &pid,
+    ]);
+    drop(server.stdin.take());
+    let _ = server.wait();
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["server"], format!("127.0.0.1:{port}"), "{r}");
+    assert_clean(&r, "call", 200);
+    assert!(
+        figure(&r, "call")["server_cpu_us_per_op"].is_number(),
+        "{r}"
+    );
+}

@@ -48,6 +48,12 @@ pub struct BenchArgs {
     /// Server to measure (ignored with --embedded).
     #[command(flatten)]
     pub conn: ConnArgs,
+    /// Identity of the worker connections (default: the same as --who).
+    #[arg(long, env = "JOBCENTER_WORKER_WHO")]
+    pub worker_who: Option<String>,
+    /// Secret of the worker connections (default: the same as --token).
+    #[arg(long, env = "JOBCENTER_WORKER_TOKEN", hide_env_values = true)]
+    pub worker_token: Option<String>,
     /// Start our server in this process on a free loopback port (any who/token accepted).
     #[arg(long)]
     pub embedded: bool,
@@ -249,8 +255,15 @@ async fn measure(
     } = plan(a)?;
     let pad: Arc<str> = Arc::from("x".repeat(a.payload));
     let needs_workers = matches!(a.mode, Mode::Call | Mode::Status);
+    let mut worker_cfg = cfg.clone();
+    if let Some(w) = &a.worker_who {
+        worker_cfg.who = w.clone();
+    }
+    if let Some(t) = &a.worker_token {
+        worker_cfg.token = t.clone();
+    }
     let workers: Vec<Worker> = if needs_workers {
-        load::start_workers(cfg, a.workers, a.slots, &action)
+        load::start_workers(&worker_cfg, a.workers, a.slots, &action)
             .await
             .map_err(Failure::connection)?
     } else {
