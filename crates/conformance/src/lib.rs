@@ -635,8 +635,9 @@ impl RawConn {
         Ok(Some(payload))
     }
 
-    /// Close our sending side.
-    pub async fn close(mut self) {
+    /// Close our sending side (what a client's close looks like to the server); frames
+    /// can still be received.
+    pub async fn shutdown_write(&mut self) {
         let _ = self.stream.shutdown().await;
     }
 

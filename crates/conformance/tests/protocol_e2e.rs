@@ -604,7 +604,7 @@ async fn many_concurrent_jobs_two_workers_none_lost() {
     }
     assert_eq!(results.len(), JOBS);
     assert_eq!(rec1.len() + rec2.len(), JOBS, "each task ran exactly once");
-    assert!(rec1.len() > 0 && rec2.len() > 0, "both workers served");
+    assert!(!rec1.is_empty() && !rec2.is_empty(), "both workers served");
     assert_eq!(c.waiting_jobs(), 0);
     eprintln!(
         "{JOBS} jobs, {IN_FLIGHT} in flight: {took:?} ({:.0} jobs/s); worker split {}/{}",
