@@ -778,7 +778,8 @@ async fn timer_loop<S: Store>(engine: Weak<Engine<S>>, wake: Arc<Notify>) {
                 return;
             };
             let now = now_ms();
-            let interval = engine.config.housekeeping_interval.as_millis() as Millis;
+            // At least 10 ms, so a zero interval cannot make the loop spin.
+            let interval = (engine.config.housekeeping_interval.as_millis() as Millis).max(10);
             let hk = *next_housekeeping.get_or_insert(now + interval);
             if let Err(e) = engine.run_due() {
                 warn!(error = %e, "processing due jobs failed");
