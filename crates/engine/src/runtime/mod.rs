@@ -9,9 +9,9 @@
 //!
 //! All state lives in a [`Store`] (crate `jobcenter-store`: `MemoryStore`, or the durable
 //! `JournalStore`; a restarted engine needs the same catalog, since jobs refer to catalog
-//! definition ids). Every backend call and every
-//! timer firing is exactly one [`Store::transact`]: the job(s) touched are read, advanced
-//! synchronously until they wait (for a worker, a child, a timer) or finish, and written back.
+//! definition ids). Every backend call and every timer firing is exactly one
+//! [`Store::transact`]: the job(s) touched are read, advanced synchronously until they wait
+//! (for a worker, a child, a lock, an event, a timer) or finish, and written back.
 //! A job that calls a workflow starts the child in the same transaction, and a child that
 //! finishes at once resumes its parent in it too. Events are sent only after the commit.
 //! No transaction ever spans an `.await`, and no I/O happens inside one.
@@ -52,9 +52,11 @@
 //!   child it waits for, so a child asking for a non-inheritable lock its own parent holds
 //!   fails with `deadlock trying to get locktype T lockvalue V path J1, J2, ...` (the path
 //!   lists the asking job, the holders along the chain and the asking job again) instead of
-//!   hanging like the original (JCL.md §2.11 recommends this). An invalid
-//!   `sleep` interval raises `caught exception in do_inargsmap sqlstate 22007 sqlerrm
-//!   invalid input syntax for type interval: "X"` (the original hangs).
+//!   hanging like the original (JCL.md §2.11 recommends this). A split parent joining its
+//!   children counts as waiting for each of them.
+//! - **Invalid intervals.** A bad `sleep` (or `wait_for_lock` wait) interval raises
+//!   `caught exception in do_inargsmap sqlstate 22007 sqlerrm invalid input syntax for type
+//!   interval: "X"` (the original hangs); a bad action `timeout` is ignored with a warning.
 //! - The workflow id visible as `e.workflow_id` is the catalog definition id.
 //! - **Roles** (§2.16) come from [`EngineConfig::roles`]; impersonation is the API
 //!   server's business (it passes the authenticated `who`), so `via` is never set.
