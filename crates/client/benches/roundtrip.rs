@@ -115,6 +115,12 @@ fn main() {
         })
         .await;
         let c = client.clone();
+        run("submit (create_job only)", 128, 128_000, move || {
+            let c = c.clone();
+            async move { c.job("w").submit().await.is_ok() }
+        })
+        .await;
+        let c = client.clone();
         run("call (create_job+job_done)", 1, 20_000, move || {
             let c = c.clone();
             async move {
