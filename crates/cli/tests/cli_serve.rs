@@ -6,7 +6,9 @@ mod cli_support;
 
 use std::path::PathBuf;
 
-use cli_support::{examples_dir, fixtures_dir, jobcenter, password_file, run, Proc, Serve};
+use cli_support::{
+    examples_dir, fixtures_dir, jobcenter, password_file, run, run_cmd, Proc, Serve,
+};
 
 /// Split a `file:line: message` line, checking its shape.
 fn file_line_message(line: &str) -> (String, u32, String) {
@@ -180,4 +182,81 @@ async fn demo_exits_0_with_every_result_as_expected() {
     let quiet = run(&["demo", "--quiet"]).await;
     quiet.assert_code(0);
     assert!(quiet.stdout.is_empty(), "{quiet:#?}");
+}
+
+/// A self-signed certificate for 127.0.0.1: (cert.pem, key.pem) in `dir`.
+fn self_signed(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+        .expect("generate a certificate");
+    let cert = dir.join(format!("{name}.cert.pem"));
+    let key = dir.join(format!("{name}.key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+    std::fs::write(&key, ck.key_pair.serialize_pem()).expect("write key");
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_tls_listener_with_call_and_ping_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = self_signed(dir.path(), "server");
+    let (other, _) = self_signed(dir.path(), "other");
+    let path = |p: &PathBuf| p.to_str().expect("utf-8 path").to_string();
+    let (cert_s, key_s, other_s) = (path(&cert), path(&key), path(&other));
+    let serve = Serve::start_with(
+        &[
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert_s,
+            "--tls-key",
+            &key_s,
+        ],
+        &[examples_dir()],
+    )
+    .await;
+
+    let out = serve.run(&["ping", "--tls", "--tls-ca", &cert_s]).await;
+    out.assert_code(0);
+    assert_eq!(out.stdout, vec!["pong".to_string()]);
+    // A workflow over TLS: nobody serves add, so the job times out but is created.
+    let out = serve
+        .run(&[
+            "call",
+            "calladd",
+            r#"{"input": 1}"#,
+            "--tls",
+            "--tls-ca",
+            &cert_s,
+            "--job-timeout",
+            "0.1",
+        ])
+        .await;
+    out.assert_code(1);
+    assert_eq!(out.json_line(), serde_json::json!({"error": "timeout"}));
+
+    // A certificate the CA file does not vouch for is refused; so is plain TCP.
+    let out = serve
+        .run(&["ping", "--tls", "--tls-ca", &other_s, "--timeout", "5"])
+        .await;
+    out.assert_code(2).assert_one_line_error("127.0.0.1");
+    // Plain TCP never sees the greeting (the client also logs a warning about it).
+    let out = serve.run(&["ping", "--timeout", "1"]).await;
+    out.assert_code(2);
+    let last = out.stderr.last().map(String::as_str).unwrap_or_default();
+    assert!(
+        last.starts_with("jobcenter ping: ") && last.contains("greeting"),
+        "{out:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_listen_tls_needs_cert_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = password_file(dir.path());
+    let mut cmd = jobcenter(["serve", "--listen-tls", "127.0.0.1:0", "--passwd"]);
+    cmd.arg(&passwd);
+    run_cmd(cmd, None)
+        .await
+        .assert_code(2)
+        .assert_one_line_error("--tls-cert and --tls-key");
 }

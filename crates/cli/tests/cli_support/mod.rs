@@ -292,10 +292,16 @@ impl Serve {
     /// Start `jobcenter serve --listen 127.0.0.1:0 --passwd FILE --load PATH...` and wait for
     /// the "listening on" line, then check the port accepts connections.
     pub async fn start(load: &[PathBuf]) -> Serve {
+        Serve::start_with(&["--listen", "127.0.0.1:0"], load).await
+    }
+
+    /// Start `jobcenter serve LISTEN... --passwd FILE --load PATH...` (LISTEN must make it
+    /// listen on exactly one address) and wait until it listens.
+    pub async fn start_with(listen: &[&str], load: &[PathBuf]) -> Serve {
         let dir = tempfile::tempdir().expect("tempdir");
         let passwd = password_file(dir.path());
-        let mut cmd = jobcenter(["serve", "--listen", "127.0.0.1:0", "--passwd"]);
-        cmd.arg(&passwd);
+        let mut cmd = jobcenter(["serve"]);
+        cmd.args(listen).arg("--passwd").arg(&passwd);
         for p in load {
             cmd.arg("--load").arg(p);
         }
