@@ -841,3 +841,19 @@ async fn roles_restrict_create_job_and_announce() {
         .await
         .is_ok());
 }
+
+#[tokio::test]
+async fn archive_retention_forgets_old_results() {
+    let e = engine_with(EngineConfig {
+        archive_after: Duration::ZERO,
+        archive_retention: Some(Duration::ZERO),
+        ..part4_config()
+    });
+    let id = create(&e, "k02", json!({"o": {}})).await;
+    e.run_due().expect("run_due");
+    assert_eq!(e.store().archived_jobs(), 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    e.housekeeping().expect("housekeeping");
+    assert_eq!(e.store().archived_jobs(), 0);
+    assert_eq!(e.get_job_status(id).await, Ok(JobStatus::Unknown));
+}

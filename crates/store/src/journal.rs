@@ -82,14 +82,7 @@ fn apply(state: &mut State, e: Entry) {
         state.set_job(id, j);
     }
     for (id, a) in e.archive {
-        match a {
-            Some(a) => {
-                state.archive.insert(id, a);
-            }
-            None => {
-                state.archive.remove(&id);
-            }
-        }
+        state.set_archive(id, a);
     }
     for (id, w) in e.workers {
         state.set_worker(id, w);

@@ -72,6 +72,9 @@ pub trait Txn {
     fn archive_job(&mut self, id: JobId) -> bool;
     /// An archived job.
     fn archived(&self, id: JobId) -> Option<&ArchivedJob>;
+    /// Forget archived jobs that finished before `before` (at most `limit`); returns how
+    /// many were removed.
+    fn purge_archived(&mut self, before: Millis, limit: usize) -> usize;
     /// The live job whose current claim carries this cookie.
     fn job_by_cookie(&self, cookie: &str) -> Option<JobId>;
     /// Ids of jobs in state `ready` waiting for this action, ascending.

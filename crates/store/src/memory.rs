@@ -17,6 +17,7 @@ pub(crate) struct State {
     pub(crate) last_event_id: i64,
     pub(crate) jobs: HashMap<JobId, JobRecord>,
     pub(crate) archive: HashMap<JobId, ArchivedJob>,
+    archive_by_time: BTreeSet<(Millis, JobId)>,
     pub(crate) workers: HashMap<WorkerId, WorkerRecord>,
     // indexes
     ready: HashMap<String, BTreeSet<JobId>>,
@@ -84,6 +85,23 @@ impl State {
                 .or_default()
                 .insert(job.id);
         }
+    }
+
+    /// Replace (or remove) an archived job, keeping the time index; returns the old one.
+    pub(crate) fn set_archive(
+        &mut self,
+        id: JobId,
+        archived: Option<ArchivedJob>,
+    ) -> Option<ArchivedJob> {
+        let old = self.archive.remove(&id);
+        if let Some(o) = &old {
+            self.archive_by_time.remove(&(o.finished_at, id));
+        }
+        if let Some(a) = archived {
+            self.archive_by_time.insert((a.finished_at, id));
+            self.archive.insert(id, a);
+        }
+        old
     }
 
     /// Replace (or remove) a lock, keeping the holder index; returns the old one.
@@ -170,14 +188,9 @@ impl MemTxn<'_> {
                 Undo::Job(id, old) => {
                     self.state.set_job(id, old);
                 }
-                Undo::Archive(id, old) => match old {
-                    Some(a) => {
-                        self.state.archive.insert(id, a);
-                    }
-                    None => {
-                        self.state.archive.remove(&id);
-                    }
-                },
+                Undo::Archive(id, old) => {
+                    self.state.set_archive(id, old);
+                }
                 Undo::Worker(id, old) => {
                     self.state.set_worker(id, old);
                 }
@@ -220,13 +233,29 @@ impl Txn for MemTxn<'_> {
             finished_at: old.finished_at.unwrap_or(old.updated_at),
         };
         self.undo.push(Undo::Job(id, Some(old)));
-        let prev = self.state.archive.insert(id, archived);
+        let prev = self.state.set_archive(id, Some(archived));
         self.undo.push(Undo::Archive(id, prev));
         true
     }
 
     fn archived(&self, id: JobId) -> Option<&ArchivedJob> {
         self.state.archive.get(&id)
+    }
+
+    fn purge_archived(&mut self, before: Millis, limit: usize) -> usize {
+        let old: Vec<JobId> = self
+            .state
+            .archive_by_time
+            .iter()
+            .take_while(|(t, _)| *t < before)
+            .take(limit)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in &old {
+            let prev = self.state.set_archive(*id, None);
+            self.undo.push(Undo::Archive(*id, prev));
+        }
+        old.len()
     }
 
     fn job_by_cookie(&self, cookie: &str) -> Option<JobId> {

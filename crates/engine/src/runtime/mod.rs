@@ -109,6 +109,10 @@ pub struct EngineConfig {
     /// Role memberships for `role:` checks (JCL.md §2.16): role → its direct members.
     /// A definition with `role: R` accepts `who` equal to R or listed under R.
     pub roles: std::collections::BTreeMap<String, Vec<String>>,
+    /// How long archived results stay queryable by `get_job_status` (default `None`:
+    /// forever, as the original's archive table). An in-memory engine serving many jobs
+    /// should set this, since the archive otherwise grows without bound.
+    pub archive_retention: Option<Duration>,
     /// The name the API server connects as (the original's database "API role"), used in
     /// the role error messages. Default `jcapi`.
     pub api_role: String,
@@ -123,6 +127,7 @@ impl Default for EngineConfig {
             archive_after: Duration::from_secs(60),
             worker_timeout: Duration::from_secs(180),
             roles: std::collections::BTreeMap::new(),
+            archive_retention: None,
             api_role: "jcapi".to_string(),
         }
     }
@@ -370,9 +375,14 @@ impl<S: Store> Engine<S> {
             .flatten()
     }
 
-    /// Housekeeping: disconnect workers whose last ping is older than the worker timeout.
+    /// Housekeeping: disconnect workers whose last ping is older than the worker timeout,
+    /// and forget archived results older than [`EngineConfig::archive_retention`].
     /// Returns the names of the workers disconnected.
     pub fn housekeeping(&self) -> Result<Vec<String>, BackendError> {
+        if let Some(keep) = self.config.archive_retention {
+            let before = now_ms().saturating_sub(keep.as_millis() as Millis);
+            while self.transact(|_, txn| Ok(txn.purge_archived(before, 1024)))? == 1024 {}
+        }
         let limit = now_ms().saturating_sub(self.config.worker_timeout.as_millis() as Millis);
         let stale: Vec<String> = self.transact(|_, txn| {
             Ok(txn
