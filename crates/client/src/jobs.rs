@@ -1,6 +1,6 @@
 //! Job results, handles on running jobs, and the table that routes `job_done` to waiters.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
@@ -110,6 +110,8 @@ pub(crate) struct JobTable {
     /// `job_done` that arrived for unknown ids while `create_job` calls were in flight (a
     /// server that sends `job_done` before the `create_job` result; ours never does).
     early: HashMap<i64, Value>,
+    /// Insertion order of `early`, to evict the oldest when full.
+    early_order: VecDeque<i64>,
 }
 
 impl JobTable {
@@ -142,10 +144,21 @@ impl JobTable {
                     let _ = tx.send(outargs.clone());
                 }
             }
-            None if self.creating > 0 && self.early.len() < EARLY_LIMIT => {
-                tracing::debug!(job_id, "job_done before its create_job result; kept");
+            None if self.creating > 0 => {
+                tracing::debug!(job_id, "job_done for an unknown job while creating; kept");
                 // Keep the first one: a repeated job_done must not replace it.
-                self.early.entry(job_id).or_insert(outargs);
+                if let std::collections::hash_map::Entry::Vacant(e) = self.early.entry(job_id) {
+                    e.insert(outargs);
+                    self.early_order.push_back(job_id);
+                }
+                while self.early.len() > EARLY_LIMIT {
+                    match self.early_order.pop_front() {
+                        Some(old) => {
+                            self.early.remove(&old);
+                        }
+                        None => break,
+                    }
+                }
             }
             None => tracing::debug!(job_id, "job_done for a job nobody waits for; ignored"),
         }
@@ -161,6 +174,7 @@ impl JobTable {
         self.creating = self.creating.saturating_sub(1);
         if self.creating == 0 {
             self.early.clear();
+            self.early_order.clear();
         }
     }
 
@@ -170,7 +184,10 @@ impl JobTable {
         job_id: i64,
     ) -> Result<Value, (u64, oneshot::Receiver<Value>)> {
         match self.early.remove(&job_id) {
-            Some(v) => Ok(v),
+            Some(v) => {
+                self.early_order.retain(|i| *i != job_id);
+                Ok(v)
+            }
             None => Err(self.register(job_id)),
         }
     }
@@ -400,6 +417,19 @@ mod tests {
         assert_eq!(t.created(2).ok(), Some(json!({"x": 2})));
         t.end_create();
         assert!(t.early.is_empty());
+    }
+
+    #[test]
+    fn early_stash_is_bounded_and_evicts_the_oldest() {
+        let mut t = JobTable::default();
+        t.begin_create();
+        for id in 0..(EARLY_LIMIT as i64 + 10) {
+            t.job_done(id, json!({"id": id}));
+        }
+        assert_eq!(t.early.len(), EARLY_LIMIT);
+        assert!(t.created(0).is_err(), "the oldest was evicted");
+        let last = EARLY_LIMIT as i64 + 9;
+        assert_eq!(t.created(last).ok(), Some(json!({"id": last})));
     }
 
     #[test]
