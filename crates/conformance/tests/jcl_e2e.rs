@@ -581,3 +581,156 @@ async fn jcl_c39_action_timeout() {
     )
     .await;
 }
+
+// Stage B/C cases that need no extra worker behaviour, through the network as well.
+
+#[tokio::test]
+async fn jcl_c31_split_callflow_output_maps_in_source_order() {
+    let r = rig().await;
+    r.out(
+        "k12",
+        json!({"x": 2}),
+        json!({"r": "first:2,second:4,third:6"}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jcl_c32_split_with_a_failing_child() {
+    let r = rig().await;
+    r.out(
+        "k13",
+        json!({"x": 2}),
+        json!({"error": {"msg": "childjob <C2> raised error", "class": "childerror", "error": {"msg": "child says no: 2", "class": "normal"}}}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jcl_c33_declared_lock_visible_to_clients_and_released() {
+    let r = rig().await;
+    let a = r
+        .client
+        .job("k35")
+        .inargs(json!({"tag": "A"}))
+        .submit()
+        .await
+        .unwrap_or_else(|e| panic!("submit: {e}"));
+    // A takes the lock inside create_job, so it is held as soon as the job id is known.
+    assert_eq!(
+        r.client.check_if_lock_exists("slot", "k35").await.ok(),
+        Some(Some(true))
+    );
+    assert_eq!(
+        r.client.check_if_lock_exists("slot", "nope").await.ok(),
+        Some(Some(false))
+    );
+    assert_eq!(
+        r.client
+            .check_if_lock_exists("nolocktype", "k35")
+            .await
+            .ok(),
+        Some(None)
+    );
+    let a = a.await.unwrap_or_else(|e| panic!("k35: {e}"));
+    assert_eq!(a.outargs, json!({"r": "A got lock"}));
+    assert_eq!(
+        r.client.check_if_lock_exists("slot", "k35").await.ok(),
+        Some(Some(false))
+    );
+}
+
+#[tokio::test]
+async fn jcl_c34_manual_locks_reacquire_and_unlock_not_held() {
+    let r = rig().await;
+    r.out(
+        "k36",
+        json!({"v": "x1"}),
+        json!({"r": "locked x1, unlocked"}),
+    )
+    .await;
+    r.out(
+        "k36",
+        json!({"v": "x2", "twice": true}),
+        json!({"error": {"msg": "reacquired locktype slot lockvalue x2", "class": "normal"}}),
+    )
+    .await;
+    r.out(
+        "k36",
+        json!({"v": "x3", "unlock_other": true}),
+        json!({"error": {"msg": "tried to unlock not held lock locktype slot lockvalue other", "class": "normal"}}),
+    )
+    .await;
+    for v in ["x1", "x2", "x3", "other"] {
+        assert_eq!(
+            r.client.check_if_lock_exists("slot", v).await.ok(),
+            Some(Some(false)),
+            "lock {v} released"
+        );
+    }
+}
+
+#[tokio::test]
+async fn jcl_c41_goto_label_return() {
+    let r = rig().await;
+    r.out("k24", json!({"n": 1}), json!({"r": "start middle first"}))
+        .await;
+    r.out("k24", json!({"n": 0}), json!({"r": "start middle end"}))
+        .await;
+}
+
+#[tokio::test]
+async fn jcl_c42_version_tags_sent_by_the_client() {
+    use jobcenter_engine::{Catalog, Stage};
+    let mut cat = Catalog::with_stage(Stage::C);
+    cat.register_vtag("stable");
+    cat.register_vtag("unittest");
+    let dir = part4_fixtures().join("c42");
+    for (file, tag) in [
+        ("k38_v0_stable.wf", Some("stable")),
+        ("k38_v1_untagged.wf", None),
+        ("k38_v2_unittest.wf", Some("unittest")),
+        ("k38_v3_untagged.wf", None),
+    ] {
+        let src = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let tags: Vec<String> = tag.map(str::to_string).into_iter().collect();
+        if let Err(e) = cat.compile_tagged(file, &src, &tags) {
+            panic!("{file}: {e:?}");
+        }
+    }
+    let server = TestServer::with_catalog(
+        cat,
+        jobcenter_conformance::part4_engine_config(),
+        fast_timers(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("server: {e}"));
+    let client = server
+        .client()
+        .await
+        .unwrap_or_else(|e| panic!("client: {e}"));
+    for (vtag, v) in [
+        (None, "v4-untagged"),
+        (Some("stable"), "v1-stable"),
+        (Some("unittest"), "v3-unittest"),
+        (Some("stable:unittest"), "v1-stable"),
+        (Some("unittest:stable"), "v3-unittest"),
+        (Some("nonexistent"), "v4-untagged"),
+        (Some("default"), "v4-untagged"),
+    ] {
+        let mut req = client.job("k38").inargs(json!({"x": 1}));
+        if let Some(t) = vtag {
+            req = req.vtag(t);
+        }
+        let res = req.call().await.unwrap_or_else(|e| panic!("k38: {e}"));
+        assert_eq!(res.outargs, json!({ "v": v }), "vtag {vtag:?}");
+    }
+}
+
+#[tokio::test]
+async fn jcl_c43_map_collect() {
+    let r = rig().await;
+    r.out("k41", json!({"xs": [1, 2, 3]}), json!({"r": [22, 44, 66]}))
+        .await;
+    r.out("k41", json!({"xs": []}), json!({"r": []})).await;
+}
