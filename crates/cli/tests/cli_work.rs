@@ -105,6 +105,89 @@ async fn work_sigterm_drains_the_task_in_flight_then_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_addenv_passes_the_task_environment() {
+    let serve = Serve::examples().await;
+    let mut cmd = serve.as_user(
+        WORKER,
+        &["work", "--addenv", "--action", &action("add", "addenv.sh")],
+    );
+    let mut worker = Proc::spawn("jobcenter work --addenv", cmd);
+    worker.stderr_line("jobcenter work: serving").await;
+    let out = serve.run(&["call", "calladd", r#"{"input": 5}"#]).await;
+    out.assert_code(0);
+    assert_eq!(out.json_line(), json!({"output": 1}));
+    // Stop it cleanly (it withdraws its action) so the next job goes to the next worker.
+    worker.signal("TERM");
+    worker.finish().await.assert_code(0);
+
+    // Without --addenv the same script sees no env and fails the job.
+    let _plain = serve.worker(&[action("add", "addenv.sh")]).await;
+    let out = serve.run(&["call", "calladd", r#"{"input": 5}"#]).await;
+    out.assert_code(1);
+    let msg = out.json_line()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(msg.starts_with("no env in"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_slots_2_runs_two_tasks_at_once() {
+    let serve = Serve::examples().await;
+    let fifos = tempfile::tempdir().expect("tempdir");
+    mkfifo(&fifos.path().join("started"));
+    mkfifo(&fifos.path().join("go"));
+    let started = pipe::OpenOptions::new()
+        .read_write(true)
+        .open_receiver(fifos.path().join("started"))
+        .expect("open the started FIFO");
+    let mut started = BufReader::new(started).lines();
+    let mut cmd = serve.as_user(
+        WORKER,
+        &[
+            "work",
+            "--slots",
+            "2",
+            "--action",
+            &action("add", "block.sh"),
+        ],
+    );
+    cmd.env("JC_TEST_FIFOS", fifos.path());
+    let mut worker = Proc::spawn("jobcenter work --slots 2", cmd);
+    worker.stderr_line("jobcenter work: serving").await;
+    let calls: Vec<Proc> = (0..2)
+        .map(|i| {
+            let inargs = json!({ "input": i }).to_string();
+            Proc::spawn(
+                "jobcenter call",
+                serve.client(&["call", "calladd", &inargs]),
+            )
+        })
+        .collect();
+    // Both scripts are running before either is released.
+    for n in 1..=2 {
+        let line = tokio::time::timeout(BOUND, started.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("task {n} of 2 did not start within the bound"))
+            .expect("read the started FIFO");
+        assert_eq!(line.as_deref(), Some("started"));
+    }
+    let mut go = pipe::OpenOptions::new()
+        .read_write(true)
+        .open_sender(fifos.path().join("go"))
+        .expect("open the go FIFO");
+    go.write_all(b"go\ngo\n")
+        .await
+        .expect("release the scripts");
+    for call in calls {
+        let out = call.finish().await;
+        out.assert_code(0);
+        assert_eq!(out.json_line(), json!({"output": 42}));
+    }
+    drop(go);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_sigterm_when_idle_exits_0() {
     let serve = Serve::examples().await;
     let worker = serve.worker(&[action("add", "add.sh")]).await;
