@@ -668,3 +668,32 @@ async fn c93_work_returns_92_when_the_server_does_not_ping() {
     assert_eq!(code, jobcenter::WORK_PING_TIMEOUT);
     assert!(!w.is_connected());
 }
+
+#[tokio::test]
+async fn large_payloads_cross_every_hop_below_the_frame_limit() {
+    // create_job, get_task, task_done and job_done each carry ~900 kB (server limit: a
+    // declared length of 999999 bytes is accepted, C5).
+    let s = server(fast_timers()).await;
+    let rec = Recorder::new();
+    let w = worker(&s).await;
+    for a in reference_actions(&rec, None) {
+        announce(&w, a).await;
+    }
+    let c = client(&s).await;
+    let blob = "x".repeat(900_000);
+    let res = c
+        .call("k27b", json!({"x": {"blob": blob}}))
+        .await
+        .unwrap_or_else(|e| panic!("call: {e}"));
+    assert!(res.job_id.is_some(), "{}", res.outargs.to_string().len());
+    assert_eq!(
+        res.outargs["seen"]["inargs"]["x"]["blob"]
+            .as_str()
+            .map(str::len),
+        Some(900_000)
+    );
+    // Too big for the server: the client learns it as a closed connection, not a hang.
+    let big = "y".repeat(1_000_000);
+    let r = tokio::time::timeout(WAIT, c.call("k27b", json!({"x": {"blob": big}}))).await;
+    assert!(matches!(r, Ok(Err(_))), "oversized create_job: {r:?}");
+}
