@@ -260,3 +260,24 @@ async fn serve_listen_tls_needs_cert_and_key() {
         .assert_code(2)
         .assert_one_line_error("--tls-cert and --tls-key");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: println! panics (exit 101, 'failed printing to stdout: Broken pipe' + backtrace) \
+            when the reader of stdout has gone, e.g. `jobcenter demo | head -1`"]
+async fn stdout_closed_by_the_reader_does_not_panic() {
+    let (writer, reader) = tokio::net::unix::pipe::pipe().expect("pipe");
+    drop(reader); // like `| head -1` after its line: every write gets EPIPE
+    let writer = writer.into_blocking_fd().expect("a blocking pipe fd");
+    let mut cmd = jobcenter(["demo"]);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("start jobcenter demo");
+    let out = tokio::time::timeout(cli_support::BOUND, child.wait_with_output())
+        .await
+        .expect("demo finishes within the bound")
+        .expect("wait for demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}

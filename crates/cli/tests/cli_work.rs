@@ -107,7 +107,7 @@ async fn work_sigterm_drains_the_task_in_flight_then_exits_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_addenv_passes_the_task_environment() {
     let serve = Serve::examples().await;
-    let mut cmd = serve.as_user(
+    let cmd = serve.as_user(
         WORKER,
         &["work", "--addenv", "--action", &action("add", "addenv.sh")],
     );
