@@ -92,7 +92,18 @@ async fn c33_c37_c38_result_before_single_job_done_with_library_worker() {
     for i in 0..20 {
         let mut early = Vec::new();
         let id = format!("cj{i}");
-        let params = json!({"wfname": "k01", "inargs": {"input": i}, "vtag": null, "timeout": 300});
+        // Even jobs call c_add; odd ones (k02) finish inside create_job itself, the case
+        // where a job_done could overtake the result.
+        let (wf, inargs, out) = if i % 2 == 0 {
+            ("k01", json!({"input": i}), json!({"output": i + 1}))
+        } else {
+            (
+                "k02",
+                json!({"n": i, "o": {}}),
+                json!({"n": i, "s": "dflt", "o": {}}),
+            )
+        };
+        let params = json!({"wfname": wf, "inargs": inargs, "vtag": null, "timeout": 300});
         let res = c.request(&id, "create_job", params, &mut early).await;
         let res = res.unwrap_or_else(|e| panic!("create_job: {e}"));
         // C37: nothing (in particular no job_done) before the result.
@@ -107,7 +118,7 @@ async fn c33_c37_c38_result_before_single_job_done_with_library_worker() {
         let done = c.recv().await.unwrap_or_else(|e| panic!("job_done: {e}"));
         assert_eq!(
             done,
-            json!({"jsonrpc": "2.0", "method": "job_done", "params": {"job_id": job, "outargs": {"output": i + 1}}})
+            json!({"jsonrpc": "2.0", "method": "job_done", "params": {"job_id": job, "outargs": out}})
         );
         let mut between = Vec::new();
         let pong = c
@@ -116,7 +127,7 @@ async fn c33_c37_c38_result_before_single_job_done_with_library_worker() {
         assert_eq!(pong.map(|p| p["result"].clone()).ok(), Some(json!("pong?")));
         assert!(between.is_empty(), "unexpected frames: {between:?}");
     }
-    assert_eq!(rec.len(), 20);
+    assert_eq!(rec.len(), 10);
 }
 
 #[tokio::test]
@@ -696,4 +707,93 @@ async fn large_payloads_cross_every_hop_below_the_frame_limit() {
     let big = "y".repeat(1_000_000);
     let r = tokio::time::timeout(WAIT, c.call("k27b", json!({"x": {"blob": big}}))).await;
     assert!(matches!(r, Ok(Err(_))), "oversized create_job: {r:?}");
+}
+
+#[tokio::test]
+async fn clenv_reaches_workflow_actions_and_children_reqauth_ignored() {
+    // PROTOCOL.md §11.5/§11.6 through the client library: `clenv` becomes `e.clenv`, an
+    // action declaring the env input `clenv` receives it, child jobs inherit it; `reqauth`
+    // is ignored by the password adapter.
+    let dir = jobcenter_conformance::own_fixtures().join("extra");
+    let s = TestServer::start(dir, fast_timers())
+        .await
+        .unwrap_or_else(|e| panic!("server: {e}"));
+    let w = worker(&s).await;
+    announce(
+        &w,
+        Action::new("e_env")
+            .addenv(true)
+            .sync(|t: Task| Ok::<_, String>(json!({"y": t.env.unwrap_or_default()}))),
+    )
+    .await;
+    let c = client(&s).await;
+    let clenv = json!({"lang": "nl", "n": 1});
+    let res = c
+        .job("e_clenv")
+        .inargs(json!({"x": 1}))
+        .clenv(clenv.clone())
+        .reqauth(json!({"token": "ignored"}))
+        .call()
+        .await
+        .unwrap_or_else(|e| panic!("call: {e}"));
+    assert_eq!(
+        res.outargs,
+        json!({"wf": clenv, "act": {"clenv": clenv}}),
+        "job {:?}",
+        res.job_id
+    );
+    let res = c
+        .job("e_clenv_parent")
+        .inargs(json!({"x": 2}))
+        .clenv(clenv.clone())
+        .call()
+        .await
+        .unwrap_or_else(|e| panic!("call: {e}"));
+    assert_eq!(
+        res.outargs,
+        json!({"child": {"wf": clenv, "act": {"clenv": clenv}}})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_and_workers_at_once_no_job_lost() {
+    const CLIENTS: usize = 20;
+    const JOBS_EACH: usize = 50;
+    let s = server(fast_timers()).await;
+    let recs: Vec<Recorder> = (0..4).map(|_| Recorder::new()).collect();
+    let mut workers = Vec::new();
+    for (k, rec) in recs.iter().enumerate() {
+        let w = worker(&s).await;
+        for a in reference_actions(rec, Some(4)) {
+            announce(&w, a.workername(format!("mw-{k}"))).await;
+        }
+        workers.push(w);
+    }
+    let mut tasks = Vec::new();
+    for k in 0..CLIENTS {
+        let c = client(&s).await;
+        tasks.push(tokio::spawn(async move {
+            let mut bad = Vec::new();
+            let calls = (0..JOBS_EACH).map(|j| {
+                let c = c.clone();
+                async move {
+                    let input = (k * 1000 + j) as i64;
+                    let r = c.call("k01", json!({ "input": input })).await;
+                    (input, r.map(|r| r.outargs).map_err(|e| e.to_string()))
+                }
+            });
+            for (input, r) in futures::future::join_all(calls).await {
+                if r != Ok(json!({"output": input + 1})) {
+                    bad.push((input, r));
+                }
+            }
+            bad
+        }));
+    }
+    for t in tasks {
+        let bad = t.await.unwrap_or_else(|e| panic!("client task: {e}"));
+        assert!(bad.is_empty(), "wrong results: {bad:?}");
+    }
+    let total: usize = recs.iter().map(Recorder::len).sum();
+    assert_eq!(total, CLIENTS * JOBS_EACH, "each task ran exactly once");
 }
