@@ -85,5 +85,62 @@ fn bench_store<S: Store>(c: &mut Criterion, name: &str, store: S) {
     group.finish();
 }
 
-criterion_group!(benches, bench_job);
+/// Whole jobs from several threads at once (each thread: its own worker name), to see the
+/// effect of the store lock: jobs/s over all threads.
+fn bench_parallel(c: &mut Criterion) {
+    const THREADS: u64 = 2;
+    let config = EngineConfig {
+        archive_after: Duration::ZERO,
+        ..EngineConfig::default()
+    };
+    let engine = std::sync::Arc::new(Engine::new(
+        catalog(),
+        jobcenter_store::MemoryStore::new(),
+        config,
+    ));
+    for t in 0..THREADS {
+        let r = block_on(engine.announce(format!("bw{t}"), "b_add".into(), "bench".into(), None));
+        assert!(r.is_ok());
+    }
+    let mut group = c.benchmark_group("runtime");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("one_action_job_2_threads", |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..THREADS {
+                    let engine = engine.clone();
+                    s.spawn(move || {
+                        let worker = format!("bw{t}");
+                        let mut inargs = Map::new();
+                        inargs.insert("input".into(), json!(5));
+                        for _ in 0..iters / THREADS {
+                            let id = block_on(engine.create_job(CreateJob {
+                                wfname: "b_one".into(),
+                                inargs: inargs.clone(),
+                                vtag: None,
+                                who: "bench".into(),
+                                env: None,
+                            }))
+                            .unwrap_or_default();
+                            let claim =
+                                block_on(engine.get_task(worker.clone(), "b_add".into(), Some(id)));
+                            let Ok(Some(claim)) = claim else {
+                                panic!("no task for job {id}");
+                            };
+                            let done =
+                                block_on(engine.task_done(claim.cookie, json!({"counter": 6})));
+                            assert!(done.is_ok());
+                        }
+                    });
+                }
+            });
+            assert!(engine.run_due().is_ok());
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_job, bench_parallel);
 criterion_main!(benches);
