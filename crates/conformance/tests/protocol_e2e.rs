@@ -797,3 +797,46 @@ async fn many_clients_and_workers_at_once_no_job_lost() {
     let total: usize = recs.iter().map(Recorder::len).sum();
     assert_eq!(total, CLIENTS * JOBS_EACH, "each task ran exactly once");
 }
+
+#[tokio::test]
+async fn c88_odd_handler_results_end_the_job_instead_of_hanging() {
+    // Whatever a handler returns (nothing, a scalar, an array, an error, a panic, an
+    // object without the required output), the job ends with an error result.
+    let s = server(fast_timers()).await;
+    let w = worker(&s).await;
+    announce(
+        &w,
+        Action::new("c_add").slots(4).sync(|t: Task| {
+            match t.inargs["counter"].as_i64().unwrap_or_default() {
+                1 => Ok(Value::Null),
+                2 => Ok(json!("just a string")),
+                3 => Ok(json!([1, 2])),
+                4 => Err("handler failed".to_string()),
+                5 => panic!("handler panicked"),
+                _ => Ok(json!({})),
+            }
+        }),
+    )
+    .await;
+    let c = client(&s).await;
+    let missing = json!({"error": {"msg": "caught exception in do_outargsmap sqlstate P0001 sqlerrm required output parameter counter not found", "class": "normal"}});
+    for (counter, expected) in [
+        (1, Some(json!({"error": "no result"}))),
+        (2, None),
+        (3, None),
+        (4, Some(json!({"error": "handler failed"}))),
+        (5, None),
+        (6, Some(missing)),
+    ] {
+        let res = tokio::time::timeout(WAIT, c.call("k01", json!({ "input": counter })))
+            .await
+            .unwrap_or_else(|_| panic!("counter {counter}: the job hangs"))
+            .unwrap_or_else(|e| panic!("counter {counter}: {e}"));
+        assert!(res.job_id.is_some());
+        assert!(res.is_error(), "counter {counter}: {}", res.outargs);
+        if let Some(exp) = expected {
+            assert_eq!(res.outargs, exp, "counter {counter}");
+        }
+    }
+    assert_eq!(w.in_flight(), 0);
+}
