@@ -5,7 +5,7 @@ mod cli_support;
 
 use std::path::Path;
 
-use cli_support::{action, closed_port, job_id, run, Proc, Serve, BOUND, WORKER};
+use cli_support::{action, closed_port, fixtures_dir, job_id, run, Proc, Serve, BOUND, WORKER};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
@@ -222,6 +222,114 @@ async fn work_refuses_bad_arguments_with_exit_2() {
         .await
         .assert_code(2)
         .assert_one_line_error("cannot connect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_exits_92_without_server_pings() {
+    // The server pings workers every 60 s; a worker that wants one within 0.3 s gives up.
+    let serve = Serve::examples().await;
+    let cmd = serve.as_user(
+        WORKER,
+        &[
+            "work",
+            "--ping-timeout",
+            "0.3",
+            "--action",
+            &action("add", "add.sh"),
+        ],
+    );
+    let mut worker = Proc::spawn("jobcenter work --ping-timeout 0.3", cmd);
+    worker.stderr_line("jobcenter work: serving").await;
+    worker.finish().await.assert_code(92);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_slotgroup_and_workername_are_announced() {
+    let serve = Serve::examples().await;
+    let cmd = serve.as_user(
+        WORKER,
+        &[
+            "work",
+            "--slotgroup",
+            "pool:3",
+            "--workername",
+            "cli test worker",
+            "--action",
+            &action("add", "add.sh"),
+            "--action",
+            &action("div", "div.sh"),
+        ],
+    );
+    let mut worker = Proc::spawn("jobcenter work --slotgroup", cmd);
+    worker.stderr_line("jobcenter work: serving add, div").await;
+    let out = cli_support::run_cmd(
+        serve.as_user(cli_support::MEISTER, &["api-status", "clients"]),
+        None,
+    )
+    .await;
+    out.assert_code(0);
+    let clients: serde_json::Value =
+        serde_json::from_str(&out.stdout.join("\n")).expect("clients dump is JSON");
+    let me = clients
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["workername"] == "cli test worker"))
+        .unwrap_or_else(|| panic!("no worker named 'cli test worker' in {clients:#}"));
+    assert_eq!(me["slotgroups"]["pool"]["slots"], 3.0, "{me:#}");
+    assert_eq!(me["workeractions"]["add"]["slotgroup"], "pool", "{me:#}");
+    assert_eq!(me["workeractions"]["div"]["slotgroup"], "pool", "{me:#}");
+    // And it works through the shared pool.
+    let out = serve
+        .run(&["call", "divide", r#"{"dividend": 8, "divisor": 2}"#])
+        .await;
+    out.assert_code(0);
+    assert_eq!(out.json_line(), json!({"quotient": 4}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_filter_routes_tasks_to_the_matching_worker() {
+    let serve = Serve::start(&[fixtures_dir().join("filtered")]).await;
+    let lane = |name: &str, add: i64| -> Vec<String> {
+        vec![
+            "work".to_string(),
+            "--filter".to_string(),
+            json!({ "lane": name }).to_string(),
+            "--action".to_string(),
+            format!("fadd=cat > /dev/null; echo '{{\"counter\": {add}}}'"),
+        ]
+    };
+    let mut workers = Vec::new();
+    for (name, add) in [("a", 100), ("b", 200)] {
+        let args = lane(name, add);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut w = Proc::spawn("jobcenter work --filter", serve.as_user(WORKER, &args));
+        w.stderr_line("jobcenter work: serving fadd").await;
+        workers.push(w);
+    }
+    for (name, expect) in [("a", 100), ("b", 200), ("a", 100)] {
+        let inargs = json!({"input": 1, "lane": name}).to_string();
+        let out = serve.run(&["call", "filtercall", &inargs]).await;
+        out.assert_code(0);
+        assert_eq!(out.json_line(), json!({ "output": expect }), "lane {name}");
+    }
+
+    // The action requires a filter; examples' add does not allow one: both refused, exit 2.
+    let out = cli_support::run_cmd(
+        serve.as_user(WORKER, &["work", "--action", "fadd=true"]),
+        None,
+    )
+    .await;
+    out.assert_code(2)
+        .assert_one_line_error("filtering is required");
+    let out = cli_support::run_cmd(
+        serve.as_user(
+            WORKER,
+            &["work", "--filter", "[1]", "--action", "fadd=true"],
+        ),
+        None,
+    )
+    .await;
+    out.assert_code(2)
+        .assert_one_line_error("--filter must be a JSON object");
 }
 
 /// Make a named pipe with mkfifo(1).
