@@ -113,7 +113,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Ids of live jobs whose inargs contain `filter` (a JSON object; `{}` is an error) (§10.5).
     fn find_jobs(&self, filter: Value) -> BackendFuture<'_, Vec<JobId>>;
     /// `None` for an unknown locktype, else whether some job holds the lock (§10.6).
-    fn check_if_lock_exists(&self, locktype: String, lockvalue: String) -> BackendFuture<'_, Option<bool>>;
+    fn check_if_lock_exists(
+        &self,
+        locktype: String,
+        lockvalue: String,
+    ) -> BackendFuture<'_, Option<bool>>;
     /// Register `actionname` for the active worker `workername`, creating the worker (§10.7).
     fn announce(
         &self,
