@@ -840,3 +840,52 @@ async fn c88_odd_handler_results_end_the_job_instead_of_hanging() {
     }
     assert_eq!(w.in_flight(), 0);
 }
+
+#[tokio::test]
+async fn c39_sub_second_job_timeout_is_not_rounded_to_forever() {
+    let s = server(fast_timers()).await;
+    let gate = Arc::new(Semaphore::new(0));
+    let (tx, mut entered) = mpsc::unbounded_channel();
+    let w = worker(&s).await;
+    announce(&w, gated_add(1, gate.clone(), tx)).await;
+    let c = client(&s).await;
+    let start = Instant::now();
+    let res = tokio::time::timeout(
+        WAIT,
+        c.job("k01")
+            .inargs(json!({"input": 1}))
+            .timeout(Duration::from_millis(300))
+            .call(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("a 300 ms job timeout never fired"))
+    .unwrap_or_else(|e| panic!("call: {e}"));
+    assert_eq!(res.outargs, json!({"error": "timeout"}));
+    assert!(start.elapsed() >= Duration::from_millis(250));
+    let id = res.job_id.unwrap_or_default();
+    assert_eq!(next_entered(&mut entered).await, id);
+    gate.add_permits(1);
+}
+
+#[tokio::test]
+async fn waiting_calls_fail_promptly_when_the_server_shuts_down() {
+    let mut s = server(fast_timers()).await;
+    let c = client(&s).await;
+    // Nobody serves c_add: the call waits for a job_done that will never come.
+    let call = tokio::spawn({
+        let c = c.clone();
+        async move { c.call("k01", json!({"input": 1})).await }
+    });
+    while c.waiting_jobs() == 0 {
+        tokio::task::yield_now().await;
+    }
+    s.shutdown().await;
+    let r = tokio::time::timeout(WAIT, call)
+        .await
+        .unwrap_or_else(|_| panic!("the waiting call hangs after shutdown"));
+    assert!(
+        matches!(r, Ok(Err(jobcenter::ClientError::Closed))),
+        "{r:?}"
+    );
+    assert!(!c.is_connected());
+}
