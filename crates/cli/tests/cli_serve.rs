@@ -72,6 +72,7 @@ async fn serve_with_a_broken_definition_prints_file_line_message_and_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_sigterm_exits_0() {
     let serve = Serve::examples().await;
+    // A round trip first (see serve_signal_right_after_the_listening_line_exits_0).
     serve.run(&["ping"]).await.assert_code(0);
     let Serve {
         mut proc,
@@ -90,6 +91,55 @@ async fn serve_sigterm_exits_0() {
             .is_err(),
         "still listening on {port}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_sigint_exits_0() {
+    let mut serve = Serve::examples().await;
+    // A round trip first: the handlers are installed only after the "listening on" line (see
+    // serve_signal_right_after_the_listening_line_exits_0).
+    serve.run(&["ping"]).await.assert_code(0);
+    serve.proc.signal("INT");
+    serve.proc.stderr_line("shutting down").await;
+    let Serve { proc, dir, .. } = serve;
+    let _keep = dir;
+    proc.finish().await.assert_code(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: serve prints 'listening on' before it installs its SIGINT/SIGTERM handlers; a \
+            signal right after that line kills it with the default action (exit 143/130)"]
+async fn serve_signal_right_after_the_listening_line_exits_0() {
+    // A supervisor may stop the server as soon as it says it is ready. Five tries make the
+    // race (observed in about 5 of 6 tries by hand) show reliably.
+    for n in 1..=5 {
+        let Serve { proc, dir, .. } = Serve::examples().await;
+        let _keep = dir;
+        proc.signal("TERM");
+        let out = proc.finish().await;
+        assert_eq!(out.code, 0, "try {n}: {out:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_insecure_dev_auth_warns_and_lets_anyone_in() {
+    let cmd = jobcenter(["serve", "--listen", "127.0.0.1:0", "--insecure-dev-auth"]);
+    let mut proc = Proc::spawn("jobcenter serve --insecure-dev-auth", cmd);
+    proc.stderr_line("WARNING: --insecure-dev-auth lets anyone in")
+        .await;
+    let line = proc.stderr_line("listening on").await;
+    let port = line
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let out = run(&[
+        "ping", "--port", &port, "--who", "anybody", "--token", "anything",
+    ])
+    .await;
+    out.assert_code(0);
+    assert_eq!(out.stdout, vec!["pong".to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
