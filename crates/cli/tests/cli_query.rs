@@ -264,3 +264,25 @@ async fn ping_answers_pong_and_fails_cleanly_without_a_server() {
     out.assert_code(2)
         .assert_one_line_error("authentication failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: status --wait exits 1 (like a failed job) when the connection is lost; \
+            call uses 2 for connection trouble, so a script cannot tell the two apart"]
+async fn status_wait_losing_the_server_exits_2() {
+    let serve = Serve::examples().await;
+    let pending = pending_calladd(&serve, 30).await;
+    let mut cmd = serve.client(&["status", &pending.to_string(), "--wait"]);
+    cmd.env("RUST_LOG", "jobcenter_rpc=trace");
+    let mut waiting = Proc::spawn("jobcenter status --wait", cmd);
+    waiting.stderr_line(r#""result":[null,null]"#).await;
+    serve.proc.signal("KILL");
+    let out = waiting.finish().await;
+    assert!(out.stdout.is_empty(), "{out:#?}");
+    assert!(
+        out.stderr
+            .iter()
+            .any(|l| l == "jobcenter status: connection closed"),
+        "{out:#?}"
+    );
+    assert_eq!(out.code, 2, "{out:#?}");
+}
