@@ -123,6 +123,12 @@ pub struct ServeArgs {
     /// CA (PEM) to verify client certificates; TLS clients must then present one.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
+    /// Keep jobs in this journal file (durable across restarts); default: in memory only.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    /// Forget archived (finished) job results after this many seconds; 0 keeps them forever.
+    #[arg(long, default_value_t = 86_400)]
+    pub archive_retention: u64,
     /// DEVELOPMENT ONLY: accept any who/token without a password file.
     #[arg(long)]
     pub insecure_dev_auth: bool,

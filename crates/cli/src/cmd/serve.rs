@@ -1,4 +1,4 @@
-//! `jobcenter serve`: the API server with the JCL engine, in memory.
+//! `jobcenter serve`: the API server with the JCL engine, in memory or with a journal file.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jobcenter_engine::backend::Backend;
 use jobcenter_engine::{Catalog, Engine, EngineConfig};
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, TlsConfig};
-use jobcenter_store::MemoryStore;
+use jobcenter_store::{JournalStore, MemoryStore, Store};
 
 use crate::args::ServeArgs;
 use crate::cmd::work::shutdown_signal;
@@ -93,8 +93,35 @@ pub fn load_catalog(paths: &[std::path::PathBuf]) -> Result<Catalog, Failure> {
 pub async fn run(a: ServeArgs) -> Result<u8, Failure> {
     let config = server_config(&a)?;
     let catalog = load_catalog(&a.load)?;
-    let defs = catalog.definitions().len();
-    let engine = Engine::new(catalog, MemoryStore::new(), EngineConfig::default()).start();
+    let engine_config = EngineConfig {
+        archive_retention: (a.archive_retention > 0)
+            .then(|| std::time::Duration::from_secs(a.archive_retention)),
+        ..EngineConfig::default()
+    };
+    match &a.journal {
+        Some(path) => {
+            let store = JournalStore::open(path).map_err(|e| {
+                Failure::with_code(2, format!("cannot open journal {}: {e}", path.display()))
+            })?;
+            eprintln!("jobcenter serve: jobs are kept in {}", path.display());
+            let engine = Engine::new(catalog, store, engine_config).start();
+            let code = serve(config, engine.clone()).await?;
+            if let Err(e) = engine.store().sync() {
+                eprintln!("jobcenter serve: journal sync failed: {e}");
+                return Ok(1);
+            }
+            Ok(code)
+        }
+        None => {
+            let engine = Engine::new(catalog, MemoryStore::new(), engine_config).start();
+            serve(config, engine).await
+        }
+    }
+}
+
+/// Serve with the given engine until SIGINT/SIGTERM, then shut down cleanly.
+async fn serve<S: Store>(config: ServerConfig, engine: Arc<Engine<S>>) -> Result<u8, Failure> {
+    let defs = engine.catalog().definitions().len();
     let backend: Arc<dyn Backend> = engine;
     let handle = Server::start(config, backend)
         .await
