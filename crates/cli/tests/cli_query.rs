@@ -255,6 +255,15 @@ async fn ping_answers_pong_and_fails_cleanly_without_a_server() {
     out.assert_code(0);
     assert_eq!(out.stdout, vec!["pong".to_string()]);
 
+    // --debug logs the conversation to stderr, but never the token.
+    let out = serve.run(&["ping", "--debug"]).await;
+    out.assert_code(0);
+    assert!(out.stderr.iter().any(|l| l.contains("DEBUG")), "{out:#?}");
+    assert!(
+        !out.stderr.iter().any(|l| l.contains(CLIENT.1)),
+        "the token leaked: {out:#?}"
+    );
+
     let port = closed_port().to_string();
     let out = run(&["ping", "--port", &port, "--who", "a", "--token", "b"]).await;
     out.assert_code(2).assert_one_line_error("cannot connect");
