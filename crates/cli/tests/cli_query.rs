@@ -111,7 +111,7 @@ async fn status_wait_returns_when_the_job_finishes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn find_lists_live_jobs_matching_the_filter() {
+async fn c46_find_lists_live_jobs_matching_the_filter() {
     let serve = Serve::examples().await;
     let a = pending_calladd(&serve, 77).await;
     let b = pending_calladd(&serve, 77).await;
@@ -159,7 +159,7 @@ async fn lock_against_serve_is_null_for_an_unregistered_type() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lock_true_false_null_against_an_in_process_server() {
+async fn c47_lock_true_false_null_against_an_in_process_server() {
     // The server library in-process, with the lock type `slot` registered and a workflow that
     // holds (slot, k35) while it waits for an action nobody serves.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -224,7 +224,7 @@ async fn lock_true_false_null_against_an_in_process_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_status_needs_apimeister() {
+async fn c48_api_status_needs_apimeister() {
     let serve = Serve::examples().await;
     let out = serve.run(&["api-status"]).await;
     out.assert_code(1)
@@ -236,7 +236,11 @@ async fn api_status_needs_apimeister() {
     out.assert_code(0);
     let stats = out.json_line();
     assert_eq!(stats["workers"], 1, "{stats}");
+    assert_eq!(stats["dead"], 0, "{stats}");
     assert!(stats["clients"].as_u64().unwrap_or(0) >= 2, "{stats}");
+    let out = run_cmd(serve.as_user(MEISTER, &["api-status", "foo"]), None).await;
+    out.assert_code(0);
+    assert_eq!(out.stdout, vec!["no status for foo".to_string()]);
 
     // The dumps are multi-line JSON; the worker's actions show in the client list.
     let out = run_cmd(serve.as_user(MEISTER, &["api-status", "clients"]), None).await;

@@ -212,7 +212,7 @@ async fn work_sigterm_right_after_the_serving_line_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn work_exits_91_when_the_server_dies() {
+async fn c93_work_exits_91_when_the_server_dies() {
     let serve = Serve::examples().await;
     let worker = serve.worker(&[action("add", "add.sh")]).await;
     serve.proc.signal("KILL");
@@ -241,7 +241,7 @@ async fn work_refuses_bad_arguments_with_exit_2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn work_exits_92_without_server_pings() {
+async fn c93_work_exits_92_without_server_pings() {
     // The server pings workers every 60 s; a worker that wants one within 0.3 s gives up.
     let serve = Serve::examples().await;
     let cmd = serve.as_user(
