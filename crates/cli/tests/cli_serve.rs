@@ -47,7 +47,7 @@ async fn serve_with_a_broken_definition_prints_file_line_message_and_fails() {
         .arg("--load")
         .arg(broken("x.wf"));
     let out = Proc::spawn("jobcenter serve", cmd).finish().await;
-    assert_ne!(out.code, 0, "{out:#?}");
+    assert_eq!(out.code, 1, "README: 1 for bad definitions: {out:#?}");
     let errors: Vec<_> = out
         .stderr
         .iter()
