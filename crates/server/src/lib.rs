@@ -26,6 +26,9 @@
 //!   `task_ready` overtakes it.
 //! - Poll-offer ids are `please_<action>_<n>`; poll offers have no hand-off timer (as the
 //!   reference).
+//! - A `get_task` that claims nothing keeps its action in the pending list when a ready
+//!   notification marked it while the claim was in flight (the reference drops it, and the
+//!   new job then waits up to 60 s for the periodic poll).
 //! - Slot counts are validated as in the reference (`> 0`, fractions allowed, §14 Q34).
 //! - All configured auth methods work on every listener (no per-listener lists, §14 Q18).
 //! - [`AuthConfig::dev_allow_any`] accepts every `hello`: development only, insecure.
