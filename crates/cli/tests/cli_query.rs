@@ -279,8 +279,6 @@ async fn ping_answers_pong_and_fails_cleanly_without_a_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: status --wait exits 1 (like a failed job) when the connection is lost; \
-            call uses 2 for connection trouble, so a script cannot tell the two apart"]
 async fn status_wait_losing_the_server_exits_2() {
     let serve = Serve::examples().await;
     let pending = pending_calladd(&serve, 30).await;

@@ -199,8 +199,6 @@ async fn work_sigterm_when_idle_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: work prints 'serving ...' before it installs its SIGINT/SIGTERM handlers; a \
-            signal right after that line kills it with the default action (exit 143)"]
 async fn work_sigterm_right_after_the_serving_line_exits_0() {
     let serve = Serve::examples().await;
     for n in 1..=5 {

@@ -70,7 +70,7 @@ pub async fn run(a: CallArgs) -> Result<u8, Failure> {
                 Some(id) => eprintln!("job_id {id}"),
                 None => eprintln!("job not created"),
             }
-            println!("{}", result.outargs);
+            crate::cmd::emit(&result.outargs);
             Ok(u8::from(result.is_error()))
         }
     }

@@ -10,7 +10,7 @@ pub fn run(a: CheckArgs) -> Result<u8, Failure> {
     let mut catalog = Catalog::new();
     let report = catalog.load_paths(&a.files);
     for e in &report.errors {
-        println!("{e}");
+        crate::cmd::emit(e);
     }
     for d in &report.loaded {
         eprintln!("ok: {:?} {} (version {})", d.kind, d.name, d.version);

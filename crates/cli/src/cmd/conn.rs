@@ -31,7 +31,13 @@ pub fn client_config(c: &ConnArgs) -> Result<ClientConfig, Failure> {
         cfg.tls = true;
         match &c.tls_ca {
             Some(ca) => cfg = cfg.tls_ca(ca.clone()),
-            None => cfg = cfg.tls_insecure(),
+            None => {
+                eprintln!(
+                    "jobcenter: warning: --tls without --tls-ca does not verify the server's \
+                     certificate (as the Perl client without tls_ca)"
+                );
+                cfg = cfg.tls_insecure();
+            }
         }
     }
     match (&c.tls_cert, &c.tls_key) {

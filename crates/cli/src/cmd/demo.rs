@@ -195,7 +195,7 @@ fn credentials() -> Result<Credentials, Failure> {
 pub async fn run(a: DemoArgs) -> Result<u8, Failure> {
     let say = |s: String| {
         if !a.quiet {
-            println!("{s}");
+            crate::cmd::emit(s);
         }
     };
     let catalog = example_catalog()?;

@@ -70,6 +70,58 @@ pub async fn run(cli: Cli) -> u8 {
     }
 }
 
+/// Print one line on stdout. A reader that went away (`| head`) is not an error: the
+/// line is dropped and the command keeps its exit status.
+pub fn emit(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// SIGINT/SIGTERM, installed before a long-running command says it is ready, so a signal
+/// that arrives right after that message is not lost.
+pub struct ShutdownSignal {
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl ShutdownSignal {
+    /// Install the handlers now.
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Some((int, term)),
+                _ => {
+                    tracing::warn!("cannot install signal handlers; falling back to ctrl-c");
+                    None
+                }
+            };
+            ShutdownSignal { streams }
+        }
+        #[cfg(not(unix))]
+        {
+            ShutdownSignal {}
+        }
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((int, term)) = self.streams.as_mut() {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// Parse a JSON object given on the command line.
 pub fn parse_object(what: &str, text: &str) -> Result<serde_json::Value, Failure> {
     let v: serde_json::Value = serde_json::from_str(text)

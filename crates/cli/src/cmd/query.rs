@@ -7,8 +7,15 @@ use crate::args::{ApiStatusArgs, FindArgs, LockArgs, PingArgs, StatusArgs};
 use crate::cmd::conn::connect;
 use crate::cmd::{parse_object, Failure};
 
+/// Connection trouble exits 2 (like `call`); an answer the server gave exits 1.
 fn server_error(e: jobcenter::ClientError) -> Failure {
-    Failure::with_code(1, e.to_string())
+    use jobcenter::ClientError as E;
+    match e {
+        E::Closed | E::Timeout | E::Connect { .. } | E::Tls(_) | E::HandshakeTimeout => {
+            Failure::connection(e.to_string())
+        }
+        other => Failure::with_code(1, other.to_string()),
+    }
 }
 
 /// `jobcenter status JOB_ID [--wait]`: one JSON line with the job's status.
@@ -50,7 +57,7 @@ pub async fn status(a: StatusArgs) -> Result<u8, Failure> {
             )
         }
     };
-    println!("{line}");
+    crate::cmd::emit(line);
     Ok(code)
 }
 
@@ -60,7 +67,7 @@ pub async fn find(a: FindArgs) -> Result<u8, Failure> {
     let client = connect(&a.conn).await?;
     let ids = client.find_jobs(filter).await.map_err(server_error)?;
     client.close();
-    println!("{}", Value::from(ids));
+    crate::cmd::emit(Value::from(ids));
     Ok(0)
 }
 
@@ -72,7 +79,7 @@ pub async fn lock(a: LockArgs) -> Result<u8, Failure> {
         .await
         .map_err(server_error)?;
     client.close();
-    println!("{}", held.map_or(Value::Null, Value::Bool));
+    crate::cmd::emit(held.map_or(Value::Null, Value::Bool));
     Ok(0)
 }
 
@@ -82,8 +89,8 @@ pub async fn api_status(a: ApiStatusArgs) -> Result<u8, Failure> {
     let v = client.get_api_status(&a.what).await.map_err(server_error)?;
     client.close();
     match v {
-        Value::String(s) => println!("{s}"),
-        other => println!("{other}"),
+        Value::String(s) => crate::cmd::emit(s),
+        other => crate::cmd::emit(other),
     }
     Ok(0)
 }
@@ -94,7 +101,7 @@ pub async fn ping(a: PingArgs) -> Result<u8, Failure> {
     let ok = client.ping().await;
     client.close();
     if ok {
-        println!("pong");
+        crate::cmd::emit("pong");
         Ok(0)
     } else {
         Err(Failure::with_code(1, "no pong from the server"))

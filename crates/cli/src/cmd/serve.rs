@@ -9,8 +9,7 @@ use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, TlsConf
 use jobcenter_store::{JournalStore, MemoryStore, Store};
 
 use crate::args::ServeArgs;
-use crate::cmd::work::shutdown_signal;
-use crate::cmd::Failure;
+use crate::cmd::{Failure, ShutdownSignal};
 
 /// The default listener: loopback only, the protocol's port.
 const DEFAULT_LISTEN: &str = "127.0.0.1:6522";
@@ -126,12 +125,13 @@ async fn serve<S: Store>(config: ServerConfig, engine: Arc<Engine<S>>) -> Result
     let handle = Server::start(config, backend)
         .await
         .map_err(|e| Failure::with_code(2, e.to_string()))?;
+    let mut signals = ShutdownSignal::install();
     let addrs: Vec<String> = handle.local_addrs().iter().map(|a| a.to_string()).collect();
     eprintln!(
         "jobcenter serve: {defs} definition(s) loaded, listening on {}",
         addrs.join(", ")
     );
-    shutdown_signal().await;
+    signals.recv().await;
     eprintln!("jobcenter serve: shutting down");
     handle.shutdown().await;
     Ok(0)

@@ -10,7 +10,7 @@ use jobcenter::{Action, Subprocess, Worker};
 
 use crate::args::WorkArgs;
 use crate::cmd::conn::client_config;
-use crate::cmd::{parse_object, Failure};
+use crate::cmd::{parse_object, Failure, ShutdownSignal};
 
 /// Split `NAME=COMMAND`.
 fn parse_action(spec: &str) -> Result<(String, String), Failure> {
@@ -88,6 +88,7 @@ pub async fn run(a: WorkArgs) -> Result<u8, Failure> {
             .map_err(|e| Failure::with_code(2, format!("announce {name}: {e}")))?;
         tracing::info!(action = %name, "announced");
     }
+    let mut signals = ShutdownSignal::install();
     eprintln!(
         "jobcenter work: serving {}",
         actions
@@ -99,7 +100,7 @@ pub async fn run(a: WorkArgs) -> Result<u8, Failure> {
     let drain = Duration::from_secs_f64(a.drain);
     let code = tokio::select! {
         code = worker.work() => code,
-        _ = shutdown_signal() => {
+        _ = signals.recv() => {
             eprintln!("jobcenter work: shutting down, draining in-flight tasks");
             let left = worker.shutdown(drain).await;
             if left > 0 {
@@ -109,27 +110,4 @@ pub async fn run(a: WorkArgs) -> Result<u8, Failure> {
         }
     };
     Ok(u8::try_from(code).unwrap_or(1))
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
