@@ -123,6 +123,13 @@ pub struct ServeArgs {
     /// CA (PEM) to verify client certificates; TLS clients must then present one.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
+    /// How much of JCL to accept: A (sequential workflows), B (+ split, locks, sleep),
+    /// C (+ events, goto/label, version tags, map, detachflow).
+    #[arg(long, default_value = "C", value_parser = ["A", "B", "C"])]
+    pub stage: String,
+    /// Register a lock type that workflows may use (repeatable).
+    #[arg(long = "locktype", value_name = "NAME")]
+    pub locktypes: Vec<String>,
     /// Keep jobs in this journal file (durable across restarts); default: in memory only.
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,

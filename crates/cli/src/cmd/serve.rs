@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use jobcenter_engine::backend::Backend;
-use jobcenter_engine::{Catalog, Engine, EngineConfig};
+use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, TlsConfig};
 use jobcenter_store::{JournalStore, MemoryStore, Store};
 
@@ -64,8 +64,17 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig, Failure> {
 }
 
 /// Compile the definitions, or print every error and fail.
-pub fn load_catalog(paths: &[std::path::PathBuf]) -> Result<Catalog, Failure> {
-    let mut catalog = Catalog::new();
+pub fn load_catalog(a: &ServeArgs) -> Result<Catalog, Failure> {
+    let stage = match a.stage.as_str() {
+        "A" => Stage::A,
+        "B" => Stage::B,
+        _ => Stage::C,
+    };
+    let mut catalog = Catalog::with_stage(stage);
+    for t in &a.locktypes {
+        catalog.register_locktype(t);
+    }
+    let paths = &a.load;
     if paths.is_empty() {
         return Ok(catalog);
     }
@@ -91,7 +100,7 @@ pub fn load_catalog(paths: &[std::path::PathBuf]) -> Result<Catalog, Failure> {
 /// Run the server until SIGINT/SIGTERM.
 pub async fn run(a: ServeArgs) -> Result<u8, Failure> {
     let config = server_config(&a)?;
-    let catalog = load_catalog(&a.load)?;
+    let catalog = load_catalog(&a)?;
     let engine_config = EngineConfig {
         archive_retention: (a.archive_retention > 0)
             .then(|| std::time::Duration::from_secs(a.archive_retention)),
