@@ -277,7 +277,7 @@ impl Store for JournalStore {
 mod tests {
     use super::*;
     use crate::model::{JobState, LockRecord, Registration, TaskState};
-    use serde_json::{json, Map};
+    use serde_json::json;
 
     fn job(id: JobId, state: JobState, action: Option<&str>) -> JobRecord {
         JobRecord {
@@ -293,9 +293,9 @@ mod tests {
             parent: None,
             children: Vec::new(),
             subscriptions: Vec::new(),
-            args: json!({"x": 1}).as_object().cloned().unwrap_or_default(),
-            env: Map::new(),
-            vars: Map::new(),
+            args: std::sync::Arc::new(json!({"x": 1}).as_object().cloned().unwrap_or_default()),
+            env: Default::default(),
+            vars: Default::default(),
             out_args: None,
             task_state: TaskState {
                 action: action.map(str::to_string),

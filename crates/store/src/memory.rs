@@ -15,23 +15,53 @@ pub(crate) struct State {
     pub(crate) last_job_id: JobId,
     pub(crate) last_worker_id: WorkerId,
     pub(crate) last_event_id: i64,
-    pub(crate) jobs: HashMap<JobId, JobRecord>,
-    pub(crate) archive: HashMap<JobId, ArchivedJob>,
+    pub(crate) jobs: HashMap<JobId, JobRecord, IdHash>,
+    pub(crate) archive: HashMap<JobId, ArchivedJob, IdHash>,
     archive_by_time: BTreeSet<(Millis, JobId)>,
-    pub(crate) workers: HashMap<WorkerId, WorkerRecord>,
+    pub(crate) workers: HashMap<WorkerId, WorkerRecord, IdHash>,
     // indexes
+    idx: JobIndexes,
+    active_by_name: HashMap<String, WorkerId>,
+    pub(crate) locks: HashMap<(String, String), LockRecord>,
+    locks_by_holder: HashMap<JobId, BTreeSet<(String, String)>, IdHash>,
+}
+
+/// A hasher for integer ids (Fibonacci hashing): ids are small, dense and not chosen by
+/// users, so SipHash's flooding resistance buys nothing here.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Builds [`IdHasher`]s.
+pub(crate) type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+/// The indexes derived from the live job records.
+#[derive(Debug, Default)]
+struct JobIndexes {
     ready: HashMap<String, BTreeSet<JobId>>,
     cookies: HashMap<String, JobId>,
     wake: BTreeSet<(Millis, JobId)>,
-    active_by_name: HashMap<String, WorkerId>,
-    pub(crate) locks: HashMap<(String, String), LockRecord>,
-    locks_by_holder: HashMap<JobId, BTreeSet<(String, String)>>,
-    lock_waiters: HashMap<(String, String), BTreeSet<JobId>>,
     subscribed: BTreeSet<JobId>,
+    lock_waiters: HashMap<(String, String), BTreeSet<JobId>>,
 }
 
-impl State {
-    fn unindex_job(&mut self, job: &JobRecord) {
+impl JobIndexes {
+    fn unindex_ready(&mut self, job: &JobRecord) {
         if let Some(action) = job.ready_action() {
             if let Some(set) = self.ready.get_mut(action) {
                 set.remove(&job.id);
@@ -40,25 +70,9 @@ impl State {
                 }
             }
         }
-        if let Some(c) = job.cookie() {
-            self.cookies.remove(c);
-        }
-        if let Some(t) = job.wake_at {
-            self.wake.remove(&(t, job.id));
-        }
-        self.subscribed.remove(&job.id);
-        if let Some(w) = job.waiting_lock() {
-            let key = (w.locktype.clone(), w.lockvalue.clone());
-            if let Some(set) = self.lock_waiters.get_mut(&key) {
-                set.remove(&job.id);
-                if set.is_empty() {
-                    self.lock_waiters.remove(&key);
-                }
-            }
-        }
     }
 
-    fn index_job(&mut self, job: &JobRecord) {
+    fn index_ready(&mut self, job: &JobRecord) {
         if let Some(action) = job.ready_action() {
             match self.ready.get_mut(action) {
                 Some(set) => {
@@ -70,6 +84,43 @@ impl State {
                 }
             }
         }
+    }
+
+    fn unindex_lock(&mut self, job: &JobRecord) {
+        if let Some(w) = job.waiting_lock() {
+            let key = (w.locktype.clone(), w.lockvalue.clone());
+            if let Some(set) = self.lock_waiters.get_mut(&key) {
+                set.remove(&job.id);
+                if set.is_empty() {
+                    self.lock_waiters.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn index_lock(&mut self, job: &JobRecord) {
+        if let Some(w) = job.waiting_lock() {
+            self.lock_waiters
+                .entry((w.locktype.clone(), w.lockvalue.clone()))
+                .or_default()
+                .insert(job.id);
+        }
+    }
+
+    fn unindex(&mut self, job: &JobRecord) {
+        self.unindex_ready(job);
+        if let Some(c) = job.cookie() {
+            self.cookies.remove(c);
+        }
+        if let Some(t) = job.wake_at {
+            self.wake.remove(&(t, job.id));
+        }
+        self.subscribed.remove(&job.id);
+        self.unindex_lock(job);
+    }
+
+    fn index(&mut self, job: &JobRecord) {
+        self.index_ready(job);
         if let Some(c) = job.cookie() {
             self.cookies.insert(c.to_string(), job.id);
         }
@@ -79,14 +130,51 @@ impl State {
         if !job.subscriptions.is_empty() {
             self.subscribed.insert(job.id);
         }
-        if let Some(w) = job.waiting_lock() {
-            self.lock_waiters
-                .entry((w.locktype.clone(), w.lockvalue.clone()))
-                .or_default()
-                .insert(job.id);
-        }
+        self.index_lock(job);
     }
 
+    /// `old` is replaced by `new` (the same job): update only the entries that differ.
+    fn reindex(&mut self, old: &JobRecord, new: &JobRecord) {
+        if old.id != new.id {
+            self.unindex(old);
+            self.index(new);
+            return;
+        }
+        if old.ready_action() != new.ready_action() {
+            self.unindex_ready(old);
+            self.index_ready(new);
+        }
+        if old.cookie() != new.cookie() {
+            if let Some(c) = old.cookie() {
+                self.cookies.remove(c);
+            }
+            if let Some(c) = new.cookie() {
+                self.cookies.insert(c.to_string(), new.id);
+            }
+        }
+        if old.wake_at != new.wake_at {
+            if let Some(t) = old.wake_at {
+                self.wake.remove(&(t, old.id));
+            }
+            if let Some(t) = new.wake_at {
+                self.wake.insert((t, new.id));
+            }
+        }
+        if old.subscriptions.is_empty() != new.subscriptions.is_empty() {
+            if new.subscriptions.is_empty() {
+                self.subscribed.remove(&new.id);
+            } else {
+                self.subscribed.insert(new.id);
+            }
+        }
+        if old.waiting_lock() != new.waiting_lock() {
+            self.unindex_lock(old);
+            self.index_lock(new);
+        }
+    }
+}
+
+impl State {
     /// Replace (or remove) an archived job, keeping the time index; returns the old one.
     pub(crate) fn set_archive(
         &mut self,
@@ -131,15 +219,27 @@ impl State {
 
     /// Replace (or remove, with `None`) a live job, keeping the indexes; returns the old one.
     pub(crate) fn set_job(&mut self, id: JobId, job: Option<JobRecord>) -> Option<JobRecord> {
-        let old = self.jobs.remove(&id);
-        if let Some(o) = &old {
-            self.unindex_job(o);
+        use std::collections::hash_map::Entry;
+        match job {
+            Some(j) => match self.jobs.entry(id) {
+                Entry::Occupied(mut e) => {
+                    self.idx.reindex(e.get(), &j);
+                    Some(e.insert(j))
+                }
+                Entry::Vacant(e) => {
+                    self.idx.index(&j);
+                    e.insert(j);
+                    None
+                }
+            },
+            None => {
+                let old = self.jobs.remove(&id);
+                if let Some(o) = &old {
+                    self.idx.unindex(o);
+                }
+                old
+            }
         }
-        if let Some(j) = job {
-            self.index_job(&j);
-            self.jobs.insert(id, j);
-        }
-        old
     }
 
     pub(crate) fn set_worker(
@@ -259,22 +359,23 @@ impl Txn for MemTxn<'_> {
     }
 
     fn job_by_cookie(&self, cookie: &str) -> Option<JobId> {
-        self.state.cookies.get(cookie).copied()
+        self.state.idx.cookies.get(cookie).copied()
     }
 
     fn ready_jobs<'a>(&'a self, action: &str) -> Box<dyn Iterator<Item = JobId> + 'a> {
-        match self.state.ready.get(action) {
+        match self.state.idx.ready.get(action) {
             Some(set) => Box::new(set.iter().copied()),
             None => Box::new(std::iter::empty()),
         }
     }
 
     fn working_jobs(&self) -> Vec<JobId> {
-        self.state.cookies.values().copied().collect()
+        self.state.idx.cookies.values().copied().collect()
     }
 
     fn due_jobs(&self, now: Millis, limit: usize) -> Vec<JobId> {
         self.state
+            .idx
             .wake
             .iter()
             .take_while(|(t, _)| *t <= now)
@@ -284,7 +385,7 @@ impl Txn for MemTxn<'_> {
     }
 
     fn next_wake(&self) -> Option<Millis> {
-        self.state.wake.first().map(|(t, _)| *t)
+        self.state.idx.wake.first().map(|(t, _)| *t)
     }
 
     fn scan_jobs(&self, f: &mut dyn FnMut(&JobRecord)) {
@@ -327,6 +428,7 @@ impl Txn for MemTxn<'_> {
 
     fn lock_waiters(&self, locktype: &str, lockvalue: &str) -> Vec<JobId> {
         self.state
+            .idx
             .lock_waiters
             .get(&(locktype.to_string(), lockvalue.to_string()))
             .map(|s| s.iter().copied().collect())
@@ -339,7 +441,7 @@ impl Txn for MemTxn<'_> {
     }
 
     fn subscribed_jobs(&self) -> Vec<JobId> {
-        self.state.subscribed.iter().copied().collect()
+        self.state.idx.subscribed.iter().copied().collect()
     }
 
     fn next_worker_id(&mut self) -> WorkerId {
@@ -444,7 +546,6 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
     use crate::model::{TaskClaim, TaskState};
-    use serde_json::Map;
 
     fn job(id: JobId, state: JobState, action: Option<&str>) -> JobRecord {
         JobRecord {
@@ -460,9 +561,9 @@ mod tests {
             parent: None,
             children: Vec::new(),
             subscriptions: Vec::new(),
-            args: Map::new(),
-            env: Map::new(),
-            vars: Map::new(),
+            args: Default::default(),
+            env: Default::default(),
+            vars: Default::default(),
             out_args: None,
             task_state: TaskState {
                 action: action.map(str::to_string),
@@ -526,6 +627,79 @@ mod tests {
         assert_eq!(cookie, None);
         assert!(due.is_empty());
         assert_eq!(next, 3);
+    }
+
+    /// Replacing a record in place updates exactly the index entries that changed, and a
+    /// rollback of several replacements of one job restores every index.
+    #[test]
+    fn replacing_a_job_reindexes_only_changes_and_rolls_back() {
+        use crate::model::{Subscription, TaskClaim};
+        let store = MemoryStore::new();
+        let working = |id: JobId, cookie: &str, wake: Option<Millis>| {
+            let mut j = job(id, JobState::Working, Some("x"));
+            j.task_state.claim = Some(TaskClaim {
+                cookie: cookie.into(),
+                worker_id: 1,
+                claimed_at: 0,
+                deadline: wake,
+            });
+            j.wake_at = wake;
+            j
+        };
+        let r: Result<(), StoreError> = store.transact(|t| {
+            t.put_job(job(1, JobState::Ready, Some("x")));
+            t.put_job(working(2, "c2", Some(7)));
+            Ok(())
+        });
+        assert!(r.is_ok());
+        // Same index keys (only a counter changes), then a new cookie and wake time.
+        let r: Result<(), StoreError> = store.transact(|t| {
+            let mut j = working(2, "c2", Some(7));
+            j.steps = 5;
+            t.put_job(j);
+            t.put_job(working(2, "c2b", Some(9)));
+            Ok(())
+        });
+        assert!(r.is_ok());
+        let snapshot = |store: &MemoryStore| {
+            store
+                .transact(|t| {
+                    Ok::<_, StoreError>((
+                        t.ready_jobs("x").collect::<Vec<_>>(),
+                        t.job_by_cookie("c2"),
+                        t.job_by_cookie("c2b"),
+                        t.due_jobs(100, 10),
+                        t.subscribed_jobs(),
+                    ))
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(snapshot(&store), (vec![1], None, Some(2), vec![2], vec![]));
+
+        // Several replacements of both jobs in one failing transaction: all undone.
+        let r: Result<(), StoreError> = store.transact(|t| {
+            let mut a = working(1, "c1", Some(3));
+            a.subscriptions.push(Subscription {
+                name: "s".into(),
+                mask: serde_json::json!({}),
+                queue: vec![],
+            });
+            t.put_job(a);
+            t.put_job(job(2, JobState::Ready, Some("x")));
+            let mut b = job(2, JobState::Ready, Some("y"));
+            b.wake_at = Some(1);
+            t.put_job(b);
+            assert_eq!(t.ready_jobs("y").collect::<Vec<_>>(), vec![2]);
+            assert_eq!(t.subscribed_jobs(), vec![1]);
+            assert_eq!(t.due_jobs(100, 10), vec![2, 1]);
+            Err(StoreError::Backend("undo".into()))
+        });
+        assert!(r.is_err());
+        assert_eq!(snapshot(&store), (vec![1], None, Some(2), vec![2], vec![]));
+        let y = store
+            .transact(|t| Ok::<_, StoreError>(t.ready_jobs("y").count()))
+            .unwrap_or(1);
+        assert_eq!(y, 0);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The persisted records: jobs (with their current task's claim), archived results, workers.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -158,10 +160,11 @@ pub struct Subscription {
 pub struct TaskState {
     /// For an action task: the action name workers serve it under.
     pub action: Option<String>,
-    /// For an action task: the checked input object handed to workers.
-    pub inargs: Option<Value>,
-    /// For an action task: the action environment (without `tries`).
-    pub env: Option<Object>,
+    /// For an action task: the checked input object handed to workers (shared, so that
+    /// copying a record for a transaction does not copy it).
+    pub inargs: Option<Arc<Value>>,
+    /// For an action task: the action environment (without `tries`), shared like `inargs`.
+    pub env: Option<Arc<Object>>,
     /// Retry number of the current attempt (absent before the first retry).
     pub tries: Option<i64>,
     /// The current claim, while a worker works on it.
@@ -207,12 +210,13 @@ pub struct JobRecord {
     /// Event subscriptions (Stage C).
     #[serde(default)]
     pub subscriptions: Vec<Subscription>,
-    /// The checked input arguments (`a`).
-    pub args: Object,
-    /// The environment (`e`).
-    pub env: Object,
-    /// The variables (`v`).
-    pub vars: Object,
+    /// The checked input arguments (`a`). Shared: a copy of the record for a transaction
+    /// shares the map until one side changes it (`Arc::make_mut`).
+    pub args: Arc<Object>,
+    /// The environment (`e`), shared like `args`.
+    pub env: Arc<Object>,
+    /// The variables (`v`), shared like `args`.
+    pub vars: Arc<Object>,
     /// The final output (`{"error": ...}` on failure) once finished.
     pub out_args: Option<Value>,
     /// Scratch data of the current task.

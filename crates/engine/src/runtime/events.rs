@@ -248,7 +248,7 @@ impl Run<'_> {
         let timeout = i.get("timeout").and_then(Value::as_f64);
         job.state = JobState::EventWait;
         job.wake_at = timeout.map(|t| self.now + secs_to_millis(t));
-        job.task_state.inargs = Some(json!({ "events": names }));
+        job.task_state.inargs = Some(std::sync::Arc::new(json!({ "events": names })));
         Flow::Wait
     }
 

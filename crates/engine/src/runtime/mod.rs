@@ -651,14 +651,15 @@ impl<S: Store> Engine<S> {
                 claimed_at: run.now,
                 deadline,
             });
-            let mut env = job.task_state.env.clone().unwrap_or_default();
+            let mut env = job.task_state.env.as_deref().cloned().unwrap_or_default();
             if let Some(t) = job.task_state.tries {
                 env.insert("tries".into(), json!(t));
             }
             let inargs = job
                 .task_state
                 .inargs
-                .clone()
+                .as_deref()
+                .cloned()
                 .unwrap_or_else(|| Value::Object(Map::new()));
             txn.put_job(job);
             Ok(Some(TaskClaim {

@@ -144,9 +144,9 @@ impl<'e> Run<'e> {
             parent,
             children: Vec::new(),
             subscriptions: Vec::new(),
-            args,
-            env,
-            vars: Map::new(),
+            args: Arc::new(args),
+            env: Arc::new(env),
+            vars: Arc::default(),
             out_args: None,
             task_state: TaskState::default(),
             aborted: false,
@@ -199,7 +199,7 @@ impl<'e> Run<'e> {
         match on_error {
             Some(target) if catchable(&err) => {
                 debug!(job = job.id, task = job.task, "error caught");
-                job.env.insert("_error".into(), err);
+                Arc::make_mut(&mut job.env).insert("_error".into(), err);
                 job.aborted = false;
                 Flow::Goto(target)
             }
@@ -254,7 +254,7 @@ impl<'e> Run<'e> {
                     Some(ids(job, wf, task.id)),
                 ) {
                     Ok(Some(v)) => {
-                        job.vars = v;
+                        job.vars = Arc::new(v);
                         Flow::Goto(task.next)
                     }
                     Ok(None) => Flow::Goto(task.next),
@@ -269,7 +269,7 @@ impl<'e> Run<'e> {
             } => match eval::run_condition(cond, &job.args, &job.env, &job.vars) {
                 Ok((b, v)) => {
                     if let Some(v) = v {
-                        job.vars = v;
+                        job.vars = Arc::new(v);
                     }
                     if b != *negate {
                         Flow::Goto(*true_next)
@@ -287,7 +287,7 @@ impl<'e> Run<'e> {
                 match eval::run_case(expr, &job.args, &job.env, &job.vars) {
                     Ok((s, v)) => {
                         if let Some(v) = v {
-                            job.vars = v;
+                            job.vars = Arc::new(v);
                         }
                         match table.iter().find(|(label, _)| *label == s) {
                             Some((_, target)) => Flow::Goto(*target),
@@ -568,8 +568,8 @@ impl<'e> Run<'e> {
         self.notify_ready(txn, job.id, action, &inargs);
         job.state = JobState::Ready;
         job.task_state.action = Some(action.name.clone());
-        job.task_state.inargs = Some(inargs);
-        job.task_state.env = Some(env);
+        job.task_state.inargs = Some(Arc::new(inargs));
+        job.task_state.env = Some(Arc::new(env));
         Flow::Wait
     }
 
@@ -649,7 +649,7 @@ impl<'e> Run<'e> {
                 };
                 let mut list = Vec::with_capacity(items.len());
                 for (idx, item) in items.into_iter().enumerate() {
-                    let mut env = job.env.clone();
+                    let mut env = (*job.env).clone();
                     env.insert("_i".into(), json!(idx + 1));
                     env.insert("_v".into(), item);
                     match self.inputs(job, &env, wf, task, ct, &specs.inputs) {
@@ -660,7 +660,7 @@ impl<'e> Run<'e> {
                 list
             }
         };
-        let mut env = job.env.clone();
+        let mut env = (*job.env).clone();
         for (k, v) in &child_wf.wfenv {
             env.insert(k.clone(), v.clone());
         }
@@ -866,7 +866,7 @@ impl Run<'_> {
                 &o,
                 Some(ids(job, &wf, t)),
             ) {
-                Ok(Some(v)) => job.vars = v,
+                Ok(Some(v)) => job.vars = Arc::new(v),
                 Ok(None) => {}
                 Err(e) => {
                     return raise_msg(caught_exception(
