@@ -6,6 +6,11 @@ mod cmd;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc: thread-caching allocator, measurably cheaper than glibc malloc for the
+/// server's many small short-lived allocations (BENCHMARKS.md, "Optimisation").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     init_tracing(cli.debug_level());
