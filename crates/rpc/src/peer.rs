@@ -1,7 +1,7 @@
 //! The connection peer: a reader task, a writer task and a cheap clonable handle.
 
 use crate::methods::{HandlerError, Methods, Reply};
-use crate::output::{Output, Pushed};
+use crate::output::{Output, Pushed, WriteIo};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use jobcenter_wire::{
@@ -10,6 +10,7 @@ use jobcenter_wire::{
 };
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::codec::Decoder;
 use tracing::{debug, error, trace, warn};
@@ -197,6 +199,10 @@ impl Drop for PendingGuard<'_> {
 impl Peer {
     /// Start serving `io` with the method table `methods`.
     ///
+    /// A plain [`TcpStream`] is recognised and served as by [`Peer::spawn_tcp`] (owned halves,
+    /// no lock between reading and writing); any other stream (e.g. TLS) is split with
+    /// `tokio::io::split`, whose halves share a lock.
+    ///
     /// # Panics
     ///
     /// Panics when called outside a tokio runtime (it spawns the reader and writer tasks).
@@ -205,8 +211,38 @@ impl Peer {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        let mut slot = Some(io);
+        let tcp = (&mut slot as &mut dyn Any)
+            .downcast_mut::<Option<TcpStream>>()
+            .and_then(Option::take);
+        match (tcp, slot) {
+            (Some(tcp), _) => Self::spawn_tcp(tcp, methods, cfg),
+            (None, Some(io)) => {
+                let (r, w) = tokio::io::split(io);
+                Self::start(r, Box::pin(w), methods, cfg)
+            }
+            // `slot` is emptied only when its content moved into `tcp`.
+            (None, None) => unreachable!("stream neither kept nor taken"),
+        }
+    }
+
+    /// Start serving a TCP stream with the method table `methods`. The stream is split into
+    /// owned halves, so the reader and the writers never contend for a lock.
+    ///
+    /// # Panics
+    ///
+    /// Panics when called outside a tokio runtime (it spawns the reader and writer tasks).
+    pub fn spawn_tcp(io: TcpStream, methods: Arc<Methods>, cfg: PeerConfig) -> Peer {
+        let (r, w) = io.into_split();
+        Self::start(r, Box::pin(w), methods, cfg)
+    }
+
+    /// Build the shared state and spawn the reader and writer tasks.
+    fn start<R>(r: R, w: WriteIo, methods: Arc<Methods>, cfg: PeerConfig) -> Peer
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
         let id = NEXT_PEER_ID.fetch_add(1, Ordering::Relaxed);
-        let (r, w) = tokio::io::split(io);
         let shared = Arc::new(Shared {
             id,
             label: cfg.label,
@@ -215,7 +251,7 @@ impl Peer {
             state: Mutex::new(None),
             pending: Mutex::new(Pending::default()),
             next_call: AtomicU64::new(1),
-            out: Mutex::new(Output::new(Box::pin(w))),
+            out: Mutex::new(Output::new(w)),
             out_wake: Notify::new(),
             close_tx: watch::channel(None).0,
             abort_tx: watch::channel(false).0,
@@ -604,6 +640,9 @@ where
     let mut codec = NetstringCodec::new(max_frame);
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut close_rx = peer.shared.close_tx.subscribe();
+    // One close watcher for the whole connection, so each read does not register anew.
+    let closing = close_rx.wait_for(|r| r.is_some());
+    tokio::pin!(closing);
     loop {
         // Handle every complete frame already buffered; answers produced meanwhile are
         // collected and written together afterwards.
@@ -632,7 +671,7 @@ where
         }
         let read = tokio::select! {
             biased;
-            _ = close_rx.wait_for(|r| r.is_some()) => break,
+            _ = &mut closing => break,
             read = r.read_buf(&mut buf) => read,
         };
         match read {
