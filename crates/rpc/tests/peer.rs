@@ -940,3 +940,57 @@ fn public_types_are_send_and_sync() {
     check_send::<Reply>();
     check_send::<HandlerFuture>();
 }
+
+#[tokio::test]
+async fn spawn_tcp_answers_and_a_graceful_close_flushes_then_ends_the_stream() {
+    let (l, addr) = listener().await;
+    let (conn, accepted) = tokio::join!(TcpStream::connect(addr), l.accept());
+    let (sock, _) = accepted.expect("accept");
+    let peer = Peer::spawn_tcp(
+        sock,
+        Arc::new(server_methods(Arc::new(Notify::new()))),
+        cfg("server", SERVER_MAX_FRAME),
+    );
+    let (r, w) = conn.expect("connect").into_split();
+    let mut raw = Raw {
+        r: FramedRead::new(r, NetstringCodec::new(CLIENT_MAX_FRAME)),
+        w: FramedWrite::new(w, NetstringCodec::new(CLIENT_MAX_FRAME)),
+    };
+    raw.assert_alive().await;
+    // Queued before the close, so it must reach the socket before EOF.
+    peer.notify("bye", json!({})).expect("notify");
+    peer.close();
+    let seen = raw.until_eof().await;
+    assert_eq!(
+        seen,
+        vec![json!({"jsonrpc":"2.0","method":"bye","params":{}})]
+    );
+    guard(peer.finished()).await;
+    assert_eq!(peer.close_reason(), Some(CloseReason::Local));
+}
+
+#[tokio::test]
+async fn non_tcp_streams_use_the_generic_split_path() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let server = Peer::spawn(
+        a,
+        Arc::new(server_methods(Arc::new(Notify::new()))),
+        cfg("server", SERVER_MAX_FRAME),
+    );
+    let client = Peer::spawn(
+        b,
+        Arc::new(client_methods()),
+        cfg("client", CLIENT_MAX_FRAME),
+    );
+    assert_eq!(
+        guard(client.call("ping", json!({}))).await,
+        Ok(json!("pong?"))
+    );
+    assert_eq!(
+        guard(server.call("add", json!({"a": 1, "b": 2}))).await,
+        Ok(json!(3))
+    );
+    client.close();
+    assert_eq!(guard(server.closed()).await, CloseReason::PeerClosed);
+    guard(client.finished()).await;
+}
