@@ -122,6 +122,19 @@ pub fn magic(kind: MapKind, m: &Magic, scope: &mut Scope<'_>) -> Result<(), Erro
     }
 }
 
+/// Attach the environment ids (if any) to `scope` and evaluate `map` in it.
+fn run_in<'s>(
+    mut scope: Scope<'s>,
+    ids: Option<EnvIds>,
+    map: &Map,
+) -> Result<Scope<'s>, EvalError> {
+    if let Some(ids) = ids {
+        scope = scope.with_ids(ids);
+    }
+    eval_map(map, &mut scope)?;
+    Ok(scope)
+}
+
 /// Run an input map: `i` starts empty; `v` is read-only. Returns `i` (not yet type-checked:
 /// apply [`crate::eval::types::check_inputs_owned`] with the callee's `in:` spec).
 pub fn run_input_map(
@@ -131,12 +144,7 @@ pub fn run_input_map(
     v: &Object,
     ids: Option<EnvIds>,
 ) -> Result<Object, EvalError> {
-    let mut scope = Scope::input_map(a, e, v);
-    if let Some(ids) = ids {
-        scope = scope.with_ids(ids);
-    }
-    eval_map(map, &mut scope)?;
-    Ok(scope.into_inputs())
+    Ok(run_in(Scope::input_map(a, e, v), ids, map)?.into_inputs())
 }
 
 /// Run an output map with the callee's (checked) outputs `o`. Returns the new variables if
@@ -149,12 +157,7 @@ pub fn run_output_map(
     o: &Object,
     ids: Option<EnvIds>,
 ) -> Result<Option<Object>, EvalError> {
-    let mut scope = Scope::output_map(a, e, v, o);
-    if let Some(ids) = ids {
-        scope = scope.with_ids(ids);
-    }
-    eval_map(map, &mut scope)?;
-    Ok(scope.into_vars())
+    Ok(run_in(Scope::output_map(a, e, v, o), ids, map)?.into_vars())
 }
 
 /// Run a `let`/`eval` map. Returns the new variables if they changed.
@@ -165,12 +168,7 @@ pub fn run_let(
     v: &Object,
     ids: Option<EnvIds>,
 ) -> Result<Option<Object>, EvalError> {
-    let mut scope = Scope::let_map(a, e, v);
-    if let Some(ids) = ids {
-        scope = scope.with_ids(ids);
-    }
-    eval_map(map, &mut scope)?;
-    Ok(scope.into_vars())
+    Ok(run_in(Scope::let_map(a, e, v), ids, map)?.into_vars())
 }
 
 /// Run a `wfomap`: `o` starts empty, `v` is read-only. Returns `o` (not yet checked: apply
@@ -182,12 +180,7 @@ pub fn run_wfomap(
     v: &Object,
     ids: Option<EnvIds>,
 ) -> Result<Object, EvalError> {
-    let mut scope = Scope::wfomap(a, e, v);
-    if let Some(ids) = ids {
-        scope = scope.with_ids(ids);
-    }
-    eval_map(map, &mut scope)?;
-    Ok(scope.into_outputs())
+    Ok(run_in(Scope::wfomap(a, e, v), ids, map)?.into_outputs())
 }
 
 /// Evaluate a condition (no ids in `e`). Returns the truth value and the new variables if
