@@ -130,9 +130,11 @@ pub struct ServeArgs {
     /// Register a lock type that workflows may use (repeatable).
     #[arg(long = "locktype", value_name = "NAME")]
     pub locktypes: Vec<String>,
-    /// Keep jobs in this journal file (durable across restarts); default: in memory only.
-    #[arg(long, value_name = "FILE")]
-    pub journal: Option<PathBuf>,
+    /// Where jobs are kept: `sqlite:PATH` (durable; `?sync=normal` trades power-loss
+    /// safety for speed), `memory` (nothing survives a restart) or `postgres://...`.
+    #[arg(long, value_name = "STORE", default_value = jobcenter_store::DEFAULT_STORE,
+          env = "JOBCENTER_STORE")]
+    pub store: jobcenter_store::StoreSpec,
     /// Forget archived (finished) job results after this many seconds; 0 keeps them forever.
     #[arg(long, default_value_t = 86_400)]
     pub archive_retention: u64,

@@ -23,25 +23,28 @@
 //! Backends:
 //! - [`MemoryStore`]: everything in memory behind one mutex; a transaction holds the mutex
 //!   for its whole duration (callers must never hold it across an `.await`: the closure is
-//!   synchronous) and keeps an undo log, so an `Err` rolls every write back.
-//!
-//! - [`JournalStore`]: the same in-memory state made durable by an append-only journal of
-//!   committed transactions (replayed and compacted on open, written by a background thread
-//!   with group commit).
+//!   synchronous) and keeps an undo log, so an `Err` rolls every write back. Nothing
+//!   survives a restart.
+//! - [`SqliteStore`]: durable, in one SQLite file (WAL mode). Every record is a row, the
+//!   indexes are SQL (partial) indexes, and nothing is cached beyond SQLite's page cache, so
+//!   memory does not grow with the number of jobs. A transaction is a SAVEPOINT inside the
+//!   open batch; [`Store::sync`] commits the batch (group commit).
 //!
 //! A PostgreSQL backend is meant to implement the same trait (one SQL transaction per
-//! [`Store::transact`], the indexes as partial indexes).
+//! batch, the indexes as partial indexes). See `docs/design/storage.md`.
 
-pub mod journal;
 pub mod memory;
 pub mod model;
+pub mod spec;
+pub mod sqlite;
 
-pub use journal::JournalStore;
 pub use memory::MemoryStore;
 pub use model::{
     ArchivedJob, ChildLink, JobId, JobRecord, JobState, LockRecord, LockWait, Millis, ParentLink,
     QueuedEvent, Registration, Subscription, TaskClaim, TaskState, WorkerId, WorkerRecord,
 };
+pub use spec::{StoreSpec, DEFAULT_STORE};
+pub use sqlite::{OpenError, SqliteStore, SyncMode, APPLICATION_ID, SCHEMA_VERSION};
 
 /// A JSON object.
 pub type Object = serde_json::Map<String, serde_json::Value>;
@@ -59,19 +62,26 @@ pub enum StoreError {
 
 /// One open transaction: reads see the transaction's own writes.
 ///
+/// Reads return owned records (the JSON inside a [`JobRecord`] is behind `Arc`, so a copy
+/// is cheap), so a backend never hands out references into shared state and a SQL backend
+/// can decode rows on demand. A read that fails in the backend (I/O, a corrupt row) returns
+/// `None`/empty and poisons the transaction: [`Store::transact`] then rolls it back and
+/// returns the error, so nothing decided on a failed read is ever committed.
+///
 /// The methods are object-safe so that the engine's code does not depend on the backend.
 pub trait Txn {
-    /// Allocate the next job id (positive, increasing).
+    /// Allocate the next job id (positive, increasing, never handed out twice once the
+    /// transaction is durable).
     fn next_job_id(&mut self) -> JobId;
     /// A live job.
-    fn job(&self, id: JobId) -> Option<&JobRecord>;
+    fn job(&self, id: JobId) -> Option<JobRecord>;
     /// Insert or replace a live job (indexes follow the record's fields).
     fn put_job(&mut self, job: JobRecord);
     /// Move a live job to the archive (only its final result is kept). `false` if the job
     /// is not live.
     fn archive_job(&mut self, id: JobId) -> bool;
     /// An archived job.
-    fn archived(&self, id: JobId) -> Option<&ArchivedJob>;
+    fn archived(&self, id: JobId) -> Option<ArchivedJob>;
     /// Forget archived jobs that finished before `before` (at most `limit`); returns how
     /// many were removed.
     fn purge_archived(&mut self, before: Millis, limit: usize) -> usize;
@@ -79,8 +89,8 @@ pub trait Txn {
     fn job_by_cookie(&self, cookie: &str) -> Option<JobId>;
     /// Ids of jobs in state `ready` waiting for this action, ascending.
     fn ready_jobs<'a>(&'a self, action: &str) -> Box<dyn Iterator<Item = JobId> + 'a>;
-    /// Ids of jobs whose task is claimed by a worker (state `working`).
-    fn working_jobs(&self) -> Vec<JobId>;
+    /// Ids of jobs whose task is claimed (state `working`) by this worker, ascending.
+    fn jobs_claimed_by(&self, worker: WorkerId) -> Vec<JobId>;
     /// Ids of jobs whose `wake_at` is at or before `now`, earliest first, at most `limit`.
     fn due_jobs(&self, now: Millis, limit: usize) -> Vec<JobId>;
     /// The earliest `wake_at` of any live job.
@@ -88,7 +98,7 @@ pub trait Txn {
     /// Visit every live job (order unspecified).
     fn scan_jobs(&self, f: &mut dyn FnMut(&JobRecord));
     /// The lock (type, value), if held.
-    fn lock(&self, locktype: &str, lockvalue: &str) -> Option<&LockRecord>;
+    fn lock(&self, locktype: &str, lockvalue: &str) -> Option<LockRecord>;
     /// Insert or replace a lock (keyed by type and value).
     fn put_lock(&mut self, lock: LockRecord);
     /// Delete a lock; `false` if it was not held.
@@ -103,22 +113,46 @@ pub trait Txn {
     fn subscribed_jobs(&self) -> Vec<JobId>;
     /// Allocate the next worker id.
     fn next_worker_id(&mut self) -> WorkerId;
-    /// A worker by id (active or, if the backend keeps them, stopped).
-    fn worker(&self, id: WorkerId) -> Option<&WorkerRecord>;
+    /// An active worker by id.
+    fn worker(&self, id: WorkerId) -> Option<WorkerRecord>;
     /// The active (not stopped) worker with this name.
-    fn active_worker(&self, name: &str) -> Option<&WorkerRecord>;
+    fn active_worker(&self, name: &str) -> Option<WorkerRecord>;
     /// All active workers.
-    fn active_workers(&self) -> Vec<&WorkerRecord>;
-    /// Insert or replace a worker. A backend may forget stopped workers.
+    fn active_workers(&self) -> Vec<WorkerRecord>;
+    /// Insert or replace a worker. Stopped workers are forgotten.
     fn put_worker(&mut self, worker: WorkerRecord);
 }
 
 /// A transactional store of jobs and workers.
+///
+/// # Durability and group commit
+///
+/// A durable backend ([`Store::durable`] is `true`) makes committed transactions durable
+/// only at the next [`Store::sync`]: many transactions share one sync (group commit). Its
+/// caller must call `sync` and wait for it to succeed before it answers a request or sends
+/// a notification that depends on any of those transactions. If `sync` fails, every
+/// transaction since the previous successful sync is lost (rolled back), as if the process
+/// had crashed. A durable backend may do blocking I/O in `transact` and `sync`: call them
+/// from a thread of their own, never from an async task.
 pub trait Store: Send + Sync + 'static {
-    /// Run `f` as one transaction: commit if it returns `Ok`, roll back if it returns `Err`.
-    /// `f` must not block (it may run under a lock).
+    /// Run `f` as one transaction: commit if it returns `Ok`, roll back if it returns `Err`
+    /// (or if a read inside it failed in the backend). `f` must not block.
     fn transact<R, E, F>(&self, f: F) -> Result<R, E>
     where
         E: From<StoreError>,
         F: FnOnce(&mut dyn Txn) -> Result<R, E>;
+
+    /// Whether this store keeps its data across restarts (and so needs [`Store::sync`]
+    /// before answers, and a thread of its own).
+    fn durable(&self) -> bool {
+        false
+    }
+
+    /// Make every transaction committed so far durable. A no-op for memory stores.
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// A short description for logs (`memory`, `sqlite:/path/to/file.db`).
+    fn describe(&self) -> String;
 }

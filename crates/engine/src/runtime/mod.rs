@@ -62,13 +62,14 @@
 //!   server's business (it passes the authenticated `who`), so `via` is never set.
 
 mod events;
+mod exec;
 mod interval;
 mod json;
 mod locks;
 mod sched;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jobcenter_store::{
@@ -78,7 +79,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backend::{
     Backend, BackendError, BackendFuture, CreateJob, Event, JobId, JobStatus, PollRow, TaskClaim,
@@ -228,6 +229,10 @@ pub struct Engine<S: Store = MemoryStore> {
     wake: Arc<Notify>,
     /// The earliest wake-up the timer task knows about (`u64::MAX`: none).
     timer_at: AtomicU64,
+    /// For a durable store, once started: the store thread's queue (see [`exec`]).
+    executor: OnceLock<exec::WorkSender<S>>,
+    /// Events of transactions not yet synced (store thread only).
+    pending_events: Mutex<Vec<Event>>,
 }
 
 impl<S: Store> std::fmt::Debug for Engine<S> {
@@ -257,6 +262,8 @@ impl<S: Store> Engine<S> {
             subscribers: Mutex::new(Vec::new()),
             wake: Arc::new(Notify::new()),
             timer_at: AtomicU64::new(u64::MAX),
+            executor: OnceLock::new(),
+            pending_events: Mutex::new(Vec::new()),
         }
     }
 
@@ -267,12 +274,65 @@ impl<S: Store> Engine<S> {
     /// # Panics
     ///
     /// Outside a tokio runtime (like `tokio::spawn`).
+    ///
+    /// With a durable store it also starts the store thread (module `exec`: every
+    /// transaction runs there, answers wait for the batch's sync) and first of all treats
+    /// the workers the store still lists as active as disconnected: they belonged to the
+    /// previous server process, so the tasks they held are offered again (or retried, per
+    /// the action's rules) as soon as a worker is there.
     pub fn start(self) -> Arc<Self> {
         let engine = Arc::new(self);
         let weak = Arc::downgrade(&engine);
+        if engine.store.durable() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            exec::spawn(weak.clone(), rx);
+            let _ = engine.executor.set(tx);
+            let recover = engine.call(|e| e.recover_workers());
+            tokio::spawn(async move {
+                match recover.await {
+                    Ok(n) if n > 0 => info!(workers = n, "workers of the previous run released"),
+                    Ok(_) => {}
+                    Err(e) => error!(error = %e, "releasing the previous run's workers failed"),
+                }
+            });
+        }
         let wake = engine.wake.clone();
         tokio::spawn(timer_loop(weak, wake));
         engine
+    }
+
+    /// Run a backend operation: inline for a memory store, on the store thread (answered
+    /// after the sync of its batch) for a durable one.
+    fn call<T, F>(&self, f: F) -> BackendFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Self) -> Result<T, BackendError> + Send + 'static,
+    {
+        match self.executor.get() {
+            None => ready(f(self)),
+            Some(tx) => {
+                let (item, answer) = exec::work(f);
+                if tx.send(item).is_err() {
+                    return ready(Err(BackendError::new("the engine has stopped")));
+                }
+                answer
+            }
+        }
+    }
+
+    /// Mark every worker the store lists as active as gone (start of a durable engine).
+    fn recover_workers(&self) -> Result<usize, BackendError> {
+        let names: Vec<String> =
+            self.transact(|_, txn| Ok(txn.active_workers().into_iter().map(|w| w.name).collect()))?;
+        for name in &names {
+            self.disconnect_now(name)?;
+        }
+        Ok(names.len())
+    }
+
+    /// Events of the transactions since the last sync (store thread).
+    fn take_pending_events(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.pending_events.lock())
     }
 
     /// The definitions the engine runs.
@@ -304,7 +364,16 @@ impl<S: Store> Engine<S> {
         })?;
         let events = std::mem::take(&mut run.events);
         drop(run);
-        self.emit(events);
+        if self.executor.get().is_some() {
+            // On the store thread: sent once the batch is synced.
+            self.pending_events.lock().extend(events);
+        } else {
+            if self.store.durable() {
+                // A durable engine that was not started: sync every transaction.
+                self.store.sync()?;
+            }
+            self.emit_now(events);
+        }
         if let Some(w) = next_wake {
             if w < self.timer_at.load(Ordering::Relaxed) {
                 self.timer_at.store(w, Ordering::Relaxed);
@@ -314,7 +383,7 @@ impl<S: Store> Engine<S> {
         Ok(r)
     }
 
-    fn emit(&self, events: Vec<Event>) {
+    fn emit_now(&self, events: Vec<Event>) {
         if events.is_empty() {
             return;
         }
@@ -332,7 +401,7 @@ impl<S: Store> Engine<S> {
             let n = self.transact(|run, txn| {
                 let due = txn.due_jobs(run.now, 256);
                 for id in &due {
-                    if let Some(job) = txn.job(*id).cloned() {
+                    if let Some(job) = txn.job(*id) {
                         run.wake(txn, job);
                     }
                 }
@@ -370,7 +439,7 @@ impl<S: Store> Engine<S> {
     /// The stored record of a live job (administrative inspection).
     pub fn job_record(&self, job_id: JobId) -> Option<jobcenter_store::JobRecord> {
         self.store
-            .transact(|txn| Ok::<_, StoreError>(txn.job(job_id).cloned()))
+            .transact(|txn| Ok::<_, StoreError>(txn.job(job_id)))
             .ok()
             .flatten()
     }
@@ -379,10 +448,21 @@ impl<S: Store> Engine<S> {
     /// and forget archived results older than [`EngineConfig::archive_retention`].
     /// Returns the names of the workers disconnected.
     pub fn housekeeping(&self) -> Result<Vec<String>, BackendError> {
-        if let Some(keep) = self.config.archive_retention {
-            let before = now_ms().saturating_sub(keep.as_millis() as Millis);
-            while self.transact(|_, txn| Ok(txn.purge_archived(before, 1024)))? == 1024 {}
-        }
+        while self.purge_round(PURGE_BATCH)? == PURGE_BATCH {}
+        self.disconnect_stale_workers()
+    }
+
+    /// Forget at most `limit` archived results older than the retention; how many.
+    fn purge_round(&self, limit: usize) -> Result<usize, BackendError> {
+        let Some(keep) = self.config.archive_retention else {
+            return Ok(0);
+        };
+        let before = now_ms().saturating_sub(keep.as_millis() as Millis);
+        self.transact(|_, txn| Ok(txn.purge_archived(before, limit)))
+    }
+
+    /// Disconnect the workers whose last ping is older than the worker timeout.
+    fn disconnect_stale_workers(&self) -> Result<Vec<String>, BackendError> {
         let limit = now_ms().saturating_sub(self.config.worker_timeout.as_millis() as Millis);
         let stale: Vec<String> = self.transact(|_, txn| {
             Ok(txn
@@ -575,7 +655,7 @@ impl<S: Store> Engine<S> {
 
     fn withdraw_now(&self, workername: String, actionname: String) -> Result<bool, BackendError> {
         self.transact(|_, txn| {
-            let Some(mut w) = txn.active_worker(&workername).cloned() else {
+            let Some(mut w) = txn.active_worker(&workername) else {
                 return Ok(false);
             };
             let before = w.registrations.len();
@@ -625,7 +705,7 @@ impl<S: Store> Engine<S> {
             let Some(id) = found else {
                 return Ok(None);
             };
-            let Some(mut job) = txn.job(id).cloned() else {
+            let Some(mut job) = txn.job(id) else {
                 return Ok(None);
             };
             let deadline = job_action(run.defs, &job)
@@ -677,7 +757,7 @@ impl<S: Store> Engine<S> {
                 debug!(cookie = %cookie, "task_done with an unknown cookie ignored");
                 return Ok(());
             };
-            let Some(mut job) = txn.job(id).cloned() else {
+            let Some(mut job) = txn.job(id) else {
                 return Ok(());
             };
             if job.cookie() != Some(cookie.as_str()) {
@@ -692,7 +772,7 @@ impl<S: Store> Engine<S> {
 
     fn ping_now(&self, worker_id: WorkerId) -> Result<bool, BackendError> {
         self.transact(|run, txn| {
-            let Some(mut w) = txn.worker(worker_id).filter(|w| w.active).cloned() else {
+            let Some(mut w) = txn.worker(worker_id).filter(|w| w.active) else {
                 return Ok(false);
             };
             w.last_ping = run.now;
@@ -731,8 +811,8 @@ impl<S: Store> Engine<S> {
                         None => true,
                         Some(f) => txn
                             .job(*id)
-                            .and_then(|j| j.task_state.inargs.as_ref())
-                            .is_some_and(|i| contains(i, f)),
+                            .and_then(|j| j.task_state.inargs)
+                            .is_some_and(|i| contains(&i, f)),
                     })
                     .count();
                 if count > 0 {
@@ -749,25 +829,15 @@ impl<S: Store> Engine<S> {
 
     fn disconnect_now(&self, workername: &str) -> Result<bool, BackendError> {
         self.transact(|run, txn| {
-            let Some(mut w) = txn.active_worker(workername).cloned() else {
+            let Some(mut w) = txn.active_worker(workername) else {
                 return Ok(false);
             };
             let wid = w.id;
             w.active = false;
             w.registrations.clear();
             txn.put_worker(w);
-            let mut held: Vec<JobId> = txn
-                .working_jobs()
-                .into_iter()
-                .filter(|id| {
-                    txn.job(*id)
-                        .and_then(|j| j.task_state.claim.as_ref())
-                        .is_some_and(|c| c.worker_id == wid)
-                })
-                .collect();
-            held.sort_unstable();
-            for id in held {
-                if let Some(job) = txn.job(id).cloned() {
+            for id in txn.jobs_claimed_by(wid) {
+                if let Some(job) = txn.job(id) {
                     run.worker_gone(txn, job);
                 }
             }
@@ -782,34 +852,79 @@ impl<S: Store> Engine<S> {
     }
 }
 
-/// The timer task: sleep until the next due job or housekeeping round.
+/// Archived results forgotten per purge transaction.
+const PURGE_BATCH: usize = 2000;
+
+/// How often the retention purge runs (it continues at once while there is more to do).
+const PURGE_EVERY_MS: Millis = 1000;
+
+/// The timer task: sleep until the next due job, purge round or housekeeping round.
+/// Everything it does goes through [`Engine::call`], so on a durable store it runs on the
+/// store thread like any other transaction. It holds the engine only to start a call, never
+/// across an `.await`, so dropping the last `Arc` stops the engine at once.
 async fn timer_loop<S: Store>(engine: Weak<Engine<S>>, wake: Arc<Notify>) {
-    let mut next_housekeeping = None;
+    /// Start `f` on the engine (if it still exists) and wait for its answer.
+    async fn on<S: Store, T: Send + 'static>(
+        engine: &Weak<Engine<S>>,
+        f: impl FnOnce(&Engine<S>) -> Result<T, BackendError> + Send + 'static,
+    ) -> Option<Result<T, BackendError>> {
+        let answer = engine.upgrade()?.call(f);
+        Some(answer.await)
+    }
+    let Some((interval, purging)) = engine.upgrade().map(|e| {
+        // At least 10 ms, so a zero interval cannot make the loop spin.
+        let interval = (e.config.housekeeping_interval.as_millis() as Millis).max(10);
+        (interval, e.config.archive_retention.is_some())
+    }) else {
+        return;
+    };
+    let mut next_housekeeping = now_ms() + interval;
+    let mut next_purge = 0;
     loop {
-        let sleep_for = {
-            let Some(engine) = engine.upgrade() else {
-                return;
-            };
-            let now = now_ms();
-            // At least 10 ms, so a zero interval cannot make the loop spin.
-            let interval = (engine.config.housekeeping_interval.as_millis() as Millis).max(10);
-            let hk = *next_housekeeping.get_or_insert(now + interval);
-            if let Err(e) = engine.run_due() {
-                warn!(error = %e, "processing due jobs failed");
-            }
-            if now >= hk {
-                if let Err(e) = engine.housekeeping() {
-                    warn!(error = %e, "housekeeping failed");
+        let now = now_ms();
+        match on(&engine, |e| e.run_due()).await {
+            None => return,
+            Some(Err(e)) => warn!(error = %e, "processing due jobs failed"),
+            Some(Ok(_)) => {}
+        }
+        if purging && now >= next_purge {
+            loop {
+                match on(&engine, |e| e.purge_round(PURGE_BATCH)).await {
+                    None => return,
+                    Some(Ok(n)) if n == PURGE_BATCH => tokio::task::yield_now().await,
+                    Some(Ok(_)) => break,
+                    Some(Err(e)) => {
+                        warn!(error = %e, "purging archived jobs failed");
+                        break;
+                    }
                 }
-                next_housekeeping = Some(now + interval);
             }
-            let target = engine
-                .next_wake()
-                .unwrap_or(u64::MAX)
-                .min(next_housekeeping.unwrap_or(u64::MAX));
-            engine.timer_at.store(target, Ordering::Relaxed);
-            Duration::from_millis(target.saturating_sub(now_ms()))
+            next_purge = now + PURGE_EVERY_MS;
+        }
+        if now >= next_housekeeping {
+            match on(&engine, |e| e.disconnect_stale_workers()).await {
+                None => return,
+                Some(Err(e)) => warn!(error = %e, "housekeeping failed"),
+                Some(Ok(_)) => {}
+            }
+            next_housekeeping = now + interval;
+        }
+        let Some(next_wake) = on(&engine, |e| Ok(e.next_wake())).await else {
+            return;
         };
+        let mut target = next_wake
+            .ok()
+            .flatten()
+            .unwrap_or(u64::MAX)
+            .min(next_housekeeping);
+        if purging {
+            target = target.min(next_purge);
+        }
+        match engine.upgrade() {
+            Some(e) => e.timer_at.store(target, Ordering::Relaxed),
+            None => return,
+        }
+        let sleep_for = Duration::from_millis(target.saturating_sub(now_ms()));
         tokio::select! {
             _ = tokio::time::sleep(sleep_for) => {}
             _ = wake.notified() => {}
@@ -823,15 +938,15 @@ fn ready<T: Send + 'static>(r: Result<T, BackendError>) -> BackendFuture<'static
 
 impl<S: Store> Backend for Engine<S> {
     fn create_job(&self, req: CreateJob) -> BackendFuture<'_, JobId> {
-        ready(self.create_job_now(req))
+        self.call(move |e| e.create_job_now(req))
     }
 
     fn get_job_status(&self, job_id: JobId) -> BackendFuture<'_, JobStatus> {
-        ready(self.get_job_status_now(job_id))
+        self.call(move |e| e.get_job_status_now(job_id))
     }
 
     fn find_jobs(&self, filter: Value) -> BackendFuture<'_, Vec<JobId>> {
-        ready(self.find_jobs_now(filter))
+        self.call(move |e| e.find_jobs_now(filter))
     }
 
     fn check_if_lock_exists(
@@ -842,11 +957,11 @@ impl<S: Store> Backend for Engine<S> {
         if !self.defs.catalog.has_locktype(&locktype) {
             return ready(Ok(None));
         }
-        ready(
-            self.store.transact(|txn| {
+        self.call(move |e| {
+            e.store.transact(|txn| {
                 Ok::<_, BackendError>(Some(txn.lock(&locktype, &lockvalue).is_some()))
-            }),
-        )
+            })
+        })
     }
 
     fn announce(
@@ -856,11 +971,11 @@ impl<S: Store> Backend for Engine<S> {
         who: String,
         filter: Option<Value>,
     ) -> BackendFuture<'_, WorkerId> {
-        ready(self.announce_now(workername, actionname, who, filter))
+        self.call(move |e| e.announce_now(workername, actionname, who, filter))
     }
 
     fn withdraw(&self, workername: String, actionname: String) -> BackendFuture<'_, bool> {
-        ready(self.withdraw_now(workername, actionname))
+        self.call(move |e| e.withdraw_now(workername, actionname))
     }
 
     fn get_task(
@@ -869,23 +984,23 @@ impl<S: Store> Backend for Engine<S> {
         actionname: String,
         job_id: Option<JobId>,
     ) -> BackendFuture<'_, Option<TaskClaim>> {
-        ready(self.get_task_now(workername, actionname, job_id))
+        self.call(move |e| e.get_task_now(workername, actionname, job_id))
     }
 
     fn task_done(&self, cookie: String, outargs: Value) -> BackendFuture<'_, ()> {
-        ready(self.task_done_now(cookie, outargs))
+        self.call(move |e| e.task_done_now(cookie, outargs))
     }
 
     fn ping(&self, worker_id: WorkerId) -> BackendFuture<'_, bool> {
-        ready(self.ping_now(worker_id))
+        self.call(move |e| e.ping_now(worker_id))
     }
 
     fn poll_tasks(&self, worker_ids: Vec<WorkerId>) -> BackendFuture<'_, Vec<PollRow>> {
-        ready(self.poll_tasks_now(worker_ids))
+        self.call(move |e| e.poll_tasks_now(worker_ids))
     }
 
     fn disconnect(&self, workername: String) -> BackendFuture<'_, bool> {
-        ready(self.disconnect_now(&workername))
+        self.call(move |e| e.disconnect_now(&workername))
     }
 
     fn subscribe(&self) -> UnboundedReceiver<Event> {

@@ -803,7 +803,7 @@ impl Run<'_> {
         child: JobId,
         outcome: Result<Value, Value>,
     ) {
-        let Some(mut job) = txn.job(parent).cloned() else {
+        let Some(mut job) = txn.job(parent) else {
             return;
         };
         if job.state != JobState::ChildWait || job.task_state.child != Some(child) {
@@ -1018,7 +1018,7 @@ impl Run<'_> {
 impl Run<'_> {
     /// The parent of `child` finished: abort it if it still runs, release it if a zombie.
     fn orphan(&mut self, txn: &mut dyn Txn, child: JobId) {
-        let Some(mut c) = txn.job(child).cloned() else {
+        let Some(mut c) = txn.job(child) else {
             return;
         };
         match c.state {
@@ -1037,9 +1037,10 @@ impl Run<'_> {
     fn wait_children(&mut self, txn: &dyn Txn, job: &mut JobRecord) -> Flow {
         let mut all_done = true;
         for (i, c) in job.children.iter().enumerate() {
-            match txn.job(c.job_id).map(|j| (j.state, j.out_args.as_ref())) {
+            match txn.job(c.job_id).map(|j| (j.state, j.out_args)) {
                 Some((JobState::Error, out)) => {
                     let err = out
+                        .as_ref()
                         .and_then(|o| o.get("error"))
                         .cloned()
                         .unwrap_or(Value::Null);
@@ -1072,7 +1073,7 @@ impl Run<'_> {
 
     /// A non-blocking child settled: if the parent waits in `wait_for_children`, re-check.
     fn child_settled(&mut self, txn: &mut dyn Txn, parent: JobId) {
-        let Some(mut job) = txn.job(parent).cloned() else {
+        let Some(mut job) = txn.job(parent) else {
             return;
         };
         if job.state != JobState::ChildWait || job.task_state.child.is_some() {
@@ -1122,10 +1123,7 @@ impl Run<'_> {
         }
         let mut flow = None;
         for link in mine.iter().take(if is_map { usize::MAX } else { 1 }) {
-            let Some(mut child) = txn
-                .job(link.job_id)
-                .filter(|j| j.state == JobState::Zombie)
-                .cloned()
+            let Some(mut child) = txn.job(link.job_id).filter(|j| j.state == JobState::Zombie)
             else {
                 return raise_msg("no zombie childjob found in reap_child_task".into());
             };
@@ -1155,7 +1153,7 @@ impl Run<'_> {
     /// `{"msg": "job cancelled: <reason>", "class": "fatal"}`; a blocking child it waits for
     /// is aborted. Returns `false` if the job is not live or already finished.
     pub fn cancel(&mut self, txn: &mut dyn Txn, id: JobId, reason: &str) -> bool {
-        let Some(mut job) = txn.job(id).cloned() else {
+        let Some(mut job) = txn.job(id) else {
             return false;
         };
         if job.state.is_final() {

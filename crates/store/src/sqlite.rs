@@ -1,0 +1,820 @@
+//! The SQLite backend: every record a row in one database file, durable at each sync.
+//!
+//! # Layout
+//!
+//! One table per kind of record (`jobs`, `archive`, `locks`, `workers`) plus `meta` for the
+//! id sequences. Each row keeps the whole record as JSON text (`record`) next to the columns
+//! the [`Txn`] queries use (`ready_action`, `cookie`, `wake_at`, ...); those columns are
+//! derived from the record on every write, so they cannot disagree with it, and carry
+//! partial indexes. The file is identified by `PRAGMA application_id` and its schema by
+//! `PRAGMA user_version` (see [`SCHEMA_VERSION`]).
+//!
+//! # Transactions and group commit
+//!
+//! The store keeps one write transaction (a *batch*) open. [`Store::transact`] runs the
+//! engine's closure inside a `SAVEPOINT`: `Ok` releases it into the batch, `Err` (or a
+//! failed read) rolls back to it. [`Store::sync`] commits the batch; with the default
+//! [`SyncMode::Full`] SQLite syncs the write-ahead log before `COMMIT` returns, so every
+//! transaction of the batch survives `kill -9` and a power cut from then on. If anything in
+//! the batch machinery fails (disk full, I/O error), the whole batch is rolled back and the
+//! next `sync` reports the error, so a caller never answers for a transaction that is not
+//! on disk.
+//!
+//! The file is opened in exclusive locking mode: a second server on the same file fails at
+//! start instead of corrupting the first one's view.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Params};
+use serde::de::DeserializeOwned;
+
+use crate::model::{ArchivedJob, JobId, JobRecord, LockRecord, Millis, WorkerId, WorkerRecord};
+use crate::{Store, StoreError, Txn};
+
+/// The schema version this build writes and reads (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// `PRAGMA application_id` of a JobCenter store: "JCst".
+pub const APPLICATION_ID: i64 = 0x4A43_7374;
+
+/// The schema of version 1.
+const SCHEMA_V1: &str = "
+CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta (k, v) VALUES ('last_job_id', 0), ('last_worker_id', 0), ('last_event_id', 0);
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY,
+    ready_action TEXT,
+    cookie TEXT,
+    claim_worker INTEGER,
+    wake_at INTEGER,
+    subscribed INTEGER NOT NULL,
+    lock_type TEXT,
+    lock_value TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX jobs_ready ON jobs (ready_action, id) WHERE ready_action IS NOT NULL;
+CREATE INDEX jobs_cookie ON jobs (cookie) WHERE cookie IS NOT NULL;
+CREATE INDEX jobs_claim ON jobs (claim_worker, id) WHERE claim_worker IS NOT NULL;
+CREATE INDEX jobs_wake ON jobs (wake_at, id) WHERE wake_at IS NOT NULL;
+CREATE INDEX jobs_subscribed ON jobs (subscribed, id) WHERE subscribed = 1;
+CREATE INDEX jobs_lockwait ON jobs (lock_type, lock_value, id) WHERE lock_type IS NOT NULL;
+CREATE TABLE archive (
+    id INTEGER PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    finished_at INTEGER NOT NULL,
+    out_args TEXT NOT NULL
+);
+CREATE INDEX archive_time ON archive (finished_at, id);
+CREATE TABLE locks (
+    locktype TEXT NOT NULL,
+    lockvalue TEXT NOT NULL,
+    holder INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (locktype, lockvalue)
+) WITHOUT ROWID;
+CREATE INDEX locks_holder ON locks (holder);
+CREATE TABLE workers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, record TEXT NOT NULL);
+CREATE INDEX workers_name ON workers (name, id);
+";
+
+/// How hard `COMMIT` works to make a batch durable (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// The write-ahead log is synced at every commit: survives `kill -9` and power loss.
+    #[default]
+    Full,
+    /// The log is written at every commit and synced only at checkpoints: survives
+    /// `kill -9` of the server, but a power cut can lose the last commits.
+    Normal,
+    /// Never synced: for tests and benchmarks only.
+    Off,
+}
+
+impl SyncMode {
+    fn pragma(self) -> &'static str {
+        match self {
+            SyncMode::Full => "FULL",
+            SyncMode::Normal => "NORMAL",
+            SyncMode::Off => "OFF",
+        }
+    }
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(SyncMode::Full),
+            "normal" => Ok(SyncMode::Normal),
+            "off" => Ok(SyncMode::Off),
+            other => Err(format!(
+                "unknown sync mode {other:?} (expected full, normal or off)"
+            )),
+        }
+    }
+}
+
+/// Why a store file could not be opened: names the file and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct OpenError {
+    /// The database file.
+    pub path: PathBuf,
+    /// What is wrong (not a database, corrupt, newer schema, locked, I/O error).
+    pub problem: String,
+}
+
+/// The connection and the state of the open batch.
+struct Inner {
+    conn: Connection,
+    /// A write transaction is open.
+    in_batch: bool,
+    /// The open batch was rolled back behind the callers' backs: the next `sync` fails.
+    lost: Option<StoreError>,
+}
+
+/// The durable SQLite store (see the module documentation).
+pub struct SqliteStore {
+    inner: Mutex<Inner>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Decode a stored JSON record. No recursion limit: whatever the server accepted (the wire
+/// parser has its own limit) must be readable again, even inside the record's own nesting.
+fn decode<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let v = T::deserialize(&mut de).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    de.end().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(v)
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn ms(v: Millis) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl SqliteStore {
+    /// Open (or create) the store in `path` with the default [`SyncMode::Full`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Self::open_with(path, SyncMode::Full)
+    }
+
+    /// Open (or create) the store in `path`. Fails with a message naming the file if it is
+    /// not a SQLite database, not a JobCenter store, of a newer schema, corrupt, truncated,
+    /// or already opened by another server.
+    pub fn open_with(path: impl AsRef<Path>, sync: SyncMode) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let err = |problem: String| OpenError {
+            path: path.clone(),
+            problem,
+        };
+        check_header(&path).map_err(err)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|e| err(e.to_string()))?;
+        prepare(&conn, sync).map_err(err)?;
+        Ok(SqliteStore {
+            inner: Mutex::new(Inner {
+                conn,
+                in_batch: false,
+                lost: None,
+            }),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn count(&self, sql: &str) -> usize {
+        let g = self.inner.lock();
+        g.conn
+            .query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map(|n| n as usize)
+            .unwrap_or(0)
+    }
+
+    /// Number of live jobs (for tests and metrics; sees the open batch).
+    pub fn live_jobs(&self) -> usize {
+        self.count("SELECT count(*) FROM jobs")
+    }
+
+    /// Number of archived jobs (for tests and metrics; sees the open batch).
+    pub fn archived_jobs(&self) -> usize {
+        self.count("SELECT count(*) FROM archive")
+    }
+
+    /// Size of the database file and its write-ahead log, in bytes.
+    pub fn disk_bytes(&self) -> u64 {
+        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
+        [&self.path, &wal]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// A non-empty file must start with SQLite's magic string.
+fn check_header(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read the file: {e}")),
+    };
+    let mut head = [0u8; 16];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(format!("cannot read the file: {e}")),
+        }
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    if n < head.len() || &head != b"SQLite format 3\0" {
+        return Err("not a SQLite database (bad header); refusing to use it as a store".into());
+    }
+    Ok(())
+}
+
+/// Settings, identity and schema checks, creation of a new schema, integrity check.
+fn prepare(conn: &Connection, sync: SyncMode) -> Result<(), String> {
+    let sql = |e: rusqlite::Error| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
+            "the database is locked: is another jobcenter server using this file?".to_string()
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) =>
+        {
+            format!("the database is corrupt ({e}); restore it from a backup")
+        }
+        e => e.to_string(),
+    };
+    conn.busy_timeout(std::time::Duration::from_millis(200))
+        .map_err(sql)?;
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+        .map_err(sql)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(sql)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!(
+            "cannot switch to WAL mode (journal_mode is {mode})"
+        ));
+    }
+    conn.pragma_update(None, "synchronous", sync.pragma())
+        .map_err(sql)?;
+    // 64 MiB page cache; the WAL file is truncated back to 64 MiB after checkpoints.
+    conn.pragma_update(None, "cache_size", -65_536)
+        .map_err(sql)?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+        .map_err(sql)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(sql)?;
+
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+    let r = (|| {
+        let app: i64 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(sql)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql)?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(sql)?;
+        if app == 0 && version == 0 && tables == 0 {
+            conn.execute_batch(SCHEMA_V1).map_err(sql)?;
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .map_err(sql)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(sql)?;
+            return Ok(());
+        }
+        if app != APPLICATION_ID {
+            return Err(format!(
+                "not a JobCenter store (a SQLite database with application_id {app:#x} and \
+                 {tables} schema objects); refusing to use it"
+            ));
+        }
+        if version > SCHEMA_VERSION {
+            return Err(format!(
+                "store schema version {version} is newer than this jobcenter supports \
+                 ({SCHEMA_VERSION}); use the jobcenter version that wrote it, or a newer one"
+            ));
+        }
+        if version < 1 {
+            return Err(format!("unknown store schema version {version}"));
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(sql)?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    let problems: Vec<String> = {
+        let mut st = conn.prepare("PRAGMA quick_check(5)").map_err(sql)?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)?
+    };
+    if problems != ["ok"] {
+        return Err(format!(
+            "the database is corrupt (integrity check: {}); restore it from a backup",
+            problems.join("; ")
+        ));
+    }
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn transact<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&mut dyn Txn) -> Result<R, E>,
+    {
+        let mut g = self.inner.lock();
+        let inner = &mut *g;
+        if !inner.in_batch {
+            inner
+                .conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(backend)?;
+            inner.in_batch = true;
+        }
+        if let Err(e) = exec(&inner.conn, "SAVEPOINT t") {
+            return Err(lose_batch(inner, e).into());
+        }
+        let mut txn = SqlTxn {
+            conn: &inner.conn,
+            failed: RefCell::new(None),
+        };
+        let result = f(&mut txn);
+        let failed = txn.failed.into_inner();
+        let result = match (result, failed) {
+            (Ok(v), None) => Ok(v),
+            (Ok(_), Some(e)) => Err(E::from(e)),
+            (Err(e), _) => Err(e),
+        };
+        if inner.conn.is_autocommit() {
+            // SQLite rolled the whole batch back itself (disk full, I/O error).
+            let e = StoreError::Backend("the store rolled the batch back (I/O error)".into());
+            return Err(lose_batch(inner, e).into());
+        }
+        let end = if result.is_ok() {
+            exec(&inner.conn, "RELEASE t")
+        } else {
+            exec(&inner.conn, "ROLLBACK TO t").and_then(|_| exec(&inner.conn, "RELEASE t"))
+        };
+        if let Err(e) = end {
+            return Err(lose_batch(inner, e).into());
+        }
+        result
+    }
+
+    fn durable(&self) -> bool {
+        true
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        let mut g = self.inner.lock();
+        if let Some(e) = g.lost.take() {
+            return Err(e);
+        }
+        if !g.in_batch {
+            return Ok(());
+        }
+        g.in_batch = false;
+        match g.conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if !g.conn.is_autocommit() {
+                    let _ = g.conn.execute_batch("ROLLBACK");
+                }
+                Err(backend(e))
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+}
+
+fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut st| st.execute([]))
+        .map(|_| ())
+        .map_err(backend)
+}
+
+/// Roll the open batch back and remember that it was lost; returns the error to report.
+fn lose_batch(inner: &mut Inner, e: StoreError) -> StoreError {
+    if !inner.conn.is_autocommit() {
+        let _ = inner.conn.execute_batch("ROLLBACK");
+    }
+    if inner.in_batch {
+        inner.lost = Some(e.clone());
+    }
+    inner.in_batch = false;
+    e
+}
+
+/// One transaction (a savepoint of the open batch).
+struct SqlTxn<'c> {
+    conn: &'c Connection,
+    /// The first backend failure; set, the transaction is rolled back.
+    failed: RefCell<Option<StoreError>>,
+}
+
+impl SqlTxn<'_> {
+    fn fail(&self, e: StoreError) {
+        let mut f = self.failed.borrow_mut();
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+
+    fn ok<T: Default>(&self, r: Result<T, StoreError>) -> T {
+        r.unwrap_or_else(|e| {
+            self.fail(e);
+            T::default()
+        })
+    }
+
+    /// Run a statement; the number of rows changed.
+    fn run<P: Params>(&self, sql: &str, p: P) -> usize {
+        let r = self
+            .conn
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute(p))
+            .map_err(backend);
+        self.ok(r)
+    }
+
+    /// The first column of the first row, if any.
+    fn one<T: rusqlite::types::FromSql, P: Params>(&self, sql: &str, p: P) -> Option<T> {
+        let r = self
+            .conn
+            .prepare_cached(sql)
+            .and_then(|mut st| st.query_row(p, |r| r.get::<_, T>(0)).optional())
+            .map_err(backend);
+        self.ok(r)
+    }
+
+    /// The first column of every row.
+    fn all<T: rusqlite::types::FromSql, P: Params>(&self, sql: &str, p: P) -> Vec<T> {
+        let r = self
+            .conn
+            .prepare_cached(sql)
+            .and_then(|mut st| {
+                let rows = st.query_map(p, |r| r.get::<_, T>(0))?;
+                rows.collect::<Result<Vec<T>, _>>()
+            })
+            .map_err(backend);
+        self.ok(r)
+    }
+
+    fn record<T: DeserializeOwned>(&self, text: Option<String>) -> Option<T> {
+        let text = text?;
+        match decode(&text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(e);
+                None
+            }
+        }
+    }
+
+    fn records<T: DeserializeOwned>(&self, texts: Vec<String>) -> Vec<T> {
+        texts
+            .into_iter()
+            .filter_map(|t| self.record(Some(t)))
+            .collect()
+    }
+
+    fn counter(&self, key: &str) -> i64 {
+        self.one(
+            "UPDATE meta SET v = v + 1 WHERE k = ?1 RETURNING v",
+            params![key],
+        )
+        .unwrap_or_else(|| {
+            self.fail(StoreError::Corrupt(format!("meta row {key} is missing")));
+            0
+        })
+    }
+}
+
+/// Ready job ids of one action, fetched in pages so that `find` stops early.
+struct ReadyIter<'a, 'c> {
+    txn: &'a SqlTxn<'c>,
+    action: String,
+    after: JobId,
+    page: VecDeque<JobId>,
+    done: bool,
+}
+
+const READY_PAGE: i64 = 64;
+
+impl Iterator for ReadyIter<'_, '_> {
+    type Item = JobId;
+
+    fn next(&mut self) -> Option<JobId> {
+        if self.page.is_empty() && !self.done {
+            let ids: Vec<JobId> = self.txn.all(
+                "SELECT id FROM jobs WHERE ready_action = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                params![self.action, self.after, READY_PAGE],
+            );
+            self.done = (ids.len() as i64) < READY_PAGE;
+            self.page.extend(ids);
+        }
+        let id = self.page.pop_front()?;
+        self.after = id;
+        Some(id)
+    }
+}
+
+impl Txn for SqlTxn<'_> {
+    fn next_job_id(&mut self) -> JobId {
+        self.counter("last_job_id")
+    }
+
+    fn job(&self, id: JobId) -> Option<JobRecord> {
+        let text = self.one("SELECT record FROM jobs WHERE id = ?1", params![id]);
+        self.record(text)
+    }
+
+    fn put_job(&mut self, job: JobRecord) {
+        let record = match encode(&job) {
+            Ok(r) => r,
+            Err(e) => return self.fail(e),
+        };
+        let claim_worker = job
+            .cookie()
+            .and(job.task_state.claim.as_ref())
+            .map(|c| c.worker_id);
+        let lock = job.waiting_lock();
+        self.run(
+            "INSERT INTO jobs (id, ready_action, cookie, claim_worker, wake_at, subscribed, \
+                lock_type, lock_value, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (id) DO UPDATE SET ready_action = excluded.ready_action, \
+                cookie = excluded.cookie, claim_worker = excluded.claim_worker, \
+                wake_at = excluded.wake_at, subscribed = excluded.subscribed, \
+                lock_type = excluded.lock_type, lock_value = excluded.lock_value, \
+                record = excluded.record",
+            params![
+                job.id,
+                job.ready_action(),
+                job.cookie(),
+                claim_worker,
+                job.wake_at.map(ms),
+                !job.subscriptions.is_empty(),
+                lock.map(|l| l.locktype.as_str()),
+                lock.map(|l| l.lockvalue.as_str()),
+                record,
+            ],
+        );
+    }
+
+    fn archive_job(&mut self, id: JobId) -> bool {
+        let Some(job) = self.job(id) else {
+            return false;
+        };
+        let out = job.out_args.clone().unwrap_or(serde_json::Value::Null);
+        let out = match encode(&out) {
+            Ok(o) => o,
+            Err(e) => {
+                self.fail(e);
+                return false;
+            }
+        };
+        self.run("DELETE FROM jobs WHERE id = ?1", params![id]);
+        self.run(
+            "INSERT OR REPLACE INTO archive (id, workflow, version, finished_at, out_args) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                id,
+                job.workflow,
+                job.version,
+                ms(job.finished_at.unwrap_or(job.updated_at)),
+                out
+            ],
+        );
+        true
+    }
+
+    fn archived(&self, id: JobId) -> Option<ArchivedJob> {
+        let r = self
+            .conn
+            .prepare_cached(
+                "SELECT workflow, version, finished_at, out_args FROM archive WHERE id = ?1",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(backend);
+        let (workflow, version, finished_at, out) = self.ok(r)?;
+        Some(ArchivedJob {
+            id,
+            workflow,
+            version,
+            out_args: self.record(Some(out))?,
+            finished_at: finished_at.max(0) as Millis,
+        })
+    }
+
+    fn purge_archived(&mut self, before: Millis, limit: usize) -> usize {
+        self.run(
+            "DELETE FROM archive WHERE id IN (SELECT id FROM archive WHERE finished_at < ?1 \
+             ORDER BY finished_at, id LIMIT ?2)",
+            params![ms(before), limit as i64],
+        )
+    }
+
+    fn job_by_cookie(&self, cookie: &str) -> Option<JobId> {
+        self.one("SELECT id FROM jobs WHERE cookie = ?1", params![cookie])
+    }
+
+    fn ready_jobs<'a>(&'a self, action: &str) -> Box<dyn Iterator<Item = JobId> + 'a> {
+        Box::new(ReadyIter {
+            txn: self,
+            action: action.to_string(),
+            after: 0,
+            page: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    fn jobs_claimed_by(&self, worker: WorkerId) -> Vec<JobId> {
+        self.all(
+            "SELECT id FROM jobs WHERE claim_worker = ?1 ORDER BY id",
+            params![worker],
+        )
+    }
+
+    fn due_jobs(&self, now: Millis, limit: usize) -> Vec<JobId> {
+        self.all(
+            "SELECT id FROM jobs WHERE wake_at IS NOT NULL AND wake_at <= ?1 \
+             ORDER BY wake_at, id LIMIT ?2",
+            params![ms(now), limit as i64],
+        )
+    }
+
+    fn next_wake(&self) -> Option<Millis> {
+        self.one::<Option<i64>, _>(
+            "SELECT min(wake_at) FROM jobs WHERE wake_at IS NOT NULL",
+            [],
+        )
+        .flatten()
+        .map(|t| t.max(0) as Millis)
+    }
+
+    fn scan_jobs(&self, f: &mut dyn FnMut(&JobRecord)) {
+        let r = self
+            .conn
+            .prepare_cached("SELECT record FROM jobs")
+            .and_then(|mut st| {
+                let mut rows = st.query([])?;
+                while let Some(row) = rows.next()? {
+                    let text = row.get_ref(0)?.as_str()?;
+                    match decode::<JobRecord>(text) {
+                        Ok(j) => f(&j),
+                        Err(e) => self.fail(e),
+                    }
+                }
+                Ok(())
+            })
+            .map_err(backend);
+        self.ok(r)
+    }
+
+    fn lock(&self, locktype: &str, lockvalue: &str) -> Option<LockRecord> {
+        let text = self.one(
+            "SELECT record FROM locks WHERE locktype = ?1 AND lockvalue = ?2",
+            params![locktype, lockvalue],
+        );
+        self.record(text)
+    }
+
+    fn put_lock(&mut self, lock: LockRecord) {
+        let record = match encode(&lock) {
+            Ok(r) => r,
+            Err(e) => return self.fail(e),
+        };
+        self.run(
+            "INSERT INTO locks (locktype, lockvalue, holder, record) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (locktype, lockvalue) DO UPDATE SET holder = excluded.holder, \
+                record = excluded.record",
+            params![lock.locktype, lock.lockvalue, lock.holder, record],
+        );
+    }
+
+    fn delete_lock(&mut self, locktype: &str, lockvalue: &str) -> bool {
+        self.run(
+            "DELETE FROM locks WHERE locktype = ?1 AND lockvalue = ?2",
+            params![locktype, lockvalue],
+        ) > 0
+    }
+
+    fn locks_held_by(&self, job: JobId) -> Vec<LockRecord> {
+        let texts = self.all(
+            "SELECT record FROM locks WHERE holder = ?1 ORDER BY locktype, lockvalue",
+            params![job],
+        );
+        self.records(texts)
+    }
+
+    fn lock_waiters(&self, locktype: &str, lockvalue: &str) -> Vec<JobId> {
+        self.all(
+            "SELECT id FROM jobs WHERE lock_type = ?1 AND lock_value = ?2 ORDER BY id",
+            params![locktype, lockvalue],
+        )
+    }
+
+    fn next_event_id(&mut self) -> i64 {
+        self.counter("last_event_id")
+    }
+
+    fn subscribed_jobs(&self) -> Vec<JobId> {
+        self.all("SELECT id FROM jobs WHERE subscribed = 1 ORDER BY id", [])
+    }
+
+    fn next_worker_id(&mut self) -> WorkerId {
+        self.counter("last_worker_id")
+    }
+
+    fn worker(&self, id: WorkerId) -> Option<WorkerRecord> {
+        let text = self.one("SELECT record FROM workers WHERE id = ?1", params![id]);
+        self.record(text)
+    }
+
+    fn active_worker(&self, name: &str) -> Option<WorkerRecord> {
+        let text = self.one(
+            "SELECT record FROM workers WHERE name = ?1 ORDER BY id DESC LIMIT 1",
+            params![name],
+        );
+        self.record(text)
+    }
+
+    fn active_workers(&self) -> Vec<WorkerRecord> {
+        let texts = self.all("SELECT record FROM workers ORDER BY id", []);
+        self.records(texts)
+    }
+
+    fn put_worker(&mut self, worker: WorkerRecord) {
+        if !worker.active {
+            self.run("DELETE FROM workers WHERE id = ?1", params![worker.id]);
+            return;
+        }
+        let record = match encode(&worker) {
+            Ok(r) => r,
+            Err(e) => return self.fail(e),
+        };
+        self.run(
+            "INSERT INTO workers (id, name, record) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, record = excluded.record",
+            params![worker.id, worker.name, record],
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! The store contract: every backend answers the engine's questions the same way, keeps
+//! its indexes in step with the records and rolls a failed transaction back completely.
+//! Each check runs against [`MemoryStore`] and [`SqliteStore`] (synced after every step).
+
+use jobcenter_store::{
+    JobId, JobRecord, JobState, LockRecord, MemoryStore, Millis, SqliteStore, Store, StoreError,
+    TaskClaim, TaskState, WorkerRecord,
+};
+
+/// Record counts, which both backends offer as inherent methods.
+trait Counts {
+    fn live(&self) -> usize;
+    fn archived(&self) -> usize;
+}
+
+impl Counts for MemoryStore {
+    fn live(&self) -> usize {
+        self.live_jobs()
+    }
+    fn archived(&self) -> usize {
+        self.archived_jobs()
+    }
+}
+
+impl Counts for SqliteStore {
+    fn live(&self) -> usize {
+        self.live_jobs()
+    }
+    fn archived(&self) -> usize {
+        self.archived_jobs()
+    }
+}
+
+/// A fresh SQLite store in a temporary directory (kept alive with it).
+fn sqlite() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("contract.db")).expect("open");
+    (dir, store)
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[test]
+            fn $name() {
+                super::$name(jobcenter_store::MemoryStore::new());
+            })*
+        }
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                let (_dir, store) = super::sqlite();
+                super::$name(store);
+            })*
+        }
+    };
+}
+
+contract!(
+    ready_index_follows_records_and_err_rolls_back,
+    replacing_a_job_reindexes_only_changes_and_rolls_back,
+    lock_indexes_follow_records_and_roll_back,
+    archive_moves_the_result_and_workers_index_by_name
+);
+
+fn job(id: JobId, state: JobState, action: Option<&str>) -> JobRecord {
+    JobRecord {
+        id,
+        workflow: "w".into(),
+        version: 0,
+        workflow_def: 0,
+        state,
+        task: 1,
+        steps: 0,
+        max_steps: 99,
+        depth: 1,
+        parent: None,
+        children: Vec::new(),
+        subscriptions: Vec::new(),
+        args: Default::default(),
+        env: Default::default(),
+        vars: Default::default(),
+        out_args: None,
+        task_state: TaskState {
+            action: action.map(str::to_string),
+            ..TaskState::default()
+        },
+        aborted: false,
+        created_at: 0,
+        updated_at: 0,
+        finished_at: None,
+        wake_at: None,
+    }
+}
+
+fn ready_index_follows_records_and_err_rolls_back<S: Store + Counts>(store: S) {
+    let r: Result<(), StoreError> = store.transact(|t| {
+        let a = t.next_job_id();
+        let b = t.next_job_id();
+        t.put_job(job(b, JobState::Ready, Some("x")));
+        t.put_job(job(a, JobState::Ready, Some("x")));
+        Ok(())
+    });
+    assert!(r.is_ok());
+    let ids: Vec<JobId> = store
+        .transact(|t| Ok::<_, StoreError>(t.ready_jobs("x").collect()))
+        .unwrap_or_default();
+    assert_eq!(ids, vec![1, 2]);
+
+    // A failing transaction leaves nothing behind: not the claim, not the id.
+    let r: Result<(), StoreError> = store.transact(|t| {
+        let mut j = t.job(1).ok_or(StoreError::Corrupt("gone".into()))?;
+        j.state = JobState::Working;
+        j.task_state.claim = Some(TaskClaim {
+            cookie: "c1".into(),
+            worker_id: 1,
+            claimed_at: 0,
+            deadline: Some(5),
+        });
+        j.wake_at = Some(5);
+        t.put_job(j);
+        t.next_job_id();
+        assert_eq!(t.job_by_cookie("c1"), Some(1));
+        Err(StoreError::Backend("boom".into()))
+    });
+    assert!(r.is_err());
+    let (ids, cookie, due, next) = store
+        .transact(|t| {
+            Ok::<_, StoreError>((
+                t.ready_jobs("x").collect::<Vec<_>>(),
+                t.job_by_cookie("c1"),
+                t.due_jobs(10, 10),
+                t.next_job_id(),
+            ))
+        })
+        .unwrap_or_default();
+    assert_eq!(ids, vec![1, 2]);
+    assert_eq!(cookie, None);
+    assert!(due.is_empty());
+    assert_eq!(next, 3);
+}
+
+/// Replacing a record in place updates exactly the index entries that changed, and a
+/// rollback of several replacements of one job restores every index.
+fn replacing_a_job_reindexes_only_changes_and_rolls_back<S: Store + Counts>(store: S) {
+    use jobcenter_store::{Subscription, TaskClaim};
+
+    let working = |id: JobId, cookie: &str, wake: Option<Millis>| {
+        let mut j = job(id, JobState::Working, Some("x"));
+        j.task_state.claim = Some(TaskClaim {
+            cookie: cookie.into(),
+            worker_id: 1,
+            claimed_at: 0,
+            deadline: wake,
+        });
+        j.wake_at = wake;
+        j
+    };
+    let r: Result<(), StoreError> = store.transact(|t| {
+        t.put_job(job(1, JobState::Ready, Some("x")));
+        t.put_job(working(2, "c2", Some(7)));
+        Ok(())
+    });
+    assert!(r.is_ok());
+    // Same index keys (only a counter changes), then a new cookie and wake time.
+    let r: Result<(), StoreError> = store.transact(|t| {
+        let mut j = working(2, "c2", Some(7));
+        j.steps = 5;
+        t.put_job(j);
+        t.put_job(working(2, "c2b", Some(9)));
+        Ok(())
+    });
+    assert!(r.is_ok());
+    let snapshot = |store: &S| {
+        store
+            .transact(|t| {
+                Ok::<_, StoreError>((
+                    t.ready_jobs("x").collect::<Vec<_>>(),
+                    t.job_by_cookie("c2"),
+                    t.job_by_cookie("c2b"),
+                    t.due_jobs(100, 10),
+                    t.subscribed_jobs(),
+                ))
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(snapshot(&store), (vec![1], None, Some(2), vec![2], vec![]));
+
+    // Several replacements of both jobs in one failing transaction: all undone.
+    let r: Result<(), StoreError> = store.transact(|t| {
+        let mut a = working(1, "c1", Some(3));
+        a.subscriptions.push(Subscription {
+            name: "s".into(),
+            mask: serde_json::json!({}),
+            queue: vec![],
+        });
+        t.put_job(a);
+        t.put_job(job(2, JobState::Ready, Some("x")));
+        let mut b = job(2, JobState::Ready, Some("y"));
+        b.wake_at = Some(1);
+        t.put_job(b);
+        assert_eq!(t.ready_jobs("y").collect::<Vec<_>>(), vec![2]);
+        assert_eq!(t.subscribed_jobs(), vec![1]);
+        assert_eq!(t.due_jobs(100, 10), vec![2, 1]);
+        Err(StoreError::Backend("undo".into()))
+    });
+    assert!(r.is_err());
+    assert_eq!(snapshot(&store), (vec![1], None, Some(2), vec![2], vec![]));
+    let y = store
+        .transact(|t| Ok::<_, StoreError>(t.ready_jobs("y").count()))
+        .unwrap_or(1);
+    assert_eq!(y, 0);
+}
+
+fn lock_indexes_follow_records_and_roll_back<S: Store + Counts>(store: S) {
+    use jobcenter_store::LockWait;
+
+    let lock = LockRecord {
+        locktype: "slot".into(),
+        lockvalue: "a".into(),
+        holder: 1,
+        inheritable: false,
+        lenders: vec![],
+    };
+    let r: Result<(), StoreError> = store.transact(|t| {
+        t.put_lock(lock.clone());
+        let mut w = job(2, JobState::LockWait, None);
+        w.task_state.lock = Some(LockWait {
+            locktype: "slot".into(),
+            lockvalue: "a".into(),
+            inherit: false,
+        });
+        t.put_job(w);
+        Ok(())
+    });
+    assert!(r.is_ok());
+    let r: Result<(), StoreError> = store.transact(|t| {
+        assert_eq!(t.locks_held_by(1), vec![lock.clone()]);
+        assert_eq!(t.lock_waiters("slot", "a"), vec![2]);
+        assert!(t.delete_lock("slot", "a"));
+        assert!(t.locks_held_by(1).is_empty());
+        Err(StoreError::Backend("undo".into()))
+    });
+    assert!(r.is_err());
+    let held = store
+        .transact(|t| Ok::<_, StoreError>(t.lock("slot", "a").map(|l| l.holder)))
+        .unwrap_or_default();
+    assert_eq!(held, Some(1));
+}
+
+fn archive_moves_the_result_and_workers_index_by_name<S: Store + Counts>(store: S) {
+    let r: Result<(), StoreError> = store.transact(|t| {
+        let mut j = job(1, JobState::Finished, None);
+        j.out_args = Some(serde_json::json!({"r": 1}));
+        t.put_job(j);
+        assert!(t.archive_job(1));
+        assert!(t.job(1).is_none());
+        let id = t.next_worker_id();
+        t.put_worker(WorkerRecord {
+            id,
+            name: "w1".into(),
+            active: true,
+            started_at: 0,
+            last_ping: 0,
+            registrations: vec![],
+        });
+        Ok(())
+    });
+    assert!(r.is_ok());
+    assert_eq!(store.archived(), 1);
+    assert_eq!(store.live(), 0);
+    let found = store
+        .transact(|t| {
+            Ok::<_, StoreError>((
+                t.archived(1).map(|a| a.out_args),
+                t.active_worker("w1").map(|w| w.id),
+            ))
+        })
+        .unwrap_or_default();
+    assert_eq!(found, (Some(serde_json::json!({"r": 1})), Some(1)));
+}

@@ -1,0 +1,231 @@
+//! The SQLite store's promises about its file: what was synced is there after a reopen,
+//! what was not synced is not, ids are never handed out twice, and a bad file (not SQLite,
+//! another application's database, truncated, corrupt, a newer schema, in use by another
+//! server) is refused at open with a message naming the file, never silently emptied.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+
+use jobcenter_store::{
+    JobId, JobRecord, JobState, SqliteStore, Store, StoreError, TaskState, APPLICATION_ID,
+};
+
+fn job(id: JobId) -> JobRecord {
+    JobRecord {
+        id,
+        workflow: "w".into(),
+        version: 1,
+        workflow_def: 0,
+        state: JobState::Ready,
+        task: 1,
+        steps: 0,
+        max_steps: 99,
+        depth: 1,
+        parent: None,
+        children: Vec::new(),
+        subscriptions: Vec::new(),
+        args: Default::default(),
+        env: Default::default(),
+        vars: Default::default(),
+        out_args: None,
+        task_state: TaskState {
+            action: Some("a".into()),
+            ..TaskState::default()
+        },
+        aborted: false,
+        created_at: 0,
+        updated_at: 0,
+        finished_at: None,
+        wake_at: None,
+    }
+}
+
+fn create(store: &SqliteStore) -> JobId {
+    store
+        .transact(|t| {
+            let id = t.next_job_id();
+            t.put_job(job(id));
+            Ok::<_, StoreError>(id)
+        })
+        .expect("create")
+}
+
+fn open_err(path: &Path) -> String {
+    match SqliteStore::open(path) {
+        Ok(_) => panic!("{} opened although it is bad", path.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn synced_jobs_survive_reopen_unsynced_do_not_and_ids_never_repeat() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.db");
+    {
+        let s = SqliteStore::open(&path).expect("open");
+        assert_eq!(create(&s), 1);
+        assert_eq!(create(&s), 2);
+        s.sync().expect("sync");
+        assert_eq!(create(&s), 3); // never synced: lost, like in a crash
+    }
+    let s = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(s.live_jobs(), 2);
+    // Id 3 was never answered (not synced), so handing it out again is fine; ids that
+    // were synced are never reused.
+    assert_eq!(create(&s), 3);
+    s.sync().expect("sync");
+    drop(s);
+    let s = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(create(&s), 4);
+}
+
+#[test]
+fn a_failed_transaction_inside_a_batch_leaves_the_others() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("b.db");
+    {
+        let s = SqliteStore::open(&path).expect("open");
+        create(&s);
+        let r: Result<(), StoreError> = s.transact(|t| {
+            let id = t.next_job_id();
+            t.put_job(job(id));
+            Err(StoreError::Backend("no".into()))
+        });
+        assert!(r.is_err());
+        create(&s);
+        s.sync().expect("sync");
+    }
+    let s = SqliteStore::open(&path).expect("reopen");
+    let ids: Vec<JobId> = s
+        .transact(|t| Ok::<_, StoreError>(t.ready_jobs("a").collect()))
+        .expect("read");
+    assert_eq!(ids, vec![1, 2]);
+}
+
+#[test]
+fn a_text_file_is_not_a_store() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "these are my notes, not a database\n").expect("write");
+    let e = open_err(&path);
+    assert!(
+        e.contains("notes.txt") && e.contains("not a SQLite database"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("read"),
+        "these are my notes, not a database\n",
+        "the file is left alone"
+    );
+}
+
+#[test]
+fn another_applications_database_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("other.db");
+    {
+        let c = rusqlite::Connection::open(&path).expect("open");
+        c.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .expect("create");
+    }
+    let e = open_err(&path);
+    assert!(
+        e.contains("other.db") && e.contains("not a JobCenter store"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("newer.db");
+    drop(SqliteStore::open(&path).expect("create"));
+    {
+        let c = rusqlite::Connection::open(&path).expect("open");
+        c.pragma_update(None, "user_version", 99).expect("bump");
+        let app: i64 = c
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .expect("app id");
+        assert_eq!(app, APPLICATION_ID);
+    }
+    let e = open_err(&path);
+    assert!(
+        e.contains("newer.db") && e.contains("schema version 99 is newer"),
+        "{e}"
+    );
+}
+
+/// Fill a store with enough jobs to span many pages, synced and checkpointed into the file.
+fn filled(path: &Path) {
+    let s = SqliteStore::open(path).expect("open");
+    for _ in 0..400 {
+        s.transact(|t| {
+            let id = t.next_job_id();
+            let mut j = job(id);
+            j.args = std::sync::Arc::new(
+                serde_json::json!({"pad": "x".repeat(500)})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            t.put_job(j);
+            Ok::<_, StoreError>(())
+        })
+        .expect("put");
+    }
+    s.sync().expect("sync");
+    // Closing the last connection checkpoints the WAL into the main file.
+}
+
+#[test]
+fn a_truncated_file_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("cut.db");
+    filled(&path);
+    let len = std::fs::metadata(&path).expect("meta").len();
+    assert!(len > 100_000, "the store spans many pages ({len} bytes)");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    f.set_len(len / 2).expect("truncate");
+    drop(f);
+    let e = open_err(&path);
+    assert!(e.contains("cut.db") && e.contains("corrupt"), "{e}");
+}
+
+#[test]
+fn overwritten_bytes_in_the_middle_are_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("bad.db");
+    filled(&path);
+    let len = std::fs::metadata(&path).expect("meta").len();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    // Page headers of a few pages in the middle of the file.
+    for page in [len / 4096 / 2, len / 4096 / 2 + 1, len / 4096 / 2 + 3] {
+        f.seek(SeekFrom::Start(page * 4096)).expect("seek");
+        f.write_all(&[0xFF, 0xFF, 0xFF, 0xFF]).expect("write");
+    }
+    drop(f);
+    let e = open_err(&path);
+    assert!(e.contains("bad.db") && e.contains("corrupt"), "{e}");
+}
+
+#[test]
+fn a_second_server_on_the_same_file_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("busy.db");
+    let first = SqliteStore::open(&path).expect("open");
+    create(&first);
+    first.sync().expect("sync");
+    let e = open_err(&path);
+    assert!(
+        e.contains("busy.db") && e.contains("another jobcenter"),
+        "{e}"
+    );
+    drop(first);
+    assert!(SqliteStore::open(&path).is_ok(), "free again once closed");
+}
