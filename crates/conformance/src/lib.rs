@@ -3,8 +3,10 @@
 //! JCL.md Part 4, result matching with placeholders, and a raw netstring connection.
 //!
 //! Everything here runs the real components: [`jobcenter_server::Server`] over
-//! [`jobcenter_engine::Engine`] on a [`jobcenter_store::MemoryStore`], reached over TCP on
-//! 127.0.0.1 by [`jobcenter::Client`] / [`jobcenter::Worker`] or by [`RawConn`].
+//! [`jobcenter_engine::Engine`] on a store of the test's choice ([`StoreKind`]: in memory, or
+//! a SQLite file in the server's temporary directory), reached over TCP on 127.0.0.1 by
+//! [`jobcenter::Client`] / [`jobcenter::Worker`] or by [`RawConn`]. The suites in `tests/suite/`
+//! run once per store: `tests/<suite>_memory.rs`, `tests/<suite>_sqlite.rs`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobcenter::{Action, Client, ClientConfig, ClientError, Task, Worker};
+use jobcenter_engine::backend::Backend;
 use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, ServerHandle, Timers};
-use jobcenter_store::MemoryStore;
+use jobcenter_store::{MemoryStore, SqliteStore};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -148,11 +151,20 @@ pub fn part4_engine_config() -> EngineConfig {
     }
 }
 
+/// Which store the engine of a [`TestServer`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// [`MemoryStore`].
+    Memory,
+    /// [`SqliteStore`] in a file of the server's temporary directory.
+    Sqlite,
+}
+
 /// A real server over the real engine on `127.0.0.1:<free port>`.
 pub struct TestServer {
     handle: Option<ServerHandle>,
     addr: SocketAddr,
-    engine: Arc<Engine<MemoryStore>>,
+    engine: Arc<dyn Backend>,
     _dir: tempfile::TempDir,
 }
 
@@ -171,8 +183,17 @@ impl TestServer {
         jcl_dir: impl AsRef<Path>,
         timers: Timers,
     ) -> Result<TestServer, HarnessError> {
+        Self::start_on(StoreKind::Memory, jcl_dir, timers).await
+    }
+
+    /// Like [`TestServer::start`] on the given store.
+    pub async fn start_on(
+        store: StoreKind,
+        jcl_dir: impl AsRef<Path>,
+        timers: Timers,
+    ) -> Result<TestServer, HarnessError> {
         let cat = catalog(jcl_dir.as_ref())?;
-        Self::with_catalog(cat, part4_engine_config(), timers).await
+        Self::with_catalog_on(store, cat, part4_engine_config(), timers).await
     }
 
     /// Like [`TestServer::start`] with an explicit catalog and engine configuration.
@@ -181,8 +202,25 @@ impl TestServer {
         config: EngineConfig,
         timers: Timers,
     ) -> Result<TestServer, HarnessError> {
-        let engine = Engine::new(cat, MemoryStore::new(), config).start();
+        Self::with_catalog_on(StoreKind::Memory, cat, config, timers).await
+    }
+
+    /// Like [`TestServer::with_catalog`] on the given store.
+    pub async fn with_catalog_on(
+        store: StoreKind,
+        cat: Catalog,
+        config: EngineConfig,
+        timers: Timers,
+    ) -> Result<TestServer, HarnessError> {
         let dir = tempfile::tempdir()?;
+        let engine: Arc<dyn Backend> = match store {
+            StoreKind::Memory => Engine::new(cat, MemoryStore::new(), config).start(),
+            StoreKind::Sqlite => {
+                let store = SqliteStore::open(dir.path().join("jobcenter.db"))
+                    .map_err(|e| HarnessError::Io(std::io::Error::other(e.to_string())))?;
+                Engine::new(cat, store, config).start()
+            }
+        };
         let pw = dir.path().join("passwd");
         std::fs::write(&pw, users_password_file()?)?;
         let config = ServerConfig {
@@ -215,7 +253,7 @@ impl TestServer {
     }
 
     /// The engine behind the server.
-    pub fn engine(&self) -> &Arc<Engine<MemoryStore>> {
+    pub fn engine(&self) -> &Arc<dyn Backend> {
         &self.engine
     }
 

@@ -23,6 +23,24 @@ pub enum StoreSpec {
 /// The default store of `jobcenter serve`.
 pub const DEFAULT_STORE: &str = "sqlite:./jobcenter.db";
 
+impl std::fmt::Display for StoreSpec {
+    /// The `--store` spelling (parses back to the same spec).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreSpec::Memory => f.write_str("memory"),
+            StoreSpec::Sqlite { path, sync } => {
+                write!(f, "sqlite:{}", path.display())?;
+                match sync {
+                    SyncMode::Full => Ok(()),
+                    SyncMode::Normal => f.write_str("?sync=normal"),
+                    SyncMode::Off => f.write_str("?sync=off"),
+                }
+            }
+            StoreSpec::Postgres(url) => f.write_str(url),
+        }
+    }
+}
+
 impl std::str::FromStr for StoreSpec {
     type Err = String;
 
@@ -86,6 +104,10 @@ mod tests {
             "postgres://u@h:5432/db".parse(),
             Ok(StoreSpec::Postgres("postgres://u@h:5432/db".into()))
         );
+        for spec in ["memory", "sqlite:/a b/c.db?sync=off", "postgres://x@y/z"] {
+            let parsed: StoreSpec = spec.parse().expect("parses");
+            assert_eq!(parsed.to_string(), spec);
+        }
         for bad in [
             "",
             "sqlite:",

@@ -60,6 +60,10 @@ pub struct BenchArgs {
     /// Backend of the embedded server.
     #[arg(long, value_enum, default_value = "engine")]
     pub backend: BackendKind,
+    /// Store of the embedded engine: `memory`, or `sqlite:PATH[?sync=full|normal|off]`
+    /// (give a fresh file: an existing one is reused with its jobs).
+    #[arg(long, value_name = "STORE", default_value = "memory")]
+    pub store: jobcenter_store::StoreSpec,
     /// What to measure.
     #[arg(long, value_enum, default_value = "call")]
     pub mode: Mode,
@@ -129,7 +133,7 @@ pub(crate) fn share(total: u64, parts: usize, i: usize) -> u64 {
 pub async fn run(a: BenchArgs) -> Result<u8, Failure> {
     if a.serve_only {
         let action = a.action.as_deref().unwrap_or("add");
-        embedded::serve_only(a.backend, action)
+        embedded::serve_only(a.backend, &a.store, action)
             .await
             .map_err(|e| Failure::with_code(2, e))?;
         return Ok(0);
@@ -146,14 +150,14 @@ pub async fn run(a: BenchArgs) -> Result<u8, Failure> {
     let mut child = None;
     let action = plan(&a)?.action;
     let cfg = if a.embedded && a.server_process {
-        let c = embedded::spawn_child(a.backend, &action)
+        let c = embedded::spawn_child(a.backend, &a.store, &action)
             .await
             .map_err(|e| Failure::with_code(2, e))?;
         let cfg = embedded_config(&a, c.port)?;
         child = Some(c);
         cfg
     } else if a.embedded {
-        let s = embedded::start(a.backend, &action)
+        let s = embedded::start(a.backend, &a.store, &action)
             .await
             .map_err(|e| Failure::with_code(2, e))?;
         let port = s
@@ -516,7 +520,7 @@ fn print_report(a: &BenchArgs, cfg: &ClientConfig, figures: &[Figure], setup: &S
 async fn idle(a: &BenchArgs) -> Result<u8, Failure> {
     let mut child = None;
     let (cfg, pid) = if a.embedded {
-        let c = embedded::spawn_child(a.backend, &plan(a)?.action)
+        let c = embedded::spawn_child(a.backend, &a.store, &plan(a)?.action)
             .await
             .map_err(|e| Failure::with_code(2, e))?;
         let cfg = embedded_config(a, c.port)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jobcenter_engine::backend::Backend;
 use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, TlsConfig};
-use jobcenter_store::{MemoryStore, SqliteStore, Store, StoreSpec};
+use jobcenter_store::{MemoryStore, SqliteStore, StoreSpec};
 
 use crate::args::ServeArgs;
 use crate::cmd::{Failure, ShutdownSignal};
@@ -106,32 +106,44 @@ pub async fn run(a: ServeArgs) -> Result<u8, Failure> {
             .then(|| std::time::Duration::from_secs(a.archive_retention)),
         ..EngineConfig::default()
     };
-    match &a.store {
-        StoreSpec::Memory => {
-            eprintln!(
-                "jobcenter serve: WARNING: --store memory: jobs are kept in memory only, \
-                 nothing survives a restart"
-            );
-            let engine = Engine::new(catalog, MemoryStore::new(), engine_config).start();
-            serve(config, engine).await
-        }
+    if a.store == StoreSpec::Memory {
+        eprintln!(
+            "jobcenter serve: WARNING: --store memory: jobs are kept in memory only, nothing \
+             survives a restart"
+        );
+    }
+    let defs = catalog.definitions().len();
+    let backend =
+        start_engine(catalog, &a.store, engine_config).map_err(|e| Failure::with_code(2, e))?;
+    eprintln!("jobcenter serve: jobs are kept in {}", a.store);
+    serve(config, defs, backend).await
+}
+
+/// Open the store of `spec` and start the engine on it (on the current tokio runtime).
+pub fn start_engine(
+    catalog: Catalog,
+    spec: &StoreSpec,
+    config: EngineConfig,
+) -> Result<Arc<dyn Backend>, String> {
+    match spec {
+        StoreSpec::Memory => Ok(Engine::new(catalog, MemoryStore::new(), config).start()),
         StoreSpec::Sqlite { path, sync } => {
             let store = SqliteStore::open_with(path, *sync)
-                .map_err(|e| Failure::with_code(2, format!("cannot open the store {e}")))?;
-            eprintln!("jobcenter serve: jobs are kept in {}", store.describe());
-            let engine = Engine::new(catalog, store, engine_config).start();
-            serve(config, engine).await
+                .map_err(|e| format!("cannot open the store {e}"))?;
+            Ok(Engine::new(catalog, store, config).start())
         }
-        StoreSpec::Postgres(_) => Err(Failure::usage(
-            "the PostgreSQL store is not implemented yet; use sqlite:PATH or memory",
-        )),
+        StoreSpec::Postgres(_) => Err(
+            "the PostgreSQL store is not implemented yet; use sqlite:PATH or memory".to_string(),
+        ),
     }
 }
 
 /// Serve with the given engine until SIGINT/SIGTERM, then shut down cleanly.
-async fn serve<S: Store>(config: ServerConfig, engine: Arc<Engine<S>>) -> Result<u8, Failure> {
-    let defs = engine.catalog().definitions().len();
-    let backend: Arc<dyn Backend> = engine;
+async fn serve(
+    config: ServerConfig,
+    defs: usize,
+    backend: Arc<dyn Backend>,
+) -> Result<u8, Failure> {
     let handle = Server::start(config, backend)
         .await
         .map_err(|e| Failure::with_code(2, e.to_string()))?;

@@ -6,10 +6,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use jobcenter_engine::backend::Backend;
-use jobcenter_engine::runtime::{Engine, EngineConfig};
+use jobcenter_engine::runtime::EngineConfig;
 use jobcenter_engine::Catalog;
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, ServerHandle};
-use jobcenter_store::MemoryStore;
+use jobcenter_store::StoreSpec;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -55,11 +55,14 @@ pub fn catalog() -> Result<Catalog, String> {
 }
 
 /// Build the backend (the engine's timer task is spawned on the current runtime).
-pub fn backend(kind: BackendKind, action: &str) -> Result<Arc<dyn Backend>, String> {
+pub fn backend(
+    kind: BackendKind,
+    store: &StoreSpec,
+    action: &str,
+) -> Result<Arc<dyn Backend>, String> {
     match kind {
         BackendKind::Engine => {
-            let engine = Engine::new(catalog()?, MemoryStore::new(), EngineConfig::default());
-            Ok(engine.start())
+            crate::cmd::serve::start_engine(catalog()?, store, EngineConfig::default())
         }
         BackendKind::Stub => Ok(Arc::new(StubBackend::new(action))),
     }
@@ -67,8 +70,12 @@ pub fn backend(kind: BackendKind, action: &str) -> Result<Arc<dyn Backend>, Stri
 
 /// Start our server on a free loopback port, accepting any who/token (development auth:
 /// the listener is loopback only and lives as long as the bench).
-pub async fn start(kind: BackendKind, action: &str) -> Result<ServerHandle, String> {
-    let backend = backend(kind, action)?;
+pub async fn start(
+    kind: BackendKind,
+    store: &StoreSpec,
+    action: &str,
+) -> Result<ServerHandle, String> {
+    let backend = backend(kind, store, action)?;
     let auth = AuthConfig {
         dev_allow_any: true,
         ..AuthConfig::default()
@@ -83,8 +90,8 @@ pub async fn start(kind: BackendKind, action: &str) -> Result<ServerHandle, Stri
 }
 
 /// `--serve-only`: run the embedded server, print its port on stdout, stop at stdin EOF.
-pub async fn serve_only(kind: BackendKind, action: &str) -> Result<(), String> {
-    let server = start(kind, action).await?;
+pub async fn serve_only(kind: BackendKind, store: &StoreSpec, action: &str) -> Result<(), String> {
+    let server = start(kind, store, action).await?;
     let port = server
         .local_addrs()
         .first()
@@ -120,7 +127,11 @@ pub struct ChildServer {
 }
 
 /// Spawn this binary as `bench --serve-only` and wait for its port.
-pub async fn spawn_child(kind: BackendKind, action: &str) -> Result<ChildServer, String> {
+pub async fn spawn_child(
+    kind: BackendKind,
+    store: &StoreSpec,
+    action: &str,
+) -> Result<ChildServer, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find our binary: {e}"))?;
     let mut child = Command::new(exe)
         .args([
@@ -130,6 +141,8 @@ pub async fn spawn_child(kind: BackendKind, action: &str) -> Result<ChildServer,
             kind.name(),
             "--action",
             action,
+            "--store",
+            &store.to_string(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 
 async fn server(timers: Timers) -> TestServer {
-    match TestServer::start(part4_fixtures(), timers).await {
+    match TestServer::start_on(super::STORE, part4_fixtures(), timers).await {
         Ok(s) => s,
         Err(e) => panic!("server: {e}"),
     }
@@ -715,7 +715,7 @@ async fn clenv_reaches_workflow_actions_and_children_reqauth_ignored() {
     // action declaring the env input `clenv` receives it, child jobs inherit it; `reqauth`
     // is ignored by the password adapter.
     let dir = jobcenter_conformance::own_fixtures().join("extra");
-    let s = TestServer::start(dir, fast_timers())
+    let s = TestServer::start_on(super::STORE, dir, fast_timers())
         .await
         .unwrap_or_else(|e| panic!("server: {e}"));
     let w = worker(&s).await;

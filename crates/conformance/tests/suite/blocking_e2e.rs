@@ -16,7 +16,11 @@ use serde_json::json;
 fn blocking_client_and_worker_over_the_real_server() {
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("runtime: {e}"));
     let server = rt
-        .block_on(TestServer::start(part4_fixtures(), fast_timers()))
+        .block_on(TestServer::start_on(
+            super::STORE,
+            part4_fixtures(),
+            fast_timers(),
+        ))
         .unwrap_or_else(|e| panic!("server: {e}"));
     let wcfg = server.config(EMPLOYEE, EMPLOYEE_TOKEN);
     let ccfg = server.config(JC_ADMIN, JC_ADMIN_TOKEN);

@@ -16,7 +16,7 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let server = match TestServer::start(part4_fixtures(), fast_timers()).await {
+    let server = match TestServer::start_on(super::STORE, part4_fixtures(), fast_timers()).await {
         Ok(s) => s,
         Err(e) => panic!("server: {e}"),
     };
@@ -698,7 +698,8 @@ async fn jcl_c42_version_tags_sent_by_the_client() {
             panic!("{file}: {e:?}");
         }
     }
-    let server = TestServer::with_catalog(
+    let server = TestServer::with_catalog_on(
+        super::STORE,
         cat,
         jobcenter_conformance::part4_engine_config(),
         fast_timers(),

@@ -442,9 +442,13 @@ fn timers(ping_interval: Duration) -> Timers {
 }
 
 async fn server(ping_interval: Duration) -> TestServer {
-    TestServer::start(own_fixtures().join("tour"), timers(ping_interval))
-        .await
-        .unwrap_or_else(|e| panic!("server: {e}"))
+    TestServer::start_on(
+        super::STORE,
+        own_fixtures().join("tour"),
+        timers(ping_interval),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("server: {e}"))
 }
 
 /// An `add` worker of our library (counter + step), for the client transcript.

@@ -1,0 +1,7 @@
+//! The `perl_client_replay` suite (tests/suite/perl_client_replay.rs) with the engine on the memory store.
+
+/// The store every server of this suite runs on.
+const STORE: jobcenter_conformance::StoreKind = jobcenter_conformance::StoreKind::Memory;
+
+#[path = "suite/perl_client_replay.rs"]
+mod suite;
