@@ -271,4 +271,8 @@ pub struct DemoArgs {
     /// Print less.
     #[arg(long)]
     pub quiet: bool,
+    /// Where the demo keeps its jobs (default: the default store of `serve`, SQLite, in a
+    /// file of a temporary directory that is removed at the end).
+    #[arg(long, value_name = "STORE")]
+    pub store: Option<jobcenter_store::StoreSpec>,
 }

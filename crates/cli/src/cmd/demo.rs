@@ -7,14 +7,12 @@
 //! everything came out as expected.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jobcenter::{Action, Client, ClientConfig, JobStatus, Worker};
-use jobcenter_engine::backend::Backend;
-use jobcenter_engine::{Catalog, Engine, EngineConfig};
+use jobcenter_engine::{Catalog, EngineConfig};
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig};
-use jobcenter_store::MemoryStore;
+use jobcenter_store::{StoreSpec, SyncMode};
 use serde_json::{json, Value};
 
 use crate::args::DemoArgs;
@@ -204,8 +202,12 @@ pub async fn run(a: DemoArgs) -> Result<u8, Failure> {
         catalog.definitions().len()
     ));
     let creds = credentials()?;
-    let engine = Engine::new(catalog, MemoryStore::new(), EngineConfig::default()).start();
-    let backend: Arc<dyn Backend> = engine;
+    let store = a.store.clone().unwrap_or_else(|| StoreSpec::Sqlite {
+        path: creds.path.with_file_name("demo.db"),
+        sync: SyncMode::Full,
+    });
+    let backend = crate::cmd::serve::start_engine(catalog, &store, EngineConfig::default())
+        .map_err(|e| Failure::with_code(2, e))?;
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let config = ServerConfig::new(
         ListenerConfig::tcp(loopback),
@@ -223,7 +225,7 @@ pub async fn run(a: DemoArgs) -> Result<u8, Failure> {
         .map(SocketAddr::port)
         .ok_or_else(|| Failure::with_code(2, "the server has no listener"))?;
     say(format!(
-        "2. server listening on 127.0.0.1:{port} (in memory, password file with random tokens)"
+        "2. server listening on 127.0.0.1:{port} (jobs in {store}, password file with random tokens)"
     ));
 
     let connect_fail = |e: jobcenter::ClientError| Failure::with_code(2, e.to_string());
