@@ -30,19 +30,25 @@
 //!   memory does not grow with the number of jobs. A transaction is a SAVEPOINT inside the
 //!   open batch; [`Store::sync`] commits the batch (group commit).
 //!
-//! A PostgreSQL backend is meant to implement the same trait (one SQL transaction per
-//! batch, the indexes as partial indexes). See `docs/design/storage.md`.
+//! - [`PgStore`]: PostgreSQL, shared by several server processes (nodes): the same rows and
+//!   batches, plus row locks on the jobs a transaction reads, advisory locks for JCL locks,
+//!   sequences for ids, node heartbeats, and `NOTIFY` for events.
+//!
+//! See `docs/design/storage.md`.
 
 pub mod memory;
 pub mod model;
+pub mod pg;
 pub mod spec;
 pub mod sqlite;
+pub mod testdb;
 
 pub use memory::MemoryStore;
 pub use model::{
     ArchivedJob, ChildLink, JobId, JobRecord, JobState, LockRecord, LockWait, Millis, ParentLink,
     QueuedEvent, Registration, Subscription, TaskClaim, TaskState, WorkerId, WorkerRecord,
 };
+pub use pg::{PgOpenError, PgStore, PG_SCHEMA_VERSION};
 pub use spec::{StoreSpec, DEFAULT_STORE};
 pub use sqlite::{OpenError, SqliteStore, SyncMode, APPLICATION_ID, SCHEMA_VERSION};
 
@@ -121,6 +127,18 @@ pub trait Txn {
     fn active_workers(&self) -> Vec<WorkerRecord>;
     /// Insert or replace a worker. Stopped workers are forgotten.
     fn put_worker(&mut self, worker: WorkerRecord);
+
+    /// Several nodes: record that this node is alive at `now`. Single-node stores ignore it.
+    fn heartbeat(&mut self, _now: Millis) {}
+
+    /// Several nodes: names of the active workers of nodes whose last heartbeat is older than
+    /// `before` (dead nodes). Single-node stores have none.
+    fn orphaned_workers(&self, _before: Millis) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Several nodes: forget the nodes whose last heartbeat is older than `before`.
+    fn forget_dead_nodes(&mut self, _before: Millis) {}
 }
 
 /// A transactional store of jobs and workers.
@@ -151,6 +169,23 @@ pub trait Store: Send + Sync + 'static {
     /// Make every transaction committed so far durable. A no-op for memory stores.
     fn sync(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Whether several server processes (nodes) share this store. Then workers belong to
+    /// nodes, dead nodes are detected by heartbeats ([`Txn::heartbeat`]), and events reach the
+    /// other nodes through [`Store::publish`] and [`Store::listen`].
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Queue a payload for the other nodes; it is delivered with the next successful
+    /// [`Store::sync`] (and dropped if that sync fails). Single-node stores ignore it.
+    fn publish(&self, _payload: String) {}
+
+    /// Call `on` with every payload the other nodes publish, from a thread of the store's
+    /// own, until `on` returns `false`. `Ok(false)`: the store has no other nodes.
+    fn listen(&self, _on: Box<dyn FnMut(&str) -> bool + Send>) -> Result<bool, StoreError> {
+        Ok(false)
     }
 
     /// A short description for logs (`memory`, `sqlite:/path/to/file.db`).

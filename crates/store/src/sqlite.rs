@@ -158,7 +158,7 @@ fn backend(e: rusqlite::Error) -> StoreError {
 
 /// Decode a stored JSON record. No recursion limit: whatever the server accepted (the wire
 /// parser has its own limit) must be readable again, even inside the record's own nesting.
-fn decode<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
     let mut de = serde_json::Deserializer::from_str(text);
     de.disable_recursion_limit();
     let v = T::deserialize(&mut de).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -166,11 +166,11 @@ fn decode<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
     Ok(v)
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn ms(v: Millis) -> i64 {
+pub(crate) fn ms(v: Millis) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 

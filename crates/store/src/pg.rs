@@ -1,0 +1,822 @@
+//! The PostgreSQL backend: several server processes ("nodes") share one database.
+//!
+//! Same model as [`crate::SqliteStore`]: one row per record with derived index columns, a
+//! batch transaction per [`Store::sync`], a `SAVEPOINT` per [`Store::transact`]. What differs
+//! because other nodes work on the same rows at the same time:
+//!
+//! * Every read of a job by id locks its row (`FOR UPDATE`) until the batch commits, so two
+//!   nodes never both act on the same state of a job: the second waits and then reads what the
+//!   first committed (a claimed task is no longer `ready`, a used cookie is gone).
+//! * Reading a lock takes a transaction-level advisory lock on its (type, value), so two nodes
+//!   cannot both see a lock as free and both take it.
+//! * Ids come from sequences (never handed out twice, even across nodes).
+//! * Each node has a random id and a heartbeat row in `jc_nodes`; its workers' rows carry the
+//!   node id. A node whose heartbeat is older than the lease is dead: any other node treats its
+//!   workers as disconnected ([`Txn::orphaned_workers`]).
+//! * Events for other nodes are published with `NOTIFY` inside the batch transaction (so they
+//!   are delivered at commit, never for a batch that failed); [`PgStore::listen`] receives the
+//!   other nodes' events.
+//!
+//! The schema is versioned in `jc_schema` and created or migrated at open (under an advisory
+//! lock, so nodes starting together do not race); a database with a newer schema is refused.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+
+use parking_lot::Mutex;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{FromSqlOwned, ToSql};
+use postgres::{Client, NoTls, Statement};
+use serde::de::DeserializeOwned;
+
+use crate::model::{ArchivedJob, JobId, JobRecord, LockRecord, Millis, WorkerId, WorkerRecord};
+use crate::sqlite::{decode, encode, ms};
+use crate::{Store, StoreError, Txn};
+
+/// The schema version this build writes and reads (`jc_schema.version`).
+pub const PG_SCHEMA_VERSION: i32 = 1;
+
+/// The `LISTEN`/`NOTIFY` channel of the nodes.
+pub const CHANNEL: &str = "jobcenter";
+
+/// Advisory lock key held while the schema is created or migrated ("JCsm").
+const MIGRATION_LOCK: i64 = 0x4A43_736D;
+
+const SCHEMA_V1: &str = "
+CREATE SEQUENCE jc_job_ids;
+CREATE SEQUENCE jc_worker_ids;
+CREATE SEQUENCE jc_event_ids;
+CREATE TABLE jc_jobs (
+    id BIGINT PRIMARY KEY,
+    ready_action TEXT,
+    cookie TEXT,
+    claim_worker BIGINT,
+    wake_at BIGINT,
+    subscribed BOOLEAN NOT NULL,
+    lock_type TEXT,
+    lock_value TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX jc_jobs_ready ON jc_jobs (ready_action, id) WHERE ready_action IS NOT NULL;
+CREATE INDEX jc_jobs_cookie ON jc_jobs (cookie) WHERE cookie IS NOT NULL;
+CREATE INDEX jc_jobs_claim ON jc_jobs (claim_worker, id) WHERE claim_worker IS NOT NULL;
+CREATE INDEX jc_jobs_wake ON jc_jobs (wake_at, id) WHERE wake_at IS NOT NULL;
+CREATE INDEX jc_jobs_subscribed ON jc_jobs (id) WHERE subscribed;
+CREATE INDEX jc_jobs_lockwait ON jc_jobs (lock_type, lock_value, id) WHERE lock_type IS NOT NULL;
+CREATE TABLE jc_archive (
+    id BIGINT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    finished_at BIGINT NOT NULL,
+    out_args TEXT NOT NULL
+);
+CREATE INDEX jc_archive_time ON jc_archive (finished_at, id);
+CREATE TABLE jc_locks (
+    locktype TEXT NOT NULL,
+    lockvalue TEXT NOT NULL,
+    holder BIGINT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (locktype, lockvalue)
+);
+CREATE INDEX jc_locks_holder ON jc_locks (holder);
+CREATE TABLE jc_workers (
+    id BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    node TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX jc_workers_name ON jc_workers (name, id);
+CREATE TABLE jc_nodes (node TEXT PRIMARY KEY, heartbeat BIGINT NOT NULL);
+";
+
+fn pg_err(e: postgres::Error) -> StoreError {
+    StoreError::Backend(match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    })
+}
+
+/// Why a PostgreSQL store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{url}: {problem}")]
+pub struct PgOpenError {
+    /// The connection URL, without its password.
+    pub url: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// The URL without a password (`postgres://user:secret@host` → `postgres://user@host`).
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A connection with its prepared statements.
+struct Conn {
+    client: Client,
+    stmts: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    fn stmt(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(s) = self.stmts.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).map_err(pg_err)?;
+        self.stmts.insert(sql, s.clone());
+        Ok(s)
+    }
+}
+
+struct Inner {
+    conn: Conn,
+    in_batch: bool,
+    lost: Option<StoreError>,
+    /// Payloads to `NOTIFY` in the open batch.
+    outbox: Vec<String>,
+}
+
+/// The shared PostgreSQL store of one node (see the module documentation).
+pub struct PgStore {
+    /// `None` only while dropping (the connection is closed on a thread of its own: the
+    /// `postgres` client runs a runtime of its own, which must not be dropped inside tokio).
+    inner: Mutex<Option<Inner>>,
+    url: String,
+    node: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("url", &redact(&self.url))
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connect, create or check the schema, and register as a new node.
+    ///
+    /// Blocks; callable from async code too (the connection is made on a thread of its own,
+    /// since the `postgres` client must not start its runtime inside tokio's).
+    pub fn open(url: &str) -> Result<Self, PgOpenError> {
+        let err = |problem: String| PgOpenError {
+            url: redact(url),
+            problem,
+        };
+        let owned = url.to_string();
+        let client = std::thread::spawn(move || -> Result<Client, String> {
+            let mut client = Client::connect(&owned, NoTls).map_err(|e| e.to_string())?;
+            migrate(&mut client)?;
+            Ok(client)
+        })
+        .join()
+        .map_err(|_| err("the connecting thread panicked".into()))?
+        .map_err(err)?;
+        let node = uuid::Uuid::new_v4().to_string();
+        Ok(PgStore {
+            inner: Mutex::new(Some(Inner {
+                conn: Conn {
+                    client,
+                    stmts: HashMap::new(),
+                },
+                in_batch: false,
+                lost: None,
+                outbox: Vec::new(),
+            })),
+            url: url.to_string(),
+            node,
+        })
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Start a thread with a connection of its own that listens for what the other nodes
+    /// publish and hands each payload to `on` (this node's own payloads are filtered out).
+    /// The thread ends when `on` returns `false` or the connection is lost.
+    fn listen_thread(&self, on: Box<dyn FnMut(&str) -> bool + Send>) -> Result<(), StoreError> {
+        let mut client = Client::connect(&self.url, NoTls).map_err(pg_err)?;
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .map_err(pg_err)?;
+        let own = format!("{}\n", self.node);
+        let mut on = on;
+        std::thread::Builder::new()
+            .name("jobcenter-listen".into())
+            .spawn(move || {
+                let mut n = client.notifications();
+                let mut it = n.blocking_iter();
+                loop {
+                    match it.next() {
+                        Ok(Some(note)) => {
+                            if note.payload().starts_with(&own) {
+                                continue;
+                            }
+                            let body = note.payload().split_once('\n').map_or("", |(_, b)| b);
+                            if !on(body) {
+                                return;
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(e) => {
+                            tracing::error!(error = %e, "lost the LISTEN connection");
+                            return;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Number of live jobs (tests and metrics; sees the open batch).
+    pub fn live_jobs(&self) -> usize {
+        self.count("SELECT count(*) FROM jc_jobs")
+    }
+
+    /// Number of archived jobs (tests and metrics; sees the open batch).
+    pub fn archived_jobs(&self) -> usize {
+        self.count("SELECT count(*) FROM jc_archive")
+    }
+
+    fn count(&self, sql: &'static str) -> usize {
+        let mut g = self.inner.lock();
+        g.as_mut()
+            .and_then(|i| i.conn.client.query_one(sql, &[]).ok())
+            .map(|r| r.get::<_, i64>(0) as usize)
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.get_mut().take() {
+            let _ = std::thread::spawn(move || drop(inner)).join();
+        }
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Backend("the store is closed".into())
+}
+
+/// Create the schema in an empty database, or check its version.
+fn migrate(client: &mut Client) -> Result<(), String> {
+    let e = |e: postgres::Error| pg_err(e).to_string();
+    let mut tx = client.transaction().map_err(e)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(e)?;
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('jc_schema') IS NOT NULL", &[])
+        .map_err(e)?
+        .get(0);
+    if !exists {
+        let other: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() \
+                 AND tablename LIKE 'jc\\_%'",
+                &[],
+            )
+            .map_err(e)?
+            .get(0);
+        if other > 0 {
+            return Err(format!(
+                "the database has {other} jc_* tables but no jc_schema table: not a JobCenter \
+                 store this version knows; refusing to use it"
+            ));
+        }
+        tx.batch_execute(SCHEMA_V1).map_err(e)?;
+        tx.batch_execute("CREATE TABLE jc_schema (version INTEGER NOT NULL)")
+            .map_err(e)?;
+        tx.execute(
+            "INSERT INTO jc_schema (version) VALUES ($1)",
+            &[&PG_SCHEMA_VERSION],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        tracing::info!(version = PG_SCHEMA_VERSION, "created the PostgreSQL schema");
+        return Ok(());
+    }
+    let version: Option<i32> = tx
+        .query_opt("SELECT max(version) FROM jc_schema", &[])
+        .map_err(e)?
+        .and_then(|r| r.get(0));
+    match version {
+        Some(v) if v == PG_SCHEMA_VERSION => tx.commit().map_err(e),
+        Some(v) if v > PG_SCHEMA_VERSION => Err(format!(
+            "store schema version {v} is newer than this jobcenter supports \
+             ({PG_SCHEMA_VERSION}); use the jobcenter version that wrote it, or a newer one"
+        )),
+        Some(v) => Err(format!("unknown store schema version {v}")),
+        None => Err("jc_schema has no version row; refusing to use the database".into()),
+    }
+}
+
+fn lose_batch(inner: &mut Inner, e: StoreError) -> StoreError {
+    let _ = inner.conn.client.batch_execute("ROLLBACK");
+    if inner.in_batch {
+        inner.lost = Some(e.clone());
+    }
+    inner.in_batch = false;
+    inner.outbox.clear();
+    e
+}
+
+impl Store for PgStore {
+    fn transact<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&mut dyn Txn) -> Result<R, E>,
+    {
+        let mut g = self.inner.lock();
+        let Some(inner) = g.as_mut() else {
+            return Err(closed().into());
+        };
+        let begin = if inner.in_batch {
+            "SAVEPOINT t"
+        } else {
+            "BEGIN; SAVEPOINT t"
+        };
+        if let Err(e) = inner.conn.client.batch_execute(begin) {
+            return Err(lose_batch(inner, pg_err(e)).into());
+        }
+        inner.in_batch = true;
+        let mut txn = PgTxn {
+            conn: RefCell::new(&mut inner.conn),
+            node: &self.node,
+            failed: RefCell::new(None),
+        };
+        let result = f(&mut txn);
+        let failed = txn.failed.into_inner();
+        let result = match (result, failed) {
+            (Ok(v), None) => Ok(v),
+            (Ok(_), Some(e)) => Err(E::from(e)),
+            (Err(e), _) => Err(e),
+        };
+        let end = if result.is_ok() {
+            "RELEASE t"
+        } else {
+            "ROLLBACK TO t; RELEASE t"
+        };
+        if let Err(e) = inner.conn.client.batch_execute(end) {
+            return Err(lose_batch(inner, pg_err(e)).into());
+        }
+        result
+    }
+
+    fn durable(&self) -> bool {
+        true
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn publish(&self, payload: String) {
+        if let Some(inner) = self.inner.lock().as_mut() {
+            inner.outbox.push(payload);
+        }
+    }
+
+    fn listen(&self, on: Box<dyn FnMut(&str) -> bool + Send>) -> Result<bool, StoreError> {
+        self.listen_thread(on).map(|()| true)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        let mut g = self.inner.lock();
+        let inner = g.as_mut().ok_or_else(closed)?;
+        if let Some(e) = inner.lost.take() {
+            return Err(e);
+        }
+        if !inner.in_batch {
+            inner.outbox.clear();
+            return Ok(());
+        }
+        for body in std::mem::take(&mut inner.outbox) {
+            let payload = format!("{}\n{}", self.node, body);
+            let r = inner.conn.stmt("SELECT pg_notify($1, $2)").and_then(|s| {
+                inner
+                    .conn
+                    .client
+                    .execute(&s, &[&CHANNEL, &payload])
+                    .map_err(pg_err)
+            });
+            if let Err(e) = r {
+                return Err(lose_batch(inner, e));
+            }
+        }
+        inner.in_batch = false;
+        match inner.conn.client.batch_execute("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = inner.conn.client.batch_execute("ROLLBACK");
+                Err(pg_err(e))
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (node {})", redact(&self.url), self.node)
+    }
+}
+
+/// One transaction (a savepoint of the open batch).
+struct PgTxn<'a> {
+    conn: RefCell<&'a mut Conn>,
+    node: &'a str,
+    failed: RefCell<Option<StoreError>>,
+}
+
+type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+
+impl PgTxn<'_> {
+    fn fail(&self, e: StoreError) {
+        let mut f = self.failed.borrow_mut();
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+
+    fn ok<T: Default>(&self, r: Result<T, StoreError>) -> T {
+        r.unwrap_or_else(|e| {
+            self.fail(e);
+            T::default()
+        })
+    }
+
+    fn run(&self, sql: &'static str, p: Params<'_>) -> u64 {
+        let r = {
+            let mut c = self.conn.borrow_mut();
+            c.stmt(sql)
+                .and_then(|s| c.client.execute(&s, p).map_err(pg_err))
+        };
+        self.ok(r)
+    }
+
+    fn one<T: FromSqlOwned>(&self, sql: &'static str, p: Params<'_>) -> Option<T> {
+        let r = {
+            let mut c = self.conn.borrow_mut();
+            c.stmt(sql).and_then(|s| {
+                c.client
+                    .query_opt(&s, p)
+                    .map_err(pg_err)?
+                    .map(|row| row.try_get::<_, T>(0).map_err(pg_err))
+                    .transpose()
+            })
+        };
+        self.ok(r)
+    }
+
+    fn all<T: FromSqlOwned>(&self, sql: &'static str, p: Params<'_>) -> Vec<T> {
+        let r = {
+            let mut c = self.conn.borrow_mut();
+            c.stmt(sql).and_then(|s| {
+                c.client
+                    .query(&s, p)
+                    .map_err(pg_err)?
+                    .iter()
+                    .map(|row| row.try_get::<_, T>(0).map_err(pg_err))
+                    .collect::<Result<Vec<T>, _>>()
+            })
+        };
+        self.ok(r)
+    }
+
+    fn record<T: DeserializeOwned>(&self, text: Option<String>) -> Option<T> {
+        let text = text?;
+        match decode(&text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(e);
+                None
+            }
+        }
+    }
+
+    fn records<T: DeserializeOwned>(&self, texts: Vec<String>) -> Vec<T> {
+        texts
+            .into_iter()
+            .filter_map(|t| self.record(Some(t)))
+            .collect()
+    }
+
+    fn next(&self, sql: &'static str) -> i64 {
+        self.one(sql, &[]).unwrap_or_else(|| {
+            self.fail(StoreError::Corrupt("a sequence returned nothing".into()));
+            0
+        })
+    }
+}
+
+/// Ready job ids of one action, fetched in pages so that `find` stops early.
+struct ReadyIter<'t, 'a> {
+    txn: &'t PgTxn<'a>,
+    action: String,
+    after: JobId,
+    page: VecDeque<JobId>,
+    done: bool,
+}
+
+const READY_PAGE: i64 = 16;
+
+impl Iterator for ReadyIter<'_, '_> {
+    type Item = JobId;
+
+    fn next(&mut self) -> Option<JobId> {
+        if self.page.is_empty() && !self.done {
+            let ids: Vec<JobId> = self.txn.all(
+                "SELECT id FROM jc_jobs WHERE ready_action = $1 AND id > $2 ORDER BY id LIMIT $3",
+                &[&self.action, &self.after, &READY_PAGE],
+            );
+            self.done = (ids.len() as i64) < READY_PAGE;
+            self.page.extend(ids);
+        }
+        let id = self.page.pop_front()?;
+        self.after = id;
+        Some(id)
+    }
+}
+
+impl Txn for PgTxn<'_> {
+    fn next_job_id(&mut self) -> JobId {
+        self.next("SELECT nextval('jc_job_ids')")
+    }
+
+    fn job(&self, id: JobId) -> Option<JobRecord> {
+        let text = self.one(
+            "SELECT record FROM jc_jobs WHERE id = $1 FOR UPDATE",
+            &[&id],
+        );
+        self.record(text)
+    }
+
+    fn put_job(&mut self, job: JobRecord) {
+        let record = match encode(&job) {
+            Ok(r) => r,
+            Err(e) => return self.fail(e),
+        };
+        let claim_worker = job
+            .cookie()
+            .and(job.task_state.claim.as_ref())
+            .map(|c| c.worker_id);
+        let lock = job.waiting_lock();
+        let ready = job.ready_action();
+        let cookie = job.cookie();
+        let wake = job.wake_at.map(ms);
+        let subscribed = !job.subscriptions.is_empty();
+        let lock_type = lock.map(|l| l.locktype.as_str());
+        let lock_value = lock.map(|l| l.lockvalue.as_str());
+        self.run(
+            "INSERT INTO jc_jobs (id, ready_action, cookie, claim_worker, wake_at, subscribed, \
+                lock_type, lock_value, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (id) DO UPDATE SET ready_action = excluded.ready_action, \
+                cookie = excluded.cookie, claim_worker = excluded.claim_worker, \
+                wake_at = excluded.wake_at, subscribed = excluded.subscribed, \
+                lock_type = excluded.lock_type, lock_value = excluded.lock_value, \
+                record = excluded.record",
+            &[
+                &job.id,
+                &ready,
+                &cookie,
+                &claim_worker,
+                &wake,
+                &subscribed,
+                &lock_type,
+                &lock_value,
+                &record,
+            ],
+        );
+    }
+
+    fn archive_job(&mut self, id: JobId) -> bool {
+        let Some(job) = self.job(id) else {
+            return false;
+        };
+        let out = job.out_args.clone().unwrap_or(serde_json::Value::Null);
+        let out = match encode(&out) {
+            Ok(o) => o,
+            Err(e) => {
+                self.fail(e);
+                return false;
+            }
+        };
+        self.run("DELETE FROM jc_jobs WHERE id = $1", &[&id]);
+        let version = job.version as i32;
+        let finished = ms(job.finished_at.unwrap_or(job.updated_at));
+        self.run(
+            "INSERT INTO jc_archive (id, workflow, version, finished_at, out_args) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+             workflow = excluded.workflow, version = excluded.version, \
+             finished_at = excluded.finished_at, out_args = excluded.out_args",
+            &[&id, &job.workflow, &version, &finished, &out],
+        );
+        true
+    }
+
+    fn archived(&self, id: JobId) -> Option<ArchivedJob> {
+        let r = {
+            let mut c = self.conn.borrow_mut();
+            c.stmt("SELECT workflow, version, finished_at, out_args FROM jc_archive WHERE id = $1")
+                .and_then(|s| {
+                    let row = c.client.query_opt(&s, &[&id]).map_err(pg_err)?;
+                    Ok(row.map(|r| {
+                        (
+                            r.get::<_, String>(0),
+                            r.get::<_, i32>(1),
+                            r.get::<_, i64>(2),
+                            r.get::<_, String>(3),
+                        )
+                    }))
+                })
+        };
+        let (workflow, version, finished_at, out) = self.ok(r)?;
+        Some(ArchivedJob {
+            id,
+            workflow,
+            version: version.max(0) as u32,
+            out_args: self.record(Some(out))?,
+            finished_at: finished_at.max(0) as Millis,
+        })
+    }
+
+    fn purge_archived(&mut self, before: Millis, limit: usize) -> usize {
+        self.run(
+            "DELETE FROM jc_archive WHERE id IN (SELECT id FROM jc_archive \
+             WHERE finished_at < $1 ORDER BY finished_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            &[&ms(before), &(limit as i64)],
+        ) as usize
+    }
+
+    fn job_by_cookie(&self, cookie: &str) -> Option<JobId> {
+        self.one("SELECT id FROM jc_jobs WHERE cookie = $1", &[&cookie])
+    }
+
+    fn ready_jobs<'a>(&'a self, action: &str) -> Box<dyn Iterator<Item = JobId> + 'a> {
+        Box::new(ReadyIter {
+            txn: self,
+            action: action.to_string(),
+            after: 0,
+            page: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    fn jobs_claimed_by(&self, worker: WorkerId) -> Vec<JobId> {
+        self.all(
+            "SELECT id FROM jc_jobs WHERE claim_worker = $1 ORDER BY id",
+            &[&worker],
+        )
+    }
+
+    fn due_jobs(&self, now: Millis, limit: usize) -> Vec<JobId> {
+        self.all(
+            "SELECT id FROM jc_jobs WHERE wake_at IS NOT NULL AND wake_at <= $1 \
+             ORDER BY wake_at, id LIMIT $2",
+            &[&ms(now), &(limit as i64)],
+        )
+    }
+
+    fn next_wake(&self) -> Option<Millis> {
+        self.one::<Option<i64>>(
+            "SELECT min(wake_at) FROM jc_jobs WHERE wake_at IS NOT NULL",
+            &[],
+        )
+        .flatten()
+        .map(|t| t.max(0) as Millis)
+    }
+
+    fn scan_jobs(&self, f: &mut dyn FnMut(&JobRecord)) {
+        let texts: Vec<String> = self.all("SELECT record FROM jc_jobs", &[]);
+        for t in texts {
+            if let Some(j) = self.record::<JobRecord>(Some(t)) {
+                f(&j);
+            }
+        }
+    }
+
+    fn lock(&self, locktype: &str, lockvalue: &str) -> Option<LockRecord> {
+        // Serialise every node's look at this lock until the batch commits.
+        self.run(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(1) || $2, 0))",
+            &[&locktype, &lockvalue],
+        );
+        let text = self.one(
+            "SELECT record FROM jc_locks WHERE locktype = $1 AND lockvalue = $2 FOR UPDATE",
+            &[&locktype, &lockvalue],
+        );
+        self.record(text)
+    }
+
+    fn put_lock(&mut self, lock: LockRecord) {
+        let record = match encode(&lock) {
+            Ok(r) => r,
+            Err(e) => return self.fail(e),
+        };
+        self.run(
+            "INSERT INTO jc_locks (locktype, lockvalue, holder, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (locktype, lockvalue) DO UPDATE SET holder = excluded.holder, \
+                record = excluded.record",
+            &[&lock.locktype, &lock.lockvalue, &lock.holder, &record],
+        );
+    }
+
+    fn delete_lock(&mut self, locktype: &str, lockvalue: &str) -> bool {
+        self.run(
+            "DELETE FROM jc_locks WHERE locktype = $1 AND lockvalue = $2",
+            &[&locktype, &lockvalue],
+        ) > 0
+    }
+
+    fn locks_held_by(&self, job: JobId) -> Vec<LockRecord> {
+        let texts = self.all(
+            "SELECT record FROM jc_locks WHERE holder = $1 ORDER BY locktype, lockvalue",
+            &[&job],
+        );
+        self.records(texts)
+    }
+
+    fn lock_waiters(&self, locktype: &str, lockvalue: &str) -> Vec<JobId> {
+        self.all(
+            "SELECT id FROM jc_jobs WHERE lock_type = $1 AND lock_value = $2 ORDER BY id",
+            &[&locktype, &lockvalue],
+        )
+    }
+
+    fn next_event_id(&mut self) -> i64 {
+        self.next("SELECT nextval('jc_event_ids')")
+    }
+
+    fn subscribed_jobs(&self) -> Vec<JobId> {
+        self.all("SELECT id FROM jc_jobs WHERE subscribed ORDER BY id", &[])
+    }
+
+    fn next_worker_id(&mut self) -> WorkerId {
+        self.next("SELECT nextval('jc_worker_ids')")
+    }
+
+    fn worker(&self, id: WorkerId) -> Option<WorkerRecord> {
+        let text = self.one("SELECT record FROM jc_workers WHERE id = $1", &[&id]);
+        self.record(text)
+    }
+
+    fn active_worker(&self, name: &str) -> Option<WorkerRecord> {
+        let text = self.one(
+            "SELECT record FROM jc_workers WHERE name = $1 ORDER BY id DESC LIMIT 1",
+            &[&name],
+        );
+        self.record(text)
+    }
+
+    fn active_workers(&self) -> Vec<WorkerRecord> {
+        let texts = self.all("SELECT record FROM jc_workers ORDER BY id", &[]);
+        self.records(texts)
+    }
+
+    fn put_worker(&mut self, worker: WorkerRecord) {
+        if !worker.active {
+            self.run("DELETE FROM jc_workers WHERE id = $1", &[&worker.id]);
+            return;
+        }
+        let record = match encode(&worker) {
+            Ok(r) => r,
+            Err(e) => return self.fail(e),
+        };
+        let node = self.node.to_string();
+        self.run(
+            "INSERT INTO jc_workers (id, name, node, record) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, record = excluded.record",
+            &[&worker.id, &worker.name, &node, &record],
+        );
+    }
+
+    fn heartbeat(&mut self, now: Millis) {
+        let node = self.node.to_string();
+        self.run(
+            "INSERT INTO jc_nodes (node, heartbeat) VALUES ($1, $2) \
+             ON CONFLICT (node) DO UPDATE SET heartbeat = excluded.heartbeat",
+            &[&node, &ms(now)],
+        );
+    }
+
+    fn orphaned_workers(&self, before: Millis) -> Vec<String> {
+        self.all(
+            "SELECT w.name FROM jc_workers w LEFT JOIN jc_nodes n ON n.node = w.node \
+             WHERE n.node IS NULL OR n.heartbeat < $1 ORDER BY w.id",
+            &[&ms(before)],
+        )
+    }
+
+    fn forget_dead_nodes(&mut self, before: Millis) {
+        self.run("DELETE FROM jc_nodes WHERE heartbeat < $1", &[&ms(before)]);
+    }
+}
