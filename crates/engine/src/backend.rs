@@ -88,7 +88,8 @@ pub struct PollRow {
 }
 
 /// What the backend tells the API server (the original's LISTEN/NOTIFY channels).
-#[derive(Debug, Clone, PartialEq)]
+/// Serialisable, because on a shared store the other nodes' servers hear them too.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// `job:finished`: some job finished, with success or error.
     JobFinished(JobId),
@@ -102,6 +103,11 @@ pub enum Event {
         /// Candidate worker ids when the action filters, else `None`.
         workers: Option<Vec<WorkerId>>,
     },
+    /// A durable store works again after a failure. The calls answered with a store error
+    /// meanwhile changed nothing, and worker calls answered before their sync was known may
+    /// have been rolled back: tasks may be ready without an offer, a `job_done` or a task
+    /// result may be unsent. An API server polls for ready tasks and retries those now.
+    StoreRecovered,
 }
 
 /// The operations of PROTOCOL.md §10.1. All methods are cheap to call concurrently.

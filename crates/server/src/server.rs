@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) shutting_down: AtomicBool,
     active: watch::Sender<usize>,
     shutdown_tx: watch::Sender<bool>,
+    /// Counts [`Event::StoreRecovered`]: what failed on the store is retried on a change.
+    pub(crate) store_recovered: watch::Sender<u64>,
     /// Hand-off timers, all with the same delay, so they arrive in deadline order.
     handoff_tx: mpsc::UnboundedSender<(Instant, HandoffTimer)>,
 }
@@ -67,6 +69,16 @@ impl Shared {
 
     fn peer(&self, conn: ConnId) -> Option<Peer> {
         self.conns.lock().get(&conn).map(|c| c.peer.clone())
+    }
+
+    /// Wait for the next recovery of the store after `seen` was subscribed (`false`: the
+    /// server shuts down first).
+    pub(crate) async fn store_recovery(&self, mut seen: watch::Receiver<u64>) -> bool {
+        let mut stop = self.shutdown_tx.subscribe();
+        tokio::select! {
+            r = seen.changed() => r.is_ok(),
+            _ = stop.wait_for(|s| *s) => false,
+        }
     }
 }
 
@@ -96,20 +108,29 @@ pub(crate) fn send_job_done(sh: &Shared, conn: ConnId, job_id: Value, outargs: V
     }
 }
 
-/// Check a job once; if it finished, notify everybody registered for it (§9).
+/// Check a job once; if it finished, notify everybody registered for it (§9). If the
+/// store fails, check again once it works: the waiters would wait forever otherwise.
 pub(crate) async fn check_job(sh: Arc<Shared>, job: JobId) {
-    if !sh.jobs.lock().is_registered(job) {
-        return;
-    }
-    match sh.backend.get_job_status(job).await {
-        Ok(JobStatus::Finished(outargs)) => {
-            let waiters = sh.jobs.lock().finish(job);
-            for w in waiters {
-                send_job_done(&sh, w.conn, w.job_id, outargs.clone());
-            }
+    loop {
+        // Subscribed before asking, so a recovery right after the failure is not missed.
+        let seen = sh.store_recovered.subscribe();
+        if !sh.jobs.lock().is_registered(job) {
+            return;
         }
-        Ok(_) => {}
-        Err(e) => warn!(job, error = %e, "get_job_status after job:finished failed"),
+        match sh.backend.get_job_status(job).await {
+            Ok(JobStatus::Finished(outargs)) => {
+                let waiters = sh.jobs.lock().finish(job);
+                for w in waiters {
+                    send_job_done(&sh, w.conn, w.job_id, outargs.clone());
+                }
+                return;
+            }
+            Ok(_) => return,
+            Err(e) => warn!(job, error = %e, "get_job_status after job:finished failed"),
+        }
+        if !sh.store_recovery(seen).await {
+            return;
+        }
     }
 }
 
@@ -210,6 +231,7 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             active: watch::channel(0).0,
             shutdown_tx: watch::channel(false).0,
+            store_recovered: watch::channel(0).0,
             handoff_tx,
         });
         let methods = Arc::new(session::methods(&sh));
@@ -444,6 +466,11 @@ async fn event_loop(sh: Arc<Shared>, mut events: tokio::sync::mpsc::UnboundedRec
             }) => {
                 let offer = sh.dispatch.lock().ready(&action, job_id, workers);
                 send_offers(&sh, offer);
+            }
+            Some(Event::StoreRecovered) => {
+                info!("the store works again: polling for ready tasks, retrying what failed");
+                sh.store_recovered.send_modify(|n| *n += 1);
+                tokio::spawn(run_poll(sh.clone()));
             }
         }
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 type Params = Map<String, Value>;
+type Watch = tokio::sync::watch::Receiver<u64>;
 type HResult = Result<Reply, HandlerError>;
 
 /// The state gate of every method except `hello` and `ping`.
@@ -505,7 +506,8 @@ async fn task_done(sh: Arc<Shared>, _peer: Peer, p: Params) -> HResult {
         debug!(%cookie, "task_done for an unknown cookie ignored");
         return reply(json!([]));
     };
-    match sh.backend.task_done(cookie.clone(), outargs).await {
+    let seen = sh.store_recovered.subscribe();
+    match sh.backend.task_done(cookie.clone(), outargs.clone()).await {
         Ok(()) => {
             let next = sh.dispatch.lock().done(taken);
             send_offers(&sh, next);
@@ -513,7 +515,24 @@ async fn task_done(sh: Arc<Shared>, _peer: Peer, p: Params) -> HResult {
         Err(e) => {
             warn!(%cookie, error = %e, "task_done failed in the backend");
             sh.dispatch.lock().done_failed(taken);
+            tokio::spawn(retry_task_done(sh.clone(), cookie, outargs, seen));
         }
     }
     reply(json!([]))
+}
+
+/// A failed `task_done` changed nothing: the job still waits for this claim, and the worker
+/// does not send its result twice. Report it again each time the store works again, until
+/// it is taken (a claim released meanwhile makes the cookie unknown: ignored, done).
+async fn retry_task_done(sh: Arc<Shared>, cookie: String, outargs: Value, mut seen: Watch) {
+    while sh.store_recovery(seen).await {
+        seen = sh.store_recovered.subscribe();
+        match sh.backend.task_done(cookie.clone(), outargs.clone()).await {
+            Ok(()) => {
+                info!(%cookie, "task_done reported again after the store recovered");
+                return;
+            }
+            Err(e) => warn!(%cookie, error = %e, "task_done failed in the backend again"),
+        }
+    }
 }
