@@ -135,6 +135,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "STORE", default_value = jobcenter_store::DEFAULT_STORE,
           env = "JOBCENTER_STORE")]
     pub store: jobcenter_store::StoreSpec,
+    /// With a PostgreSQL store: this server's node name (unique among the live servers on
+    /// the database; default a random id). A node restarting under its name releases the
+    /// tasks its previous run's workers held at once, not after the 10 s node lease.
+    #[arg(long, value_name = "NAME", env = "JOBCENTER_NODE")]
+    pub node: Option<String>,
     /// Forget archived (finished) job results after this many seconds; 0 keeps them forever.
     #[arg(long, default_value_t = 86_400)]
     pub archive_retention: u64,

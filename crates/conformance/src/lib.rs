@@ -4,9 +4,9 @@
 //!
 //! Everything here runs the real components: [`jobcenter_server::Server`] over
 //! [`jobcenter_engine::Engine`] on a store of the test's choice ([`StoreKind`]: in memory, or
-//! a SQLite file in the server's temporary directory), reached over TCP on 127.0.0.1 by
+//! a SQLite file in the server's temporary directory, or a fresh PostgreSQL database), reached over TCP on 127.0.0.1 by
 //! [`jobcenter::Client`] / [`jobcenter::Worker`] or by [`RawConn`]. The suites in `tests/suite/`
-//! run once per store: `tests/<suite>_memory.rs`, `tests/<suite>_sqlite.rs`.
+//! run once per store: `tests/<suite>_memory.rs`, `_sqlite.rs`, `_postgres.rs`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,7 +18,8 @@ use jobcenter::{Action, Client, ClientConfig, ClientError, Task, Worker};
 use jobcenter_engine::backend::Backend;
 use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, ServerHandle, Timers};
-use jobcenter_store::{MemoryStore, SqliteStore};
+use jobcenter_store::testdb::TestDatabase;
+use jobcenter_store::{MemoryStore, PgStore, SqliteStore};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -158,6 +159,8 @@ pub enum StoreKind {
     Memory,
     /// [`SqliteStore`] in a file of the server's temporary directory.
     Sqlite,
+    /// [`PgStore`] on a fresh database of the test PostgreSQL server (dropped afterwards).
+    Postgres,
 }
 
 /// A real server over the real engine on `127.0.0.1:<free port>`.
@@ -166,6 +169,7 @@ pub struct TestServer {
     addr: SocketAddr,
     engine: Arc<dyn Backend>,
     _dir: tempfile::TempDir,
+    _db: Option<TestDatabase>,
 }
 
 impl std::fmt::Debug for TestServer {
@@ -213,11 +217,19 @@ impl TestServer {
         timers: Timers,
     ) -> Result<TestServer, HarnessError> {
         let dir = tempfile::tempdir()?;
+        let mut db = None;
         let engine: Arc<dyn Backend> = match store {
             StoreKind::Memory => Engine::new(cat, MemoryStore::new(), config).start(),
             StoreKind::Sqlite => {
                 let store = SqliteStore::open(dir.path().join("jobcenter.db"))
                     .map_err(|e| HarnessError::Io(std::io::Error::other(e.to_string())))?;
+                Engine::new(cat, store, config).start()
+            }
+            StoreKind::Postgres => {
+                let other = |e: String| HarnessError::Io(std::io::Error::other(e));
+                let created = TestDatabase::create().map_err(other)?;
+                let store = PgStore::open(created.url()).map_err(|e| other(e.to_string()))?;
+                db = Some(created);
                 Engine::new(cat, store, config).start()
             }
         };
@@ -244,6 +256,7 @@ impl TestServer {
             addr,
             engine,
             _dir: dir,
+            _db: db,
         })
     }
 

@@ -81,6 +81,17 @@ pub trait Txn {
     fn next_job_id(&mut self) -> JobId;
     /// A live job.
     fn job(&self, id: JobId) -> Option<JobRecord>;
+    /// A live job, read without taking it for this transaction (PostgreSQL: no row lock),
+    /// for answers that change nothing (`get_job_status`, counting).
+    fn peek_job(&self, id: JobId) -> Option<JobRecord> {
+        self.job(id)
+    }
+    /// A live job, unless another node's open transaction holds it (PostgreSQL:
+    /// `SKIP LOCKED`): for claims, which must not wait for (or deadlock with) another node
+    /// claiming the same task.
+    fn try_job(&self, id: JobId) -> Option<JobRecord> {
+        self.job(id)
+    }
     /// Insert or replace a live job (indexes follow the record's fields).
     fn put_job(&mut self, job: JobRecord);
     /// Move a live job to the archive (only its final result is kept). `false` if the job
@@ -127,6 +138,12 @@ pub trait Txn {
     fn active_workers(&self) -> Vec<WorkerRecord>;
     /// Insert or replace a worker. Stopped workers are forgotten.
     fn put_worker(&mut self, worker: WorkerRecord);
+
+    /// Names of the active workers registered through this node (on a single-node store:
+    /// all of them). At start they are leftovers of this node's previous run.
+    fn node_workers(&self) -> Vec<String> {
+        self.active_workers().into_iter().map(|w| w.name).collect()
+    }
 
     /// Several nodes: record that this node is alive at `now`. Single-node stores ignore it.
     fn heartbeat(&mut self, _now: Millis) {}

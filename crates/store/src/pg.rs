@@ -162,11 +162,18 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// Connect, create or check the schema, and register as a new node.
+    /// Connect, create or check the schema, and join as a new node with a random id.
+    pub fn open(url: &str) -> Result<Self, PgOpenError> {
+        Self::open_as(url, None)
+    }
+
+    /// Like [`PgStore::open`], as the node `node` (a random id if `None`). A node that
+    /// restarts under its name releases its previous run's workers at once instead of after
+    /// the lease; two live nodes must never share a name.
     ///
     /// Blocks; callable from async code too (the connection is made on a thread of its own,
     /// since the `postgres` client must not start its runtime inside tokio's).
-    pub fn open(url: &str) -> Result<Self, PgOpenError> {
+    pub fn open_as(url: &str, node: Option<&str>) -> Result<Self, PgOpenError> {
         let err = |problem: String| PgOpenError {
             url: redact(url),
             problem,
@@ -180,7 +187,7 @@ impl PgStore {
         .join()
         .map_err(|_| err("the connecting thread panicked".into()))?
         .map_err(err)?;
-        let node = uuid::Uuid::new_v4().to_string();
+        let node = node.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
         Ok(PgStore {
             inner: Mutex::new(Some(Inner {
                 conn: Conn {
@@ -205,15 +212,28 @@ impl PgStore {
     /// publish and hands each payload to `on` (this node's own payloads are filtered out).
     /// The thread ends when `on` returns `false` or the connection is lost.
     fn listen_thread(&self, on: Box<dyn FnMut(&str) -> bool + Send>) -> Result<(), StoreError> {
-        let mut client = Client::connect(&self.url, NoTls).map_err(pg_err)?;
-        client
-            .batch_execute(&format!("LISTEN {CHANNEL}"))
-            .map_err(pg_err)?;
+        let url = self.url.clone();
         let own = format!("{}\n", self.node);
         let mut on = on;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("jobcenter-listen".into())
             .spawn(move || {
+                // Connected on this thread: the client's runtime must not start inside tokio.
+                let connected = Client::connect(&url, NoTls).and_then(|mut c| {
+                    c.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+                    Ok(c)
+                });
+                let mut client = match connected {
+                    Ok(c) => {
+                        let _ = ready_tx.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(pg_err(e)));
+                        return;
+                    }
+                };
                 let mut n = client.notifications();
                 let mut it = n.blocking_iter();
                 loop {
@@ -236,7 +256,9 @@ impl PgStore {
                 }
             })
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(())
+        ready_rx
+            .recv()
+            .map_err(|_| StoreError::Backend("the LISTEN thread died".into()))?
     }
 
     /// Number of live jobs (tests and metrics; sees the open batch).
@@ -560,6 +582,19 @@ impl Txn for PgTxn<'_> {
         self.record(text)
     }
 
+    fn peek_job(&self, id: JobId) -> Option<JobRecord> {
+        let text = self.one("SELECT record FROM jc_jobs WHERE id = $1", &[&id]);
+        self.record(text)
+    }
+
+    fn try_job(&self, id: JobId) -> Option<JobRecord> {
+        let text = self.one(
+            "SELECT record FROM jc_jobs WHERE id = $1 FOR UPDATE SKIP LOCKED",
+            &[&id],
+        );
+        self.record(text)
+    }
+
     fn put_job(&mut self, job: JobRecord) {
         let record = match encode(&job) {
             Ok(r) => r,
@@ -806,6 +841,14 @@ impl Txn for PgTxn<'_> {
              ON CONFLICT (node) DO UPDATE SET heartbeat = excluded.heartbeat",
             &[&node, &ms(now)],
         );
+    }
+
+    fn node_workers(&self) -> Vec<String> {
+        let node = self.node.to_string();
+        self.all(
+            "SELECT name FROM jc_workers WHERE node = $1 ORDER BY id",
+            &[&node],
+        )
     }
 
     fn orphaned_workers(&self, before: Millis) -> Vec<String> {

@@ -206,7 +206,7 @@ pub async fn run(a: DemoArgs) -> Result<u8, Failure> {
         path: creds.path.with_file_name("demo.db"),
         sync: SyncMode::Full,
     });
-    let backend = crate::cmd::serve::start_engine(catalog, &store, EngineConfig::default())
+    let backend = crate::cmd::serve::start_engine(catalog, &store, None, EngineConfig::default())
         .map_err(|e| Failure::with_code(2, e))?;
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let config = ServerConfig::new(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jobcenter_engine::backend::Backend;
 use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, TlsConfig};
-use jobcenter_store::{MemoryStore, SqliteStore, StoreSpec};
+use jobcenter_store::{MemoryStore, PgStore, SqliteStore, StoreSpec};
 
 use crate::args::ServeArgs;
 use crate::cmd::{Failure, ShutdownSignal};
@@ -113,8 +113,8 @@ pub async fn run(a: ServeArgs) -> Result<u8, Failure> {
         );
     }
     let defs = catalog.definitions().len();
-    let backend =
-        start_engine(catalog, &a.store, engine_config).map_err(|e| Failure::with_code(2, e))?;
+    let backend = start_engine(catalog, &a.store, a.node.as_deref(), engine_config)
+        .map_err(|e| Failure::with_code(2, e))?;
     eprintln!("jobcenter serve: jobs are kept in {}", a.store);
     serve(config, defs, backend).await
 }
@@ -123,6 +123,7 @@ pub async fn run(a: ServeArgs) -> Result<u8, Failure> {
 pub fn start_engine(
     catalog: Catalog,
     spec: &StoreSpec,
+    node: Option<&str>,
     config: EngineConfig,
 ) -> Result<Arc<dyn Backend>, String> {
     match spec {
@@ -132,9 +133,12 @@ pub fn start_engine(
                 .map_err(|e| format!("cannot open the store {e}"))?;
             Ok(Engine::new(catalog, store, config).start())
         }
-        StoreSpec::Postgres(_) => Err(
-            "the PostgreSQL store is not implemented yet; use sqlite:PATH or memory".to_string(),
-        ),
+        StoreSpec::Postgres(url) => {
+            let store =
+                PgStore::open_as(url, node).map_err(|e| format!("cannot open the store {e}"))?;
+            tracing::info!(node = store.node(), "joined the shared PostgreSQL store");
+            Ok(Engine::new(catalog, store, config).start())
+        }
     }
 }
 

@@ -7,6 +7,16 @@
 //! all of them (one fsync), and only then sends the events the transactions produced and
 //! the answers. If the sync fails, every item of the batch is answered with the error and
 //! its events are dropped: nothing is answered that is not on disk.
+//!
+//! Answers that promise nothing durable are sent without waiting for the sync
+//! ([`Answer::Now`]): the calls of workers (`get_task`, `announce`, `withdraw`, `ping`,
+//! `poll_tasks`, `disconnect`; not `task_done`: its result exists nowhere else). What they
+//! change is either re-derived after a crash (a restarted engine releases every claim of
+//! the previous process's workers) or reported through events, which always wait for the
+//! sync. If that sync then fails, a claim the worker was told about is rolled back and the
+//! task is offered again: at least once, never lost. The first sync that works after a
+//! failure emits [`Event::StoreRecovered`], so the API server polls for such tasks and
+//! retries what failed meanwhile.
 
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Weak;
@@ -15,7 +25,7 @@ use jobcenter_store::{Store, StoreError};
 use tracing::{error, info};
 
 use super::Engine;
-use crate::backend::{BackendError, BackendFuture};
+use crate::backend::{BackendError, BackendFuture, Event};
 
 /// What to do once the batch's sync is known: answer with the item's result or the error.
 pub(crate) type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -26,8 +36,17 @@ pub(crate) type Work<S> = Box<dyn FnOnce(&Engine<S>) -> Done + Send>;
 /// Most work items per sync: bounds how long the first answer of a batch waits.
 pub(crate) const MAX_BATCH: usize = 512;
 
+/// When a work item's answer may leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// After the sync of its batch (the answer promises something durable).
+    AfterSync,
+    /// As soon as its transaction ran.
+    Now,
+}
+
 /// Wrap `f` as a work item whose answer goes to the returned future.
-pub(crate) fn work<S, T, F>(f: F) -> (Work<S>, BackendFuture<'static, T>)
+pub(crate) fn work<S, T, F>(f: F, when: Answer) -> (Work<S>, BackendFuture<'static, T>)
 where
     S: Store,
     T: Send + 'static,
@@ -36,6 +55,10 @@ where
     let (tx, rx) = tokio::sync::oneshot::channel();
     let item: Work<S> = Box::new(move |engine: &Engine<S>| {
         let result = f(engine);
+        if when == Answer::Now {
+            let _ = tx.send(result);
+            return Box::new(|_: Result<(), StoreError>| {}) as Done;
+        }
         Box::new(move |synced: Result<(), StoreError>| {
             let answer = match synced {
                 Ok(()) => result,
@@ -77,13 +100,19 @@ fn run<S: Store>(engine: Weak<Engine<S>>, rx: Receiver<Work<S>>) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
+        if engine.store.shared() {
+            // Delivered to the other nodes with the commit, or not at all.
+            engine.publish_pending();
+        }
         let synced = engine.store.sync();
-        let events = engine.take_pending_events();
+        let mut events = engine.take_pending_events();
         match &synced {
             Ok(()) => {
                 if failing {
                     info!(store = %engine.store.describe(), "the store works again");
                     failing = false;
+                    // What failed meanwhile changed nothing, but may have left work undone.
+                    events.push(Event::StoreRecovered);
                 }
                 engine.emit_now(events);
             }

@@ -114,6 +114,9 @@ pub struct EngineConfig {
     /// forever, as the original's archive table). An in-memory engine serving many jobs
     /// should set this, since the archive otherwise grows without bound.
     pub archive_retention: Option<Duration>,
+    /// On a shared store: how long a node may miss heartbeats (written every second) before
+    /// the other nodes treat its workers as disconnected. Default 10 s.
+    pub node_lease: Duration,
     /// The name the API server connects as (the original's database "API role"), used in
     /// the role error messages. Default `jcapi`.
     pub api_role: String,
@@ -129,6 +132,7 @@ impl Default for EngineConfig {
             worker_timeout: Duration::from_secs(180),
             roles: std::collections::BTreeMap::new(),
             archive_retention: None,
+            node_lease: Duration::from_secs(10),
             api_role: "jcapi".to_string(),
         }
     }
@@ -287,7 +291,19 @@ impl<S: Store> Engine<S> {
             let (tx, rx) = std::sync::mpsc::channel();
             exec::spawn(weak.clone(), rx);
             let _ = engine.executor.set(tx);
-            let recover = engine.call(|e| e.recover_workers());
+            if engine.store.shared() {
+                engine.listen_to_other_nodes(weak.clone());
+            }
+            // The workers this node registered before belonged to its previous process
+            // (alone on the store: every worker). On a shared store the heartbeat is written
+            // first; the workers of other dead nodes are released by the survivors once the
+            // dead node's lease ran out.
+            let recover = engine.call(|e| {
+                if e.store.shared() {
+                    e.node_round()?;
+                }
+                e.recover_workers()
+            });
             tokio::spawn(async move {
                 match recover.await {
                     Ok(n) if n > 0 => info!(workers = n, "workers of the previous run released"),
@@ -308,10 +324,28 @@ impl<S: Store> Engine<S> {
         T: Send + 'static,
         F: FnOnce(&Self) -> Result<T, BackendError> + Send + 'static,
     {
+        self.call_answering(exec::Answer::AfterSync, f)
+    }
+
+    /// Like [`Engine::call`], but a durable store answers as soon as the transaction ran
+    /// (for worker calls whose answers promise nothing durable; see module `exec`).
+    fn call_now<T, F>(&self, f: F) -> BackendFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Self) -> Result<T, BackendError> + Send + 'static,
+    {
+        self.call_answering(exec::Answer::Now, f)
+    }
+
+    fn call_answering<T, F>(&self, when: exec::Answer, f: F) -> BackendFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Self) -> Result<T, BackendError> + Send + 'static,
+    {
         match self.executor.get() {
             None => ready(f(self)),
             Some(tx) => {
-                let (item, answer) = exec::work(f);
+                let (item, answer) = exec::work(f, when);
                 if tx.send(item).is_err() {
                     return ready(Err(BackendError::new("the engine has stopped")));
                 }
@@ -320,10 +354,10 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Mark every worker the store lists as active as gone (start of a durable engine).
+    /// Mark the workers this node registered in a previous run as gone (start of a durable
+    /// engine; on a single-node store that is every worker it lists).
     fn recover_workers(&self) -> Result<usize, BackendError> {
-        let names: Vec<String> =
-            self.transact(|_, txn| Ok(txn.active_workers().into_iter().map(|w| w.name).collect()))?;
+        let names: Vec<String> = self.transact(|_, txn| Ok(txn.node_workers()))?;
         for name in &names {
             self.disconnect_now(name)?;
         }
@@ -333,6 +367,70 @@ impl<S: Store> Engine<S> {
     /// Events of the transactions since the last sync (store thread).
     fn take_pending_events(&self) -> Vec<Event> {
         std::mem::take(&mut *self.pending_events.lock())
+    }
+
+    /// Shared store: hand the pending events (job finished, task ready) to the store for the
+    /// other nodes, as JSON arrays of at most [`PUBLISH_CHUNK`] bytes (NOTIFY's limit is 8000).
+    fn publish_pending(&self) {
+        let events = self.pending_events.lock();
+        let mut chunk = String::new();
+        for ev in events.iter() {
+            if matches!(ev, Event::StoreRecovered) {
+                continue;
+            }
+            let Ok(text) = serde_json::to_string(ev) else {
+                continue;
+            };
+            if !chunk.is_empty() && chunk.len() + text.len() + 2 > PUBLISH_CHUNK {
+                chunk.push(']');
+                self.store.publish(std::mem::take(&mut chunk));
+            }
+            chunk.push(if chunk.is_empty() { '[' } else { ',' });
+            chunk.push_str(&text);
+        }
+        if !chunk.is_empty() {
+            chunk.push(']');
+            self.store.publish(chunk);
+        }
+    }
+
+    /// Shared store: turn what the other nodes publish into this engine's events.
+    fn listen_to_other_nodes(&self, engine: Weak<Self>) {
+        let on = Box::new(move |payload: &str| {
+            let Some(engine) = engine.upgrade() else {
+                return false;
+            };
+            match serde_json::from_str::<Vec<Event>>(payload) {
+                Ok(events) => engine.emit_now(events),
+                Err(e) => warn!(error = %e, "ignoring a malformed event from another node"),
+            }
+            true
+        });
+        match self.store.listen(on) {
+            Ok(_) => {}
+            Err(e) => error!(error = %e, "cannot listen to the other nodes' events"),
+        }
+    }
+
+    /// Shared store: refresh this node's heartbeat, and release the workers of nodes whose
+    /// heartbeat is older than [`EngineConfig::node_lease`] (like a disconnect: their claims
+    /// are offered again or retried per the action's rules). Returns the workers released.
+    fn node_round(&self) -> Result<Vec<String>, BackendError> {
+        let lease = self.config.node_lease.as_millis() as Millis;
+        let before = now_ms().saturating_sub(lease);
+        let orphans = self.transact(|run, txn| {
+            txn.heartbeat(run.now);
+            Ok(txn.orphaned_workers(before))
+        })?;
+        for name in &orphans {
+            info!(worker = %name, "releasing a worker of a node that stopped");
+            self.disconnect_now(name)?;
+        }
+        self.transact(|_, txn| {
+            txn.forget_dead_nodes(before);
+            Ok(())
+        })?;
+        Ok(orphans)
     }
 
     /// The definitions the engine runs.
@@ -401,7 +499,11 @@ impl<S: Store> Engine<S> {
             let n = self.transact(|run, txn| {
                 let due = txn.due_jobs(run.now, 256);
                 for id in &due {
-                    if let Some(job) = txn.job(*id) {
+                    // On a shared store another node may have handled it meanwhile.
+                    if let Some(job) = txn
+                        .job(*id)
+                        .filter(|j| j.wake_at.is_some_and(|t| t <= run.now))
+                    {
                         run.wake(txn, job);
                     }
                 }
@@ -545,7 +647,7 @@ impl<S: Store> Engine<S> {
 
     fn get_job_status_now(&self, job_id: JobId) -> Result<JobStatus, BackendError> {
         self.store.transact(|txn| {
-            if let Some(j) = txn.job(job_id) {
+            if let Some(j) = txn.peek_job(job_id) {
                 if !j.state.is_final() {
                     return Ok(JobStatus::Running);
                 }
@@ -690,8 +792,9 @@ impl<S: Store> Engine<S> {
             };
             let worker_id = w.id;
             let filter = reg.filter.clone().map(Value::Object);
+            // Candidates another node is claiming right now are skipped, not waited for.
             let fits = |txn: &dyn Txn, id: JobId| {
-                txn.job(id).is_some_and(|j| {
+                txn.try_job(id).is_some_and(|j| {
                     j.ready_action() == Some(actionname.as_str())
                         && filter.as_ref().map_or(true, |f| {
                             j.task_state.inargs.as_ref().is_some_and(|i| contains(i, f))
@@ -810,7 +913,7 @@ impl<S: Store> Engine<S> {
                     .filter(|id| match &filter {
                         None => true,
                         Some(f) => txn
-                            .job(*id)
+                            .peek_job(*id)
                             .and_then(|j| j.task_state.inargs)
                             .is_some_and(|i| contains(&i, f)),
                     })
@@ -852,6 +955,12 @@ impl<S: Store> Engine<S> {
     }
 }
 
+/// Largest payload published to the other nodes at once (NOTIFY allows 8000 bytes).
+const PUBLISH_CHUNK: usize = 7000;
+
+/// How often a node on a shared store writes its heartbeat and looks for dead nodes.
+const NODE_ROUND_MS: Millis = 1000;
+
 /// Archived results forgotten per purge transaction.
 const PURGE_BATCH: usize = 2000;
 
@@ -871,15 +980,22 @@ async fn timer_loop<S: Store>(engine: Weak<Engine<S>>, wake: Arc<Notify>) {
         let answer = engine.upgrade()?.call(f);
         Some(answer.await)
     }
-    let Some((interval, purging)) = engine.upgrade().map(|e| {
+    let Some((interval, purging, shared)) = engine.upgrade().map(|e| {
         // At least 10 ms, so a zero interval cannot make the loop spin.
         let interval = (e.config.housekeeping_interval.as_millis() as Millis).max(10);
-        (interval, e.config.archive_retention.is_some())
+        (
+            interval,
+            e.config.archive_retention.is_some(),
+            e.store.shared(),
+        )
     }) else {
         return;
     };
     let mut next_housekeeping = now_ms() + interval;
     let mut next_purge = 0;
+    // The first round runs at start (Engine::start); other nodes' due jobs are found by
+    // these rounds too, since their timers do not wake ours.
+    let mut next_node_round = now_ms() + NODE_ROUND_MS;
     loop {
         let now = now_ms();
         match on(&engine, |e| e.run_due()).await {
@@ -901,6 +1017,14 @@ async fn timer_loop<S: Store>(engine: Weak<Engine<S>>, wake: Arc<Notify>) {
             }
             next_purge = now + PURGE_EVERY_MS;
         }
+        if shared && now >= next_node_round {
+            match on(&engine, |e| e.node_round()).await {
+                None => return,
+                Some(Err(e)) => warn!(error = %e, "node heartbeat failed"),
+                Some(Ok(_)) => {}
+            }
+            next_node_round = now + NODE_ROUND_MS;
+        }
         if now >= next_housekeeping {
             match on(&engine, |e| e.disconnect_stale_workers()).await {
                 None => return,
@@ -919,6 +1043,9 @@ async fn timer_loop<S: Store>(engine: Weak<Engine<S>>, wake: Arc<Notify>) {
             .min(next_housekeeping);
         if purging {
             target = target.min(next_purge);
+        }
+        if shared {
+            target = target.min(next_node_round);
         }
         match engine.upgrade() {
             Some(e) => e.timer_at.store(target, Ordering::Relaxed),
@@ -971,11 +1098,11 @@ impl<S: Store> Backend for Engine<S> {
         who: String,
         filter: Option<Value>,
     ) -> BackendFuture<'_, WorkerId> {
-        self.call(move |e| e.announce_now(workername, actionname, who, filter))
+        self.call_now(move |e| e.announce_now(workername, actionname, who, filter))
     }
 
     fn withdraw(&self, workername: String, actionname: String) -> BackendFuture<'_, bool> {
-        self.call(move |e| e.withdraw_now(workername, actionname))
+        self.call_now(move |e| e.withdraw_now(workername, actionname))
     }
 
     fn get_task(
@@ -984,23 +1111,25 @@ impl<S: Store> Backend for Engine<S> {
         actionname: String,
         job_id: Option<JobId>,
     ) -> BackendFuture<'_, Option<TaskClaim>> {
-        self.call(move |e| e.get_task_now(workername, actionname, job_id))
+        self.call_now(move |e| e.get_task_now(workername, actionname, job_id))
     }
 
     fn task_done(&self, cookie: String, outargs: Value) -> BackendFuture<'_, ()> {
+        // Answered after the sync: a result rolled back by a failed sync exists nowhere
+        // else, so the API server must hear of the failure to report it again.
         self.call(move |e| e.task_done_now(cookie, outargs))
     }
 
     fn ping(&self, worker_id: WorkerId) -> BackendFuture<'_, bool> {
-        self.call(move |e| e.ping_now(worker_id))
+        self.call_now(move |e| e.ping_now(worker_id))
     }
 
     fn poll_tasks(&self, worker_ids: Vec<WorkerId>) -> BackendFuture<'_, Vec<PollRow>> {
-        self.call(move |e| e.poll_tasks_now(worker_ids))
+        self.call_now(move |e| e.poll_tasks_now(worker_ids))
     }
 
     fn disconnect(&self, workername: String) -> BackendFuture<'_, bool> {
-        self.call(move |e| e.disconnect_now(&workername))
+        self.call_now(move |e| e.disconnect_now(&workername))
     }
 
     fn subscribe(&self) -> UnboundedReceiver<Event> {

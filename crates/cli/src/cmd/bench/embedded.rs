@@ -62,7 +62,7 @@ pub fn backend(
 ) -> Result<Arc<dyn Backend>, String> {
     match kind {
         BackendKind::Engine => {
-            crate::cmd::serve::start_engine(catalog()?, store, EngineConfig::default())
+            crate::cmd::serve::start_engine(catalog()?, store, None, EngineConfig::default())
         }
         BackendKind::Stub => Ok(Arc::new(StubBackend::new(action))),
     }

@@ -1,0 +1,252 @@
+//! Several nodes on one PostgreSQL database are one JobCenter (issue 9): three real
+//! `jobcenter serve --store postgres://…` processes on a fresh database; node 0 has clients
+//! but no worker (so its jobs are done by workers of other nodes and its `job_done`s come
+//! from other nodes' commits), nodes 1 and 2 have a worker and clients. Node 2 is killed
+//! (`kill -9`) in the middle of the load. Every job whose `create_job` was answered must end
+//! exactly once with the right result, readable through any surviving node; the only tasks
+//! that may run twice are those node 2's worker held when it died (released by the survivors
+//! once node 2's lease ran out).
+
+#[path = "cli_support/mod.rs"]
+mod cli_support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cli_support::{examples_dir, jobcenter, password_file, Proc, CLIENT, WORKER};
+use jobcenter::{Action, Client, ClientConfig, JobStatus, Worker};
+use jobcenter_store::testdb::TestDatabase;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+/// Jobs submitted in total, spread over the clients of the three nodes.
+const JOBS: i64 = 600;
+/// Jobs each client keeps in flight.
+const PER_CLIENT: usize = 40;
+/// After this many results, node 2 is killed.
+const KILL_AFTER: usize = 150;
+/// Bound of the whole run (node 2's lease is 10 s).
+const BOUND: Duration = Duration::from_secs(120);
+
+/// A running node.
+struct Node {
+    proc: Proc,
+    port: u16,
+}
+
+async fn start_node(url: &str, passwd: &std::path::Path) -> Node {
+    let mut cmd = jobcenter(["serve", "--listen", "127.0.0.1:0", "--load"]);
+    cmd.arg(examples_dir())
+        .arg("--passwd")
+        .arg(passwd)
+        .arg("--store")
+        .arg(url);
+    let mut proc = Proc::spawn("jobcenter serve (postgres)", cmd);
+    let line = proc.stderr_line("listening on").await;
+    let port = line
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    Node { proc, port }
+}
+
+fn config((who, token): (&str, &str), port: u16) -> ClientConfig {
+    ClientConfig::new(who, token)
+        .port(port)
+        .timeout(Duration::from_secs(30))
+        .ping_timeout(Duration::ZERO)
+}
+
+/// Who ran `add` for which job: (job id, node of the worker).
+type Runs = Arc<Mutex<Vec<(i64, usize)>>>;
+
+/// A worker on `node`; `hold` keeps each task that long, so that a node killed in the middle
+/// of the load surely holds claimed tasks.
+async fn worker(port: u16, node: usize, runs: Runs, hold: Duration) -> Worker {
+    let w = Worker::connect(config(WORKER, port))
+        .await
+        .expect("worker connects");
+    let name = format!("multinode-worker-{node}");
+    w.announce(
+        Action::new("add")
+            .slots(20)
+            .workername(name)
+            .sync(move |task| {
+                runs.lock().push((task.job_id, node));
+                std::thread::sleep(hold);
+                let counter = task.inargs["counter"].as_i64().ok_or("no counter")?;
+                let step = task.inargs["step"].as_i64().unwrap_or(1);
+                Ok::<_, &str>(json!({ "counter": counter + step }))
+            }),
+    )
+    .await
+    .expect("announce add");
+    w
+}
+
+/// What a client saw of a job: (node of the client, input, result if it arrived).
+type Sighting = (usize, i64, Option<Value>);
+
+/// What the clients saw, by job id.
+type Seen = Arc<Mutex<HashMap<i64, Sighting>>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_one_database_one_killed_every_job_ends_once() {
+    let started = Instant::now();
+    let db = TestDatabase::create().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = password_file(dir.path());
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(start_node(db.url(), &passwd).await);
+    }
+    let runs: Runs = Arc::default();
+    let w1 = worker(nodes[1].port, 1, runs.clone(), Duration::ZERO).await;
+    let w2 = worker(nodes[2].port, 2, runs.clone(), Duration::from_millis(200)).await;
+
+    let seen: Seen = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let killed = Arc::new(tokio::sync::Notify::new());
+    let mut clients = JoinSet::new();
+    let next = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    for (node, n) in nodes.iter().enumerate() {
+        let port = n.port;
+        let client = Client::connect(config(CLIENT, port))
+            .await
+            .expect("client connects");
+        let client = Arc::new(client);
+        for _ in 0..PER_CLIENT {
+            let (client, seen, done, next) =
+                (client.clone(), seen.clone(), done.clone(), next.clone());
+            clients.spawn(async move {
+                loop {
+                    let input = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if input >= JOBS {
+                        return;
+                    }
+                    let handle = match client
+                        .job("calladd")
+                        .inargs(json!({ "input": input }))
+                        .submit()
+                        .await
+                    {
+                        Ok(h) => h,
+                        // Node 2's clients lose their connection: their unanswered jobs are
+                        // not counted; their answered ones are checked below.
+                        Err(_) => return,
+                    };
+                    let Some(id) = handle.job_id() else {
+                        panic!("job {input} refused: {handle:?}");
+                    };
+                    seen.lock().insert(id, (node, input, None));
+                    match handle.outcome().await {
+                        Ok(r) => {
+                            seen.lock().insert(id, (node, input, Some(r.outargs)));
+                            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    }
+    // Kill node 2 once enough results came in (polled: the results are the event).
+    while done.load(std::sync::atomic::Ordering::Relaxed) < KILL_AFTER {
+        assert!(started.elapsed() < BOUND, "no progress before the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nodes[2].proc.signal("KILL");
+    killed.notify_waiters();
+    let clients_done = tokio::time::timeout(BOUND, async {
+        while clients.join_next().await.is_some() {}
+    })
+    .await;
+    assert!(clients_done.is_ok(), "the clients did not finish in time");
+    drop(w2);
+
+    // Every answered job ends with the right result; ask a surviving node (node 2's clients
+    // lost their connection, so some results were never delivered: they must be there now).
+    let checker = Client::connect(config(CLIENT, nodes[0].port))
+        .await
+        .expect("checker connects");
+    let answered: Vec<(i64, Sighting)> = seen.lock().iter().map(|(k, v)| (*k, v.clone())).collect();
+    let mut lost = 0;
+    let mut wrong = 0;
+    let mut changed = 0;
+    for (id, (_node, input, got)) in &answered {
+        let want = json!({ "output": input + 3 });
+        let status = loop {
+            let s = checker.get_job_status(*id).await.expect("status");
+            match s {
+                JobStatus::Finished(v) => break Some(v),
+                JobStatus::Unknown => break None,
+                _ if started.elapsed() < BOUND => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => panic!("job {id} still running at the end"),
+            }
+        };
+        match status {
+            None => lost += 1,
+            Some(v) if v != want => wrong += 1,
+            Some(_) => {}
+        }
+        if got.as_ref().is_some_and(|g| *g != want) {
+            changed += 1;
+        }
+    }
+    // Exactly once: a job ran more than once only if node 2's worker ran it first.
+    let runs = runs.lock().clone();
+    let mut per_job: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (job, node) in &runs {
+        per_job.entry(*job).or_default().push(*node);
+    }
+    let twice_without_cause = per_job
+        .values()
+        .filter(|nodes| nodes.len() > 1 && nodes[0] != 2)
+        .count();
+    let reruns = per_job.values().filter(|n| n.len() > 1).count();
+    // Tasks node 2's worker held when node 2 died, finished by node 1's worker (released by
+    // the survivors after node 2's lease, or never committed as claimed at all).
+    let taken_over = per_job
+        .values()
+        .filter(|n| n.first() == Some(&2) && n.last() == Some(&1))
+        .count();
+    let cross_node = answered
+        .iter()
+        .filter(|(id, (node, _, _))| {
+            *node == 0 && per_job.get(id).is_some_and(|n| n.iter().all(|w| *w != 0))
+        })
+        .count();
+    println!(
+        "multinode: {} jobs answered, {} results delivered, {lost} lost, {wrong} wrong, \
+         {changed} changed, {reruns} re-run after the kill ({taken_over} held by node 2's \
+         worker, finished on node 1), {twice_without_cause} run twice without cause, \
+         {cross_node} created on node 0 and done on other nodes, {:.1} s",
+        answered.len(),
+        answered.iter().filter(|(_, (_, _, g))| g.is_some()).count(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        answered.len() as i64 >= KILL_AFTER as i64,
+        "too few jobs ran"
+    );
+    assert_eq!((lost, wrong, changed), (0, 0, 0));
+    assert_eq!(twice_without_cause, 0);
+    assert!(
+        taken_over > 0,
+        "node 2 held tasks when it died; node 1 must finish them"
+    );
+    assert!(
+        cross_node > 0,
+        "node 0 has no worker: its jobs ran elsewhere"
+    );
+    drop(w1);
+    drop(checker);
+    for n in &mut nodes[..2] {
+        n.proc.signal("TERM");
+    }
+}
