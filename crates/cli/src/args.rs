@@ -26,7 +26,7 @@ impl Cli {
             Command::ApiStatus(a) => a.conn.debug,
             Command::Ping(a) => a.conn.debug,
             Command::Work(a) => a.conn.debug,
-            Command::Check(_) | Command::Demo(_) | Command::Bench(_) => false,
+            Command::Check(_) | Command::Demo(_) | Command::Bench(_) | Command::Db(_) => false,
         }
     }
 }
@@ -56,6 +56,26 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure a JobCenter server (ours or the Perl jcapi) against the raw loopback limit.
     Bench(crate::cmd::bench::BenchArgs),
+    /// Manage a store: `db migrate` creates or upgrades its schema and exits.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+/// `jobcenter db ...`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create the store's schema, or check that it is the version this binary uses, and
+    /// exit (`serve` does the same at start; a newer schema is refused, never changed).
+    Migrate(DbArgs),
+}
+
+/// Options of `jobcenter db`.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// The store: `sqlite:PATH` or `postgres://user@host:port/db`.
+    #[arg(long, value_name = "STORE", default_value = jobcenter_store::DEFAULT_STORE,
+          env = "JOBCENTER_STORE")]
+    pub store: jobcenter_store::StoreSpec,
 }
 
 /// Connection options shared by the client subcommands.

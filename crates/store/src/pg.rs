@@ -203,6 +203,11 @@ impl PgStore {
         })
     }
 
+    /// The connection URL without its password.
+    pub fn describe_url(&self) -> String {
+        redact(&self.url)
+    }
+
     /// This node's id.
     pub fn node(&self) -> &str {
         &self.node

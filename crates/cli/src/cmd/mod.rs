@@ -60,6 +60,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Check(a) => ("check", check::run(a)),
         Command::Demo(a) => ("demo", demo::run(a).await),
         Command::Bench(a) => ("bench", bench::run(a).await),
+        Command::Db(crate::args::DbCommand::Migrate(a)) => ("db migrate", serve::migrate(&a)),
     };
     match result {
         Ok(code) => code,

@@ -119,6 +119,32 @@ pub async fn run(a: ServeArgs) -> Result<u8, Failure> {
     serve(config, defs, backend).await
 }
 
+/// `jobcenter db migrate`: open the store (which creates or checks its schema) and exit.
+pub fn migrate(a: &crate::args::DbArgs) -> Result<u8, Failure> {
+    let fail = |e: String| Failure::with_code(1, e);
+    match &a.store {
+        StoreSpec::Memory => Err(Failure::usage("a memory store has no schema to migrate")),
+        StoreSpec::Sqlite { path, sync } => {
+            SqliteStore::open_with(path, *sync).map_err(|e| fail(e.to_string()))?;
+            println!(
+                "{}: schema version {}",
+                a.store,
+                jobcenter_store::SCHEMA_VERSION
+            );
+            Ok(0)
+        }
+        StoreSpec::Postgres(url) => {
+            let store = PgStore::open(url).map_err(|e| fail(e.to_string()))?;
+            println!(
+                "{}: schema version {}",
+                store.describe_url(),
+                jobcenter_store::PG_SCHEMA_VERSION
+            );
+            Ok(0)
+        }
+    }
+}
+
 /// Open the store of `spec` and start the engine on it (on the current tokio runtime).
 pub fn start_engine(
     catalog: Catalog,

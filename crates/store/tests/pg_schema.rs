@@ -1,0 +1,71 @@
+//! The PostgreSQL store's schema: created in an empty database, accepted again at the next
+//! start (by any node), and refused — naming the database, changing nothing — when it is of
+//! a newer version or when the database holds JobCenter tables of an unknown layout.
+
+use jobcenter_store::testdb::TestDatabase;
+use jobcenter_store::{PgStore, Store, StoreError, PG_SCHEMA_VERSION};
+
+fn db() -> TestDatabase {
+    TestDatabase::create().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Run SQL on the test database directly (on a thread: the client runs its own runtime).
+fn sql(url: &str, text: &str) {
+    let (url, text) = (url.to_string(), text.to_string());
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        c.batch_execute(&text).expect("sql");
+    })
+    .join()
+    .expect("sql thread");
+}
+
+#[test]
+fn the_schema_is_created_once_and_reused_by_every_node() {
+    let db = db();
+    let a = PgStore::open(db.url()).expect("first node creates the schema");
+    let id = a
+        .transact(|t| Ok::<_, StoreError>(t.next_job_id()))
+        .expect("id");
+    a.sync().expect("sync");
+    let b = PgStore::open(db.url()).expect("second node reuses it");
+    let next = b
+        .transact(|t| Ok::<_, StoreError>(t.next_job_id()))
+        .expect("id");
+    assert!(next > id, "ids are shared by the nodes: {id} then {next}");
+    assert_ne!(a.node(), b.node());
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_alone() {
+    let db = db();
+    drop(PgStore::open(db.url()).expect("create"));
+    sql(
+        db.url(),
+        &format!("UPDATE jc_schema SET version = {}", PG_SCHEMA_VERSION + 1),
+    );
+    let e = PgStore::open(db.url()).expect_err("newer schema");
+    let text = e.to_string();
+    assert!(
+        text.contains("jc_test_") && text.contains("is newer"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_jobcenter_tables_are_refused() {
+    let db = db();
+    sql(db.url(), "CREATE TABLE jc_jobs (x INTEGER)");
+    let e = PgStore::open(db.url()).expect_err("foreign layout");
+    assert!(e.to_string().contains("refusing"), "{e}");
+}
+
+#[test]
+fn an_unreachable_server_is_a_clear_error() {
+    let e = PgStore::open("postgres://nobody@127.0.0.1:1/nothing").expect_err("no server");
+    assert!(
+        e.to_string()
+            .starts_with("postgres://nobody@127.0.0.1:1/nothing"),
+        "{e}"
+    );
+}
