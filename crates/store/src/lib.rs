@@ -112,6 +112,14 @@ pub trait Txn {
     fn due_jobs(&self, now: Millis, limit: usize) -> Vec<JobId>;
     /// The earliest `wake_at` of any live job.
     fn next_wake(&self) -> Option<Millis>;
+    /// After the engine's writes, a time at or before which the timer should look again, if
+    /// this transaction may have made it earlier: the engine wakes its timer when this is
+    /// earlier than what the timer knows. The default asks [`Txn::next_wake`]; SQL backends
+    /// answer the earliest `wake_at` this transaction wrote (one query less per
+    /// transaction; the wake-ups of other jobs are known to the timer already).
+    fn wake_hint(&self) -> Option<Millis> {
+        self.next_wake()
+    }
     /// Visit every live job (order unspecified).
     fn scan_jobs(&self, f: &mut dyn FnMut(&JobRecord));
     /// The lock (type, value), if held.
@@ -181,6 +189,11 @@ pub trait Store: Send + Sync + 'static {
     /// before answers, and a thread of its own).
     fn durable(&self) -> bool {
         false
+    }
+
+    /// Most transactions a caller should put into one batch (between two syncs).
+    fn max_batch(&self) -> usize {
+        512
     }
 
     /// Make every transaction committed so far durable. A no-op for memory stores.

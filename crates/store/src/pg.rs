@@ -138,6 +138,9 @@ impl Conn {
 struct Inner {
     conn: Conn,
     in_batch: bool,
+    /// The last transaction succeeded and its savepoint is still open: it is released
+    /// together with the next `SAVEPOINT` (one round trip instead of two), or by `COMMIT`.
+    release_pending: bool,
     lost: Option<StoreError>,
     /// Payloads to `NOTIFY` in the open batch.
     outbox: Vec<String>,
@@ -195,6 +198,7 @@ impl PgStore {
                     stmts: HashMap::new(),
                 },
                 in_batch: false,
+                release_pending: false,
                 lost: None,
                 outbox: Vec::new(),
             })),
@@ -355,6 +359,7 @@ fn lose_batch(inner: &mut Inner, e: StoreError) -> StoreError {
         inner.lost = Some(e.clone());
     }
     inner.in_batch = false;
+    inner.release_pending = false;
     inner.outbox.clear();
     e
 }
@@ -369,11 +374,14 @@ impl Store for PgStore {
         let Some(inner) = g.as_mut() else {
             return Err(closed().into());
         };
-        let begin = if inner.in_batch {
-            "SAVEPOINT t"
-        } else {
+        let begin = if !inner.in_batch {
             "BEGIN; SAVEPOINT t"
+        } else if inner.release_pending {
+            "RELEASE t; SAVEPOINT t"
+        } else {
+            "SAVEPOINT t"
         };
+        inner.release_pending = false;
         if let Err(e) = inner.conn.client.batch_execute(begin) {
             return Err(lose_batch(inner, pg_err(e)).into());
         }
@@ -382,6 +390,8 @@ impl Store for PgStore {
             conn: RefCell::new(&mut inner.conn),
             node: &self.node,
             failed: RefCell::new(None),
+            jobs: RefCell::new(HashMap::new()),
+            wake: std::cell::Cell::new(None),
         };
         let result = f(&mut txn);
         let failed = txn.failed.into_inner();
@@ -390,12 +400,9 @@ impl Store for PgStore {
             (Ok(_), Some(e)) => Err(E::from(e)),
             (Err(e), _) => Err(e),
         };
-        let end = if result.is_ok() {
-            "RELEASE t"
-        } else {
-            "ROLLBACK TO t; RELEASE t"
-        };
-        if let Err(e) = inner.conn.client.batch_execute(end) {
+        if result.is_ok() {
+            inner.release_pending = true;
+        } else if let Err(e) = inner.conn.client.batch_execute("ROLLBACK TO t; RELEASE t") {
             return Err(lose_batch(inner, pg_err(e)).into());
         }
         result
@@ -407,6 +414,12 @@ impl Store for PgStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn max_batch(&self) -> usize {
+        // Every transaction of a batch is a subtransaction; past 64 of them PostgreSQL's
+        // snapshots of *other* sessions get slower (subxid cache overflow).
+        64
     }
 
     fn publish(&self, payload: String) {
@@ -443,6 +456,8 @@ impl Store for PgStore {
             }
         }
         inner.in_batch = false;
+        // COMMIT also releases a pending savepoint.
+        inner.release_pending = false;
         match inner.conn.client.batch_execute("COMMIT") {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -462,6 +477,11 @@ struct PgTxn<'a> {
     conn: RefCell<&'a mut Conn>,
     node: &'a str,
     failed: RefCell<Option<StoreError>>,
+    /// Jobs read with their row lock, or written, in this transaction (`None`: absent):
+    /// reading one again costs no round trip. Rows read without a lock are not kept.
+    jobs: RefCell<HashMap<JobId, Option<JobRecord>>>,
+    /// The earliest `wake_at` written ([`Txn::wake_hint`]).
+    wake: std::cell::Cell<Option<Millis>>,
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
@@ -580,24 +600,44 @@ impl Txn for PgTxn<'_> {
     }
 
     fn job(&self, id: JobId) -> Option<JobRecord> {
+        if let Some(cached) = self.jobs.borrow().get(&id) {
+            return cached.clone();
+        }
         let text = self.one(
             "SELECT record FROM jc_jobs WHERE id = $1 FOR UPDATE",
             &[&id],
         );
-        self.record(text)
+        let job: Option<JobRecord> = self.record(text);
+        self.jobs.borrow_mut().insert(id, job.clone());
+        job
     }
 
     fn peek_job(&self, id: JobId) -> Option<JobRecord> {
+        if let Some(cached) = self.jobs.borrow().get(&id) {
+            return cached.clone();
+        }
         let text = self.one("SELECT record FROM jc_jobs WHERE id = $1", &[&id]);
         self.record(text)
     }
 
     fn try_job(&self, id: JobId) -> Option<JobRecord> {
+        if let Some(cached) = self.jobs.borrow().get(&id) {
+            return cached.clone();
+        }
         let text = self.one(
             "SELECT record FROM jc_jobs WHERE id = $1 FOR UPDATE SKIP LOCKED",
             &[&id],
         );
-        self.record(text)
+        // Locked only if found: a row skipped because another node holds it stays unknown.
+        let job: Option<JobRecord> = self.record(text);
+        if job.is_some() {
+            self.jobs.borrow_mut().insert(id, job.clone());
+        }
+        job
+    }
+
+    fn wake_hint(&self) -> Option<Millis> {
+        self.wake.get()
     }
 
     fn put_job(&mut self, job: JobRecord) {
@@ -605,6 +645,9 @@ impl Txn for PgTxn<'_> {
             Ok(r) => r,
             Err(e) => return self.fail(e),
         };
+        if let Some(t) = job.wake_at {
+            self.wake.set(Some(self.wake.get().map_or(t, |w| w.min(t))));
+        }
         let claim_worker = job
             .cookie()
             .and(job.task_state.claim.as_ref())
@@ -636,6 +679,7 @@ impl Txn for PgTxn<'_> {
                 &record,
             ],
         );
+        self.jobs.borrow_mut().insert(job.id, Some(job));
     }
 
     fn archive_job(&mut self, id: JobId) -> bool {
@@ -651,6 +695,7 @@ impl Txn for PgTxn<'_> {
             }
         };
         self.run("DELETE FROM jc_jobs WHERE id = $1", &[&id]);
+        self.jobs.borrow_mut().insert(id, None);
         let version = job.version as i32;
         let finished = ms(job.finished_at.unwrap_or(job.updated_at));
         self.run(

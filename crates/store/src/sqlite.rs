@@ -24,7 +24,7 @@
 //! start instead of corrupting the first one's view.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -381,6 +381,8 @@ impl Store for SqliteStore {
         let mut txn = SqlTxn {
             conn: &inner.conn,
             failed: RefCell::new(None),
+            jobs: RefCell::new(HashMap::new()),
+            wake: std::cell::Cell::new(None),
         };
         let result = f(&mut txn);
         let failed = txn.failed.into_inner();
@@ -458,6 +460,11 @@ struct SqlTxn<'c> {
     conn: &'c Connection,
     /// The first backend failure; set, the transaction is rolled back.
     failed: RefCell<Option<StoreError>>,
+    /// Jobs read or written in this transaction (`None`: known absent), so that reading a
+    /// job again costs no query and no JSON decoding. Only this transaction writes them.
+    jobs: RefCell<HashMap<JobId, Option<JobRecord>>>,
+    /// The earliest `wake_at` written ([`Txn::wake_hint`]).
+    wake: std::cell::Cell<Option<Millis>>,
 }
 
 impl SqlTxn<'_> {
@@ -573,8 +580,17 @@ impl Txn for SqlTxn<'_> {
     }
 
     fn job(&self, id: JobId) -> Option<JobRecord> {
+        if let Some(cached) = self.jobs.borrow().get(&id) {
+            return cached.clone();
+        }
         let text = self.one("SELECT record FROM jobs WHERE id = ?1", params![id]);
-        self.record(text)
+        let job: Option<JobRecord> = self.record(text);
+        self.jobs.borrow_mut().insert(id, job.clone());
+        job
+    }
+
+    fn wake_hint(&self) -> Option<Millis> {
+        self.wake.get()
     }
 
     fn put_job(&mut self, job: JobRecord) {
@@ -582,6 +598,9 @@ impl Txn for SqlTxn<'_> {
             Ok(r) => r,
             Err(e) => return self.fail(e),
         };
+        if let Some(t) = job.wake_at {
+            self.wake.set(Some(self.wake.get().map_or(t, |w| w.min(t))));
+        }
         let claim_worker = job
             .cookie()
             .and(job.task_state.claim.as_ref())
@@ -607,6 +626,7 @@ impl Txn for SqlTxn<'_> {
                 record,
             ],
         );
+        self.jobs.borrow_mut().insert(job.id, Some(job));
     }
 
     fn archive_job(&mut self, id: JobId) -> bool {
@@ -622,6 +642,7 @@ impl Txn for SqlTxn<'_> {
             }
         };
         self.run("DELETE FROM jobs WHERE id = ?1", params![id]);
+        self.jobs.borrow_mut().insert(id, None);
         self.run(
             "INSERT OR REPLACE INTO archive (id, workflow, version, finished_at, out_args) \
              VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -94,7 +94,8 @@ fn run<S: Store>(engine: Weak<Engine<S>>, rx: Receiver<Work<S>>) {
         };
         let mut done: Vec<Done> = Vec::with_capacity(16);
         done.push(first(&engine));
-        while done.len() < MAX_BATCH {
+        let max = engine.store.max_batch().clamp(1, MAX_BATCH);
+        while done.len() < max {
             match rx.try_recv() {
                 Ok(item) => done.push(item(&engine)),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,

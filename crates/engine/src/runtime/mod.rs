@@ -458,7 +458,7 @@ impl<S: Store> Engine<S> {
         let (r, next_wake) = self.store.transact(|txn| {
             let r = f(&mut run, txn)?;
             run.drain(txn);
-            Ok::<_, BackendError>((r, txn.next_wake()))
+            Ok::<_, BackendError>((r, txn.wake_hint()))
         })?;
         let events = std::mem::take(&mut run.events);
         drop(run);
