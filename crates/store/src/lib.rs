@@ -40,6 +40,7 @@ pub mod memory;
 pub mod model;
 pub mod pg;
 pub mod spec;
+mod sql;
 pub mod sqlite;
 pub mod testdb;
 

@@ -21,16 +21,15 @@
 //! lock, so nodes starting together do not race); a database with a newer schema is refused.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use parking_lot::Mutex;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{FromSqlOwned, ToSql};
 use postgres::{Client, NoTls, Statement};
-use serde::de::DeserializeOwned;
 
 use crate::model::{ArchivedJob, JobId, JobRecord, LockRecord, Millis, WorkerId, WorkerRecord};
-use crate::sqlite::{decode, encode, ms};
+use crate::sql::{encode, ms, JobRow, Paged, TxnState};
 use crate::{Store, StoreError, Txn};
 
 /// The schema version this build writes and reads (`jc_schema.version`).
@@ -389,12 +388,10 @@ impl Store for PgStore {
         let mut txn = PgTxn {
             conn: RefCell::new(&mut inner.conn),
             node: &self.node,
-            failed: RefCell::new(None),
-            jobs: RefCell::new(HashMap::new()),
-            wake: std::cell::Cell::new(None),
+            st: TxnState::default(),
         };
         let result = f(&mut txn);
-        let failed = txn.failed.into_inner();
+        let failed = txn.st.into_failure();
         let result = match (result, failed) {
             (Ok(v), None) => Ok(v),
             (Ok(_), Some(e)) => Err(E::from(e)),
@@ -476,38 +473,21 @@ impl Store for PgStore {
 struct PgTxn<'a> {
     conn: RefCell<&'a mut Conn>,
     node: &'a str,
-    failed: RefCell<Option<StoreError>>,
-    /// Jobs read with their row lock, or written, in this transaction (`None`: absent):
-    /// reading one again costs no round trip. Rows read without a lock are not kept.
-    jobs: RefCell<HashMap<JobId, Option<JobRecord>>>,
-    /// The earliest `wake_at` written ([`Txn::wake_hint`]).
-    wake: std::cell::Cell<Option<Millis>>,
+    /// Failure, job cache (rows read with their row lock, or written; rows read without a
+    /// lock are not kept) and earliest wake-up.
+    st: TxnState,
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
 impl PgTxn<'_> {
-    fn fail(&self, e: StoreError) {
-        let mut f = self.failed.borrow_mut();
-        if f.is_none() {
-            *f = Some(e);
-        }
-    }
-
-    fn ok<T: Default>(&self, r: Result<T, StoreError>) -> T {
-        r.unwrap_or_else(|e| {
-            self.fail(e);
-            T::default()
-        })
-    }
-
     fn run(&self, sql: &'static str, p: Params<'_>) -> u64 {
         let r = {
             let mut c = self.conn.borrow_mut();
             c.stmt(sql)
                 .and_then(|s| c.client.execute(&s, p).map_err(pg_err))
         };
-        self.ok(r)
+        self.st.ok(r)
     }
 
     fn one<T: FromSqlOwned>(&self, sql: &'static str, p: Params<'_>) -> Option<T> {
@@ -521,7 +501,7 @@ impl PgTxn<'_> {
                     .transpose()
             })
         };
-        self.ok(r)
+        self.st.ok(r)
     }
 
     fn all<T: FromSqlOwned>(&self, sql: &'static str, p: Params<'_>) -> Vec<T> {
@@ -536,63 +516,20 @@ impl PgTxn<'_> {
                     .collect::<Result<Vec<T>, _>>()
             })
         };
-        self.ok(r)
-    }
-
-    fn record<T: DeserializeOwned>(&self, text: Option<String>) -> Option<T> {
-        let text = text?;
-        match decode(&text) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.fail(e);
-                None
-            }
-        }
-    }
-
-    fn records<T: DeserializeOwned>(&self, texts: Vec<String>) -> Vec<T> {
-        texts
-            .into_iter()
-            .filter_map(|t| self.record(Some(t)))
-            .collect()
+        self.st.ok(r)
     }
 
     fn next(&self, sql: &'static str) -> i64 {
         self.one(sql, &[]).unwrap_or_else(|| {
-            self.fail(StoreError::Corrupt("a sequence returned nothing".into()));
+            self.st
+                .fail(StoreError::Corrupt("a sequence returned nothing".into()));
             0
         })
     }
 }
 
-/// Ready job ids of one action, fetched in pages so that `find` stops early.
-struct ReadyIter<'t, 'a> {
-    txn: &'t PgTxn<'a>,
-    action: String,
-    after: JobId,
-    page: VecDeque<JobId>,
-    done: bool,
-}
-
+/// Ready ids fetched per page.
 const READY_PAGE: i64 = 16;
-
-impl Iterator for ReadyIter<'_, '_> {
-    type Item = JobId;
-
-    fn next(&mut self) -> Option<JobId> {
-        if self.page.is_empty() && !self.done {
-            let ids: Vec<JobId> = self.txn.all(
-                "SELECT id FROM jc_jobs WHERE ready_action = $1 AND id > $2 ORDER BY id LIMIT $3",
-                &[&self.action, &self.after, &READY_PAGE],
-            );
-            self.done = (ids.len() as i64) < READY_PAGE;
-            self.page.extend(ids);
-        }
-        let id = self.page.pop_front()?;
-        self.after = id;
-        Some(id)
-    }
-}
 
 impl Txn for PgTxn<'_> {
     fn next_job_id(&mut self) -> JobId {
@@ -600,65 +537,51 @@ impl Txn for PgTxn<'_> {
     }
 
     fn job(&self, id: JobId) -> Option<JobRecord> {
-        if let Some(cached) = self.jobs.borrow().get(&id) {
-            return cached.clone();
+        if let Some(cached) = self.st.cached(id) {
+            return cached;
         }
         let text = self.one(
             "SELECT record FROM jc_jobs WHERE id = $1 FOR UPDATE",
             &[&id],
         );
-        let job: Option<JobRecord> = self.record(text);
-        self.jobs.borrow_mut().insert(id, job.clone());
+        let job: Option<JobRecord> = self.st.record(text);
+        self.st.remember(id, job.clone());
         job
     }
 
     fn peek_job(&self, id: JobId) -> Option<JobRecord> {
-        if let Some(cached) = self.jobs.borrow().get(&id) {
-            return cached.clone();
+        if let Some(cached) = self.st.cached(id) {
+            return cached;
         }
         let text = self.one("SELECT record FROM jc_jobs WHERE id = $1", &[&id]);
-        self.record(text)
+        self.st.record(text)
     }
 
     fn try_job(&self, id: JobId) -> Option<JobRecord> {
-        if let Some(cached) = self.jobs.borrow().get(&id) {
-            return cached.clone();
+        if let Some(cached) = self.st.cached(id) {
+            return cached;
         }
         let text = self.one(
             "SELECT record FROM jc_jobs WHERE id = $1 FOR UPDATE SKIP LOCKED",
             &[&id],
         );
         // Locked only if found: a row skipped because another node holds it stays unknown.
-        let job: Option<JobRecord> = self.record(text);
+        let job: Option<JobRecord> = self.st.record(text);
         if job.is_some() {
-            self.jobs.borrow_mut().insert(id, job.clone());
+            self.st.remember(id, job.clone());
         }
         job
     }
 
     fn wake_hint(&self) -> Option<Millis> {
-        self.wake.get()
+        self.st.wake_hint()
     }
 
     fn put_job(&mut self, job: JobRecord) {
-        let record = match encode(&job) {
+        let row = match JobRow::of(&job) {
             Ok(r) => r,
-            Err(e) => return self.fail(e),
+            Err(e) => return self.st.fail(e),
         };
-        if let Some(t) = job.wake_at {
-            self.wake.set(Some(self.wake.get().map_or(t, |w| w.min(t))));
-        }
-        let claim_worker = job
-            .cookie()
-            .and(job.task_state.claim.as_ref())
-            .map(|c| c.worker_id);
-        let lock = job.waiting_lock();
-        let ready = job.ready_action();
-        let cookie = job.cookie();
-        let wake = job.wake_at.map(ms);
-        let subscribed = !job.subscriptions.is_empty();
-        let lock_type = lock.map(|l| l.locktype.as_str());
-        let lock_value = lock.map(|l| l.lockvalue.as_str());
         self.run(
             "INSERT INTO jc_jobs (id, ready_action, cookie, claim_worker, wake_at, subscribed, \
                 lock_type, lock_value, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -668,18 +591,18 @@ impl Txn for PgTxn<'_> {
                 lock_type = excluded.lock_type, lock_value = excluded.lock_value, \
                 record = excluded.record",
             &[
-                &job.id,
-                &ready,
-                &cookie,
-                &claim_worker,
-                &wake,
-                &subscribed,
-                &lock_type,
-                &lock_value,
-                &record,
+                &row.id,
+                &row.ready_action,
+                &row.cookie,
+                &row.claim_worker,
+                &row.wake_at,
+                &row.subscribed,
+                &row.lock_type,
+                &row.lock_value,
+                &row.record,
             ],
         );
-        self.jobs.borrow_mut().insert(job.id, Some(job));
+        self.st.written(job);
     }
 
     fn archive_job(&mut self, id: JobId) -> bool {
@@ -690,12 +613,12 @@ impl Txn for PgTxn<'_> {
         let out = match encode(&out) {
             Ok(o) => o,
             Err(e) => {
-                self.fail(e);
+                self.st.fail(e);
                 return false;
             }
         };
         self.run("DELETE FROM jc_jobs WHERE id = $1", &[&id]);
-        self.jobs.borrow_mut().insert(id, None);
+        self.st.remember(id, None);
         let version = job.version as i32;
         let finished = ms(job.finished_at.unwrap_or(job.updated_at));
         self.run(
@@ -724,12 +647,12 @@ impl Txn for PgTxn<'_> {
                     }))
                 })
         };
-        let (workflow, version, finished_at, out) = self.ok(r)?;
+        let (workflow, version, finished_at, out) = self.st.ok(r)?;
         Some(ArchivedJob {
             id,
             workflow,
             version: version.max(0) as u32,
-            out_args: self.record(Some(out))?,
+            out_args: self.st.record(Some(out))?,
             finished_at: finished_at.max(0) as Millis,
         })
     }
@@ -747,13 +670,14 @@ impl Txn for PgTxn<'_> {
     }
 
     fn ready_jobs<'a>(&'a self, action: &str) -> Box<dyn Iterator<Item = JobId> + 'a> {
-        Box::new(ReadyIter {
-            txn: self,
-            action: action.to_string(),
-            after: 0,
-            page: VecDeque::new(),
-            done: false,
-        })
+        let action = action.to_string();
+        Box::new(Paged::new(READY_PAGE as usize, move |after| {
+            self.all(
+                "SELECT id FROM jc_jobs WHERE ready_action = $1 AND id > $2 ORDER BY id \
+                 LIMIT $3",
+                &[&action, &after, &READY_PAGE],
+            )
+        }))
     }
 
     fn jobs_claimed_by(&self, worker: WorkerId) -> Vec<JobId> {
@@ -783,7 +707,7 @@ impl Txn for PgTxn<'_> {
     fn scan_jobs(&self, f: &mut dyn FnMut(&JobRecord)) {
         let texts: Vec<String> = self.all("SELECT record FROM jc_jobs", &[]);
         for t in texts {
-            if let Some(j) = self.record::<JobRecord>(Some(t)) {
+            if let Some(j) = self.st.record::<JobRecord>(Some(t)) {
                 f(&j);
             }
         }
@@ -799,13 +723,13 @@ impl Txn for PgTxn<'_> {
             "SELECT record FROM jc_locks WHERE locktype = $1 AND lockvalue = $2 FOR UPDATE",
             &[&locktype, &lockvalue],
         );
-        self.record(text)
+        self.st.record(text)
     }
 
     fn put_lock(&mut self, lock: LockRecord) {
         let record = match encode(&lock) {
             Ok(r) => r,
-            Err(e) => return self.fail(e),
+            Err(e) => return self.st.fail(e),
         };
         self.run(
             "INSERT INTO jc_locks (locktype, lockvalue, holder, record) VALUES ($1, $2, $3, $4) \
@@ -827,7 +751,7 @@ impl Txn for PgTxn<'_> {
             "SELECT record FROM jc_locks WHERE holder = $1 ORDER BY locktype, lockvalue",
             &[&job],
         );
-        self.records(texts)
+        self.st.records(texts)
     }
 
     fn lock_waiters(&self, locktype: &str, lockvalue: &str) -> Vec<JobId> {
@@ -851,7 +775,7 @@ impl Txn for PgTxn<'_> {
 
     fn worker(&self, id: WorkerId) -> Option<WorkerRecord> {
         let text = self.one("SELECT record FROM jc_workers WHERE id = $1", &[&id]);
-        self.record(text)
+        self.st.record(text)
     }
 
     fn active_worker(&self, name: &str) -> Option<WorkerRecord> {
@@ -859,12 +783,12 @@ impl Txn for PgTxn<'_> {
             "SELECT record FROM jc_workers WHERE name = $1 ORDER BY id DESC LIMIT 1",
             &[&name],
         );
-        self.record(text)
+        self.st.record(text)
     }
 
     fn active_workers(&self) -> Vec<WorkerRecord> {
         let texts = self.all("SELECT record FROM jc_workers ORDER BY id", &[]);
-        self.records(texts)
+        self.st.records(texts)
     }
 
     fn put_worker(&mut self, worker: WorkerRecord) {
@@ -874,7 +798,7 @@ impl Txn for PgTxn<'_> {
         }
         let record = match encode(&worker) {
             Ok(r) => r,
-            Err(e) => return self.fail(e),
+            Err(e) => return self.st.fail(e),
         };
         let node = self.node.to_string();
         self.run(

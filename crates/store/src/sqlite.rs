@@ -23,15 +23,13 @@
 //! The file is opened in exclusive locking mode: a second server on the same file fails at
 //! start instead of corrupting the first one's view.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Params};
-use serde::de::DeserializeOwned;
 
 use crate::model::{ArchivedJob, JobId, JobRecord, LockRecord, Millis, WorkerId, WorkerRecord};
+use crate::sql::{decode, encode, ms, JobRow, Paged, TxnState};
 use crate::{Store, StoreError, Txn};
 
 /// The schema version this build writes and reads (`PRAGMA user_version`).
@@ -154,24 +152,6 @@ impl std::fmt::Debug for SqliteStore {
 
 fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
-}
-
-/// Decode a stored JSON record. No recursion limit: whatever the server accepted (the wire
-/// parser has its own limit) must be readable again, even inside the record's own nesting.
-pub(crate) fn decode<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    de.disable_recursion_limit();
-    let v = T::deserialize(&mut de).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    de.end().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(v)
-}
-
-pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-pub(crate) fn ms(v: Millis) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 impl SqliteStore {
@@ -380,12 +360,10 @@ impl Store for SqliteStore {
         }
         let mut txn = SqlTxn {
             conn: &inner.conn,
-            failed: RefCell::new(None),
-            jobs: RefCell::new(HashMap::new()),
-            wake: std::cell::Cell::new(None),
+            st: TxnState::default(),
         };
         let result = f(&mut txn);
-        let failed = txn.failed.into_inner();
+        let failed = txn.st.into_failure();
         let result = match (result, failed) {
             (Ok(v), None) => Ok(v),
             (Ok(_), Some(e)) => Err(E::from(e)),
@@ -458,30 +436,10 @@ fn lose_batch(inner: &mut Inner, e: StoreError) -> StoreError {
 /// One transaction (a savepoint of the open batch).
 struct SqlTxn<'c> {
     conn: &'c Connection,
-    /// The first backend failure; set, the transaction is rolled back.
-    failed: RefCell<Option<StoreError>>,
-    /// Jobs read or written in this transaction (`None`: known absent), so that reading a
-    /// job again costs no query and no JSON decoding. Only this transaction writes them.
-    jobs: RefCell<HashMap<JobId, Option<JobRecord>>>,
-    /// The earliest `wake_at` written ([`Txn::wake_hint`]).
-    wake: std::cell::Cell<Option<Millis>>,
+    st: TxnState,
 }
 
 impl SqlTxn<'_> {
-    fn fail(&self, e: StoreError) {
-        let mut f = self.failed.borrow_mut();
-        if f.is_none() {
-            *f = Some(e);
-        }
-    }
-
-    fn ok<T: Default>(&self, r: Result<T, StoreError>) -> T {
-        r.unwrap_or_else(|e| {
-            self.fail(e);
-            T::default()
-        })
-    }
-
     /// Run a statement; the number of rows changed.
     fn run<P: Params>(&self, sql: &str, p: P) -> usize {
         let r = self
@@ -489,7 +447,7 @@ impl SqlTxn<'_> {
             .prepare_cached(sql)
             .and_then(|mut st| st.execute(p))
             .map_err(backend);
-        self.ok(r)
+        self.st.ok(r)
     }
 
     /// The first column of the first row, if any.
@@ -499,7 +457,7 @@ impl SqlTxn<'_> {
             .prepare_cached(sql)
             .and_then(|mut st| st.query_row(p, |r| r.get::<_, T>(0)).optional())
             .map_err(backend);
-        self.ok(r)
+        self.st.ok(r)
     }
 
     /// The first column of every row.
@@ -512,25 +470,7 @@ impl SqlTxn<'_> {
                 rows.collect::<Result<Vec<T>, _>>()
             })
             .map_err(backend);
-        self.ok(r)
-    }
-
-    fn record<T: DeserializeOwned>(&self, text: Option<String>) -> Option<T> {
-        let text = text?;
-        match decode(&text) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.fail(e);
-                None
-            }
-        }
-    }
-
-    fn records<T: DeserializeOwned>(&self, texts: Vec<String>) -> Vec<T> {
-        texts
-            .into_iter()
-            .filter_map(|t| self.record(Some(t)))
-            .collect()
+        self.st.ok(r)
     }
 
     fn counter(&self, key: &str) -> i64 {
@@ -539,40 +479,15 @@ impl SqlTxn<'_> {
             params![key],
         )
         .unwrap_or_else(|| {
-            self.fail(StoreError::Corrupt(format!("meta row {key} is missing")));
+            self.st
+                .fail(StoreError::Corrupt(format!("meta row {key} is missing")));
             0
         })
     }
 }
 
-/// Ready job ids of one action, fetched in pages so that `find` stops early.
-struct ReadyIter<'a, 'c> {
-    txn: &'a SqlTxn<'c>,
-    action: String,
-    after: JobId,
-    page: VecDeque<JobId>,
-    done: bool,
-}
-
+/// Ready ids fetched per page.
 const READY_PAGE: i64 = 64;
-
-impl Iterator for ReadyIter<'_, '_> {
-    type Item = JobId;
-
-    fn next(&mut self) -> Option<JobId> {
-        if self.page.is_empty() && !self.done {
-            let ids: Vec<JobId> = self.txn.all(
-                "SELECT id FROM jobs WHERE ready_action = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-                params![self.action, self.after, READY_PAGE],
-            );
-            self.done = (ids.len() as i64) < READY_PAGE;
-            self.page.extend(ids);
-        }
-        let id = self.page.pop_front()?;
-        self.after = id;
-        Some(id)
-    }
-}
 
 impl Txn for SqlTxn<'_> {
     fn next_job_id(&mut self) -> JobId {
@@ -580,32 +495,24 @@ impl Txn for SqlTxn<'_> {
     }
 
     fn job(&self, id: JobId) -> Option<JobRecord> {
-        if let Some(cached) = self.jobs.borrow().get(&id) {
-            return cached.clone();
+        if let Some(cached) = self.st.cached(id) {
+            return cached;
         }
         let text = self.one("SELECT record FROM jobs WHERE id = ?1", params![id]);
-        let job: Option<JobRecord> = self.record(text);
-        self.jobs.borrow_mut().insert(id, job.clone());
+        let job: Option<JobRecord> = self.st.record(text);
+        self.st.remember(id, job.clone());
         job
     }
 
     fn wake_hint(&self) -> Option<Millis> {
-        self.wake.get()
+        self.st.wake_hint()
     }
 
     fn put_job(&mut self, job: JobRecord) {
-        let record = match encode(&job) {
+        let row = match JobRow::of(&job) {
             Ok(r) => r,
-            Err(e) => return self.fail(e),
+            Err(e) => return self.st.fail(e),
         };
-        if let Some(t) = job.wake_at {
-            self.wake.set(Some(self.wake.get().map_or(t, |w| w.min(t))));
-        }
-        let claim_worker = job
-            .cookie()
-            .and(job.task_state.claim.as_ref())
-            .map(|c| c.worker_id);
-        let lock = job.waiting_lock();
         self.run(
             "INSERT INTO jobs (id, ready_action, cookie, claim_worker, wake_at, subscribed, \
                 lock_type, lock_value, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
@@ -615,18 +522,18 @@ impl Txn for SqlTxn<'_> {
                 lock_type = excluded.lock_type, lock_value = excluded.lock_value, \
                 record = excluded.record",
             params![
-                job.id,
-                job.ready_action(),
-                job.cookie(),
-                claim_worker,
-                job.wake_at.map(ms),
-                !job.subscriptions.is_empty(),
-                lock.map(|l| l.locktype.as_str()),
-                lock.map(|l| l.lockvalue.as_str()),
-                record,
+                row.id,
+                row.ready_action,
+                row.cookie,
+                row.claim_worker,
+                row.wake_at,
+                row.subscribed,
+                row.lock_type,
+                row.lock_value,
+                row.record,
             ],
         );
-        self.jobs.borrow_mut().insert(job.id, Some(job));
+        self.st.written(job);
     }
 
     fn archive_job(&mut self, id: JobId) -> bool {
@@ -637,12 +544,12 @@ impl Txn for SqlTxn<'_> {
         let out = match encode(&out) {
             Ok(o) => o,
             Err(e) => {
-                self.fail(e);
+                self.st.fail(e);
                 return false;
             }
         };
         self.run("DELETE FROM jobs WHERE id = ?1", params![id]);
-        self.jobs.borrow_mut().insert(id, None);
+        self.st.remember(id, None);
         self.run(
             "INSERT OR REPLACE INTO archive (id, workflow, version, finished_at, out_args) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -675,12 +582,12 @@ impl Txn for SqlTxn<'_> {
                 .optional()
             })
             .map_err(backend);
-        let (workflow, version, finished_at, out) = self.ok(r)?;
+        let (workflow, version, finished_at, out) = self.st.ok(r)?;
         Some(ArchivedJob {
             id,
             workflow,
             version,
-            out_args: self.record(Some(out))?,
+            out_args: self.st.record(Some(out))?,
             finished_at: finished_at.max(0) as Millis,
         })
     }
@@ -698,13 +605,13 @@ impl Txn for SqlTxn<'_> {
     }
 
     fn ready_jobs<'a>(&'a self, action: &str) -> Box<dyn Iterator<Item = JobId> + 'a> {
-        Box::new(ReadyIter {
-            txn: self,
-            action: action.to_string(),
-            after: 0,
-            page: VecDeque::new(),
-            done: false,
-        })
+        let action = action.to_string();
+        Box::new(Paged::new(READY_PAGE as usize, move |after| {
+            self.all(
+                "SELECT id FROM jobs WHERE ready_action = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                params![action, after, READY_PAGE],
+            )
+        }))
     }
 
     fn jobs_claimed_by(&self, worker: WorkerId) -> Vec<JobId> {
@@ -741,13 +648,13 @@ impl Txn for SqlTxn<'_> {
                     let text = row.get_ref(0)?.as_str()?;
                     match decode::<JobRecord>(text) {
                         Ok(j) => f(&j),
-                        Err(e) => self.fail(e),
+                        Err(e) => self.st.fail(e),
                     }
                 }
                 Ok(())
             })
             .map_err(backend);
-        self.ok(r)
+        self.st.ok(r)
     }
 
     fn lock(&self, locktype: &str, lockvalue: &str) -> Option<LockRecord> {
@@ -755,13 +662,13 @@ impl Txn for SqlTxn<'_> {
             "SELECT record FROM locks WHERE locktype = ?1 AND lockvalue = ?2",
             params![locktype, lockvalue],
         );
-        self.record(text)
+        self.st.record(text)
     }
 
     fn put_lock(&mut self, lock: LockRecord) {
         let record = match encode(&lock) {
             Ok(r) => r,
-            Err(e) => return self.fail(e),
+            Err(e) => return self.st.fail(e),
         };
         self.run(
             "INSERT INTO locks (locktype, lockvalue, holder, record) VALUES (?1, ?2, ?3, ?4) \
@@ -783,7 +690,7 @@ impl Txn for SqlTxn<'_> {
             "SELECT record FROM locks WHERE holder = ?1 ORDER BY locktype, lockvalue",
             params![job],
         );
-        self.records(texts)
+        self.st.records(texts)
     }
 
     fn lock_waiters(&self, locktype: &str, lockvalue: &str) -> Vec<JobId> {
@@ -807,7 +714,7 @@ impl Txn for SqlTxn<'_> {
 
     fn worker(&self, id: WorkerId) -> Option<WorkerRecord> {
         let text = self.one("SELECT record FROM workers WHERE id = ?1", params![id]);
-        self.record(text)
+        self.st.record(text)
     }
 
     fn active_worker(&self, name: &str) -> Option<WorkerRecord> {
@@ -815,12 +722,12 @@ impl Txn for SqlTxn<'_> {
             "SELECT record FROM workers WHERE name = ?1 ORDER BY id DESC LIMIT 1",
             params![name],
         );
-        self.record(text)
+        self.st.record(text)
     }
 
     fn active_workers(&self) -> Vec<WorkerRecord> {
         let texts = self.all("SELECT record FROM workers ORDER BY id", []);
-        self.records(texts)
+        self.st.records(texts)
     }
 
     fn put_worker(&mut self, worker: WorkerRecord) {
@@ -830,7 +737,7 @@ impl Txn for SqlTxn<'_> {
         }
         let record = match encode(&worker) {
             Ok(r) => r,
-            Err(e) => return self.fail(e),
+            Err(e) => return self.st.fail(e),
         };
         self.run(
             "INSERT INTO workers (id, name, record) VALUES (?1, ?2, ?3) \

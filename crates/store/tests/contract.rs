@@ -4,8 +4,8 @@
 
 use jobcenter_store::testdb::TestDatabase;
 use jobcenter_store::{
-    JobId, JobRecord, JobState, LockRecord, MemoryStore, Millis, PgStore, SqliteStore, Store,
-    StoreError, TaskClaim, TaskState, WorkerRecord,
+    JobId, JobState, LockRecord, MemoryStore, Millis, PgStore, SqliteStore, Store, StoreError,
+    TaskClaim, WorkerRecord,
 };
 
 /// Record counts, which both backends offer as inherent methods.
@@ -55,6 +55,10 @@ fn postgres() -> (TestDatabase, PgStore) {
     (db, store)
 }
 
+#[path = "common/mod.rs"]
+mod common;
+use common::job;
+
 /// A fresh SQLite store in a temporary directory (kept alive with it).
 fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -93,36 +97,6 @@ contract!(
     lock_indexes_follow_records_and_roll_back,
     archive_moves_the_result_and_workers_index_by_name
 );
-
-fn job(id: JobId, state: JobState, action: Option<&str>) -> JobRecord {
-    JobRecord {
-        id,
-        workflow: "w".into(),
-        version: 0,
-        workflow_def: 0,
-        state,
-        task: 1,
-        steps: 0,
-        max_steps: 99,
-        depth: 1,
-        parent: None,
-        children: Vec::new(),
-        subscriptions: Vec::new(),
-        args: Default::default(),
-        env: Default::default(),
-        vars: Default::default(),
-        out_args: None,
-        task_state: TaskState {
-            action: action.map(str::to_string),
-            ..TaskState::default()
-        },
-        aborted: false,
-        created_at: 0,
-        updated_at: 0,
-        finished_at: None,
-        wake_at: None,
-    }
-}
 
 fn ready_index_follows_records_and_err_rolls_back<S: Store + Counts>(store: S) {
     let r: Result<(), StoreError> = store.transact(|t| {

@@ -6,38 +6,13 @@
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
-use jobcenter_store::{
-    JobId, JobRecord, JobState, SqliteStore, Store, StoreError, TaskState, APPLICATION_ID,
-};
+use jobcenter_store::{JobId, JobRecord, JobState, SqliteStore, Store, StoreError, APPLICATION_ID};
+
+#[path = "common/mod.rs"]
+mod common;
 
 fn job(id: JobId) -> JobRecord {
-    JobRecord {
-        id,
-        workflow: "w".into(),
-        version: 1,
-        workflow_def: 0,
-        state: JobState::Ready,
-        task: 1,
-        steps: 0,
-        max_steps: 99,
-        depth: 1,
-        parent: None,
-        children: Vec::new(),
-        subscriptions: Vec::new(),
-        args: Default::default(),
-        env: Default::default(),
-        vars: Default::default(),
-        out_args: None,
-        task_state: TaskState {
-            action: Some("a".into()),
-            ..TaskState::default()
-        },
-        aborted: false,
-        created_at: 0,
-        updated_at: 0,
-        finished_at: None,
-        wake_at: None,
-    }
+    common::job(id, JobState::Ready, Some("a"))
 }
 
 fn create(store: &SqliteStore) -> JobId {
