@@ -364,6 +364,11 @@ impl<S: Store> Engine<S> {
         Ok(names.len())
     }
 
+    /// Whether transactions since the last sync produced events (store thread).
+    fn has_pending_events(&self) -> bool {
+        !self.pending_events.lock().is_empty()
+    }
+
     /// Events of the transactions since the last sync (store thread).
     fn take_pending_events(&self) -> Vec<Event> {
         std::mem::take(&mut *self.pending_events.lock())
