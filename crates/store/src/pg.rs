@@ -20,7 +20,7 @@
 //! The schema is versioned in `jc_schema` and created or migrated at open (under an advisory
 //! lock, so nodes starting together do not race); a database with a newer schema is refused.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
@@ -373,34 +373,40 @@ impl Store for PgStore {
         let Some(inner) = g.as_mut() else {
             return Err(closed().into());
         };
-        let begin = if !inner.in_batch {
-            "BEGIN; SAVEPOINT t"
-        } else if inner.release_pending {
+        if !inner.in_batch {
+            if let Err(e) = inner.conn.client.batch_execute("BEGIN") {
+                return Err(lose_batch(inner, pg_err(e)).into());
+            }
+            inner.in_batch = true;
+        }
+        // The savepoint is opened just before the first write (reads need no rollback):
+        // a transaction that only reads costs no savepoint round trip.
+        let savepoint = if inner.release_pending {
             "RELEASE t; SAVEPOINT t"
         } else {
             "SAVEPOINT t"
         };
-        inner.release_pending = false;
-        if let Err(e) = inner.conn.client.batch_execute(begin) {
-            return Err(lose_batch(inner, pg_err(e)).into());
-        }
-        inner.in_batch = true;
         let mut txn = PgTxn {
             conn: RefCell::new(&mut inner.conn),
             node: &self.node,
             st: TxnState::default(),
+            savepoint: Cell::new(Some(savepoint)),
         };
         let result = f(&mut txn);
+        let opened = txn.savepoint.get().is_none();
         let failed = txn.st.into_failure();
         let result = match (result, failed) {
             (Ok(v), None) => Ok(v),
             (Ok(_), Some(e)) => Err(E::from(e)),
             (Err(e), _) => Err(e),
         };
-        if result.is_ok() {
-            inner.release_pending = true;
-        } else if let Err(e) = inner.conn.client.batch_execute("ROLLBACK TO t; RELEASE t") {
-            return Err(lose_batch(inner, pg_err(e)).into());
+        if opened {
+            inner.release_pending = result.is_ok();
+            if result.is_err() {
+                if let Err(e) = inner.conn.client.batch_execute("ROLLBACK TO t; RELEASE t") {
+                    return Err(lose_batch(inner, pg_err(e)).into());
+                }
+            }
         }
         result
     }
@@ -476,12 +482,29 @@ struct PgTxn<'a> {
     /// Failure, job cache (rows read with their row lock, or written; rows read without a
     /// lock are not kept) and earliest wake-up.
     st: TxnState,
+    /// The statement that opens this transaction's savepoint, until the first write sent it.
+    savepoint: Cell<Option<&'static str>>,
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
 impl PgTxn<'_> {
+    /// Open the savepoint before the first write.
+    fn before_write(&self) {
+        if let Some(sql) = self.savepoint.take() {
+            let r = self
+                .conn
+                .borrow_mut()
+                .client
+                .batch_execute(sql)
+                .map_err(pg_err);
+            self.st.ok(r);
+        }
+    }
+
+    /// Run a writing statement; the number of rows changed.
     fn run(&self, sql: &'static str, p: Params<'_>) -> u64 {
+        self.before_write();
         let r = {
             let mut c = self.conn.borrow_mut();
             c.stmt(sql)
@@ -663,6 +686,24 @@ impl Txn for PgTxn<'_> {
              WHERE finished_at < $1 ORDER BY finished_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)",
             &[&ms(before), &(limit as i64)],
         ) as usize
+    }
+
+    fn job_with_cookie(&self, cookie: &str) -> Option<JobRecord> {
+        let r = {
+            let mut c = self.conn.borrow_mut();
+            c.stmt("SELECT id, record FROM jc_jobs WHERE cookie = $1 FOR UPDATE")
+                .and_then(|s| {
+                    let row = c.client.query_opt(&s, &[&cookie]).map_err(pg_err)?;
+                    Ok(row.map(|r| (r.get::<_, JobId>(0), r.get::<_, String>(1))))
+                })
+        };
+        let (id, text) = self.st.ok(r)?;
+        if let Some(cached) = self.st.cached(id) {
+            return cached;
+        }
+        let job: Option<JobRecord> = self.st.record(Some(text));
+        self.st.remember(id, job.clone());
+        job
     }
 
     fn job_by_cookie(&self, cookie: &str) -> Option<JobId> {

@@ -600,6 +600,26 @@ impl Txn for SqlTxn<'_> {
         )
     }
 
+    fn job_with_cookie(&self, cookie: &str) -> Option<JobRecord> {
+        let r = self
+            .conn
+            .prepare_cached("SELECT id, record FROM jobs WHERE cookie = ?1")
+            .and_then(|mut st| {
+                st.query_row(params![cookie], |r| {
+                    Ok((r.get::<_, JobId>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()
+            })
+            .map_err(backend);
+        let (id, text) = self.st.ok(r)?;
+        if let Some(cached) = self.st.cached(id) {
+            return cached;
+        }
+        let job: Option<JobRecord> = self.st.record(Some(text));
+        self.st.remember(id, job.clone());
+        job
+    }
+
     fn job_by_cookie(&self, cookie: &str) -> Option<JobId> {
         self.one("SELECT id FROM jobs WHERE cookie = ?1", params![cookie])
     }

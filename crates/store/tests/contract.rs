@@ -126,6 +126,11 @@ fn ready_index_follows_records_and_err_rolls_back<S: Store + Counts>(store: S) {
         t.put_job(j);
         t.next_job_id();
         assert_eq!(t.job_by_cookie("c1"), Some(1));
+        assert_eq!(
+            t.job_with_cookie("c1").map(|j| (j.id, j.state)),
+            Some((1, JobState::Working))
+        );
+        assert!(t.job_with_cookie("nope").is_none());
         Err(StoreError::Backend("boom".into()))
     });
     assert!(r.is_err());

@@ -861,11 +861,8 @@ impl<S: Store> Engine<S> {
 
     fn task_done_now(&self, cookie: String, outargs: Value) -> Result<(), BackendError> {
         self.transact(|run, txn| {
-            let Some(id) = txn.job_by_cookie(&cookie) else {
+            let Some(mut job) = txn.job_with_cookie(&cookie) else {
                 debug!(cookie = %cookie, "task_done with an unknown cookie ignored");
-                return Ok(());
-            };
-            let Some(mut job) = txn.job(id) else {
                 return Ok(());
             };
             if job.cookie() != Some(cookie.as_str()) {
