@@ -127,12 +127,7 @@ async fn serve(passwd: &Path, db: &Path) -> (Proc, u16) {
         .arg("--store")
         .arg(format!("sqlite:{}", db.display()));
     let mut proc = Proc::spawn("jobcenter serve", cmd);
-    let line = proc.stderr_line("listening on").await;
-    let port: u16 = line
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let port = proc.listening_port().await;
     (proc, port)
 }
 

@@ -44,12 +44,7 @@ async fn start_node(url: &str, passwd: &std::path::Path) -> Node {
         .arg("--store")
         .arg(url);
     let mut proc = Proc::spawn("jobcenter serve (postgres)", cmd);
-    let line = proc.stderr_line("listening on").await;
-    let port = line
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let port = proc.listening_port().await;
     Node { proc, port }
 }
 

@@ -755,9 +755,10 @@ impl Txn for PgTxn<'_> {
     }
 
     fn lock(&self, locktype: &str, lockvalue: &str) -> Option<LockRecord> {
-        // Serialise every node's look at this lock until the batch commits.
-        self.run(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(1) || $2, 0))",
+        // Serialise every node's look at this lock until the batch commits. A read: it
+        // opens no savepoint (an advisory lock outlives a rolled-back savepoint anyway).
+        self.one::<bool>(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(1) || $2, 0)) IS NULL",
             &[&locktype, &lockvalue],
         );
         let text = self.one(

@@ -196,6 +196,15 @@ impl Proc {
         assert!(status.success(), "kill -{sig} {} failed", self.name);
     }
 
+    /// Wait (bounded) for `serve`'s "listening on ADDR:PORT" line; the port.
+    pub async fn listening_port(&mut self) -> u16 {
+        let line = self.stderr_line("listening on").await;
+        line.rsplit(':')
+            .next()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"))
+    }
+
     /// Wait (bounded) for a stderr line containing `needle` and return it.
     pub async fn stderr_line(&mut self, needle: &str) -> String {
         let found = tokio::time::timeout(BOUND, async {
@@ -314,16 +323,11 @@ impl Serve {
             cmd.arg("--load").arg(p);
         }
         let mut proc = Proc::spawn("jobcenter serve", cmd);
-        let line = proc.stderr_line("listening on").await;
-        let port: u16 = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        let port = proc.listening_port().await;
         // The line is printed once the listener is bound; one connect proves it.
         tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
-            .unwrap_or_else(|e| panic!("serve said {line:?} but connect failed: {e}"));
+            .unwrap_or_else(|e| panic!("serve said it listens on {port} but connect failed: {e}"));
         Serve { proc, port, dir }
     }
 
