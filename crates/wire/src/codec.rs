@@ -10,6 +10,9 @@ pub const SERVER_MAX_FRAME: usize = 999_999;
 /// in the reference, so clients use a generous limit).
 pub const CLIENT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
+/// The most the decoder reserves ahead of the bytes of a frame that have arrived.
+pub const RESERVE_STEP: usize = 16 * 1024;
+
 /// Maximum number of digits accepted in a length prefix.
 pub const MAX_LENGTH_DIGITS: usize = 10;
 
@@ -133,7 +136,9 @@ impl Decoder for NetstringCodec {
             },
         };
         if src.len() <= body_len {
-            src.reserve(body_len + 1 - src.len());
+            // Room for what is still missing, but never more than RESERVE_STEP at a time:
+            // memory follows the bytes that arrive, not the length a peer declares.
+            src.reserve((body_len + 1 - src.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         if src[body_len] != b',' {
@@ -222,6 +227,28 @@ mod tests {
         let f = frame(&big);
         assert!(f.starts_with(b"1234:x"));
         assert_eq!(f.len(), 1234 + 6);
+    }
+
+    #[test]
+    fn a_declared_length_reserves_nothing_beyond_the_step() {
+        let mut c = NetstringCodec::new(SERVER_MAX_FRAME);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(b"999999:{");
+        assert!(c.decode(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() <= RESERVE_STEP + 64,
+            "reserved {} bytes for a 999999-byte header",
+            buf.capacity()
+        );
+        // The frame still decodes when its bytes arrive in pieces.
+        let body = vec![b'x'; 999_998];
+        for chunk in body.chunks(100_000) {
+            buf.extend_from_slice(chunk);
+            assert!(c.decode(&mut buf).unwrap().is_none());
+        }
+        buf.extend_from_slice(b",");
+        let f = c.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(f.len(), 999_999);
     }
 
     #[test]

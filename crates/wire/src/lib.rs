@@ -11,7 +11,7 @@ pub mod jsonrpc;
 
 pub use codec::{
     encode_frame, frame, FrameError, NetstringCodec, CLIENT_MAX_FRAME, MAX_LENGTH_DIGITS,
-    SERVER_MAX_FRAME,
+    RESERVE_STEP, SERVER_MAX_FRAME,
 };
 pub use jsonrpc::{
     classify, classify_value, encode_error, encode_notification, encode_request, encode_result,
