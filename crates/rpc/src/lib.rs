@@ -43,4 +43,4 @@ mod peer;
 
 pub use jobcenter_wire as wire;
 pub use methods::{AfterHook, HandlerError, HandlerFn, HandlerFuture, Methods, Reply};
-pub use peer::{CallError, CloseReason, Peer, PeerConfig, CLOSE_GRACE};
+pub use peer::{CallError, CloseReason, Peer, PeerConfig, CLOSE_GRACE, DEFAULT_CONGEST_AT};

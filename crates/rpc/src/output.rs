@@ -5,8 +5,14 @@ use bytes::{Buf, BytesMut};
 use jobcenter_wire::encode_frame;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 use tokio::io::AsyncWrite;
+use tokio::sync::{watch, Notify};
+
+/// A drained buffer larger than this gives its memory back.
+const SHRINK_ABOVE: usize = 256 * 1024;
 
 /// The boxed write half of the stream.
 pub(crate) type WriteIo = Pin<Box<dyn AsyncWrite + Send>>;
@@ -38,19 +44,96 @@ pub(crate) struct Output {
     pub(crate) closing: bool,
     /// Aborted, failed or finished: nothing is written any more.
     pub(crate) dead: bool,
+    /// Queued bytes above which the connection reports congestion.
+    congest_at: usize,
+    /// Queued bytes above which the reader pauses (back-pressure); four times this closes.
+    max_output: usize,
+    /// The congestion signal (see [`crate::Peer::congestion`]).
+    congested: watch::Sender<bool>,
+    /// Set while more than `max_output` bytes are queued; cleared (waking `space`) at half.
+    over: bool,
+    /// Woken when the queue went back below half of `max_output`.
+    space: Arc<Notify>,
+    /// When bytes last left the buffer, or it was last empty.
+    last_progress: Instant,
+}
+
+/// The output limits of one connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutputLimits {
+    /// Queued bytes that make the connection congested.
+    pub(crate) congest_at: usize,
+    /// Queued bytes that pause the reader; four times this closes the connection.
+    pub(crate) max_output: usize,
 }
 
 impl Output {
-    pub(crate) fn new(io: WriteIo) -> Self {
+    pub(crate) fn new(
+        io: WriteIo,
+        limits: OutputLimits,
+        congested: watch::Sender<bool>,
+        space: Arc<Notify>,
+    ) -> Self {
         Self {
             io: Some(io),
-            buf: BytesMut::with_capacity(16 * 1024),
+            // Allocated by the first frame that cannot be written at once.
+            buf: BytesMut::new(),
             unflushed: false,
             writer_active: false,
             corked: false,
             closing: false,
             dead: false,
+            congest_at: limits.congest_at,
+            max_output: limits.max_output,
+            congested,
+            over: false,
+            space,
+            last_progress: Instant::now(),
         }
+    }
+
+    /// Bytes queued and not yet handed to the socket.
+    pub(crate) fn backlog(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the reader should pause: more than `max_output` bytes are queued.
+    pub(crate) fn over_limit(&self) -> bool {
+        self.over
+    }
+
+    /// How long ago bytes last left a non-empty buffer (zero when nothing is queued).
+    pub(crate) fn stalled_for(&self) -> std::time::Duration {
+        if self.buf.is_empty() && !self.unflushed {
+            std::time::Duration::ZERO
+        } else {
+            self.last_progress.elapsed()
+        }
+    }
+
+    /// Update the congestion signal and the pause flag after the backlog changed; an error
+    /// when the backlog passed the hard limit (four times `max_output`).
+    fn note_backlog(&mut self) -> Result<(), String> {
+        let b = self.buf.len();
+        if b > self.max_output.saturating_mul(4) {
+            return Err(format!(
+                "{b} bytes of output queued (limit {}): the peer does not read",
+                self.max_output.saturating_mul(4)
+            ));
+        }
+        let congested = *self.congested.borrow();
+        if !congested && b > self.congest_at {
+            self.congested.send_replace(true);
+        } else if congested && b <= self.congest_at / 2 {
+            self.congested.send_replace(false);
+        }
+        if !self.over && b > self.max_output {
+            self.over = true;
+        } else if self.over && b <= self.max_output / 2 {
+            self.over = false;
+            self.space.notify_waiters();
+        }
+        Ok(())
     }
 
     /// Whether new frames are refused.
@@ -60,11 +143,23 @@ impl Output {
 
     /// Append a frame and, if nobody else is responsible for the socket, try to write it now.
     pub(crate) fn push(&mut self, payload: &[u8]) -> Pushed {
-        encode_frame(payload, &mut self.buf);
-        if self.writer_active || self.corked {
-            return Pushed::Done;
+        if self.buf.is_empty() {
+            self.last_progress = Instant::now();
         }
-        self.drain_inline()
+        encode_frame(payload, &mut self.buf);
+        let pushed = if self.writer_active || self.corked {
+            Pushed::Done
+        } else {
+            self.drain_inline()
+        };
+        if !matches!(pushed, Pushed::Failed(_)) {
+            if let Err(e) = self.note_backlog() {
+                self.dead = true;
+                self.buf = BytesMut::new();
+                return Pushed::Failed(e);
+            }
+        }
+        pushed
     }
 
     /// Start collecting output without writing it.
@@ -103,6 +198,17 @@ impl Output {
             self.buf.clear();
             return Poll::Ready(Ok(()));
         }
+        let before = self.buf.len();
+        let r = self.poll_write_all(cx);
+        if self.buf.len() < before {
+            self.last_progress = Instant::now();
+            // Cannot fail: the backlog only shrank.
+            let _ = self.note_backlog();
+        }
+        r
+    }
+
+    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let Some(io) = self.io.as_mut() else {
             return Poll::Ready(Err(io::Error::from(io::ErrorKind::NotConnected)));
         };
@@ -120,6 +226,9 @@ impl Output {
             }
         }
         self.buf.clear();
+        if self.buf.capacity() > SHRINK_ABOVE {
+            self.buf = BytesMut::new();
+        }
         if self.unflushed {
             match io.as_mut().poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
@@ -154,7 +263,7 @@ impl Output {
     /// Stop writing for good and hand out the stream (to shut it down or drop it).
     pub(crate) fn finish(&mut self) -> Option<WriteIo> {
         self.dead = true;
-        self.buf.clear();
+        self.buf = BytesMut::new();
         self.io.take()
     }
 }

@@ -1,7 +1,7 @@
 //! The connection peer: a reader task, a writer task and a cheap clonable handle.
 
 use crate::methods::{HandlerError, Methods, Reply};
-use crate::output::{Output, Pushed, WriteIo};
+use crate::output::{Output, OutputLimits, Pushed, WriteIo};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use jobcenter_wire::{
@@ -16,7 +16,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -46,17 +46,33 @@ pub struct PeerConfig {
     pub max_frame: usize,
     /// A label for log lines, e.g. `client 127.0.0.1:4711`.
     pub label: String,
+    /// Requests being handled at once; while this many run, no further frames are read.
+    pub max_in_flight: usize,
+    /// Bytes queued for the other side above which no further frames are read until the
+    /// queue is down to half; at four times this the connection is closed.
+    pub max_output: usize,
+    /// Queued bytes above which [`Peer::congestion`] reports `true` (back to `false` at half).
+    pub congest_at: usize,
+    /// Close the connection when queued output makes no progress for this long.
+    pub output_stall_timeout: Option<Duration>,
 }
 
 impl PeerConfig {
-    /// A config with the given frame limit and label.
+    /// A config with the given frame limit and label, and no other limits.
     pub fn new(max_frame: usize, label: impl Into<String>) -> Self {
         Self {
             max_frame,
             label: label.into(),
+            max_in_flight: usize::MAX,
+            max_output: usize::MAX / 4,
+            congest_at: DEFAULT_CONGEST_AT,
+            output_stall_timeout: None,
         }
     }
 }
+
+/// Default of [`PeerConfig::congest_at`].
+pub const DEFAULT_CONGEST_AT: usize = 64 * 1024;
 
 impl Default for PeerConfig {
     /// The client limit (`CLIENT_MAX_FRAME`) and the label `peer`.
@@ -141,6 +157,13 @@ struct Shared {
     next_call: AtomicU64,
     out: Mutex<Output>,
     out_wake: Notify,
+    /// Woken when a handler finishes or the output queue went down: the reader may resume.
+    space: Arc<Notify>,
+    /// Requests being handled in their own tasks.
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
+    output_stall: Option<Duration>,
+    congested: watch::Receiver<bool>,
     close_tx: watch::Sender<Option<CloseReason>>,
     abort_tx: watch::Sender<bool>,
     done_tx: watch::Sender<bool>,
@@ -243,6 +266,12 @@ impl Peer {
         R: AsyncRead + Send + Unpin + 'static,
     {
         let id = NEXT_PEER_ID.fetch_add(1, Ordering::Relaxed);
+        let (congested_tx, congested) = watch::channel(false);
+        let space = Arc::new(Notify::new());
+        let limits = OutputLimits {
+            congest_at: cfg.congest_at,
+            max_output: cfg.max_output,
+        };
         let shared = Arc::new(Shared {
             id,
             label: cfg.label,
@@ -251,8 +280,13 @@ impl Peer {
             state: Mutex::new(None),
             pending: Mutex::new(Pending::default()),
             next_call: AtomicU64::new(1),
-            out: Mutex::new(Output::new(w)),
+            out: Mutex::new(Output::new(w, limits, congested_tx, space.clone())),
             out_wake: Notify::new(),
+            space,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: cfg.max_in_flight.max(1),
+            output_stall: cfg.output_stall_timeout,
+            congested,
             close_tx: watch::channel(None).0,
             abort_tx: watch::channel(false).0,
             done_tx: watch::channel(false).0,
@@ -272,6 +306,42 @@ impl Peer {
     /// The label given in [`PeerConfig`].
     pub fn label(&self) -> &str {
         &self.shared.label
+    }
+
+    /// Bytes queued for the other side that the socket has not taken yet.
+    pub fn backlog(&self) -> usize {
+        self.shared.out.lock().backlog()
+    }
+
+    /// Whether the other side is behind in reading: `true` once more than
+    /// [`PeerConfig::congest_at`] bytes are queued, `false` again once the queue is down to
+    /// half of that. Watch it to stop offering work to a peer that does not keep up.
+    pub fn congestion(&self) -> watch::Receiver<bool> {
+        self.shared.congested.clone()
+    }
+
+    /// Requests of the other side being handled right now (in their own tasks).
+    pub fn requests_in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the reader must wait before taking the next frame.
+    fn must_pause(&self) -> bool {
+        self.shared.in_flight.load(Ordering::Relaxed) >= self.shared.max_in_flight
+            || self.shared.out.lock().over_limit()
+    }
+
+    /// Wait until the reader may take frames again.
+    async fn resumed(&self) {
+        loop {
+            let woken = self.shared.space.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if !self.must_pause() {
+                return;
+            }
+            woken.await;
+        }
     }
 
     /// Call `method` with `params` and wait for the result (no timeout). Fails with
@@ -375,7 +445,7 @@ impl Peer {
 
     /// Queue an encoded payload for writing (written at once if the socket is idle).
     fn queue(&self, payload: Bytes) -> Result<(), CallError> {
-        trace!(peer = %self.shared.label, frame = %String::from_utf8_lossy(&payload), "send");
+        trace!(peer = %self.shared.label, frame = %loggable(&payload), "send");
         let pushed = {
             let mut out = self.shared.out.lock();
             if out.refuses() {
@@ -503,7 +573,7 @@ impl Peer {
         if self.is_closed() {
             return false;
         }
-        trace!(peer = %self.shared.label, frame = %String::from_utf8_lossy(payload), "recv");
+        trace!(peer = %self.shared.label, frame = %loggable(payload), "recv");
         match classify(payload) {
             Err(fatal) => {
                 self.fatal(fatal.0);
@@ -570,7 +640,9 @@ impl Peer {
         match (&mut fut).now_or_never() {
             Some(outcome) => peer.finish_handler(outcome, &reply_id, is_notification, &method),
             None => {
+                peer.shared.in_flight.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
+                    let _done = InFlight(&peer.shared);
                     let outcome = fut.await;
                     peer.finish_handler(outcome, &reply_id, is_notification, &method);
                 });
@@ -604,6 +676,31 @@ impl Peer {
                 error!(peer = %self.shared.label, %method, "handler panicked");
                 self.send_error(reply_id, &RpcError::method_threw("internal error"));
             }
+        }
+    }
+}
+
+/// A frame as it may appear in a log: frames that carry a `token` (a `hello` with its
+/// password) are summarised, never shown.
+fn loggable(payload: &[u8]) -> std::borrow::Cow<'_, str> {
+    if payload.windows(7).any(|w| w == b"\"token\"") {
+        std::borrow::Cow::Owned(format!(
+            "<{} bytes, not shown: it carries a token>",
+            payload.len()
+        ))
+    } else {
+        String::from_utf8_lossy(payload)
+    }
+}
+
+/// Counts a request handled in its own task; wakes the reader when it finishes.
+struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let before = self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if before >= self.0.max_in_flight {
+            self.0.space.notify_waiters();
         }
     }
 }
@@ -645,9 +742,15 @@ where
     tokio::pin!(closing);
     loop {
         // Handle every complete frame already buffered; answers produced meanwhile are
-        // collected and written together afterwards.
+        // collected and written together afterwards. Too many requests in flight or too
+        // much unread output pause the reading (back-pressure) until there is room again.
+        let mut paused = false;
         peer.shared.out.lock().cork();
         let stop = loop {
+            if peer.must_pause() {
+                paused = true;
+                break false;
+            }
             match codec.decode(&mut buf) {
                 Ok(Some(payload)) => {
                     if !peer.handle_payload(&payload) {
@@ -665,6 +768,18 @@ where
         peer.after_push(pushed);
         if stop {
             break;
+        }
+        if paused {
+            tokio::select! {
+                biased;
+                _ = &mut closing => break,
+                _ = peer.resumed() => {}
+            }
+            continue;
+        }
+        if buf.is_empty() && buf.capacity() > READ_BUFFER * 16 {
+            // A big frame has been handled: give its memory back.
+            buf = BytesMut::with_capacity(READ_BUFFER);
         }
         if buf.capacity() - buf.len() < READ_BUFFER / 4 {
             buf.reserve(READ_BUFFER);
@@ -694,16 +809,33 @@ where
 
 enum WriterEnd {
     Done,
+    Stalled(Duration, usize),
     Aborted,
     GraceExpired,
     Io(std::io::Error),
 }
 
-/// Drain the output whenever woken, until a graceful close has been written out.
+/// Drain the output whenever woken, until a graceful close has been written out. With an
+/// output stall timeout, gives up when queued bytes make no progress for that long.
 async fn drive_output(shared: &Shared) -> WriterEnd {
     loop {
         shared.out_wake.notified().await;
-        let res = std::future::poll_fn(|cx| shared.out.lock().poll_writer(cx)).await;
+        let res = loop {
+            let drain = std::future::poll_fn(|cx| shared.out.lock().poll_writer(cx));
+            let Some(stall) = shared.output_stall else {
+                break drain.await;
+            };
+            match tokio::time::timeout(stall, drain).await {
+                Ok(res) => break res,
+                Err(_) => {
+                    let out = shared.out.lock();
+                    let stalled = out.stalled_for();
+                    if stalled >= stall {
+                        return WriterEnd::Stalled(stalled, out.backlog());
+                    }
+                }
+            }
+        };
         match res {
             Ok(true) => return WriterEnd::Done,
             Ok(false) => {}
@@ -740,6 +872,14 @@ async fn writer_task(peer: Peer) {
             debug!(peer = %shared.label, error = %e, "write error");
             peer.shutdown(CloseReason::Io(e.to_string()), false);
         }
+        WriterEnd::Stalled(d, backlog) => {
+            warn!(peer = %shared.label, stalled_s = d.as_secs(), backlog,
+                "the peer has not read its output for too long, closing");
+            peer.shutdown(
+                CloseReason::Io("output stalled: the peer does not read".into()),
+                false,
+            );
+        }
         WriterEnd::Aborted => {}
         WriterEnd::GraceExpired => {
             warn!(peer = %shared.label, "graceful close timed out, dropping the connection");
@@ -748,4 +888,19 @@ async fn writer_task(peer: Peer) {
     // Make sure the reader stops too; the guard then reports completion.
     peer.shutdown(CloseReason::Local, false);
     debug!(peer = %shared.label, "connection finished");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable;
+
+    #[test]
+    fn frames_with_a_token_are_not_logged() {
+        let hello = br#"{"jsonrpc":"2.0","id":1,"method":"hello","params":{"who":"w","method":"password","token":"s3cret"}}"#;
+        let shown = loggable(hello);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("not shown"));
+        let ping = br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{}}"#;
+        assert_eq!(loggable(ping), String::from_utf8_lossy(ping));
+    }
 }

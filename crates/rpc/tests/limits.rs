@@ -1,0 +1,209 @@
+//! The per-connection limits of a peer, against a raw socket over loopback TCP that misbehaves
+//! on purpose: requests in flight, unread output (back-pressure, congestion, the stall
+//! deadline and the hard cap), and tokens kept out of the logs.
+
+use jobcenter_rpc::wire::SERVER_MAX_FRAME;
+use jobcenter_rpc::{CloseReason, HandlerError, HandlerFuture, Methods, Peer, PeerConfig, Reply};
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+
+/// Upper bound for any single wait in these tests (a hang guard, not synchronisation).
+const GUARD: Duration = Duration::from_secs(10);
+
+async fn guard<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(GUARD, f)
+        .await
+        .expect("test step timed out")
+}
+
+fn boxed<F>(f: F) -> HandlerFuture
+where
+    F: std::future::Future<Output = Result<Reply, HandlerError>> + Send + 'static,
+{
+    Box::pin(f)
+}
+
+/// A listening socket and a raw client connected to it with a small receive buffer (so that
+/// a client that does not read fills up quickly).
+async fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let (client, server) = tokio::join!(socket.connect(addr), listener.accept());
+    (client.expect("connect"), server.expect("accept").0)
+}
+
+fn frame(payload: &str) -> Vec<u8> {
+    format!("{}:{},", payload.len(), payload).into_bytes()
+}
+
+/// Poll `cond` until it holds (a condition on state that changes by itself, checked at a
+/// short interval, bounded by [`GUARD`]).
+async fn until(mut cond: impl FnMut() -> bool) {
+    guard(async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn limit_requests_in_flight_pause_reading_until_one_finishes() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Semaphore::new(0));
+    let mut m = Methods::new();
+    let (s, g) = (started.clone(), gate.clone());
+    m.request("slow", None, move |_, _| {
+        let (s, g) = (s.clone(), g.clone());
+        boxed(async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            let permit = g
+                .acquire()
+                .await
+                .map_err(|_| HandlerError::from("closed"))?;
+            permit.forget();
+            Ok(json!("done").into())
+        })
+    });
+    let (mut client, server) = pair().await;
+    let mut cfg = PeerConfig::new(SERVER_MAX_FRAME, "limits");
+    cfg.max_in_flight = 3;
+    let peer = Peer::spawn(server, Arc::new(m), cfg);
+    let mut all = Vec::new();
+    for i in 1..=10 {
+        all.extend(frame(&format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"slow","params":{{}}}}"#
+        )));
+    }
+    client.write_all(&all).await.expect("send");
+    until(|| started.load(Ordering::SeqCst) == 3).await;
+    assert_eq!(peer.requests_in_flight(), 3);
+    // Ten requests arrived, three run: the others stay unread while those three do.
+    tokio::task::yield_now().await;
+    assert_eq!(started.load(Ordering::SeqCst), 3);
+    gate.add_permits(1);
+    until(|| started.load(Ordering::SeqCst) == 4).await;
+    assert_eq!(peer.requests_in_flight(), 3);
+    gate.add_permits(6);
+    until(|| started.load(Ordering::SeqCst) == 10).await;
+    gate.add_permits(3);
+    until(|| peer.requests_in_flight() == 0).await;
+    // All ten answers arrive.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while String::from_utf8_lossy(&got)
+        .matches(r#""result":"done""#)
+        .count()
+        < 10
+    {
+        let n = guard(client.read(&mut buf)).await.expect("read");
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A method that answers with `size` bytes, counting its calls.
+fn big_answers(calls: Arc<AtomicUsize>, size: usize) -> Methods {
+    let mut m = Methods::new();
+    m.request("big", None, move |_, _| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let s = "x".repeat(size);
+        boxed(async move { Ok(Reply::new(json!(s))) })
+    });
+    m
+}
+
+#[tokio::test]
+async fn limit_unread_output_stops_reading_then_closes_after_the_stall_deadline() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (mut client, server) = pair().await;
+    let mut cfg = PeerConfig::new(SERVER_MAX_FRAME, "limits");
+    cfg.max_output = 256 * 1024;
+    cfg.congest_at = 16 * 1024;
+    cfg.output_stall_timeout = Some(Duration::from_millis(500));
+    let peer = Peer::spawn(server, Arc::new(big_answers(calls.clone(), 10_000)), cfg);
+    let mut congestion = peer.congestion();
+    // The client asks for 2,000 answers of 10 kB (20 MB) and reads none of them.
+    let req = frame(r#"{"jsonrpc":"2.0","id":1,"method":"big","params":{}}"#);
+    let writer = tokio::spawn(async move {
+        for _ in 0..2_000 {
+            if client.write_all(&req).await.is_err() {
+                break;
+            }
+        }
+        client
+    });
+    guard(congestion.wait_for(|c| *c)).await.expect("congested");
+    let reason = guard(peer.closed()).await;
+    assert_eq!(
+        reason,
+        CloseReason::Io("output stalled: the peer does not read".into())
+    );
+    // What was read is bounded by the output limit plus what the kernel's socket buffers
+    // took (a few MB on loopback), not by what the client sent.
+    let answered = calls.load(Ordering::SeqCst);
+    assert!(
+        answered < 1_000,
+        "{answered} requests were read although the answers were not"
+    );
+    let _client = guard(writer).await.expect("writer");
+}
+
+#[tokio::test]
+async fn limit_output_over_four_times_the_limit_closes_the_connection() {
+    let (_client, server) = pair().await;
+    let mut cfg = PeerConfig::new(SERVER_MAX_FRAME, "limits");
+    cfg.max_output = 64 * 1024;
+    let peer = Peer::spawn(server, Arc::new(Methods::new()), cfg);
+    // Notifications the other side never reads (as task_ready to a stuck worker).
+    let big = "y".repeat(8 * 1024);
+    let mut sent = 0;
+    while peer.notify("task_ready", json!({ "pad": big })).is_ok() {
+        sent += 1;
+        assert!(peer.backlog() <= 4 * 64 * 1024 + 16 * 1024);
+        assert!(sent < 10_000, "never closed");
+        tokio::task::yield_now().await;
+    }
+    let reason = guard(peer.closed()).await;
+    assert!(
+        matches!(&reason, CloseReason::Io(r) if r.contains("the peer does not read")),
+        "{reason:?}"
+    );
+}
+
+#[tokio::test]
+async fn limit_congestion_is_reported_and_cleared_when_the_peer_reads_again() {
+    let (mut client, server) = pair().await;
+    let mut cfg = PeerConfig::new(SERVER_MAX_FRAME, "limits");
+    cfg.congest_at = 32 * 1024;
+    let peer = Peer::spawn(server, Arc::new(Methods::new()), cfg);
+    let mut congestion = peer.congestion();
+    assert!(!*congestion.borrow());
+    let pad = "z".repeat(1024);
+    while !*congestion.borrow() {
+        peer.notify("task_ready", json!({ "pad": pad }))
+            .expect("queued");
+        tokio::task::yield_now().await;
+    }
+    assert!(peer.backlog() > 32 * 1024);
+    // The client reads everything: the flag drops again.
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match client.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    guard(congestion.wait_for(|c| !*c)).await.expect("cleared");
+    peer.abort();
+    let _ = guard(reader).await;
+}
