@@ -7,7 +7,7 @@
 
 use jobcenter_engine::backend::{JobId, PollRow, WorkerId};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// Identifies a connection (the rpc peer id).
 pub type ConnId = u64;
@@ -143,6 +143,12 @@ pub struct Dispatcher {
     was: HashMap<WaId, WorkerAction>,
     actions: HashMap<String, VecDeque<WaId>>,
     tasks: HashMap<String, Task>,
+    /// Connections that do not read what they are sent (their output is backed up): they
+    /// get no offers until their output drains.
+    congested: HashSet<ConnId>,
+    /// Worker connections that let an offer's hand-off timer expire: they get no offers
+    /// until they show life again (a `get_task`, a ping answer; see [`Dispatcher::alive`]).
+    stuck: HashSet<ConnId>,
     next_wa: u64,
     next_poll: u64,
     next_token: u64,
@@ -280,6 +286,8 @@ impl Dispatcher {
     /// claims, registrations and slotgroups. Returns the workername to hand to the backend's
     /// `disconnect` when the connection ever became a worker.
     pub fn disconnect(&mut self, conn: ConnId) -> Option<String> {
+        self.congested.remove(&conn);
+        self.stuck.remove(&conn);
         let c = self.conns.remove(&conn)?;
         self.tasks.retain(|_, t| t.conn != conn);
         for id in c.actions.values() {
@@ -323,6 +331,9 @@ impl Dispatcher {
             let Some(wa) = self.was.get(&id) else {
                 continue;
             };
+            if self.shunned(wa.conn) {
+                continue;
+            }
             let Some(c) = self.conns.get_mut(&wa.conn) else {
                 continue;
             };
@@ -468,7 +479,24 @@ impl Dispatcher {
 
     /// The hand-off timer of an offer fired (§8.4, with the REF-BUG fixed: the task is
     /// stored again for the next worker).
-    pub fn handoff(&mut self, key: &str, token: u64) -> Option<Offer> {
+    ///
+    /// A worker that let an offer expire is taken to be stuck: it gets no further offers
+    /// until it shows life ([`Dispatcher::alive`]), and its other unclaimed job offers go to
+    /// other workers now instead of each waiting for its own timer.
+    pub fn handoff(&mut self, key: &str, token: u64) -> Vec<Offer> {
+        let conn = match self.tasks.get(key) {
+            Some(t) if t.token == token && t.cookie.is_none() => t.conn,
+            _ => return Vec::new(),
+        };
+        let mut offers: Vec<Offer> = self.hand_off(key, token).into_iter().collect();
+        if self.stuck.insert(conn) {
+            offers.extend(self.move_unclaimed(conn));
+        }
+        offers
+    }
+
+    /// Take an unclaimed job offer back and offer it to another worker.
+    fn hand_off(&mut self, key: &str, token: u64) -> Option<Offer> {
         match self.tasks.get(key) {
             Some(t) if t.token == token && t.cookie.is_none() => {}
             _ => return None,
@@ -476,12 +504,55 @@ impl Dispatcher {
         let task = self.tasks.remove(key)?;
         self.release_plain(task.conn, &task.slotgroup);
         let job_id = task.job_id?;
-        let id2 = self.find_free_slot(&task.action, task.candidates.as_deref(), false)?;
+        // No free slot elsewhere: the busy workers are marked pending, so the job is offered
+        // by poll as soon as one of them releases a slot (§8.6), not at the next poll.
+        let id2 = self.find_free_slot(&task.action, task.candidates.as_deref(), true)?;
         if id2 == task.wa {
             self.release_plain(task.conn, &task.slotgroup);
             return None;
         }
         self.specific_offer(id2, &task.action, job_id, task.candidates)
+    }
+
+    /// Hand every unclaimed job offer of `conn` to other workers.
+    fn move_unclaimed(&mut self, conn: ConnId) -> Vec<Offer> {
+        let unclaimed: Vec<(String, u64)> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.conn == conn && t.cookie.is_none() && t.job_id.is_some())
+            .map(|(k, t)| (k.clone(), t.token))
+            .collect();
+        unclaimed
+            .into_iter()
+            .filter_map(|(key, token)| self.hand_off(&key, token))
+            .collect()
+    }
+
+    /// Whether `conn` gets no offers now (congested or stuck).
+    fn shunned(&self, conn: ConnId) -> bool {
+        (!self.congested.is_empty() && self.congested.contains(&conn))
+            || (!self.stuck.is_empty() && self.stuck.contains(&conn))
+    }
+
+    /// The worker on `conn` showed life (it asked for a task or answered a ping): offers go
+    /// to it again. `true` when it was taken to be stuck (the caller then polls for it).
+    pub fn alive(&mut self, conn: ConnId) -> bool {
+        !self.stuck.is_empty() && self.stuck.remove(&conn)
+    }
+
+    /// A connection stopped (`true`) or resumed (`false`) reading what it is sent. A
+    /// congested connection gets no offers, and the job offers it has not claimed yet go to
+    /// other workers at once (returned), as if their hand-off timers had fired: one worker
+    /// that does not read must not hold up the work of the others.
+    pub fn congested(&mut self, conn: ConnId, congested: bool) -> Vec<Offer> {
+        if !congested {
+            self.congested.remove(&conn);
+            return Vec::new();
+        }
+        if !self.congested.insert(conn) {
+            return Vec::new();
+        }
+        self.move_unclaimed(conn)
     }
 
     /// The rows of a `poll_tasks` call (§8.5): poll offers, round-robin over the rows.
@@ -746,19 +817,22 @@ mod tests {
         let o = d.ready("add", 5, None).expect("offer");
         let first = o.conn;
         let timer = o.handoff.expect("timer");
-        let o2 = d.handoff(&timer.key, timer.token).expect("handed off");
+        let o2 = d
+            .handoff(&timer.key, timer.token)
+            .pop()
+            .expect("handed off");
         assert_ne!(o2.conn, first);
         assert_eq!(d.slots_used(first, "_add"), Some(0));
         assert_eq!(d.slots_used(o2.conn, "_add"), Some(1));
         // stale timer does nothing
-        assert_eq!(d.handoff(&timer.key, timer.token), None);
+        assert_eq!(d.handoff(&timer.key, timer.token), vec![]);
         // the second worker can claim it
         let t = d.take_offer("5").expect("re-registered");
         assert_eq!(t.conn(), o2.conn);
         // its timer is void once claimed
         let t2 = o2.handoff.expect("timer");
         assert!(d.claimed(t, 5, "ck"));
-        assert_eq!(d.handoff(&t2.key, t2.token), None);
+        assert_eq!(d.handoff(&t2.key, t2.token), vec![]);
     }
 
     #[test]
@@ -767,9 +841,81 @@ mod tests {
         worker(&mut d, 1, "add", 1.0);
         let o = d.ready("add", 5, None).expect("offer");
         let timer = o.handoff.expect("timer");
-        assert_eq!(d.handoff(&timer.key, timer.token), None);
+        assert_eq!(d.handoff(&timer.key, timer.token), vec![]);
         assert_eq!(d.slots_used(1, "_add"), Some(0));
         assert_eq!(d.task_count(), 0);
+    }
+
+    #[test]
+    fn a_congested_worker_gets_no_offers_and_its_unclaimed_offers_move_on() {
+        let mut d = Dispatcher::new();
+        worker(&mut d, 1, "add", 1000.0);
+        worker(&mut d, 2, "add", 1000.0);
+        let mut to_1 = Vec::new();
+        for job in 1..=10 {
+            let o = d.ready("add", job, None).expect("offer");
+            if o.conn == 1 {
+                to_1.push(job);
+            }
+        }
+        assert_eq!(to_1.len(), 5, "round robin between the two workers");
+        // Worker 1 stops reading: its five unclaimed offers go to worker 2 at once.
+        let moved = d.congested(1, true);
+        let mut moved_jobs: Vec<i64> = moved
+            .iter()
+            .map(|o| {
+                assert_eq!(o.conn, 2);
+                o.job_id.as_i64().expect("job id")
+            })
+            .collect();
+        moved_jobs.sort_unstable();
+        assert_eq!(moved_jobs, to_1);
+        assert_eq!(d.slots_used(1, "_add"), Some(0));
+        // Asking again changes nothing; new work goes to worker 2 only.
+        assert!(d.congested(1, true).is_empty());
+        for job in 11..=20 {
+            assert_eq!(d.ready("add", job, None).expect("offer").conn, 2);
+        }
+        // Reading again: worker 1 gets its share once more.
+        assert!(d.congested(1, false).is_empty());
+        let conns: Vec<ConnId> = (21..=24)
+            .map(|job| d.ready("add", job, None).expect("offer").conn)
+            .collect();
+        assert!(conns.contains(&1) && conns.contains(&2));
+    }
+
+    #[test]
+    fn a_worker_that_lets_an_offer_expire_gets_no_offers_until_it_shows_life() {
+        let mut d = Dispatcher::new();
+        worker(&mut d, 1, "add", 1000.0);
+        worker(&mut d, 2, "add", 1000.0);
+        let mut to_1 = Vec::new();
+        for job in 1..=6 {
+            let o = d.ready("add", job, None).expect("offer");
+            if o.conn == 1 {
+                to_1.push(o);
+            }
+        }
+        assert_eq!(to_1.len(), 3);
+        // The first offer to worker 1 expires: it and the other two go to worker 2 now.
+        let timer = to_1[0].handoff.clone().expect("timer");
+        let moved = d.handoff(&timer.key, timer.token);
+        assert_eq!(moved.len(), 3);
+        assert!(moved.iter().all(|o| o.conn == 2));
+        // Their own timers are void now.
+        for o in &to_1[1..] {
+            let t = o.handoff.clone().expect("timer");
+            assert_eq!(d.handoff(&t.key, t.token), vec![]);
+        }
+        for job in 7..=10 {
+            assert_eq!(d.ready("add", job, None).expect("offer").conn, 2);
+        }
+        assert!(d.alive(1));
+        assert!(!d.alive(1));
+        let conns: Vec<ConnId> = (11..=14)
+            .map(|job| d.ready("add", job, None).expect("offer").conn)
+            .collect();
+        assert!(conns.contains(&1));
     }
 
     #[test]
