@@ -169,6 +169,37 @@ pub struct ServeArgs {
     /// Log debug output to stderr.
     #[arg(long)]
     pub debug: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// `jobcenter serve`'s resource limits (defaults in `jobcenter_server::Limits`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Seconds from accepting a connection (TLS handshake included) to a successful hello;
+    /// later, the connection is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub handshake_timeout: f64,
+    /// Open connections in total; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Open connections from one IP address.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub max_connections_per_ip: usize,
+    /// Largest frame payload a client may send, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 999_999)]
+    pub max_frame: usize,
+    /// Requests of one connection handled at once; more wait unread.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub max_in_flight: usize,
+    /// Bytes queued for a connection that does not read: above this its requests are not
+    /// read; at four times this it is closed.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_output: usize,
+    /// Seconds queued output may make no progress before the connection is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub output_stall_timeout: f64,
 }
 
 /// `jobcenter call`.

@@ -82,6 +82,7 @@ async fn start(
             dev_allow_any: false,
         },
         timers: Timers::default(),
+        limits: Default::default(),
     };
     Server::start(config, engine).await.expect("server starts")
 }

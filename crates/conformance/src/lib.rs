@@ -17,7 +17,9 @@ use std::time::Duration;
 use jobcenter::{Action, Client, ClientConfig, ClientError, Task, Worker};
 use jobcenter_engine::backend::Backend;
 use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
-use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, ServerHandle, Timers};
+use jobcenter_server::{
+    AuthConfig, Limits, ListenerConfig, Server, ServerConfig, ServerHandle, Timers,
+};
 use jobcenter_store::testdb::TestDatabase;
 use jobcenter_store::{MemoryStore, PgStore, SqliteStore};
 use parking_lot::Mutex;
@@ -216,6 +218,17 @@ impl TestServer {
         config: EngineConfig,
         timers: Timers,
     ) -> Result<TestServer, HarnessError> {
+        Self::with_limits(store, cat, config, timers, Limits::default()).await
+    }
+
+    /// Like [`TestServer::with_catalog_on`] with the server's resource limits.
+    pub async fn with_limits(
+        store: StoreKind,
+        cat: Catalog,
+        config: EngineConfig,
+        timers: Timers,
+        limits: Limits,
+    ) -> Result<TestServer, HarnessError> {
         let dir = tempfile::tempdir()?;
         let mut db = None;
         let engine: Arc<dyn Backend> = match store {
@@ -243,6 +256,7 @@ impl TestServer {
                 dev_allow_any: false,
             },
             timers,
+            limits,
         };
         let handle = Server::start(config, engine.clone()).await?;
         let addr = handle
@@ -566,31 +580,42 @@ pub struct RawConn {
 impl RawConn {
     /// Connect to `addr`.
     pub async fn connect(addr: SocketAddr) -> Result<RawConn, RawError> {
-        Ok(RawConn {
-            stream: TcpStream::connect(addr).await?,
+        Ok(Self::from_stream(TcpStream::connect(addr).await?))
+    }
+
+    /// Use a connected stream (e.g. one with its own socket options).
+    pub fn from_stream(stream: TcpStream) -> RawConn {
+        RawConn {
+            stream,
             buf: Vec::new(),
-        })
+        }
+    }
+
+    /// Read the `greetings` frame, send `hello` (password method) and require `[true, ...]`.
+    pub async fn hello(&mut self, who: &str, token: &str) -> Result<(), RawError> {
+        let greet = self.recv().await?;
+        if greet["method"] != "greetings" {
+            return Err(RawError::BadFrame(format!(
+                "expected greetings, got {greet}"
+            )));
+        }
+        self.send(
+            &json!({"jsonrpc": "2.0", "id": "hello-1", "method": "hello",
+            "params": {"who": who, "method": "password", "token": token}}),
+        )
+        .await?;
+        let r = self.recv().await?;
+        if r["id"] != "hello-1" || r["result"][0] != json!(true) {
+            return Err(RawError::BadFrame(format!("hello failed: {r}")));
+        }
+        Ok(())
     }
 
     /// Connect, read the `greetings` frame, send `hello` (password method) and require
     /// `[true, ...]`.
     pub async fn login(addr: SocketAddr, who: &str, token: &str) -> Result<RawConn, RawError> {
         let mut c = RawConn::connect(addr).await?;
-        let greet = c.recv().await?;
-        if greet["method"] != "greetings" {
-            return Err(RawError::BadFrame(format!(
-                "expected greetings, got {greet}"
-            )));
-        }
-        c.send(
-            &json!({"jsonrpc": "2.0", "id": "hello-1", "method": "hello",
-            "params": {"who": who, "method": "password", "token": token}}),
-        )
-        .await?;
-        let r = c.recv().await?;
-        if r["id"] != "hello-1" || r["result"][0] != json!(true) {
-            return Err(RawError::BadFrame(format!("hello failed: {r}")));
-        }
+        c.hello(who, token).await?;
         Ok(c)
     }
 

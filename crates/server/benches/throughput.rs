@@ -140,6 +140,7 @@ async fn suite(label: &str, backend: Arc<dyn Backend>, input: &'static str) {
             ..AuthConfig::default()
         },
         timers: Default::default(),
+        limits: Default::default(),
     };
     let handle = Server::start(config, backend).await.expect("server");
     let addr = handle.local_addrs()[0];

@@ -13,6 +13,8 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// Protocol timers (defaults are those of the reference server).
     pub timers: Timers,
+    /// Resource limits per connection and per server.
+    pub limits: Limits,
 }
 
 impl ServerConfig {
@@ -22,6 +24,7 @@ impl ServerConfig {
             listeners: vec![listener],
             auth,
             timers: Timers::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -86,6 +89,45 @@ impl Default for Timers {
             ping_timeout: Duration::from_secs(30),
             handoff: Duration::from_secs(10),
             poll: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Resource limits: what one peer, or all of them together, may make the server hold.
+///
+/// Every limit has a default meant for production; `serve` has a flag for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time from accepting a connection (TLS handshake included) to a successful `hello`;
+    /// a connection that has not logged in by then is closed. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Open connections in total; more are accepted and closed at once. Default 10,000.
+    pub max_connections: usize,
+    /// Open connections from one IP address. Default 1,000.
+    pub max_connections_per_ip: usize,
+    /// Largest incoming frame payload in bytes (the reference's 999,999 by default).
+    pub max_frame: usize,
+    /// Requests of one connection being handled at once; further requests are not read
+    /// until one finishes. Default 1,000.
+    pub max_in_flight: usize,
+    /// Bytes queued for a connection that does not read them: above this the server stops
+    /// reading its requests; at four times this the connection is closed. Default 16 MiB.
+    pub max_output: usize,
+    /// How long queued output may make no progress before the connection is closed.
+    /// Default 30 s.
+    pub output_stall_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+            max_frame: jobcenter_wire::SERVER_MAX_FRAME,
+            max_in_flight: 1_000,
+            max_output: 16 * 1024 * 1024,
+            output_stall_timeout: Duration::from_secs(30),
         }
     }
 }

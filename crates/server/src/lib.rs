@@ -45,7 +45,7 @@ mod session;
 mod status;
 pub mod tls;
 
-pub use config::{AuthConfig, ListenerConfig, ServerConfig, Timers, TlsConfig};
+pub use config::{AuthConfig, Limits, ListenerConfig, ServerConfig, Timers, TlsConfig};
 pub use server::{Server, ServerHandle, GREETING_FRAME};
 
 use std::net::SocketAddr;

@@ -5,11 +5,11 @@ use crate::dispatch::{ConnId, Dispatcher, HandoffTimer, Offer};
 use crate::jobs::JobRegistry;
 use crate::{session, tls, ServerError};
 use jobcenter_engine::backend::{Backend, Event, JobId, JobStatus, PollRow, WorkerId};
-use jobcenter_rpc::{Methods, Peer, PeerConfig};
+use jobcenter_rpc::{CloseReason, Methods, Peer, PeerConfig};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +25,72 @@ use tracing::{debug, info, warn};
 pub const GREETING_FRAME: &[u8] =
     br#"79:{"jsonrpc":"2.0","method":"greetings","params":{"who":"jcapi","version":"1.1"}},"#;
 
-/// How long a TLS handshake may take.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long [`ServerHandle::shutdown`] waits for connections to finish closing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Counts of open sockets, in total and per peer IP address.
+#[derive(Default)]
+struct Sockets {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+    /// Connections refused since the last log line about it, and when that was.
+    refused: u64,
+    refused_logged: Option<Instant>,
+}
+
+/// One accepted socket, counted in [`Sockets`] until dropped.
+struct SocketGuard {
+    sh: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let mut s = self.sh.sockets.lock();
+        s.total = s.total.saturating_sub(1);
+        if let Some(n) = s.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Count a new socket from `ip`, or refuse it when a connection limit is reached.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<SocketGuard> {
+        let limits = self.config.limits;
+        let mut s = self.sockets.lock();
+        let from_ip = s.per_ip.get(&ip).copied().unwrap_or(0);
+        let why = if s.total >= limits.max_connections {
+            Some("max connections reached")
+        } else if from_ip >= limits.max_connections_per_ip {
+            Some("max connections per address reached")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            s.refused += 1;
+            // One line per second at most: a flood must not flood the log too.
+            let now = Instant::now();
+            if s.refused_logged
+                .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1))
+            {
+                warn!(%ip, refused = s.refused, total = s.total, from_ip, "{why}, refusing connections");
+                s.refused = 0;
+                s.refused_logged = Some(now);
+            }
+            return None;
+        }
+        s.total += 1;
+        *s.per_ip.entry(ip).or_insert(0) += 1;
+        Some(SocketGuard {
+            sh: self.clone(),
+            ip,
+        })
+    }
+}
 
 /// What the server knows about one live connection.
 pub(crate) struct ConnInfo {
@@ -48,6 +109,8 @@ pub(crate) struct Shared {
     pub(crate) dispatch: Mutex<Dispatcher>,
     pub(crate) jobs: Mutex<JobRegistry>,
     pub(crate) conns: Mutex<HashMap<ConnId, ConnInfo>>,
+    /// Open sockets per peer IP address (accepted, not yet closed), for the limits.
+    sockets: Mutex<Sockets>,
     pub(crate) shutting_down: AtomicBool,
     active: watch::Sender<usize>,
     shutdown_tx: watch::Sender<bool>,
@@ -185,8 +248,8 @@ async fn handoff_loop(sh: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<(Instant,
                 while queue.front().is_some_and(|(due, _)| *due <= now) {
                     let Some((_, timer)) = queue.pop_front() else { break };
                     let next = sh.dispatch.lock().handoff(&timer.key, timer.token);
-                    if next.is_some() {
-                        debug!(key = %timer.key, "offer not claimed in time, handing off");
+                    if !next.is_empty() {
+                        debug!(key = %timer.key, moved = next.len(), "offer not claimed in time, handing off");
                     }
                     send_offers(&sh, next);
                 }
@@ -228,6 +291,7 @@ impl Server {
             dispatch: Mutex::new(Dispatcher::new()),
             jobs: Mutex::new(JobRegistry::new()),
             conns: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(Sockets::default()),
             shutting_down: AtomicBool::new(false),
             active: watch::channel(0).0,
             shutdown_tx: watch::channel(false).0,
@@ -349,6 +413,11 @@ async fn accept_loop(
         if sh.shutting_down.load(Ordering::SeqCst) {
             return;
         }
+        let accepted = Instant::now();
+        // Over a limit: the socket is dropped (closed) at once, before any byte is sent.
+        let Some(socket) = sh.admit(from.ip()) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let guard = ActiveGuard::new(&sh);
         let sh = sh.clone();
@@ -356,11 +425,12 @@ async fn accept_loop(
         let methods = methods.clone();
         tokio::spawn(async move {
             let _guard = guard;
+            let _socket = socket;
+            let deadline = accepted + sh.config.limits.handshake_timeout;
             match tls {
-                None => serve(sh, stream, from, None, methods).await,
+                None => serve(sh, stream, from, None, methods, deadline).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
+                    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => {
                             let cn = s
                                 .get_ref()
@@ -368,7 +438,7 @@ async fn accept_loop(
                                 .peer_certificates()
                                 .and_then(|c| c.first())
                                 .and_then(|c| tls::cert_common_name(c));
-                            serve(sh, s, from, cn, methods).await
+                            serve(sh, s, from, cn, methods, deadline).await
                         }
                         Ok(Err(e)) => info!(%from, error = %e, "TLS handshake failed"),
                         Err(_) => info!(%from, "TLS handshake timed out"),
@@ -379,13 +449,15 @@ async fn accept_loop(
     }
 }
 
-/// Serve one connection: greeting, the JSON-RPC peer, then disconnect processing.
+/// Serve one connection: greeting, the JSON-RPC peer, then disconnect processing. A
+/// connection that has not logged in by `login_deadline` is closed.
 async fn serve<S>(
     sh: Arc<Shared>,
     mut io: S,
     from: SocketAddr,
     peer_cn: Option<String>,
     methods: Arc<Methods>,
+    login_deadline: Instant,
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -393,19 +465,29 @@ async fn serve<S>(
         return;
     }
     // The greeting goes out before the peer exists, so it is certainly the first frame.
-    if let Err(e) = async {
+    let greet = async {
         io.write_all(GREETING_FRAME).await?;
         io.flush().await
-    }
-    .await
-    {
-        info!(%from, error = %e, "cannot send greetings");
-        return;
+    };
+    match tokio::time::timeout_at(login_deadline, greet).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            info!(%from, error = %e, "cannot send greetings");
+            return;
+        }
+        Err(_) => {
+            info!(%from, "greeting not taken before the login deadline, closing");
+            return;
+        }
     }
     let peer = {
         // Hold the table lock while spawning, so handlers always find their connection.
         let mut conns = sh.conns.lock();
-        let cfg = PeerConfig::new(jobcenter_wire::SERVER_MAX_FRAME, format!("client {from}"));
+        let limits = sh.config.limits;
+        let mut cfg = PeerConfig::new(limits.max_frame, format!("client {from}"));
+        cfg.max_in_flight = limits.max_in_flight;
+        cfg.max_output = limits.max_output;
+        cfg.output_stall_timeout = Some(limits.output_stall_timeout);
         let peer = Peer::spawn(io, methods, cfg);
         conns.insert(
             peer.id(),
@@ -421,9 +503,44 @@ async fn serve<S>(
     };
     let conn = peer.id();
     info!(%from, conn, "connection accepted");
-    let reason = peer.closed().await;
+    let reason = watch_connection(&sh, &peer, login_deadline).await;
     info!(%from, conn, %reason, "connection closed");
     disconnect(&sh, conn).await;
+}
+
+/// Until the connection closes: close it when it has not logged in by `login_deadline`,
+/// and tell the dispatcher when it stops or resumes reading what it is sent.
+async fn watch_connection(sh: &Arc<Shared>, peer: &Peer, login_deadline: Instant) -> CloseReason {
+    let conn = peer.id();
+    let mut congestion = peer.congestion();
+    let mut deadline = Some(login_deadline);
+    loop {
+        tokio::select! {
+            reason = peer.closed() => return reason,
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                deadline = None;
+                if sh.who(conn).is_none() {
+                    info!(conn, "no successful hello before the login deadline, closing");
+                    peer.close();
+                }
+            }
+            changed = congestion.changed() => {
+                if changed.is_err() {
+                    return peer.closed().await;
+                }
+                let congested = *congestion.borrow_and_update();
+                let moved = sh.dispatch.lock().congested(conn, congested);
+                if congested {
+                    info!(conn, backlog = peer.backlog(), moved = moved.len(),
+                        "the connection does not read what it is sent: no offers to it until it does");
+                    send_offers(sh, moved);
+                } else if let Some(worker_id) = sh.dispatch.lock().worker_id(conn) {
+                    debug!(conn, "the connection reads again");
+                    tokio::spawn(run_poll_for(sh.clone(), worker_id));
+                }
+            }
+        }
+    }
 }
 
 /// Disconnect processing (§8.9).

@@ -401,7 +401,13 @@ async fn ping_loop(sh: Arc<Shared>, peer: Peer) {
             .await
         {
             Ok(_) => {
-                let worker_id = sh.dispatch.lock().worker_id(conn);
+                let (was_stuck, worker_id) = {
+                    let mut d = sh.dispatch.lock();
+                    (d.alive(conn), d.worker_id(conn))
+                };
+                if let (true, Some(id)) = (was_stuck, worker_id) {
+                    tokio::spawn(crate::server::run_poll_for(sh.clone(), id));
+                }
                 if let Some(id) = worker_id {
                     match sh.backend.ping(id).await {
                         Ok(true) => {}
@@ -449,6 +455,11 @@ async fn get_task(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
     };
     let (taken, workername) = {
         let mut d = sh.dispatch.lock();
+        if d.alive(conn) {
+            if let Some(worker_id) = d.worker_id(conn) {
+                tokio::spawn(crate::server::run_poll_for(sh.clone(), worker_id));
+            }
+        }
         let Some(t) = d.take_offer(&key) else {
             return reply(json!([]));
         };

@@ -76,6 +76,7 @@ async fn start(p: &Pki, require_client_cert: bool) -> ServerHandle {
             dev_allow_any: false,
         },
         timers: Default::default(),
+        limits: Default::default(),
     };
     Server::start(config, common::MiniBackend::new())
         .await
@@ -225,6 +226,7 @@ async fn bad_tls_files_fail_start() {
         }],
         auth: AuthConfig::default(),
         timers: Default::default(),
+        limits: Default::default(),
     };
     let err = Server::start(config, common::MiniBackend::new())
         .await

@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jobcenter_engine::backend::Backend;
 use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
-use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, TlsConfig};
+use jobcenter_server::{AuthConfig, Limits, ListenerConfig, Server, ServerConfig, TlsConfig};
 use jobcenter_store::{MemoryStore, PgStore, SqliteStore, StoreSpec};
 
-use crate::args::ServeArgs;
+use crate::args::{LimitArgs, ServeArgs};
 use crate::cmd::{Failure, ShutdownSignal};
 
 /// The default listener: loopback only, the protocol's port.
@@ -60,6 +61,36 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig, Failure> {
             dev_allow_any: a.insecure_dev_auth,
         },
         timers: Default::default(),
+        limits: limits(&a.limits)?,
+    })
+}
+
+/// The server's limits from the options.
+fn limits(a: &LimitArgs) -> Result<Limits, Failure> {
+    let secs = |name: &str, v: f64| {
+        if v.is_finite() && v > 0.0 && v < 1e9 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(Failure::usage(format!(
+                "--{name} must be a positive number of seconds, not {v}"
+            )))
+        }
+    };
+    let positive = |name: &str, v: usize| {
+        if v == 0 {
+            Err(Failure::usage(format!("--{name} must be at least 1")))
+        } else {
+            Ok(v)
+        }
+    };
+    Ok(Limits {
+        handshake_timeout: secs("handshake-timeout", a.handshake_timeout)?,
+        max_connections: positive("max-connections", a.max_connections)?,
+        max_connections_per_ip: positive("max-connections-per-ip", a.max_connections_per_ip)?,
+        max_frame: positive("max-frame", a.max_frame)?,
+        max_in_flight: positive("max-in-flight", a.max_in_flight)?,
+        max_output: positive("max-output", a.max_output)?,
+        output_stall_timeout: secs("output-stall-timeout", a.output_stall_timeout)?,
     })
 }
 

@@ -84,6 +84,7 @@ pub async fn start_server(
             dev_allow_any: false,
         },
         timers,
+        limits: Default::default(),
     };
     let handle = Server::start(config, backend).await.expect("server starts");
     let addr = handle.local_addrs()[0];
