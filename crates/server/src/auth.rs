@@ -2,6 +2,7 @@
 
 use crate::config::AuthConfig;
 use std::path::Path;
+use subtle::ConstantTimeEq;
 
 /// Why a `hello` was refused. Only logged; the client just sees `you're not welcome!` (§11.4).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +83,10 @@ async fn read_file(path: &Path) -> Result<String, AuthFailure> {
         .map_err(|e| AuthFailure::CannotOpen(format!("{}: {e}", path.display())))
 }
 
+/// The crypt setting hashed for a `who` that has no password-file line (SHA-256-crypt,
+/// like the test vectors and `openssl passwd -5`).
+const UNKNOWN_USER_SETTING: &str = "$5$jcunknownuser$";
+
 /// Check `who`/`token` against password-file contents (`user:hash` lines, first match wins).
 pub fn check_password(contents: &str, who: &str, token: &str) -> Result<(), AuthFailure> {
     let hash = contents
@@ -92,7 +97,13 @@ pub fn check_password(contents: &str, who: &str, token: &str) -> Result<(), Auth
             let hash = fields.next()?;
             (user == who).then_some(hash)
         })
-        .ok_or(AuthFailure::NoSuchUser)?;
+        .ok_or_else(|| {
+            // Hash the token all the same, so that an unknown user takes about as long to
+            // refuse as a wrong password and the answer time does not tell who exists.
+            #[allow(deprecated)]
+            let _ = pwhash::sha256_crypt::hash_with(UNKNOWN_USER_SETTING, token);
+            AuthFailure::NoSuchUser
+        })?;
     if crypt_matches(hash, token)? {
         Ok(())
     } else {
@@ -119,9 +130,16 @@ pub fn crypt_matches(hash: &str, token: &str) -> Result<bool, AuthFailure> {
         _ => return Err(AuthFailure::InvalidHash),
     };
     match computed {
-        Ok(c) => Ok(c == hash),
+        Ok(c) => Ok(hashes_equal(&c, hash)),
         Err(_) => Err(AuthFailure::InvalidHash),
     }
+}
+
+/// Compare a computed crypt string with the stored one in constant time: how long the
+/// comparison takes does not tell how many leading characters of a guess were right.
+/// (Only the length may differ in time, and every hash of one kind has the same length.)
+pub fn hashes_equal(computed: &str, stored: &str) -> bool {
+    computed.as_bytes().ct_eq(stored.as_bytes()).into()
 }
 
 /// Check `who` against CN-file contents (`cn:user1,user2` lines, first matching CN wins).
@@ -236,6 +254,17 @@ theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n";
             check_cn(cns, "nobody.example", "theCustomer"),
             Err(AuthFailure::CnNotFound("nobody.example".into()))
         );
+    }
+
+    #[test]
+    fn hash_comparison_is_exact() {
+        let h = "$5$Re.J8ULljB$Zlp7EvuSXSqred7R/ONec5Wcx3sa0Di7r8jYj6OYJgB";
+        assert!(hashes_equal(h, h));
+        assert!(!hashes_equal(h, &h[..h.len() - 1]));
+        assert!(!hashes_equal(&h[..h.len() - 1], h));
+        assert!(!hashes_equal(h, &h.replace('B', "C")));
+        assert!(!hashes_equal("", h));
+        assert!(hashes_equal("", ""));
     }
 
     #[tokio::test]
