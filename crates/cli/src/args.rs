@@ -166,6 +166,12 @@ pub struct ServeArgs {
     /// DEVELOPMENT ONLY: accept any who/token without a password file.
     #[arg(long)]
     pub insecure_dev_auth: bool,
+    /// Seconds a failed hello waits before it is answered (and the connection closed).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    pub auth_failure_delay: f64,
+    /// Most password checks (crypt hashing) at once; default: the number of CPUs.
+    #[arg(long, value_name = "N")]
+    pub auth_max_checks: Option<usize>,
     /// Log debug output to stderr.
     #[arg(long)]
     pub debug: bool,

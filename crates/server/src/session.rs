@@ -1,6 +1,5 @@
 //! Per-connection method handlers: every C→S method of PROTOCOL.md §7, plus worker pings.
 
-use crate::auth;
 use crate::dispatch::ConnId;
 use crate::jobs::Waiter;
 use crate::params::{number, optional, required, task_key, truthy};
@@ -96,7 +95,11 @@ async fn hello(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
     let token = required(&p, "token", "no token?").map_err(fail)?;
     let conn = peer.id();
     let cn = sh.conns.lock().get(&conn).and_then(|c| c.peer_cn.clone());
-    match auth::authenticate(&sh.config.auth, &method, &who, &token, cn.as_deref()).await {
+    match sh
+        .auth
+        .authenticate(&method, &who, &token, cn.as_deref())
+        .await
+    {
         Ok(()) => {
             if let Some(c) = sh.conns.lock().get_mut(&conn) {
                 c.who = Some(who.clone());
@@ -110,6 +113,11 @@ async fn hello(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
             peer.set_state(None);
             if let Some(c) = sh.conns.lock().get_mut(&conn) {
                 c.who = None;
+            }
+            // Answer a failure only after a while, so that guesses cannot be tried at speed.
+            let delay = sh.auth.config().failure_delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
             let closer = peer.clone();
             Ok(Reply::new(json!([false, "you're not welcome!"])).after(move || closer.close()))
