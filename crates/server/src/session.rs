@@ -17,7 +17,8 @@ type Params = Map<String, Value>;
 type Watch = tokio::sync::watch::Receiver<u64>;
 type HResult = Result<Reply, HandlerError>;
 
-/// The state gate of every method except `hello` and `ping`.
+/// The state gate of every method except `hello`. (The reference also answers `ping`
+/// before login; we answer nothing but `hello` until a login succeeded.)
 const AUTH: Option<&str> = Some("auth");
 
 /// `ERROR:  <message>`: the form of backend errors on the wire (§10.13).
@@ -37,7 +38,7 @@ fn reply(v: Value) -> HResult {
 pub(crate) fn methods(sh: &Arc<Shared>) -> Methods {
     let mut m = Methods::new();
     add(&mut m, sh, "hello", None, false, hello);
-    add(&mut m, sh, "ping", None, false, |_, _, _| async {
+    add(&mut m, sh, "ping", AUTH, false, |_, _, _| async {
         reply(json!("pong?"))
     });
     add(&mut m, sh, "create_job", AUTH, false, create_job);
