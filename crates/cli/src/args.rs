@@ -4,6 +4,38 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// A secret from the command line or the environment (a `hello` token). Its `Debug` shows
+/// `"<redacted>"`, so printing the arguments never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
 /// JobCenter: an orchestration workflow engine. Run a server, call workflows, inspect jobs,
 /// and run workers whose actions are external programs.
 #[derive(Debug, Parser)]
@@ -92,7 +124,7 @@ pub struct ConnArgs {
     pub who: Option<String>,
     /// The secret for `hello` (prefer the JOBCENTER_TOKEN environment variable: arguments show in `ps`).
     #[arg(long, env = "JOBCENTER_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Authentication method.
     #[arg(long, default_value = "password")]
     pub method: String,
@@ -166,6 +198,12 @@ pub struct ServeArgs {
     /// DEVELOPMENT ONLY: accept any who/token without a password file.
     #[arg(long)]
     pub insecure_dev_auth: bool,
+    /// Seconds a failed hello waits before it is answered (and the connection closed).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    pub auth_failure_delay: f64,
+    /// Most password checks (crypt hashing) at once; default: the number of CPUs.
+    #[arg(long, value_name = "N")]
+    pub auth_max_checks: Option<usize>,
     /// Log debug output to stderr.
     #[arg(long)]
     pub debug: bool,
@@ -331,4 +369,30 @@ pub struct DemoArgs {
     /// file of a temporary directory that is removed at the end).
     #[arg(long, value_name = "STORE")]
     pub store: Option<jobcenter_store::StoreSpec>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printing_the_arguments_never_shows_a_token() {
+        let cli = Cli::try_parse_from([
+            "jobcenter",
+            "bench",
+            "--who",
+            "u",
+            "--token",
+            "s3cret-client-token",
+            "--worker-token",
+            "s3cret-worker-token",
+        ]);
+        let text = format!("{cli:?}");
+        assert!(text.contains("<redacted>"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+        let ping = Cli::try_parse_from(["jobcenter", "ping", "--token", "s3cret-ping-token"]);
+        let text = format!("{ping:?}");
+        assert!(text.contains("<redacted>"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
 }

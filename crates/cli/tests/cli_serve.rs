@@ -310,6 +310,45 @@ async fn serve_listen_tls_needs_cert_and_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_auth_failure_delay_holds_back_a_wrong_token_and_bad_values_are_refused() {
+    let serve = Serve::start_with(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--auth-failure-delay",
+            "1.5",
+            "--auth-max-checks",
+            "1",
+        ],
+        &[],
+    )
+    .await;
+    let t0 = std::time::Instant::now();
+    let out = run_cmd(
+        serve.as_user((cli_support::CLIENT.0, "wrong"), &["ping"]),
+        None,
+    )
+    .await;
+    out.assert_code(2)
+        .assert_one_line_error("authentication failed");
+    assert!(
+        t0.elapsed() >= std::time::Duration::from_millis(1500),
+        "answered after {:?}",
+        t0.elapsed()
+    );
+    serve.run(&["ping"]).await.assert_code(0);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = password_file(dir.path());
+    let mut cmd = jobcenter(["serve", "--listen", "127.0.0.1:0", "--passwd"]);
+    cmd.arg(&passwd).arg("--auth-failure-delay=-1");
+    run_cmd(cmd, None)
+        .await
+        .assert_code(2)
+        .assert_one_line_error("--auth-failure-delay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdout_closed_by_the_reader_does_not_panic() {
     let (writer, reader) = tokio::net::unix::pipe::pipe().expect("pipe");
     drop(reader); // like `| head -1` after its line: every write gets EPIPE

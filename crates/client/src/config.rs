@@ -17,7 +17,9 @@ use crate::error::ClientError;
 /// assert_eq!(cfg.address, "127.0.0.1");
 /// assert_eq!(cfg.timeout.as_secs(), 60);
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output shows the token as `"<redacted>"`.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Server host name or IP address.
     pub address: String,
@@ -54,6 +56,46 @@ pub struct ClientConfig {
     pub max_frame: usize,
     /// Worker name sent with `announce`; default `"<who> <hostname> <program> <pid>"`.
     pub workername: Option<String>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field, so that a new one is not forgotten here: the token is never shown.
+        let ClientConfig {
+            address,
+            port,
+            who,
+            token: _,
+            method,
+            tls,
+            tls_ca,
+            tls_cert,
+            tls_key,
+            tls_insecure,
+            tls_server_name,
+            timeout,
+            ping_timeout,
+            max_frame,
+            workername,
+        } = self;
+        f.debug_struct("ClientConfig")
+            .field("address", address)
+            .field("port", port)
+            .field("who", who)
+            .field("token", &"<redacted>")
+            .field("method", method)
+            .field("tls", tls)
+            .field("tls_ca", tls_ca)
+            .field("tls_cert", tls_cert)
+            .field("tls_key", tls_key)
+            .field("tls_insecure", tls_insecure)
+            .field("tls_server_name", tls_server_name)
+            .field("timeout", timeout)
+            .field("ping_timeout", ping_timeout)
+            .field("max_frame", max_frame)
+            .field("workername", workername)
+            .finish()
+    }
 }
 
 impl Default for ClientConfig {
@@ -178,4 +220,20 @@ pub fn default_workername(who: &str) -> String {
         .next()
         .unwrap_or_else(|| "jobcenter".to_string());
     format!("{} {} {} {}", who, host, program, std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let cfg = ClientConfig::new("theCustomer", "s3cret-token-text");
+        let text = format!("{cfg:?} {cfg:#?}");
+        assert!(!text.contains("s3cret-token-text"), "{text}");
+        assert!(
+            text.contains("<redacted>") && text.contains("theCustomer"),
+            "{text}"
+        );
+    }
 }

@@ -80,6 +80,7 @@ async fn start(
             password_file: Some(pw),
             clientcert_file: None,
             dev_allow_any: false,
+            ..AuthConfig::default()
         },
         timers: Timers::default(),
         limits: Default::default(),

@@ -254,6 +254,7 @@ impl TestServer {
                 password_file: Some(pw),
                 clientcert_file: None,
                 dev_allow_any: false,
+                ..AuthConfig::default()
             },
             timers,
             limits,

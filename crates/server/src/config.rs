@@ -57,8 +57,8 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
 }
 
-/// Authentication sources for `hello` (PROTOCOL.md §11).
-#[derive(Debug, Clone, Default)]
+/// Authentication sources for `hello` (PROTOCOL.md §11), and the limits on checking them.
+#[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// Password file of `user:hash` lines, re-read on every `hello` (method `password`).
     pub password_file: Option<PathBuf>,
@@ -67,6 +67,35 @@ pub struct AuthConfig {
     /// **Insecure, development only**: every `hello` with the required params succeeds,
     /// whatever the method and token. Never enable this on a reachable network.
     pub dev_allow_any: bool,
+    /// Most password checks (crypt hashing, on the blocking pool) that run at once; further
+    /// `hello`s wait for a turn. Default: the number of CPUs. 0 counts as 1.
+    pub max_concurrent_checks: usize,
+    /// How long a failed `hello` waits before `[false,"you're not welcome!"]` is sent and
+    /// the connection closed, so that guesses cannot be tried at speed. The wait holds no
+    /// check slot. Default [`AuthConfig::DEFAULT_FAILURE_DELAY`]; zero answers at once.
+    pub failure_delay: Duration,
+}
+
+impl AuthConfig {
+    /// The default [`AuthConfig::failure_delay`]: 500 ms.
+    pub const DEFAULT_FAILURE_DELAY: Duration = Duration::from_millis(500);
+
+    /// The default [`AuthConfig::max_concurrent_checks`]: the number of CPUs (1 if unknown).
+    pub fn default_max_concurrent_checks() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            password_file: None,
+            clientcert_file: None,
+            dev_allow_any: false,
+            max_concurrent_checks: Self::default_max_concurrent_checks(),
+            failure_delay: Self::DEFAULT_FAILURE_DELAY,
+        }
+    }
 }
 
 /// The protocol's timers; tests shorten them.

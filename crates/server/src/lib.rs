@@ -32,6 +32,12 @@
 //! - Slot counts are validated as in the reference (`> 0`, fractions allowed, §14 Q34).
 //! - All configured auth methods work on every listener (no per-listener lists, §14 Q18).
 //! - [`AuthConfig::dev_allow_any`] accepts every `hello`: development only, insecure.
+//! - Nothing but `hello` is answered before login: `ping` needs state `auth` too (-32002),
+//!   where the reference answers it (§6.1).
+//! - Hardening of `hello` (the reference has none of it): password hashes are compared in
+//!   constant time; at most [`AuthConfig::max_concurrent_checks`] password checks run at
+//!   once, on the blocking pool; a failed `hello` is answered only after
+//!   [`AuthConfig::failure_delay`]; no token is ever logged by this crate.
 
 #![warn(missing_docs)]
 
@@ -45,6 +51,7 @@ mod session;
 mod status;
 pub mod tls;
 
+pub use auth::{AuthStats, Authenticator};
 pub use config::{AuthConfig, Limits, ListenerConfig, ServerConfig, Timers, TlsConfig};
 pub use server::{Server, ServerHandle, GREETING_FRAME};
 

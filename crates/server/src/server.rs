@@ -1,5 +1,6 @@
 //! The server: listeners, per-connection lifecycle, backend events, polls and shutdown.
 
+use crate::auth::{AuthStats, Authenticator};
 use crate::config::{ServerConfig, Timers};
 use crate::dispatch::{ConnId, Dispatcher, HandoffTimer, Offer};
 use crate::jobs::JobRegistry;
@@ -105,6 +106,8 @@ pub(crate) struct ConnInfo {
 pub(crate) struct Shared {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) config: ServerConfig,
+    /// Checks `hello` credentials (built from `config.auth`).
+    pub(crate) auth: Authenticator,
     /// Lock order: `dispatch` may be held while taking `conns`, never the reverse.
     pub(crate) dispatch: Mutex<Dispatcher>,
     pub(crate) jobs: Mutex<JobRegistry>,
@@ -287,6 +290,7 @@ impl Server {
         let (handoff_tx, handoff_rx) = mpsc::unbounded_channel();
         let sh = Arc::new(Shared {
             backend,
+            auth: Authenticator::new(config.auth.clone()),
             config,
             dispatch: Mutex::new(Dispatcher::new()),
             jobs: Mutex::new(JobRegistry::new()),
@@ -345,6 +349,12 @@ impl ServerHandle {
     /// Number of open connections.
     pub fn connection_count(&self) -> usize {
         self.shared.conns.lock().len()
+    }
+
+    /// The password-check counters: how many run now, the most that ran at once, how many
+    /// finished.
+    pub fn auth_stats(&self) -> AuthStats {
+        self.shared.auth.stats()
     }
 
     /// Run one poll for ready tasks now (as the periodic timer does).

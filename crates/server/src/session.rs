@@ -1,6 +1,5 @@
 //! Per-connection method handlers: every C→S method of PROTOCOL.md §7, plus worker pings.
 
-use crate::auth;
 use crate::dispatch::ConnId;
 use crate::jobs::Waiter;
 use crate::params::{number, optional, required, task_key, truthy};
@@ -18,7 +17,8 @@ type Params = Map<String, Value>;
 type Watch = tokio::sync::watch::Receiver<u64>;
 type HResult = Result<Reply, HandlerError>;
 
-/// The state gate of every method except `hello` and `ping`.
+/// The state gate of every method except `hello`. (The reference also answers `ping`
+/// before login; we answer nothing but `hello` until a login succeeded.)
 const AUTH: Option<&str> = Some("auth");
 
 /// `ERROR:  <message>`: the form of backend errors on the wire (§10.13).
@@ -38,7 +38,7 @@ fn reply(v: Value) -> HResult {
 pub(crate) fn methods(sh: &Arc<Shared>) -> Methods {
     let mut m = Methods::new();
     add(&mut m, sh, "hello", None, false, hello);
-    add(&mut m, sh, "ping", None, false, |_, _, _| async {
+    add(&mut m, sh, "ping", AUTH, false, |_, _, _| async {
         reply(json!("pong?"))
     });
     add(&mut m, sh, "create_job", AUTH, false, create_job);
@@ -96,7 +96,11 @@ async fn hello(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
     let token = required(&p, "token", "no token?").map_err(fail)?;
     let conn = peer.id();
     let cn = sh.conns.lock().get(&conn).and_then(|c| c.peer_cn.clone());
-    match auth::authenticate(&sh.config.auth, &method, &who, &token, cn.as_deref()).await {
+    match sh
+        .auth
+        .authenticate(&method, &who, &token, cn.as_deref())
+        .await
+    {
         Ok(()) => {
             if let Some(c) = sh.conns.lock().get_mut(&conn) {
                 c.who = Some(who.clone());
@@ -110,6 +114,11 @@ async fn hello(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
             peer.set_state(None);
             if let Some(c) = sh.conns.lock().get_mut(&conn) {
                 c.who = None;
+            }
+            // Answer a failure only after a while, so that guesses cannot be tried at speed.
+            let delay = sh.auth.config().failure_delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
             let closer = peer.clone();
             Ok(Reply::new(json!([false, "you're not welcome!"])).after(move || closer.close()))

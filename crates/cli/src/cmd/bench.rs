@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use jobcenter::{Client, ClientConfig, Worker};
 use serde_json::{json, Value};
 
-use crate::args::ConnArgs;
+use crate::args::{ConnArgs, Secret};
 use crate::cmd::Failure;
 use embedded::BackendKind;
 use load::Op;
@@ -53,7 +53,7 @@ pub struct BenchArgs {
     pub worker_who: Option<String>,
     /// Secret of the worker connections (default: the same as --token).
     #[arg(long, env = "JOBCENTER_WORKER_TOKEN", hide_env_values = true)]
-    pub worker_token: Option<String>,
+    pub worker_token: Option<Secret>,
     /// Start our server in this process on a free loopback port (any who/token accepted).
     #[arg(long)]
     pub embedded: bool,
@@ -191,7 +191,7 @@ fn embedded_config(a: &BenchArgs, port: u16) -> Result<ClientConfig, Failure> {
     conn.port = port;
     conn.tls = false;
     conn.who.get_or_insert_with(|| "bench".to_string());
-    conn.token.get_or_insert_with(|| "bench".to_string());
+    conn.token.get_or_insert_with(|| Secret::from("bench"));
     crate::cmd::conn::client_config(&conn)
 }
 
@@ -264,7 +264,7 @@ async fn measure(
         worker_cfg.who = w.clone();
     }
     if let Some(t) = &a.worker_token {
-        worker_cfg.token = t.clone();
+        worker_cfg.token = t.expose().to_string();
     }
     let workers: Vec<Worker> = if needs_workers {
         load::start_workers(&worker_cfg, a.workers, a.slots, &action)

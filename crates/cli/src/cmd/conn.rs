@@ -15,7 +15,8 @@ pub fn client_config(c: &ConnArgs) -> Result<ClientConfig, Failure> {
         .ok_or_else(|| Failure::usage("no who? (give --who or set JOBCENTER_WHO)"))?;
     let token = c
         .token
-        .clone()
+        .as_ref()
+        .map(|t| t.expose().to_string())
         .ok_or_else(|| Failure::usage("no token? (give --token or set JOBCENTER_TOKEN)"))?;
     if !(c.timeout.is_finite() && c.timeout > 0.0) {
         return Err(Failure::usage(

@@ -53,12 +53,18 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig, Failure> {
         tracing::warn!("--insecure-dev-auth: every hello is accepted");
         eprintln!("jobcenter serve: WARNING: --insecure-dev-auth lets anyone in");
     }
+    let failure_delay = Duration::try_from_secs_f64(a.auth_failure_delay)
+        .map_err(|_| Failure::usage("--auth-failure-delay wants seconds, 0 or more"))?;
     Ok(ServerConfig {
         listeners,
         auth: AuthConfig {
             password_file: a.passwd.clone(),
             clientcert_file: a.cnfile.clone(),
             dev_allow_any: a.insecure_dev_auth,
+            max_concurrent_checks: a
+                .auth_max_checks
+                .unwrap_or_else(AuthConfig::default_max_concurrent_checks),
+            failure_delay,
         },
         timers: Default::default(),
         limits: limits(&a.limits)?,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod tls;
 
 use bytes::{Buf, BytesMut};
 use jobcenter_engine::backend::Backend;
@@ -49,7 +50,16 @@ impl TestServer {
     }
 
     pub async fn with(timers: Timers, backend: Arc<MiniBackend>) -> TestServer {
-        let (handle, addr, dir) = start_server(timers, backend.clone()).await;
+        Self::with_auth(timers, backend, |_| {}).await
+    }
+
+    /// A server whose [`AuthConfig`] (already holding the test password file) `auth` adjusts.
+    pub async fn with_auth(
+        timers: Timers,
+        backend: Arc<MiniBackend>,
+        auth: impl FnOnce(&mut AuthConfig),
+    ) -> TestServer {
+        let (handle, addr, dir) = start_server_with_auth(timers, backend.clone(), auth).await;
         TestServer {
             handle,
             addr,
@@ -73,16 +83,28 @@ pub async fn start_server(
     timers: Timers,
     backend: Arc<dyn Backend>,
 ) -> (ServerHandle, SocketAddr, tempfile::TempDir) {
+    start_server_with_auth(timers, backend, |_| {}).await
+}
+
+/// [`start_server`] with the [`AuthConfig`] adjusted by `auth`.
+pub async fn start_server_with_auth(
+    timers: Timers,
+    backend: Arc<dyn Backend>,
+    auth: impl FnOnce(&mut AuthConfig),
+) -> (ServerHandle, SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let pw = dir.path().join("passwd");
     std::fs::write(&pw, password_file_contents()).expect("write passwd");
+    let mut auth_config = AuthConfig {
+        password_file: Some(pw),
+        clientcert_file: None,
+        dev_allow_any: false,
+        ..AuthConfig::default()
+    };
+    auth(&mut auth_config);
     let config = ServerConfig {
         listeners: vec![ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"))],
-        auth: AuthConfig {
-            password_file: Some(pw),
-            clientcert_file: None,
-            dev_allow_any: false,
-        },
+        auth: auth_config,
         timers,
         limits: Default::default(),
     };
