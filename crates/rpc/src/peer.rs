@@ -5,8 +5,9 @@ use crate::output::{Output, OutputLimits, Pushed, WriteIo};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use jobcenter_wire::{
-    classify, encode_error, encode_notification, encode_request, encode_result, is_falsy_id,
-    FrameError, Incoming, NetstringCodec, RpcError, CLIENT_MAX_FRAME,
+    classify, encode_error, encode_error_id_text, encode_notification, encode_request,
+    encode_result, encode_result_id_text, is_falsy_id, FrameError, Incoming, NetstringCodec,
+    RpcError, CLIENT_MAX_FRAME,
 };
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
@@ -468,8 +469,12 @@ impl Peer {
         }
     }
 
-    fn send_result(&self, id: &Value, result: &Value) {
-        match encode_result(id, result) {
+    fn send_result(&self, id: &ReplyId, result: &Value) {
+        let encoded = match &id.text {
+            Some(text) => encode_result_id_text(text, result),
+            None => encode_result(&id.id, result),
+        };
+        match encoded {
             Ok(p) => {
                 let _ = self.queue(p);
             }
@@ -483,8 +488,12 @@ impl Peer {
         }
     }
 
-    fn send_error(&self, id: &Value, err: &RpcError) {
-        match encode_error(id, err) {
+    fn send_error(&self, id: &ReplyId, err: &RpcError) {
+        let encoded = match &id.text {
+            Some(text) => encode_error_id_text(text, err),
+            None => encode_error(&id.id, err),
+        };
+        match encoded {
             Ok(p) => {
                 let _ = self.queue(p);
             }
@@ -529,7 +538,7 @@ impl Peer {
     /// Queue the fatal -32600 error (id null) and close gracefully.
     fn fatal(&self, reason: String) {
         warn!(peer = %self.shared.label, %reason, "fatal protocol error, closing");
-        self.send_error(&Value::Null, &RpcError::invalid_request(&reason));
+        self.send_error(&ReplyId::null(), &RpcError::invalid_request(&reason));
         self.shutdown(CloseReason::Fatal(reason), true);
     }
 
@@ -579,8 +588,13 @@ impl Peer {
                 self.fatal(fatal.0);
                 false
             }
-            Ok(Incoming::Request { method, id, params }) => {
-                self.dispatch(method, id, params);
+            Ok(Incoming::Request {
+                method,
+                id,
+                id_text,
+                params,
+            }) => {
+                self.dispatch(method, id, id_text, params);
                 true
             }
             Ok(Incoming::Response { id, outcome }) => {
@@ -605,8 +619,17 @@ impl Peer {
     }
 
     /// Dispatch a request or notification per §5.4.
-    fn dispatch(&self, method: Value, id: Option<Value>, params: Option<Value>) {
-        let reply_id = id.clone().unwrap_or(Value::Null);
+    fn dispatch(
+        &self,
+        method: Value,
+        id: Option<Value>,
+        id_text: Option<String>,
+        params: Option<Value>,
+    ) {
+        let reply_id = ReplyId {
+            id: id.clone().unwrap_or(Value::Null),
+            text: id_text,
+        };
         let is_notification = id.as_ref().map_or(true, is_falsy_id);
         let entry = method
             .as_str()
@@ -654,7 +677,7 @@ impl Peer {
     fn finish_handler(
         &self,
         outcome: HandlerOutcome,
-        reply_id: &Value,
+        reply_id: &ReplyId,
         is_notification: bool,
         method: &Value,
     ) {
@@ -676,6 +699,21 @@ impl Peer {
                 error!(peer = %self.shared.label, %method, "handler panicked");
                 self.send_error(reply_id, &RpcError::method_threw("internal error"));
             }
+        }
+    }
+}
+
+/// The id an answer goes to, with its exact text when the value would render differently.
+struct ReplyId {
+    id: Value,
+    text: Option<String>,
+}
+
+impl ReplyId {
+    fn null() -> Self {
+        ReplyId {
+            id: Value::Null,
+            text: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The per-connection limits of a peer, against a raw socket over loopback TCP that misbehaves
 //! on purpose: requests in flight, unread output (back-pressure, congestion, the stall
-//! deadline and the hard cap), and tokens kept out of the logs.
+//! deadline and the hard cap), and request ids echoed exactly as sent.
 
 use jobcenter_rpc::wire::SERVER_MAX_FRAME;
 use jobcenter_rpc::{CloseReason, HandlerError, HandlerFuture, Methods, Peer, PeerConfig, Reply};
@@ -206,4 +206,29 @@ async fn limit_congestion_is_reported_and_cleared_when_the_peer_reads_again() {
     guard(congestion.wait_for(|c| !*c)).await.expect("cleared");
     peer.abort();
     let _ = guard(reader).await;
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_exactly_as_sent_big_integers_included() {
+    let mut m = Methods::new();
+    m.request("ping", None, |_, _| {
+        boxed(async { Ok(json!("pong").into()) })
+    });
+    let (mut client, server) = pair().await;
+    let _peer = Peer::spawn(
+        server,
+        Arc::new(m),
+        PeerConfig::new(SERVER_MAX_FRAME, "ids"),
+    );
+    for id in ["123456789012345678901234567890", "1e3", "7", "\"x\""] {
+        let req = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping","params":{{}}}}"#);
+        client.write_all(&frame(&req)).await.expect("send");
+        let want = frame(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"pong"}}"#));
+        let mut got = vec![0u8; want.len()];
+        guard(client.read_exact(&mut got)).await.expect("answer");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+    }
 }

@@ -172,6 +172,9 @@ pub enum Incoming {
         method: Value,
         /// The raw `id` member: `None` if absent, `Some(Value::Null)` if `null`.
         id: Option<Value>,
+        /// The `id` exactly as sent, when it is a number that `id` does not render the same
+        /// way (e.g. an integer beyond 64 bits, `1e3`): answers must echo this text.
+        id_text: Option<String>,
         /// The raw `params` member, if present.
         params: Option<Value>,
     },
@@ -231,6 +234,7 @@ pub fn classify_value(value: Value) -> Result<Incoming, Fatal> {
     classify_envelope(Envelope {
         jsonrpc: obj.remove("jsonrpc"),
         id: obj.remove("id"),
+        id_text: None,
         method: obj.remove("method"),
         params: obj.remove("params"),
         result: obj.remove("result"),
@@ -243,6 +247,7 @@ pub fn classify_value(value: Value) -> Result<Incoming, Fatal> {
 struct Envelope {
     jsonrpc: Option<Value>,
     id: Option<Value>,
+    id_text: Option<String>,
     method: Option<Value>,
     params: Option<Value>,
     result: Option<Value>,
@@ -250,6 +255,8 @@ struct Envelope {
 }
 
 /// A syntactically valid payload: an object's envelope, or some other JSON value.
+// Only ever a short-lived value on the stack: boxing would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
 enum Parsed {
     Object(Envelope),
     NotObject,
@@ -305,7 +312,20 @@ impl<'de> serde::Deserialize<'de> for Parsed {
                 while let Some(key) = map.next_key::<Key>()? {
                     let slot = match key {
                         Key::Jsonrpc => &mut env.jsonrpc,
-                        Key::Id => &mut env.id,
+                        Key::Id => {
+                            // Kept as text too: a number must be echoed exactly as sent.
+                            let raw = map.next_value::<Box<serde_json::value::RawValue>>()?;
+                            let id: Value = serde_json::from_str(raw.get())
+                                .map_err(serde::de::Error::custom)?;
+                            env.id_text = match &id {
+                                Value::Number(n) if n.to_string() != raw.get() => {
+                                    Some(raw.get().to_string())
+                                }
+                                _ => None,
+                            };
+                            env.id = Some(id);
+                            continue;
+                        }
                         Key::Method => &mut env.method,
                         Key::Params => &mut env.params,
                         Key::Result => &mut env.result,
@@ -365,6 +385,7 @@ fn classify_envelope(env: Envelope) -> Result<Incoming, Fatal> {
             return Ok(Incoming::Request {
                 method,
                 id,
+                id_text: env.id_text,
                 params: env.params,
             })
         }
@@ -479,12 +500,31 @@ pub fn encode_result(id: &Value, result: &Value) -> Result<Bytes, EncodeError> {
     Ok(out.into())
 }
 
+/// Like [`encode_result`], with the id given as its exact JSON text (see
+/// [`Incoming::Request::id_text`]); the caller vouches that `id_json` is valid JSON.
+pub fn encode_result_id_text(id_json: &str, result: &Value) -> Result<Bytes, EncodeError> {
+    let mut out = Vec::with_capacity(64 + id_json.len());
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    out.extend_from_slice(id_json.as_bytes());
+    out.extend_from_slice(br#","result":"#);
+    push_json(&mut out, result)?;
+    out.push(b'}');
+    Ok(out.into())
+}
+
 /// Payload of an error response: `{"jsonrpc":"2.0","id":I,"error":{"code":C,"message":M}}`.
 /// Never includes `data`.
 pub fn encode_error(id: &Value, error: &RpcError) -> Result<Bytes, EncodeError> {
-    let mut out = Vec::with_capacity(80 + error.message.len());
+    let mut id_json = Vec::new();
+    push_json(&mut id_json, id)?;
+    encode_error_id_text(&String::from_utf8_lossy(&id_json), error)
+}
+
+/// Like [`encode_error`], with the id given as its exact JSON text.
+pub fn encode_error_id_text(id_json: &str, error: &RpcError) -> Result<Bytes, EncodeError> {
+    let mut out = Vec::with_capacity(80 + id_json.len() + error.message.len());
     out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
-    push_json(&mut out, id)?;
+    out.extend_from_slice(id_json.as_bytes());
     out.extend_from_slice(br#","error":{"code":"#);
     out.extend_from_slice(error.code.to_string().as_bytes());
     out.extend_from_slice(br#","message":"#);

@@ -14,7 +14,7 @@ pub use codec::{
     RESERVE_STEP, SERVER_MAX_FRAME,
 };
 pub use jsonrpc::{
-    classify, classify_value, encode_error, encode_notification, encode_request, encode_result,
-    error_object, is_falsy_id, pack_result, validate_error, EncodeError, Fatal, Id, Incoming,
-    RpcError,
+    classify, classify_value, encode_error, encode_error_id_text, encode_notification,
+    encode_request, encode_result, encode_result_id_text, error_object, is_falsy_id, pack_result,
+    validate_error, EncodeError, Fatal, Id, Incoming, RpcError,
 };

@@ -2,8 +2,9 @@
 //! falsy ids (§5.2), result packing (§5.5, C22) and the exact encoder output (§13.2).
 
 use jobcenter_wire::{
-    classify, encode_error, encode_notification, encode_request, encode_result, frame, is_falsy_id,
-    pack_result, validate_error, Fatal, Id, Incoming, RpcError,
+    classify, encode_error, encode_notification, encode_request, encode_result,
+    encode_result_id_text, frame, is_falsy_id, pack_result, validate_error, Fatal, Id, Incoming,
+    RpcError,
 };
 use serde_json::{json, Value};
 
@@ -111,6 +112,7 @@ fn requests_keep_raw_id_and_params() {
         Incoming::Request {
             method: json!("ping"),
             id: Some(json!(42)),
+            id_text: None,
             params: Some(json!({}))
         }
     );
@@ -121,6 +123,7 @@ fn requests_keep_raw_id_and_params() {
         Incoming::Request {
             method: json!("ping"),
             id: Some(Value::Null),
+            id_text: None,
             params: None
         }
     );
@@ -130,10 +133,36 @@ fn requests_keep_raw_id_and_params() {
         Incoming::Request {
             method: json!(7),
             id: None,
+            id_text: None,
             params: Some(json!([]))
         }
     );
     assert_eq!(got.method_name(), None);
+}
+
+#[test]
+fn numeric_ids_that_do_not_fit_keep_their_exact_text() {
+    for (text, exact) in [
+        ("123456789012345678901234567890", true),
+        ("1e3", true),
+        ("1.50", true),
+        ("18446744073709551615", false),
+        ("-9223372036854775808", false),
+        ("42", false),
+        ("\"123456789012345678901234567890\"", false),
+    ] {
+        let payload = format!(r#"{{"jsonrpc":"2.0","id":{text},"method":"ping"}}"#);
+        let Incoming::Request { id_text, .. } = classify(payload.as_bytes()).expect("ok") else {
+            panic!("not a request: {payload}");
+        };
+        assert_eq!(id_text.as_deref(), exact.then_some(text), "{text}");
+    }
+    let answer =
+        encode_result_id_text("123456789012345678901234567890", &json!("pong")).expect("encode");
+    assert_eq!(
+        &answer[..],
+        br#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"result":"pong"}"#
+    );
 }
 
 #[test]
