@@ -5,6 +5,7 @@ use bytes::{Buf, BytesMut};
 use jobcenter_wire::encode_frame;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -52,6 +53,8 @@ pub(crate) struct Output {
     congested: watch::Sender<bool>,
     /// Set while more than `max_output` bytes are queued; cleared (waking `space`) at half.
     over: bool,
+    /// `over`, readable without the lock (the reader checks it for every frame).
+    over_flag: Arc<AtomicBool>,
     /// Woken when the queue went back below half of `max_output`.
     space: Arc<Notify>,
     /// When bytes last left the buffer, or it was last empty.
@@ -73,6 +76,7 @@ impl Output {
         limits: OutputLimits,
         congested: watch::Sender<bool>,
         space: Arc<Notify>,
+        over_flag: Arc<AtomicBool>,
     ) -> Self {
         Self {
             io: Some(io),
@@ -87,6 +91,7 @@ impl Output {
             max_output: limits.max_output,
             congested,
             over: false,
+            over_flag,
             space,
             last_progress: Instant::now(),
         }
@@ -95,11 +100,6 @@ impl Output {
     /// Bytes queued and not yet handed to the socket.
     pub(crate) fn backlog(&self) -> usize {
         self.buf.len()
-    }
-
-    /// Whether the reader should pause: more than `max_output` bytes are queued.
-    pub(crate) fn over_limit(&self) -> bool {
-        self.over
     }
 
     /// How long ago bytes last left a non-empty buffer (zero when nothing is queued).
@@ -129,8 +129,10 @@ impl Output {
         }
         if !self.over && b > self.max_output {
             self.over = true;
+            self.over_flag.store(true, Ordering::Release);
         } else if self.over && b <= self.max_output / 2 {
             self.over = false;
+            self.over_flag.store(false, Ordering::Release);
             self.space.notify_waiters();
         }
         Ok(())

@@ -17,7 +17,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -165,6 +165,8 @@ struct Shared {
     max_in_flight: usize,
     output_stall: Option<Duration>,
     congested: watch::Receiver<bool>,
+    /// Set while more output is queued than the limit allows (kept by the output).
+    over_output: Arc<AtomicBool>,
     close_tx: watch::Sender<Option<CloseReason>>,
     abort_tx: watch::Sender<bool>,
     done_tx: watch::Sender<bool>,
@@ -269,6 +271,7 @@ impl Peer {
         let id = NEXT_PEER_ID.fetch_add(1, Ordering::Relaxed);
         let (congested_tx, congested) = watch::channel(false);
         let space = Arc::new(Notify::new());
+        let over_output = Arc::new(AtomicBool::new(false));
         let limits = OutputLimits {
             congest_at: cfg.congest_at,
             max_output: cfg.max_output,
@@ -281,13 +284,20 @@ impl Peer {
             state: Mutex::new(None),
             pending: Mutex::new(Pending::default()),
             next_call: AtomicU64::new(1),
-            out: Mutex::new(Output::new(w, limits, congested_tx, space.clone())),
+            out: Mutex::new(Output::new(
+                w,
+                limits,
+                congested_tx,
+                space.clone(),
+                over_output.clone(),
+            )),
             out_wake: Notify::new(),
             space,
             in_flight: AtomicUsize::new(0),
             max_in_flight: cfg.max_in_flight.max(1),
             output_stall: cfg.output_stall_timeout,
             congested,
+            over_output,
             close_tx: watch::channel(None).0,
             abort_tx: watch::channel(false).0,
             done_tx: watch::channel(false).0,
@@ -329,7 +339,7 @@ impl Peer {
     /// Whether the reader must wait before taking the next frame.
     fn must_pause(&self) -> bool {
         self.shared.in_flight.load(Ordering::Relaxed) >= self.shared.max_in_flight
-            || self.shared.out.lock().over_limit()
+            || self.shared.over_output.load(Ordering::Acquire)
     }
 
     /// Wait until the reader may take frames again.
