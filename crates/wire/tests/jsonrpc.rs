@@ -493,3 +493,25 @@ mod equivalence {
         }
     }
 }
+
+/// Found by fuzzing (fuzz/fuzz_targets/jsonrpc.rs): a long decimal was parsed 1 ULP off
+/// (serde_json's default fast float parser is not correctly rounded), so relaying a result
+/// (decode → encode → decode) changed the number. The workspace enables `float_roundtrip`.
+#[test]
+fn relayed_floats_survive_a_round_trip() {
+    let payload =
+        br#"{"jsonrpc":"2.0","id":"x","result":[3.34444444444444444444444444484888,null]}"#;
+    let Incoming::Response { id, outcome } = classify(payload).expect("classifies") else {
+        panic!("not a response");
+    };
+    let result = outcome.expect("a result");
+    assert_eq!(result[0].as_f64(), Some(3.344_444_444_444_444_6));
+    let again = classify(&encode_result(&id, &result).expect("encodes")).expect("classifies");
+    assert_eq!(
+        again,
+        Incoming::Response {
+            id,
+            outcome: Ok(result)
+        }
+    );
+}

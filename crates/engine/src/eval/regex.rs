@@ -14,8 +14,17 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// Largest compiled program (guards against `(a{1000}){1000}`).
+/// Largest compiled pattern, counting the instructions of all its (sub-)programs (guards
+/// against `(a{1000}){1000}` and `(x(?=a{9999})){9999}`).
 const MAX_PROGRAM: usize = 100_000;
+
+/// Most compiler steps (syntax nodes visited, counting each repetition): guards against
+/// patterns that compile to little but take long, such as `((?:){65535}){65535}`.
+const MAX_COMPILE_STEPS: usize = 1_000_000;
+
+/// Deepest nesting of groups (guards the recursive parser and compiler against
+/// `((((...` exhausting the stack).
+const MAX_NESTING: usize = 250;
 
 /// A pattern that could not be compiled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +119,8 @@ struct Parser<'p> {
     chars: Vec<char>,
     pos: usize,
     pattern: &'p str,
+    /// Groups open at `pos`.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -238,6 +249,9 @@ impl Parser<'_> {
         self.pos += 1;
         match c {
             '(' => {
+                if self.depth >= MAX_NESTING {
+                    return Err(self.err("Too deeply nested groups"));
+                }
                 let mut look = None;
                 if self.eat('?') {
                     if self.eat(':') {
@@ -249,7 +263,9 @@ impl Parser<'_> {
                         return Err(self.err("Sequence (?... not supported"));
                     }
                 }
+                self.depth += 1;
                 let inner = self.alt()?;
+                self.depth -= 1;
                 if !self.eat(')') {
                     return Err(self.err("Unmatched ("));
                 }
@@ -432,14 +448,19 @@ fn posix_class(name: &str) -> Option<Vec<ClassItem>> {
 
 struct Compiler {
     progs: Vec<Vec<Inst>>,
+    /// Instructions in all programs.
+    size: usize,
+    /// Nodes visited so far.
+    steps: usize,
 }
 
 impl Compiler {
     fn emit(&mut self, prog: usize, inst: Inst) -> Result<usize, String> {
-        let p = &mut self.progs[prog];
-        if p.len() >= MAX_PROGRAM {
+        if self.size >= MAX_PROGRAM {
             return Err("Regex too big".into());
         }
+        self.size += 1;
+        let p = &mut self.progs[prog];
         p.push(inst);
         Ok(p.len() - 1)
     }
@@ -453,6 +474,10 @@ impl Compiler {
     }
 
     fn node(&mut self, prog: usize, n: &Node) -> Result<(), String> {
+        self.steps += 1;
+        if self.steps > MAX_COMPILE_STEPS {
+            return Err("Regex too big".into());
+        }
         match n {
             Node::Empty => {}
             Node::Char(c) => {
@@ -535,6 +560,7 @@ impl Regex {
             chars: pattern.chars().collect(),
             pos: 0,
             pattern,
+            depth: 0,
         };
         let node = p.alt()?;
         if p.pos < p.chars.len() {
@@ -542,6 +568,8 @@ impl Regex {
         }
         let mut c = Compiler {
             progs: vec![Vec::new()],
+            size: 0,
+            steps: 0,
         };
         c.node(0, &node)
             .and_then(|_| c.emit(0, Inst::Match).map(|_| ()))
@@ -555,11 +583,22 @@ impl Regex {
     /// Does the pattern match anywhere in `text`?
     pub fn is_match(&self, text: &str) -> bool {
         let chars: Vec<char> = text.chars().collect();
-        self.run(0, &chars, None)
+        self.run(0, &chars, None, &mut HashMap::new())
     }
 
     /// Run program `prog` over `text`; `anchor`: only try a match starting there (lookahead).
-    fn run(&self, prog: usize, text: &[char], anchor: Option<usize>) -> bool {
+    /// `looks` remembers the outcome of each lookahead sub-program at each position, so a
+    /// lookahead is run at most once per position however many threads (or enclosing
+    /// lookaheads) reach it: without it, nested lookaheads take time exponential in their
+    /// depth. A lookahead still scans ahead from its position, so a pattern with one costs
+    /// up to O(text length²).
+    fn run(
+        &self,
+        prog: usize,
+        text: &[char],
+        anchor: Option<usize>,
+        looks: &mut HashMap<(usize, usize), bool>,
+    ) -> bool {
         let code = &self.progs[prog];
         let n = code.len();
         let mut clist: Vec<usize> = Vec::with_capacity(n);
@@ -568,7 +607,7 @@ impl Regex {
         let start = anchor.unwrap_or(0);
         for pos in start..=text.len() {
             if (anchor.is_none() || pos == start)
-                && self.add(prog, text, pos, 0, &mut clist, &mut seen)
+                && self.add(prog, text, pos, 0, &mut clist, &mut seen, looks)
             {
                 return true;
             }
@@ -589,7 +628,7 @@ impl Regex {
                     Inst::Class(cls) => cls.matches(c),
                     _ => false,
                 };
-                if ok && self.add(prog, text, pos + 1, pc + 1, &mut nlist, &mut seen) {
+                if ok && self.add(prog, text, pos + 1, pc + 1, &mut nlist, &mut seen, looks) {
                     return true;
                 }
             }
@@ -600,6 +639,7 @@ impl Regex {
 
     /// Add a thread at `pc` for position `pos`, following epsilon transitions; `true` if a
     /// `Match` is reached.
+    #[allow(clippy::too_many_arguments)]
     fn add(
         &self,
         prog: usize,
@@ -608,6 +648,7 @@ impl Regex {
         pc: usize,
         list: &mut Vec<usize>,
         seen: &mut [usize],
+        looks: &mut HashMap<(usize, usize), bool>,
     ) -> bool {
         let mut stack = vec![pc];
         while let Some(pc) = stack.pop() {
@@ -628,7 +669,15 @@ impl Regex {
                     }
                 }
                 Inst::Look(sub, neg) => {
-                    if self.run(*sub, text, Some(pos)) != *neg {
+                    let matched = match looks.get(&(*sub, pos)) {
+                        Some(&m) => m,
+                        None => {
+                            let m = self.run(*sub, text, Some(pos), looks);
+                            looks.insert((*sub, pos), m);
+                            m
+                        }
+                    };
+                    if matched != *neg {
                         stack.push(pc + 1);
                     }
                 }
@@ -754,5 +803,54 @@ mod tests {
         assert!(Regex::new("(?<=a)b").is_err());
         assert!(Regex::new("a{3,1}").is_err());
         assert!(Regex::new("(a{1000}){1000}").is_err());
+    }
+
+    // Found by fuzzing (fuzz/, docs/fuzzing.md): these used to overflow the stack, hang or
+    // exhaust memory.
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{}a{}", "(".repeat(100_000), ")".repeat(100_000));
+        let e = Regex::new(&deep).unwrap_err();
+        assert!(e.reason.contains("nested"), "{e}");
+        let lookahead = format!("{}a{}", "(?=".repeat(100_000), ")".repeat(100_000));
+        assert!(Regex::new(&lookahead).is_err());
+        let ok = format!("{}a{}", "(".repeat(200), ")".repeat(200));
+        assert!(m(&ok, "xa"));
+    }
+
+    #[test]
+    fn empty_repeats_compile_in_bounded_time() {
+        let t = std::time::Instant::now();
+        // Nothing is emitted, but the compiler used to loop 4 294 967 295 (or 65535²) times.
+        assert!(Regex::new("(?:){4294967295}").is_err());
+        assert!(Regex::new("((?:){65535}){65535}").is_err());
+        assert!(Regex::new("(?:){1000}").is_ok());
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn lookahead_programs_count_towards_the_size_limit() {
+        // Each repetition used to copy the lookahead into a new sub-program of its own
+        // (the size limit was per program): about 5 * 10^9 instructions.
+        let t = std::time::Instant::now();
+        assert!(Regex::new("(x(?=a{99999})){99999}").is_err());
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn nested_lookaheads_run_in_polynomial_time() {
+        // Each lookahead level re-ran the inner one from every position it reached:
+        // time exponential in the nesting depth.
+        let p = "^(?:(?=(?:(?=(?:(?=(?:(?=.*b).)*a).)*a).)*a).)*$";
+        let text = "a".repeat(2000);
+        let t = std::time::Instant::now();
+        assert!(m(p, &text));
+        assert!(!m(p, &format!("{text}b")));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }
