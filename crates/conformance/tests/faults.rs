@@ -324,3 +324,46 @@ async fn half_open_peer_stuck_mid_hello_is_closed_by_the_login_deadline() {
     let c = s.client().await.expect("client after the deadline");
     assert!(c.ping().await);
 }
+
+/// A worker that sends its result and closes at once (what a worker does that is stopped
+/// right after a task) answered: its task must not run again elsewhere, however soon the
+/// close follows the result.
+#[tokio::test]
+async fn worker_answering_then_closing_at_once_never_gets_its_task_run_again() {
+    const ROUNDS: i64 = 300;
+    let s = server(quiet(), Limits::default()).await;
+    let c = s.client().await.expect("client");
+    let mut handles = Vec::new();
+    for i in 0..ROUNDS {
+        let mut w = raw_worker(s.addr(), &format!("quick-{i}"), "c_add").await;
+        let h = c
+            .job("k01")
+            .inargs(json!({"input": 1000 + i}))
+            .submit()
+            .await
+            .expect("create_job");
+        let (_, cookie) = take_task(&mut w, "c_add").await;
+        w.send(&json!({"jsonrpc": "2.0", "method": "task_done",
+            "params": {"cookie": cookie, "outargs": {"counter": -1}}}))
+            .await
+            .expect("task_done");
+        w.shutdown_write().await;
+        drop(w);
+        handles.push((h.job_id().expect("id"), h));
+    }
+    // A worker for whatever the server offers again.
+    let rec = Recorder::new();
+    let _standby = s.reference_worker(&rec).await.expect("standby worker");
+    for (id, h) in handles {
+        let r = tokio::time::timeout(WAIT, h.outcome())
+            .await
+            .expect("job stuck")
+            .expect("outcome");
+        assert_eq!(
+            r.outargs,
+            json!({"output": -1}),
+            "job {id}: the answered task ran again ({} run(s) on the standby worker)",
+            rec.for_job(id).len()
+        );
+    }
+}
