@@ -4,8 +4,9 @@
 # outstanding and workers that disconnect (half of the time with tasks in hand) and
 # reconnect; `jobcenter bench --soak` then checks 0 lost jobs, 0 results delivered twice to
 # one client, 0 tasks done twice after a worker answered, and samples the server's RSS.
-# Finished jobs are forgotten 60 s after they finish (--archive-retention 60), so memory
-# can stay flat over a million jobs. Loopback only; the server accepts any who/token
+# Finished jobs are archived 60 s after they finish and their results forgotten 60 s later
+# (--archive-retention 60), so the server's memory can level off once the first ~120 s of
+# jobs are through (a memory store holds those jobs in RAM; SQLite holds them on disk). Loopback only; the server accepts any who/token
 # (--insecure-dev-auth) and is stopped at the end. The bench logs errors only (expected
 # warnings of workers closed with tasks in hand are hidden; set RUST_LOG to see them).
 #
