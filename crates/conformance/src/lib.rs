@@ -246,6 +246,26 @@ impl TestServer {
                 Engine::new(cat, store, config).start()
             }
         };
+        Self::serve(engine, timers, limits, dir, db).await
+    }
+
+    /// A server over an engine the caller started (e.g. on a store wrapper that injects
+    /// faults), with the test password file ([`USERS`]).
+    pub async fn with_backend(
+        engine: Arc<dyn Backend>,
+        timers: Timers,
+        limits: Limits,
+    ) -> Result<TestServer, HarnessError> {
+        Self::serve(engine, timers, limits, tempfile::tempdir()?, None).await
+    }
+
+    async fn serve(
+        engine: Arc<dyn Backend>,
+        timers: Timers,
+        limits: Limits,
+        dir: tempfile::TempDir,
+        db: Option<TestDatabase>,
+    ) -> Result<TestServer, HarnessError> {
         let pw = dir.path().join("passwd");
         std::fs::write(&pw, users_password_file()?)?;
         let config = ServerConfig {
@@ -710,6 +730,82 @@ impl RawConn {
         let payload = self.buf[colon + 1..end].to_vec();
         self.buf.drain(..=end);
         Ok(Some(payload))
+    }
+
+    /// Announce `action` as worker `workername` with `slots` slots; requires
+    /// `[true, "success"]`.
+    pub async fn announce(
+        &mut self,
+        workername: &str,
+        action: &str,
+        slots: u32,
+    ) -> Result<(), RawError> {
+        let mut other = Vec::new();
+        let params = json!({"workername": workername, "actionname": action, "slots": slots});
+        let r = self
+            .request("announce-1", "announce", params, &mut other)
+            .await?;
+        if r["result"] != json!([true, "success"]) {
+            return Err(RawError::BadFrame(format!("announce failed: {r}")));
+        }
+        Ok(())
+    }
+
+    /// Wait for the next `task_ready` of `action` (other frames are discarded) and return
+    /// its `job_id` as sent.
+    pub async fn next_offer(&mut self, action: &str) -> Result<Value, RawError> {
+        loop {
+            let f = self.recv().await?;
+            if f["method"] == "task_ready" && f["params"]["actionname"] == action {
+                return Ok(f["params"]["job_id"].clone());
+            }
+        }
+    }
+
+    /// Claim the offered task with `get_task`: its job id and cookie, or `None` when the
+    /// offer is no longer valid (taken or withdrawn meanwhile: `get_task` gives `[]`).
+    pub async fn claim(
+        &mut self,
+        action: &str,
+        offer: Value,
+    ) -> Result<Option<(i64, String)>, RawError> {
+        let mut other = Vec::new();
+        let params = json!({"actionname": action, "job_id": offer});
+        let r = self
+            .request("get_task-1", "get_task", params, &mut other)
+            .await?;
+        let task = &r["result"];
+        match (task[0].as_i64(), task[1].as_str()) {
+            (Some(job_id), Some(cookie)) if !cookie.is_empty() => {
+                Ok(Some((job_id, cookie.to_string())))
+            }
+            _ if task.as_array().is_some_and(Vec::is_empty) => Ok(None),
+            _ => Err(RawError::BadFrame(format!("get_task answered {r}"))),
+        }
+    }
+
+    /// Take the next task of `action`: [`RawConn::next_offer`] and [`RawConn::claim`] until
+    /// a claim succeeds.
+    pub async fn take_task(&mut self, action: &str) -> Result<(i64, String), RawError> {
+        loop {
+            let offer = self.next_offer(action).await?;
+            if let Some(task) = self.claim(action, offer).await? {
+                return Ok(task);
+            }
+        }
+    }
+
+    /// Send raw bytes (e.g. the first part of a frame).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), RawError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Close the connection with a reset (`SO_LINGER` 0: RST instead of FIN), as a peer
+    /// that crashes or a middlebox that drops the connection does.
+    pub fn reset(self) {
+        let _ = self.stream.set_zero_linger();
+        drop(self.stream);
     }
 
     /// Close our sending side (what a client's close looks like to the server); frames

@@ -208,6 +208,20 @@ impl SqliteStore {
         self.count("SELECT count(*) FROM archive")
     }
 
+    /// Roll the open batch back, as a `COMMIT` that fails does: every transaction since the
+    /// last successful [`Store::sync`] is lost. For fault injection only (a test's store
+    /// wrapper whose `sync` fails on demand must lose the batch like a real failure); the
+    /// engine never calls it. `true` if there was an open batch.
+    pub fn rollback_batch(&self) -> bool {
+        let mut g = self.inner.lock();
+        let open = g.in_batch;
+        if !g.conn.is_autocommit() {
+            let _ = g.conn.execute_batch("ROLLBACK");
+        }
+        g.in_batch = false;
+        open
+    }
+
     /// Size of the database file and its write-ahead log, in bytes.
     pub fn disk_bytes(&self) -> u64 {
         let wal = PathBuf::from(format!("{}-wal", self.path.display()));

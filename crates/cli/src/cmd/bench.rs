@@ -9,6 +9,7 @@ mod embedded;
 mod load;
 mod raw;
 mod report;
+mod soak;
 mod spec;
 mod stub;
 
@@ -116,6 +117,23 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Chaos soak instead of a measurement: --jobs jobs through clients that drop and
+    /// workers that disconnect at random, then check that no job was lost, no result came
+    /// twice, no answered task ran twice, and (with --server-pid or --server-process) how
+    /// the server's memory behaved. --in-flight is spread over --clients as usual.
+    #[arg(long)]
+    pub soak: bool,
+    /// With --soak: mean seconds a worker connection lives before it disconnects (half of
+    /// the time with tasks in hand) and reconnects; 0: never.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub worker_churn: f64,
+    /// With --soak: mean seconds a client connection lives before it drops with jobs
+    /// outstanding (their results are then read by id); 0: never.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub client_churn: f64,
+    /// With --soak: seconds between samples of the server's memory.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub sample: f64,
     /// Internal: run only the embedded server, print its port, stop at stdin EOF.
     #[arg(long, hide = true)]
     pub serve_only: bool,
@@ -171,6 +189,24 @@ pub async fn run(a: BenchArgs) -> Result<u8, Failure> {
         crate::cmd::conn::client_config(&a.conn)?
     };
     let server_pid = child.as_ref().map(|c| c.pid).or(a.server_pid);
+    if a.soak {
+        let report = run_soak(&a, &cfg, server_pid).await;
+        if let Some(s) = server {
+            s.shutdown().await;
+        }
+        if let Some(mut c) = child {
+            drop(c.child.stdin.take());
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.child.wait()).await;
+        }
+        let report = report?;
+        if a.json {
+            println!("{}", report.json());
+        } else {
+            print!("{}", report.text());
+            println!("machine load average (1 min): {}", loadavg());
+        }
+        return Ok(u8::from(!report.ok()));
+    }
     let result = measure(&a, &cfg, server_pid).await;
     if let Some(s) = server {
         s.shutdown().await;
@@ -381,6 +417,42 @@ async fn measure(
         load,
     };
     Ok((vec![raw, fig], setup))
+}
+
+/// `--soak`: the chaos soak of [`soak`].
+async fn run_soak(
+    a: &BenchArgs,
+    cfg: &ClientConfig,
+    server_pid: Option<u32>,
+) -> Result<soak::SoakReport, Failure> {
+    let plan = plan(a)?;
+    let secs = |what: &str, v: f64| {
+        Duration::try_from_secs_f64(v)
+            .map_err(|_| Failure::usage(format!("{what} must be a number of seconds >= 0")))
+    };
+    let mut worker_cfg = cfg.clone();
+    if let Some(w) = &a.worker_who {
+        worker_cfg.who = w.clone();
+    }
+    if let Some(t) = &a.worker_token {
+        worker_cfg.token = t.expose().to_string();
+    }
+    let soak_plan = soak::SoakPlan {
+        jobs: a.jobs,
+        clients: a.clients,
+        window: a.in_flight.div_ceil(a.clients).max(1),
+        workers: a.workers,
+        slots: a.slots,
+        worker_churn: secs("--worker-churn", a.worker_churn)?,
+        client_churn: secs("--client-churn", a.client_churn)?,
+        wfname: plan.wfname,
+        action: plan.action,
+        inargs: plan.inargs,
+        expect: plan.expect,
+        sample: secs("--sample", a.sample)?.max(Duration::from_millis(100)),
+        stall: Duration::from_secs(120),
+    };
+    Ok(soak::run(soak_plan, cfg.clone(), worker_cfg, server_pid).await)
 }
 
 /// CPU seconds process `pid` (default: this one) used since `before`.

@@ -1,0 +1,355 @@
+//! Store faults under the real server and engine (issue 10): the engine runs on a real
+//! [`SqliteStore`] behind a wrapper whose commit ([`Store::sync`]) fails or is slow on
+//! demand. A failing commit loses its batch exactly as a real one does
+//! ([`SqliteStore::rollback_batch`]), so the engine sees what it would see on an I/O error.
+//!
+//! Proven here: calls during a failure get the clear "store failure, nothing was changed"
+//! error and change nothing; nothing that was answered is lost (a result reported during
+//! the failure is reported again once the store works, a claim lost with the batch is
+//! offered again); the server recovers by itself; a slow commit delays answers but loses
+//! nothing and does not hold up what does not need the store.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jobcenter::{Action, JobHandle, JobStatus, Task};
+use jobcenter_conformance::{
+    catalog, part4_fixtures, RawConn, TestServer, EMPLOYEE, EMPLOYEE_TOKEN, WAIT,
+};
+use jobcenter_engine::{Engine, EngineConfig};
+use jobcenter_server::{Limits, Timers};
+use jobcenter_store::{SqliteStore, Store, StoreError, Txn};
+use parking_lot::Mutex;
+use serde_json::{json, Map};
+use tokio::sync::watch;
+
+/// The faults to inject, shared between the test and the store.
+struct Faults {
+    /// Every `sync` fails (and loses its batch) while set.
+    failing: AtomicBool,
+    /// Every `sync` takes this many milliseconds longer.
+    delay_ms: AtomicU64,
+    /// Transactions run so far.
+    txns: AtomicU64,
+    /// Transactions run before the last failed sync.
+    failed_after: watch::Sender<u64>,
+    /// Transactions run before the last successful sync.
+    synced_after: watch::Sender<u64>,
+    /// Syncs that did commit something or nothing, failed or not.
+    syncs: AtomicU64,
+}
+
+impl Faults {
+    fn new() -> Arc<Faults> {
+        Arc::new(Faults {
+            failing: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
+            txns: AtomicU64::new(0),
+            failed_after: watch::channel(0).0,
+            synced_after: watch::channel(0).0,
+            syncs: AtomicU64::new(0),
+        })
+    }
+
+    fn txns(&self) -> u64 {
+        self.txns.load(Ordering::SeqCst)
+    }
+
+    /// Wait until a sync failed after the first `n` transactions (and at least one more).
+    async fn failed_after(&self, n: u64) {
+        let mut rx = self.failed_after.subscribe();
+        tokio::time::timeout(WAIT, rx.wait_for(|t| *t > n))
+            .await
+            .expect("no failed commit of a transaction")
+            .expect("watch");
+    }
+
+    /// Wait until the first `n` transactions are committed.
+    async fn synced(&self, n: u64) {
+        let mut rx = self.synced_after.subscribe();
+        tokio::time::timeout(WAIT, rx.wait_for(|t| *t >= n))
+            .await
+            .expect("no commit")
+            .expect("watch");
+    }
+}
+
+/// A real SQLite store whose commits fail or are slow on demand.
+struct FaultyStore {
+    inner: SqliteStore,
+    faults: Arc<Faults>,
+}
+
+impl Store for FaultyStore {
+    fn transact<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&mut dyn Txn) -> Result<R, E>,
+    {
+        let r = self.inner.transact(f);
+        self.faults.txns.fetch_add(1, Ordering::SeqCst);
+        r
+    }
+
+    fn durable(&self) -> bool {
+        self.inner.durable()
+    }
+
+    fn max_batch(&self) -> usize {
+        self.inner.max_batch()
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        let txns = self.faults.txns();
+        self.faults.syncs.fetch_add(1, Ordering::SeqCst);
+        let delay = self.faults.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            // The injected fault itself: an fsync that takes this long.
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+        if self.faults.failing.load(Ordering::SeqCst) {
+            self.inner.rollback_batch();
+            self.faults.failed_after.send_replace(txns);
+            return Err(StoreError::Backend("injected commit failure".into()));
+        }
+        let r = self.inner.sync();
+        if r.is_ok() {
+            self.faults.synced_after.send_replace(txns);
+        }
+        r
+    }
+
+    fn describe(&self) -> String {
+        format!("faulty {}", self.inner.describe())
+    }
+}
+
+/// Timers that never interfere: no pings, polls or hand-offs within a test.
+fn quiet() -> Timers {
+    Timers {
+        ping_interval: Duration::from_secs(600),
+        ping_timeout: Duration::from_secs(300),
+        handoff: Duration::from_secs(600),
+        poll: Duration::from_secs(600),
+    }
+}
+
+/// The server over the engine (Part 4 definitions, no housekeeping within a test) on a
+/// faulty SQLite store in `dir`.
+async fn server(dir: &tempfile::TempDir) -> (TestServer, Arc<Faults>) {
+    let faults = Faults::new();
+    let store = FaultyStore {
+        inner: SqliteStore::open(dir.path().join("jc.db")).expect("open the store"),
+        faults: faults.clone(),
+    };
+    let cat = catalog(&part4_fixtures()).expect("catalog");
+    let mut global_env = Map::new();
+    global_env.insert("version".into(), json!("0.1"));
+    let config = EngineConfig {
+        global_env,
+        housekeeping_interval: Duration::from_secs(600),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(cat, store, config).start();
+    let s = TestServer::with_backend(engine, quiet(), Limits::default())
+        .await
+        .expect("server");
+    (s, faults)
+}
+
+/// `create_job` of k01 (`output = input + 1`).
+async fn submit(s: &jobcenter::Client, input: i64) -> JobHandle {
+    s.job("k01")
+        .inargs(json!({ "input": input }))
+        .submit()
+        .await
+        .expect("create_job answered")
+}
+
+async fn finished(h: JobHandle) -> serde_json::Value {
+    tokio::time::timeout(WAIT, h.outcome())
+        .await
+        .expect("the job never finished")
+        .expect("outcome")
+        .outargs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_commit_refuses_clearly_and_a_result_reported_meanwhile_is_not_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s, faults) = server(&dir).await;
+    // The worker records the counters it ran; the first task waits for `gate`.
+    let ran: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let (taken_tx, taken_rx) = tokio::sync::oneshot::channel::<()>();
+    let (gate_tx, gate_rx) = tokio::sync::oneshot::channel::<()>();
+    let first = Arc::new(Mutex::new(Some((taken_tx, gate_rx))));
+    let w = s.worker().await.expect("worker");
+    let ran2 = ran.clone();
+    w.announce(Action::new("c_add").run_async(move |t: Task| {
+        let ran = ran2.clone();
+        let first = first.lock().take();
+        async move {
+            let counter = t.inargs["counter"].as_i64().ok_or("no counter")?;
+            ran.lock().push(counter);
+            if let Some((taken, gate)) = first {
+                let _ = taken.send(());
+                let _ = gate.await;
+            }
+            Ok::<_, &str>(json!({ "counter": counter + 1 }))
+        }
+    }))
+    .await
+    .expect("announce");
+    let c = s.client().await.expect("client");
+
+    // Job A is answered and its task is in the worker's hands, claimed durably.
+    let a = submit(&c, 1).await;
+    let a_id = a.job_id().expect("job A has an id");
+    taken_rx.await.expect("the worker takes A");
+    faults.synced(faults.txns()).await;
+
+    // The store fails: a new job is refused with the clear error and changes nothing.
+    faults.failing.store(true, Ordering::SeqCst);
+    let b = submit(&c, 2).await;
+    assert!(b.is_refused(), "a job was accepted while the store fails");
+    let refused = b.outcome().await.expect("refusal").outargs.to_string();
+    assert!(
+        refused.contains("store failure, nothing was changed"),
+        "refused for another reason: {refused}"
+    );
+    // A's result arrives while the store fails: its commit fails too.
+    let before = faults.txns();
+    gate_tx.send(()).expect("release the worker");
+    faults.failed_after(before).await;
+
+    // The store works again: the server recovers by itself on the next change.
+    faults.failing.store(false, Ordering::SeqCst);
+    let c3 = submit(&c, 3).await;
+    assert!(!c3.is_refused(), "refused after the store works again");
+    let c3_id = c3.job_id().expect("job C has an id");
+    assert_eq!(finished(c3).await, json!({"output": 4}));
+    // A's result was reported again: A finishes without running a second time.
+    assert_eq!(finished(a).await, json!({"output": 2}));
+    assert_eq!(
+        c.get_job_status(a_id).await.expect("status"),
+        JobStatus::Finished(json!({"output": 2}))
+    );
+    assert_eq!(
+        c.get_job_status(c3_id).await.expect("status"),
+        JobStatus::Finished(json!({"output": 4}))
+    );
+    let mut ran = ran.lock().clone();
+    ran.sort_unstable();
+    assert_eq!(ran, vec![1, 3], "the refused job ran, or A ran twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_commit_loses_a_claim_and_the_task_is_offered_again_after_recovery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s, faults) = server(&dir).await;
+    let mut w = RawConn::login(s.addr(), EMPLOYEE, EMPLOYEE_TOKEN)
+        .await
+        .expect("worker login");
+    w.announce("raw", "c_add", 1).await.expect("announce");
+    let c = s.client().await.expect("client");
+    let a = submit(&c, 10).await;
+    let a_id = a.job_id().expect("job A has an id");
+    let offer = w.next_offer("c_add").await.expect("offer of A");
+    // The claim and the result fall into a batch whose commit fails.
+    faults.failing.store(true, Ordering::SeqCst);
+    let before = faults.txns();
+    let (job, cookie) = w
+        .claim("c_add", offer)
+        .await
+        .expect("get_task")
+        .expect("the task of A");
+    assert_eq!(job, a_id);
+    w.send(&json!({"jsonrpc": "2.0", "method": "task_done",
+        "params": {"cookie": cookie, "outargs": {"counter": 11}}}))
+        .await
+        .expect("task_done");
+    faults.failed_after(before).await;
+    // Once the store works, A (ready again: the claim was rolled back) is offered again.
+    faults.failing.store(false, Ordering::SeqCst);
+    let b = submit(&c, 20).await;
+    assert!(!b.is_refused(), "refused after the store works again");
+    let b_id = b.job_id().expect("job B has an id");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (job, cookie) = w.take_task("c_add").await.expect("an offer after recovery");
+        let counter = if job == a_id { 11 } else { 21 };
+        w.send(&json!({"jsonrpc": "2.0", "method": "task_done",
+            "params": {"cookie": cookie, "outargs": {"counter": counter}}}))
+            .await
+            .expect("task_done");
+        seen.push(job);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, vec![a_id, b_id]);
+    assert_eq!(finished(a).await, json!({"output": 11}));
+    assert_eq!(finished(b).await, json!({"output": 21}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_commit_delays_answers_but_loses_nothing_and_pings_stay_fast() {
+    const DELAY: Duration = Duration::from_millis(200);
+    const JOBS: i64 = 40;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s, faults) = server(&dir).await;
+    let w = s.worker().await.expect("worker");
+    w.announce(Action::new("c_add").slots(JOBS as u32).sync(|t: Task| {
+        let counter = t.inargs["counter"].as_i64().ok_or("no counter")?;
+        Ok::<_, &str>(json!({ "counter": counter + 1 }))
+    }))
+    .await
+    .expect("announce");
+    let c = s.client().await.expect("client");
+    let other = s.client().await.expect("another client");
+    faults
+        .delay_ms
+        .store(DELAY.as_millis() as u64, Ordering::SeqCst);
+    let syncs0 = faults.syncs.load(Ordering::SeqCst);
+
+    let started = Instant::now();
+    let jobs = futures::future::join_all((0..JOBS).map(|i| {
+        let c = c.clone();
+        async move {
+            let t0 = Instant::now();
+            let h = submit(&c, i).await;
+            let answered = t0.elapsed();
+            (i, answered, h)
+        }
+    }));
+    // While every commit takes 200 ms, a connection that needs no store is answered at once.
+    let pings = async {
+        let mut worst = Duration::ZERO;
+        for _ in 0..5 {
+            let t0 = Instant::now();
+            assert!(other.ping().await, "ping failed");
+            worst = worst.max(t0.elapsed());
+        }
+        worst
+    };
+    let (created, worst_ping) = tokio::join!(jobs, pings);
+    for (i, answered, h) in created {
+        assert!(!h.is_refused(), "job {i} refused");
+        assert!(
+            answered >= DELAY,
+            "job {i} answered in {answered:?}, before its commit"
+        );
+        assert_eq!(finished(h).await, json!({"output": i + 1}), "job {i}");
+    }
+    let took = started.elapsed();
+    let syncs = faults.syncs.load(Ordering::SeqCst) - syncs0;
+    // Group commit: the 40 jobs share their commits (one each for create, claim and result
+    // would be 120 × 200 ms = 24 s).
+    assert!(
+        took < Duration::from_secs(8),
+        "40 jobs took {took:?} with {syncs} commits"
+    );
+    assert!(
+        worst_ping < DELAY,
+        "a ping waited {worst_ping:?} behind the slow commits"
+    );
+}
