@@ -87,6 +87,7 @@ proptest! {
             Ok(Incoming::Request {
                 method: Value::String(method),
                 id: Some(id),
+                id_text: None,
                 params: Some(params),
             })
         );
@@ -97,7 +98,7 @@ proptest! {
         let payload = encode_notification(&method, &params).expect("encode");
         prop_assert_eq!(
             classify(&payload),
-            Ok(Incoming::Request { method: Value::String(method), id: None, params: Some(params) })
+            Ok(Incoming::Request { method: Value::String(method), id: None, id_text: None, params: Some(params) })
         );
     }
 
@@ -133,7 +134,7 @@ proptest! {
             let back = classify(p);
             prop_assert_eq!(
                 back,
-                Ok(Incoming::Request { method: Value::from("m"), id: Some(id), params: Some(v) })
+                Ok(Incoming::Request { method: Value::from("m"), id: Some(id), id_text: None, params: Some(v) })
             );
         }
     }
