@@ -46,4 +46,7 @@ if ! kill -0 $SERVE 2>/dev/null; then
 fi
 echo "server log: $(grep -c ERROR "$DIR/serve.log" || true) error line(s), $(grep -c WARN "$DIR/serve.log" || true) warning line(s)"
 grep -m5 ERROR "$DIR/serve.log" || true
+# The kinds of warnings (message text without time, ids and fields), most frequent first.
+sed -e 's/\x1b\[[0-9;]*m//g' "$DIR/serve.log" | grep ' WARN ' | sed -E 's/^[^ ]+ +WARN +//; s/ [a-z_]+=[^ ]+//g' \
+  | sort | uniq -c | sort -rn | head -5 || true
 exit $CODE

@@ -312,7 +312,9 @@ pub async fn run(
             );
             next_line += Duration::from_secs(10);
         }
-        if ledger.all_done() && ledger.orphans.lock().is_empty() {
+        // Jobs the server did not know any more are lost: nothing left to wait for.
+        let gone = ledger.orphans_gone.load(Ordering::SeqCst);
+        if done + gone >= plan.jobs && ledger.orphans.lock().is_empty() {
             break;
         }
         if last_progress.elapsed() > plan.stall {
@@ -676,13 +678,21 @@ async fn client_slot(ledger: Arc<Ledger>, cfg: ClientConfig, slot: usize) {
     }
 }
 
+/// Most `get_job_status` lookups in flight at once.
+const LOOKUP_WINDOW: usize = 1000;
+
 /// Look up the jobs of dropped clients by id on a connection of its own until each has
-/// finished.
+/// finished. The lookups are pipelined: on a durable store each answer waits for a commit,
+/// and finished results are forgotten after the server's retention time.
 async fn orphan_checker(ledger: Arc<Ledger>, cfg: ClientConfig) {
     let mut conn: Option<RawClient> = None;
     let mut next_id = 0u64;
     loop {
-        let batch: Vec<(u64, i64)> = std::mem::take(&mut *ledger.orphans.lock());
+        let batch: Vec<(u64, i64)> = {
+            let mut o = ledger.orphans.lock();
+            let keep = o.len().saturating_sub(LOOKUP_WINDOW);
+            o.split_off(keep)
+        };
         if batch.is_empty() {
             if ledger.stop.load(Ordering::SeqCst) {
                 return;
@@ -702,33 +712,32 @@ async fn orphan_checker(ledger: Arc<Ledger>, cfg: ClientConfig) {
                 }
             },
         };
-        let mut still = Vec::new();
+        // Request id → (job number, job id).
+        let mut asked: HashMap<u64, (u64, i64)> = HashMap::with_capacity(batch.len());
         let mut failed = None;
         for (n, id) in batch {
+            next_id += 1;
+            asked.insert(next_id, (n, id));
             if failed.is_some() {
-                still.push((n, id));
                 continue;
             }
-            next_id += 1;
             let req = json!({"jsonrpc": "2.0", "id": next_id, "method": "get_job_status",
                 "params": {"job_id": id}});
-            let answer = match c.send(&req).await {
-                Ok(()) => loop {
-                    match c.recv().await {
-                        Ok(f) if f["id"] == json!(next_id) => break Ok(f),
-                        Ok(_) => continue,
-                        Err(e) => break Err(e),
-                    }
-                },
-                Err(e) => Err(e),
-            };
-            let f = match answer {
+            if let Err(e) = c.send(&req).await {
+                failed = Some(e);
+            }
+        }
+        let mut still = Vec::new();
+        while failed.is_none() && !asked.is_empty() {
+            let f = match c.recv().await {
                 Ok(f) => f,
                 Err(e) => {
                     failed = Some(e);
-                    still.push((n, id));
-                    continue;
+                    break;
                 }
+            };
+            let Some((n, id)) = f["id"].as_u64().and_then(|rid| asked.remove(&rid)) else {
+                continue;
             };
             let r = &f["result"];
             match (r[0].as_i64(), r.get(1)) {
@@ -745,11 +754,12 @@ async fn orphan_checker(ledger: Arc<Ledger>, cfg: ClientConfig) {
         if let Some(e) = failed {
             ledger.problem(format!("orphan checker: {e}"));
             conn = None;
+            still.extend(asked.into_values());
         }
         let waiting = !still.is_empty();
         ledger.orphans.lock().extend(still);
         if waiting {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
