@@ -162,6 +162,8 @@ struct Shared {
     space: Arc<Notify>,
     /// Requests being handled in their own tasks.
     in_flight: AtomicUsize,
+    /// Woken when the last request in flight finished.
+    handlers_done: Notify,
     max_in_flight: usize,
     output_stall: Option<Duration>,
     congested: watch::Receiver<bool>,
@@ -294,6 +296,7 @@ impl Peer {
             out_wake: Notify::new(),
             space,
             in_flight: AtomicUsize::new(0),
+            handlers_done: Notify::new(),
             max_in_flight: cfg.max_in_flight.max(1),
             output_stall: cfg.output_stall_timeout,
             congested,
@@ -334,6 +337,21 @@ impl Peer {
     /// Requests of the other side being handled right now (in their own tasks).
     pub fn requests_in_flight(&self) -> usize {
         self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once no request of the other side is being handled. After the connection
+    /// closed, this is when everything it sent before closing has been acted on (e.g. a
+    /// `task_done` read just before the close reached the engine).
+    pub async fn requests_done(&self) {
+        loop {
+            let woken = self.shared.handlers_done.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.shared.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            woken.await;
+        }
     }
 
     /// Whether the reader must wait before taking the next frame.
@@ -673,7 +691,7 @@ impl Peer {
         match (&mut fut).now_or_never() {
             Some(outcome) => peer.finish_handler(outcome, &reply_id, is_notification, &method),
             None => {
-                peer.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+                peer.shared.in_flight.fetch_add(1, Ordering::AcqRel);
                 tokio::spawn(async move {
                     let _done = InFlight(&peer.shared);
                     let outcome = fut.await;
@@ -746,9 +764,12 @@ struct InFlight<'a>(&'a Shared);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        let before = self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let before = self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
         if before >= self.0.max_in_flight {
             self.0.space.notify_waiters();
+        }
+        if before == 1 {
+            self.0.handlers_done.notify_waiters();
         }
     }
 }

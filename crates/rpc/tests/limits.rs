@@ -232,3 +232,44 @@ async fn request_ids_are_echoed_exactly_as_sent_big_integers_included() {
         );
     }
 }
+
+#[tokio::test]
+async fn requests_done_waits_for_what_a_closed_connection_sent_before_closing() {
+    let gate = Arc::new(Semaphore::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut m = Methods::new();
+    let (g, st) = (gate.clone(), started.clone());
+    m.notification("task_done", None, move |_, _| {
+        let (g, st) = (g.clone(), st.clone());
+        boxed(async move {
+            st.fetch_add(1, Ordering::SeqCst);
+            let permit = g
+                .acquire()
+                .await
+                .map_err(|_| HandlerError::from("closed"))?;
+            permit.forget();
+            Ok(json!([]).into())
+        })
+    });
+    let (mut client, server) = pair().await;
+    let peer = Peer::spawn(
+        server,
+        Arc::new(m),
+        PeerConfig::new(SERVER_MAX_FRAME, "done"),
+    );
+    client
+        .write_all(&frame(
+            r#"{"jsonrpc":"2.0","method":"task_done","params":{"cookie":"c","outargs":{}}}"#,
+        ))
+        .await
+        .expect("send");
+    drop(client);
+    assert_eq!(guard(peer.closed()).await, CloseReason::PeerClosed);
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+    // The handler still runs: not done yet.
+    let mut done = Box::pin(peer.requests_done());
+    assert!(futures::poll!(done.as_mut()).is_pending());
+    gate.add_permits(1);
+    guard(done).await;
+    assert_eq!(peer.requests_in_flight(), 0);
+}

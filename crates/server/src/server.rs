@@ -26,6 +26,9 @@ use tracing::{debug, info, warn};
 pub const GREETING_FRAME: &[u8] =
     br#"79:{"jsonrpc":"2.0","method":"greetings","params":{"who":"jcapi","version":"1.1"}},"#;
 
+/// How long disconnect processing waits for the requests a closed connection sent before.
+const HANDLERS_GRACE: Duration = Duration::from_secs(30);
+
 /// How long [`ServerHandle::shutdown`] waits for connections to finish closing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
@@ -515,6 +518,15 @@ async fn serve<S>(
     info!(%from, conn, "connection accepted");
     let reason = watch_connection(&sh, &peer, login_deadline).await;
     info!(%from, conn, %reason, "connection closed");
+    // What the peer sent before it closed is acted on first: a `task_done` read just before
+    // the close must reach the engine before the disconnect releases the worker's tasks, or
+    // the task would run again although its result was sent.
+    if tokio::time::timeout(HANDLERS_GRACE, peer.requests_done())
+        .await
+        .is_err()
+    {
+        warn!(%from, conn, "requests still running after the close; disconnecting anyway");
+    }
     disconnect(&sh, conn).await;
 }
 
