@@ -27,6 +27,8 @@ pub(crate) enum Pushed {
     WakeWriter,
     /// The write failed: the connection is broken.
     Failed(String),
+    /// More output is queued than the hard limit allows: the peer does not read.
+    Overflow(String),
 }
 
 /// Shared output state, always used under a mutex.
@@ -158,7 +160,7 @@ impl Output {
             if let Err(e) = self.note_backlog() {
                 self.dead = true;
                 self.buf = BytesMut::new();
-                return Pushed::Failed(e);
+                return Pushed::Overflow(e);
             }
         }
         pushed

@@ -35,6 +35,9 @@ type HandlerRun = dyn Future<Output = HandlerOutcome> + Send;
 /// How long a graceful close may spend flushing queued frames before the socket is dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
+/// How long the reader waits for more of what a vanished peer sent before it went.
+const LEFTOVER_WAIT: Duration = Duration::from_millis(20);
+
 /// Initial read buffer size.
 const READ_BUFFER: usize = 16 * 1024;
 
@@ -164,6 +167,8 @@ struct Shared {
     in_flight: AtomicUsize,
     /// Woken when the last request in flight finished.
     handlers_done: Notify,
+    /// A write to the socket failed: the other side is gone (see `take_leftovers`).
+    write_broken: AtomicBool,
     max_in_flight: usize,
     output_stall: Option<Duration>,
     congested: watch::Receiver<bool>,
@@ -297,6 +302,7 @@ impl Peer {
             space,
             in_flight: AtomicUsize::new(0),
             handlers_done: Notify::new(),
+            write_broken: AtomicBool::new(false),
             max_in_flight: cfg.max_in_flight.max(1),
             output_stall: cfg.output_stall_timeout,
             congested,
@@ -492,6 +498,11 @@ impl Peer {
             Pushed::WakeWriter => self.shared.out_wake.notify_one(),
             Pushed::Failed(e) => {
                 debug!(peer = %self.shared.label, error = %e, "write error");
+                self.shared.write_broken.store(true, Ordering::Release);
+                self.shutdown(CloseReason::Io(e), false);
+            }
+            Pushed::Overflow(e) => {
+                warn!(peer = %self.shared.label, error = %e, "closing");
                 self.shutdown(CloseReason::Io(e), false);
             }
         }
@@ -610,6 +621,11 @@ impl Peer {
         if self.is_closed() {
             return false;
         }
+        self.take_payload(payload)
+    }
+
+    /// Handle one payload, closed or not. Returns false when reading must stop.
+    fn take_payload(&self, payload: &[u8]) -> bool {
         trace!(peer = %self.shared.label, frame = %loggable(payload), "recv");
         match classify(payload) {
             Err(fatal) => {
@@ -839,10 +855,14 @@ where
             break;
         }
         if paused {
-            tokio::select! {
+            let closed = tokio::select! {
                 biased;
-                _ = &mut closing => break,
-                _ = peer.resumed() => {}
+                _ = &mut closing => true,
+                _ = peer.resumed() => false,
+            };
+            if closed {
+                take_leftovers(&peer, &mut r, &mut codec, &mut buf).await;
+                break;
             }
             continue;
         }
@@ -855,8 +875,12 @@ where
         }
         let read = tokio::select! {
             biased;
-            _ = &mut closing => break,
-            read = r.read_buf(&mut buf) => read,
+            _ = &mut closing => None,
+            read = r.read_buf(&mut buf) => Some(read),
+        };
+        let Some(read) = read else {
+            take_leftovers(&peer, &mut r, &mut codec, &mut buf).await;
+            break;
         };
         match read {
             Ok(0) => {
@@ -872,6 +896,38 @@ where
                 peer.shutdown(CloseReason::Io(e.to_string()), false);
                 break;
             }
+        }
+    }
+}
+
+/// After the connection broke on a write (the other side is gone), what it sent before it
+/// went may still wait in the socket: a worker's last `task_done`, say. Read what is there
+/// (bounded) and act on its requests and notifications; answers go nowhere.
+async fn take_leftovers<R>(peer: &Peer, r: &mut R, codec: &mut NetstringCodec, buf: &mut BytesMut)
+where
+    R: AsyncRead + Unpin,
+{
+    if !peer.shared.write_broken.load(Ordering::Acquire) {
+        return;
+    }
+    for _ in 0..64 {
+        loop {
+            match codec.decode(buf) {
+                Ok(Some(payload)) => {
+                    if !peer.take_payload(&payload) {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+        if buf.capacity() - buf.len() < READ_BUFFER / 4 {
+            buf.reserve(READ_BUFFER);
+        }
+        match tokio::time::timeout(LEFTOVER_WAIT, r.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
         }
     }
 }
@@ -939,6 +995,7 @@ async fn writer_task(peer: Peer) {
         }
         WriterEnd::Io(e) => {
             debug!(peer = %shared.label, error = %e, "write error");
+            shared.write_broken.store(true, Ordering::Release);
             peer.shutdown(CloseReason::Io(e.to_string()), false);
         }
         WriterEnd::Stalled(d, backlog) => {

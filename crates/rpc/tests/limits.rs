@@ -273,3 +273,60 @@ async fn requests_done_waits_for_what_a_closed_connection_sent_before_closing() 
     guard(done).await;
     assert_eq!(peer.requests_in_flight(), 0);
 }
+
+#[tokio::test]
+async fn what_a_vanished_peer_sent_before_it_went_is_still_acted_on() {
+    let gate = Arc::new(Semaphore::new(0));
+    let results = Arc::new(AtomicUsize::new(0));
+    let mut m = Methods::new();
+    let g = gate.clone();
+    m.request("block", None, move |_, _| {
+        let g = g.clone();
+        boxed(async move {
+            let permit = g
+                .acquire()
+                .await
+                .map_err(|_| HandlerError::from("closed"))?;
+            permit.forget();
+            Ok(json!("unblocked").into())
+        })
+    });
+    let r2 = results.clone();
+    m.notification("task_done", None, move |_, _| {
+        r2.fetch_add(1, Ordering::SeqCst);
+        boxed(async { Ok(json!([]).into()) })
+    });
+    let (mut client, server) = pair().await;
+    let mut cfg = PeerConfig::new(SERVER_MAX_FRAME, "leftovers");
+    cfg.max_in_flight = 1;
+    let peer = Peer::spawn(server, Arc::new(m), cfg);
+    // One request keeps the reader paused; the result after it waits unread in the socket.
+    client
+        .write_all(&frame(
+            r#"{"jsonrpc":"2.0","id":1,"method":"block","params":{}}"#,
+        ))
+        .await
+        .expect("send");
+    until(|| peer.requests_in_flight() == 1).await;
+    client
+        .write_all(&frame(
+            r#"{"jsonrpc":"2.0","method":"task_done","params":{"cookie":"c","outargs":{}}}"#,
+        ))
+        .await
+        .expect("send");
+    // The other side goes away with a reset; the next write to it fails.
+    #[allow(deprecated)] // a zero linger does not block: it resets at once
+    client.set_linger(Some(Duration::ZERO)).expect("linger");
+    drop(client);
+    let mut reason = None;
+    for _ in 0..200 {
+        if peer.notify("task_ready", json!({})).is_err() {
+            reason = peer.close_reason();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(matches!(reason, Some(CloseReason::Io(_))), "{reason:?}");
+    until(|| results.load(Ordering::SeqCst) == 1).await;
+    gate.add_permits(1);
+}
