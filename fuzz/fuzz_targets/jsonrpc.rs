@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(value) = serde_json::from_slice::<Value>(data) {
         let by_value = classify_value(value);
         match (&classified, &by_value) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b, "classify and classify_value disagree"),
+            // classify_value has no text to keep an id's exact form from.
+            (Ok(a), Ok(b)) => {
+                assert_eq!(plain(a), plain(b), "classify and classify_value disagree")
+            }
             (Err(_), Err(_)) => {}
             _ => panic!("classify {classified:?} vs classify_value {by_value:?}"),
         }
@@ -30,7 +33,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     match msg {
-        Incoming::Request { method, id, params } => {
+        Incoming::Request {
+            method,
+            id,
+            id_text,
+            params,
+        } => {
+            if let Some(text) = &id_text {
+                // The exact text denotes the same number as the parsed id.
+                let again: Value = serde_json::from_str(text).expect("id text is JSON");
+                assert_eq!(Some(&again), id.as_ref());
+            }
             let Some(name) = method.as_str() else {
                 return;
             };
@@ -42,10 +55,11 @@ fuzz_target!(|data: &[u8]| {
             .expect("encodes");
             let again = classify(&payload).expect("re-encoded request classifies");
             assert_eq!(
-                again,
+                plain(&again),
                 Incoming::Request {
                     method: Value::String(name.to_string()),
                     id,
+                    id_text: None,
                     params: Some(params),
                 }
             );
@@ -66,3 +80,18 @@ fuzz_target!(|data: &[u8]| {
         Incoming::InvalidResponse { .. } => {}
     }
 });
+
+/// The message without the exact id text (which only `classify` can keep).
+fn plain(m: &Incoming) -> Incoming {
+    match m.clone() {
+        Incoming::Request {
+            method, id, params, ..
+        } => Incoming::Request {
+            method,
+            id,
+            id_text: None,
+            params,
+        },
+        other => other,
+    }
+}
