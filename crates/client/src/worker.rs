@@ -330,6 +330,12 @@ async fn serve_offer(peer: &Peer, action: &Action, offer_id: Value) {
             .addenv
             .then(|| if env.is_null() { json!({}) } else { env }),
     };
+    if peer.is_closed() {
+        // The claim arrived as the connection closed: its result could not be reported, and
+        // the server gives the task to another worker. Running it here would run it twice.
+        tracing::debug!(action = %action.name, job_id, "connection closed, task not run");
+        return;
+    }
     tracing::debug!(action = %action.name, job_id, "running task");
     let outargs = execute(action, task.clone()).await;
     let params = obj([("cookie", json!(cookie)), ("outargs", outargs)]);
