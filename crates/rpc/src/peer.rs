@@ -861,7 +861,7 @@ where
                 _ = peer.resumed() => false,
             };
             if closed {
-                take_leftovers(&peer, &mut r, &mut codec, &mut buf).await;
+                after_close(&peer, &mut r, &mut codec, &mut buf).await;
                 break;
             }
             continue;
@@ -879,7 +879,7 @@ where
             read = r.read_buf(&mut buf) => Some(read),
         };
         let Some(read) = read else {
-            take_leftovers(&peer, &mut r, &mut codec, &mut buf).await;
+            after_close(&peer, &mut r, &mut codec, &mut buf).await;
             break;
         };
         match read {
@@ -898,6 +898,37 @@ where
             }
         }
     }
+}
+
+/// The reader's last duty once the connection closes (not by end of file).
+///
+/// * The socket broke on a write: act on what the other side sent before it went
+///   ([`take_leftovers`]).
+/// * A graceful close: keep reading, and discarding, until the other side closes too (at
+///   most [`CLOSE_GRACE`]). A socket closed with unread input is reset by the kernel, and a
+///   reset throws away what it had not sent yet: the last frames this side queued (a
+///   worker's `task_done` just before it leaves) would be lost.
+async fn after_close<R>(peer: &Peer, r: &mut R, codec: &mut NetstringCodec, buf: &mut BytesMut)
+where
+    R: AsyncRead + Unpin,
+{
+    if peer.shared.write_broken.load(Ordering::Acquire) {
+        take_leftovers(peer, r, codec, buf).await;
+        return;
+    }
+    if !peer.shared.out.lock().closing {
+        return;
+    }
+    let linger = async {
+        let mut sink = vec![0u8; READ_BUFFER];
+        loop {
+            match r.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, linger).await;
 }
 
 /// After the connection broke on a write (the other side is gone), what it sent before it

@@ -330,3 +330,57 @@ async fn what_a_vanished_peer_sent_before_it_went_is_still_acted_on() {
     until(|| results.load(Ordering::SeqCst) == 1).await;
     gate.add_permits(1);
 }
+
+#[tokio::test]
+async fn a_graceful_close_delivers_the_last_frames_even_with_unread_input() {
+    let (mut other, sock) = pair().await;
+    let peer = Peer::spawn(
+        sock,
+        Arc::new(Methods::new()),
+        PeerConfig::new(SERVER_MAX_FRAME, "linger"),
+    );
+    // The other side does not read for now: 2 MB wait in the socket buffers and the queue,
+    // and the last frame (a worker's result, say) sits behind them.
+    let pad = "p".repeat(64 * 1024);
+    for _ in 0..32 {
+        peer.notify("task_ready", json!({ "pad": pad }))
+            .expect("queued");
+    }
+    peer.notify(
+        "task_done",
+        json!({"cookie": "the-last-one", "outargs": {}}),
+    )
+    .expect("queued");
+    peer.close();
+    // Input that this side will never read arrives after it closed.
+    other
+        .write_all(&frame(
+            r#"{"jsonrpc":"2.0","method":"task_ready","params":{}}"#,
+        ))
+        .await
+        .expect("send");
+    // Now the other side reads everything: it must get the last frame and a clean end, not
+    // a reset that threw away what was still queued.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = guard(async {
+        loop {
+            match other.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "connection reset after {} bytes: {end:?}",
+        got.len()
+    );
+    assert!(
+        String::from_utf8_lossy(&got[got.len().saturating_sub(200)..]).contains("the-last-one"),
+        "the last frame was lost ({} bytes received)",
+        got.len()
+    );
+}
