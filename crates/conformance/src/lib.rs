@@ -129,6 +129,16 @@ pub fn fast_timers() -> Timers {
     }
 }
 
+/// Timers that never interfere: no pings, polls or hand-offs within a test.
+pub fn quiet_timers() -> Timers {
+    Timers {
+        ping_interval: Duration::from_secs(600),
+        ping_timeout: Duration::from_secs(300),
+        handoff: Duration::from_secs(600),
+        poll: Duration::from_secs(600),
+    }
+}
+
 /// A catalog of every `*.wf`/`*.ac` in `dir` (Stage C, lock types `slot` and `abc`).
 pub fn catalog(dir: &Path) -> Result<Catalog, HarnessError> {
     let mut cat = Catalog::with_stage(Stage::C);

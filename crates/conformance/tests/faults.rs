@@ -10,21 +10,16 @@ use std::time::Duration;
 
 use jobcenter::{Action, JobStatus, Task};
 use jobcenter_conformance::{
-    own_fixtures, part4_engine_config, part4_fixtures, RawConn, RawError, Recorder, StoreKind,
-    TestServer, EMPLOYEE, EMPLOYEE_TOKEN, JC_ADMIN, JC_ADMIN_TOKEN, WAIT,
+    own_fixtures, part4_engine_config, part4_fixtures, quiet_timers, RawConn, RawError, Recorder,
+    StoreKind, TestServer, EMPLOYEE, EMPLOYEE_TOKEN, JC_ADMIN, JC_ADMIN_TOKEN, WAIT,
 };
 use jobcenter_engine::{Catalog, Stage};
 use jobcenter_server::{Limits, Timers};
 use serde_json::json;
 
-/// Timers that never interfere: no pings, polls or hand-offs within a test.
+/// Timers that never interfere (see [`quiet_timers`]).
 fn quiet() -> Timers {
-    Timers {
-        ping_interval: Duration::from_secs(600),
-        ping_timeout: Duration::from_secs(300),
-        handoff: Duration::from_secs(600),
-        poll: Duration::from_secs(600),
-    }
+    quiet_timers()
 }
 
 /// The Part 4 definitions plus `tests/fixtures/faults` (the retryable `f_flaky`).

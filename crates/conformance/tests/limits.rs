@@ -7,21 +7,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jobcenter_conformance::{
-    catalog, part4_engine_config, part4_fixtures, reference_actions, RawConn, RawError, Recorder,
-    StoreKind, TestServer, EMPLOYEE, EMPLOYEE_TOKEN, JC_ADMIN, JC_ADMIN_TOKEN,
+    catalog, part4_engine_config, part4_fixtures, quiet_timers, reference_actions, RawConn,
+    RawError, Recorder, StoreKind, TestServer, EMPLOYEE, EMPLOYEE_TOKEN, JC_ADMIN, JC_ADMIN_TOKEN,
 };
 use jobcenter_server::{Limits, Timers};
 use serde_json::json;
 use tokio::net::{TcpSocket, TcpStream};
 
-/// Timers that never interfere: no pings, polls or hand-offs within a test.
+/// Timers that never interfere (see [`quiet_timers`]).
 fn quiet() -> Timers {
-    Timers {
-        ping_interval: Duration::from_secs(600),
-        ping_timeout: Duration::from_secs(300),
-        handoff: Duration::from_secs(600),
-        poll: Duration::from_secs(600),
-    }
+    quiet_timers()
 }
 
 async fn server(limits: Limits) -> TestServer {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use jobcenter::{Action, JobHandle, JobStatus, Task};
 use jobcenter_conformance::{
-    catalog, part4_fixtures, RawConn, TestServer, EMPLOYEE, EMPLOYEE_TOKEN, WAIT,
+    catalog, part4_fixtures, quiet_timers, RawConn, TestServer, EMPLOYEE, EMPLOYEE_TOKEN, WAIT,
 };
 use jobcenter_engine::{Engine, EngineConfig};
 use jobcenter_server::{Limits, Timers};
@@ -125,14 +125,9 @@ impl Store for FaultyStore {
     }
 }
 
-/// Timers that never interfere: no pings, polls or hand-offs within a test.
+/// Timers that never interfere (see [`quiet_timers`]).
 fn quiet() -> Timers {
-    Timers {
-        ping_interval: Duration::from_secs(600),
-        ping_timeout: Duration::from_secs(300),
-        handoff: Duration::from_secs(600),
-        poll: Duration::from_secs(600),
-    }
+    quiet_timers()
 }
 
 /// The server over the engine (Part 4 definitions, no housekeeping within a test) on a
