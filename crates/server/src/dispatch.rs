@@ -283,9 +283,9 @@ impl Dispatcher {
     }
 
     /// Disconnect processing (§8.9 steps 1.1–1.3 and 2): drops the connection's offers,
-    /// claims, registrations and slotgroups. Returns the workername to hand to the backend's
-    /// `disconnect` when the connection ever became a worker.
-    pub fn disconnect(&mut self, conn: ConnId) -> Option<String> {
+    /// claims, registrations and slotgroups. Returns the worker id (and name, for logs) to
+    /// hand to the backend's `disconnect` when the connection ever became a worker.
+    pub fn disconnect(&mut self, conn: ConnId) -> Option<(WorkerId, String)> {
         self.congested.remove(&conn);
         self.stuck.remove(&conn);
         let c = self.conns.remove(&conn)?;
@@ -300,7 +300,7 @@ impl Dispatcher {
                 }
             }
         }
-        c.worker_id.and(c.workername)
+        c.worker_id.zip(c.workername)
     }
 
     /// The worker ids of every connection that has one (for `poll_tasks`, §8.5 step 1).
@@ -1017,7 +1017,7 @@ mod tests {
         let t = d.take_offer("1").or_else(|| d.take_offer("2")).expect("t");
         let c = t.conn();
         assert!(d.claimed(t, 1, "ck"));
-        assert_eq!(d.disconnect(c), Some(format!("w{c}")));
+        assert_eq!(d.disconnect(c).map(|(_, name)| name), Some(format!("w{c}")));
         assert_eq!(d.disconnect(c), None);
         assert!(d.take_claim("ck").is_none());
         assert_eq!(d.worker_ids().len(), 1);

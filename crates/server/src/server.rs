@@ -571,11 +571,11 @@ async fn disconnect(sh: &Arc<Shared>, conn: ConnId) {
     if let Some(ping) = info.and_then(|i| i.ping) {
         ping.abort();
     }
-    let workername = sh.dispatch.lock().disconnect(conn);
-    if let Some(w) = workername {
-        debug!(conn, workername = %w, "backend disconnect");
-        if let Err(e) = sh.backend.disconnect(w.clone()).await {
-            warn!(conn, workername = %w, error = %e, "backend disconnect failed");
+    let worker = sh.dispatch.lock().disconnect(conn);
+    if let Some((worker_id, w)) = worker {
+        debug!(conn, workername = %w, worker_id, "backend disconnect");
+        if let Err(e) = sh.backend.disconnect(worker_id).await {
+            warn!(conn, workername = %w, worker_id, error = %e, "backend disconnect failed");
         }
     }
 }

@@ -370,7 +370,7 @@ async fn announce(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
         if !registered {
             // the connection vanished during the backend call: undo the registration
             tokio::spawn(async move {
-                let _ = sh2.backend.disconnect(workername).await;
+                let _ = sh2.backend.disconnect(worker_id).await;
             });
             return;
         }
