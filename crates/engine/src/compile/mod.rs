@@ -10,9 +10,9 @@ mod lower;
 
 pub use crate::syntax::CompileError;
 pub use catalog::{Catalog, DefinitionRef, LoadReport, Stage, BASE_TYPES};
-pub use lower::called_names;
 pub use graph::{
     Action, BranchRole, CallMode, CallTarget, CallTask, Compiled, DefId, LockValue, LockWait,
     NoOpRole, RetryPolicy, TargetKind, Task, TaskId, TaskKind, Workflow, DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_STEPS,
 };
+pub use lower::called_names;
