@@ -231,7 +231,12 @@ pub struct DbArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ConnArgs {
     /// Server: an IP address or a host name, optionally with `:PORT` (which wins over --port).
-    #[arg(long, value_name = "HOST[:PORT]", default_value = "127.0.0.1", env = "JOBCENTER_ADDRESS")]
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        default_value = "127.0.0.1",
+        env = "JOBCENTER_ADDRESS"
+    )]
     pub address: String,
     /// Server port.
     #[arg(long, default_value_t = 6522, env = "JOBCENTER_PORT")]
