@@ -208,6 +208,26 @@ async fn trap3_call_prints_the_job_id_at_once_and_exits_by_outcome() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap3_call_exits_5_when_the_connection_breaks_after_the_job_was_created() {
+    let serve = Serve::examples().await;
+    let mut call = Proc::spawn(
+        "jobcenter call",
+        serve.client(&["call", "calladd", r#"{"input": 1}"#]),
+    );
+    let line = call.stderr_line("created").await;
+    let id = created_job_id(&line).unwrap_or_else(|| panic!("no id in {line:?}"));
+    serve.proc.signal("KILL");
+    let out = call.finish().await;
+    out.assert_code(5);
+    assert!(out.stdout.is_empty(), "{out:#?}");
+    let last = out.stderr.last().cloned().unwrap_or_default();
+    assert!(
+        last.contains(&format!("waiting for job {id}")) && last.contains("may still run"),
+        "{out:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trap3_call_says_what_to_do_when_refused_without_greeting_or_login_failed() {
     let creds = ["--who", "a", "--token", "b"];
     // Connection refused.

@@ -200,6 +200,9 @@ async fn submit(client: &Client, spec: JobSpec, common: &Common) -> Result<JobRe
     request(client, spec, common).call().await
 }
 
+/// One line of a batch: its number and job, or why it is bad.
+type BatchItem = Result<(usize, JobSpec), Failure>;
+
 /// Where the lines of `--batch` come from. A file is checked whole before anything is sent
 /// (a bad line stops the batch before it starts); stdin (`-`) is read and sent line by line.
 struct BatchSource {
@@ -298,7 +301,7 @@ impl BatchSource {
 
     /// Read the lines on a thread of their own and hand the jobs over one by one; a bad
     /// line ends the stream with its error.
-    fn stream(self) -> Result<mpsc::Receiver<Result<(usize, JobSpec), Failure>>, Failure> {
+    fn stream(self) -> Result<mpsc::Receiver<BatchItem>, Failure> {
         let reader = self.reader()?;
         let (tx, rx) = mpsc::channel(16);
         std::thread::spawn(move || {
