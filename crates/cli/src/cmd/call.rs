@@ -124,6 +124,11 @@ pub async fn run(a: CallArgs) -> Result<u8, Failure> {
 async fn call_one(client: &Client, spec: JobSpec, common: &Common) -> Outcome {
     let handle = match request(client, spec, common).submit().await {
         Ok(h) => h,
+        Err(ClientError::Invalid(msg)) => {
+            // refused by the client library's own checks: nothing was sent
+            eprintln!("job not created: {msg}");
+            return Outcome::NotCreated;
+        }
         Err(e) => {
             eprintln!(
                 "jobcenter call: the connection broke while the job was being created ({e}); \
