@@ -99,7 +99,7 @@ pub(crate) async fn open_session(shared: &Arc<Shared>) -> Result<Peer, ClientErr
     match tokio::time::timeout(shared.cfg.timeout, handshake(shared)).await {
         Ok(r) => r,
         Err(_) => {
-            tracing::warn!("timeout wating for greeting");
+            tracing::warn!("timeout waiting for greeting");
             Err(ClientError::HandshakeTimeout)
         }
     }

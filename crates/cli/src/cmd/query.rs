@@ -83,10 +83,13 @@ pub async fn lock(a: LockArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// `jobcenter api-status WHAT`: the server's answer (objects as JSON, text as is).
+/// `jobcenter api-status TOPIC`: the server's answer (objects as JSON, text as is).
 pub async fn api_status(a: ApiStatusArgs) -> Result<u8, Failure> {
     let client = connect(&a.conn).await?;
-    let v = client.get_api_status(&a.what).await.map_err(server_error)?;
+    let v = client
+        .get_api_status(a.what.as_str())
+        .await
+        .map_err(server_error)?;
     client.close();
     match v {
         Value::String(s) => crate::cmd::emit(s),
