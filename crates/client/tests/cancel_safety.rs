@@ -257,3 +257,21 @@ async fn withdraw_and_work_dropped() {
         .expect("call works");
     assert_eq!(res.outargs, json!({"square": 9}));
 }
+
+/// `shutdown` dropped after one poll still completes: `work()` ends with `Stopped`, the
+/// actions are gone and the connection is closed.
+#[tokio::test]
+async fn shutdown_dropped_still_completes() {
+    let r = rig().await;
+    let w = r.worker().await;
+    w.announce(square()).await.expect("announce");
+    assert!(drop_after_polls(w.shutdown(Duration::from_secs(5)), 1)
+        .await
+        .is_none());
+    let outcome = timeout(BOUND, w.work()).await.expect("work ends");
+    assert_eq!(outcome, WorkOutcome::Stopped);
+    timeout(BOUND, w.client().closed())
+        .await
+        .expect("the connection closes");
+    assert!(w.actions().is_empty());
+}
