@@ -64,6 +64,17 @@ async fn e2e_call_through_worker_all_modes() {
         .unwrap();
     assert!(res.is_error(), "{}", res.outargs);
     assert!(res.outargs.to_string().contains("division by zero"));
+    // The typed call reports it as a failed job with the job's error object.
+    let typed = c
+        .call_typed::<Value, Value>("calldiv", &json!({"dividend": 9, "divisor": 0}))
+        .await;
+    match typed {
+        Err(ClientError::JobFailed { job_id, error }) => {
+            assert!(job_id > 0);
+            assert!(error.to_string().contains("division by zero"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(w.in_flight(), 0);
 }
 
@@ -110,6 +121,18 @@ async fn e2e_c75_c77_refusals() {
     let res = c.call("calladd", json!({"input": "x"})).await.unwrap();
     assert_eq!(res.job_id, None);
     assert!(res.is_error());
+    match c
+        .call_typed::<Value, Value>("nosuchworkflow", &json!({}))
+        .await
+    {
+        Err(ClientError::NotCreated { message }) => {
+            assert!(
+                message.contains("no workflow named nosuchworkflow"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -156,6 +179,13 @@ async fn e2e_job_timeout_gives_timeout_error() {
         .await
         .unwrap();
     assert_eq!(res.outargs, json!({"error": "timeout"}));
+    let job_id = res.job_id.expect("the job was created");
+    assert!(matches!(
+        res.into_result(),
+        Err(ClientError::JobTimeout { job_id: j }) if j == job_id
+    ));
+    // It is still running (nobody serves add).
+    assert_eq!(c.get_job_status(job_id).await.unwrap(), JobStatus::Running);
 }
 
 #[tokio::test]
