@@ -628,6 +628,9 @@ impl JobRequest {
 
     /// Create the job and return once the server answered `create_job` (the Perl
     /// `call_nb`). Await the handle for the result.
+    ///
+    /// Cancel safe: dropped before the answer, nothing is left waiting here; the job may
+    /// still have been created on the server (then it runs to its end unobserved).
     pub async fn submit(self) -> Result<JobHandle, ClientError> {
         let client = self.client.clone();
         client.submit_job(self).await

@@ -400,6 +400,10 @@ impl JobHandle {
 
     /// Wait for the job to finish. Fails with [`ClientError::Closed`] if the connection
     /// closes first; a server-side job timeout gives outargs `{"error":"timeout"}`.
+    ///
+    /// Cancel safe like [`JobCompletion::wait`]: dropping the future stops waiting and
+    /// leaves no registration; the job runs on and its result can be fetched with
+    /// [`crate::Client::get_job_status`].
     pub async fn outcome(self) -> Result<JobResult, ClientError> {
         match self.inner {
             HandleInner::Refused(outargs) => Ok(JobResult {
