@@ -95,7 +95,7 @@ pub fn client_config(c: &ConnArgs) -> Result<ClientConfig, Failure> {
 pub fn connect_message(cfg: &ClientConfig, e: &ClientError) -> String {
     let at = format!("{}:{}", cfg.address, cfg.port);
     match e {
-        ClientError::Connect { source, .. }
+        ClientError::Connection { source, .. }
             if source.kind() == std::io::ErrorKind::ConnectionRefused =>
         {
             format!(
@@ -103,7 +103,7 @@ pub fn connect_message(cfg: &ClientConfig, e: &ClientError) -> String {
                  --address/--port (JOBCENTER_ADDRESS/JOBCENTER_PORT) right?"
             )
         }
-        ClientError::Connect { source, .. } => format!(
+        ClientError::Connection { source, .. } => format!(
             "cannot connect to {at}: {source}. Check --address/--port \
              (JOBCENTER_ADDRESS/JOBCENTER_PORT) and the network"
         ),
