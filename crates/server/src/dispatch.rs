@@ -639,9 +639,15 @@ impl Dispatcher {
         self.release(taken.task.conn, &taken.task.slotgroup)
     }
 
-    /// The backend rejected `task_done`: release one slot, no pending check (§8.8 step 3).
-    pub fn done_failed(&mut self, taken: TakenTask) {
-        self.release_plain(taken.task.conn, &taken.task.slotgroup);
+    /// The backend rejected `task_done` (the store failed): release the slot and pass it on
+    /// like [`Dispatcher::done`].
+    ///
+    /// Deviation from §8.8 step 3 (release without the pending check): a poll that ran while
+    /// this slot was taken (the one after the store recovered, say) marked the worker
+    /// pending for the tasks it found; releasing without the check dropped that mark, and
+    /// those tasks waited for the next periodic poll.
+    pub fn done_failed(&mut self, taken: TakenTask) -> Option<Offer> {
+        self.release(taken.task.conn, &taken.task.slotgroup)
     }
 
     /// How many connections have at least one announced action.
@@ -930,6 +936,25 @@ mod tests {
             assert_eq!(d.claim_nothing(t), None);
         }
         assert_eq!(d.ready("add", 9, Some(vec![77])), None);
+    }
+
+    #[test]
+    fn a_failed_task_done_passes_the_slot_to_work_a_poll_found_meanwhile() {
+        let mut d = Dispatcher::new();
+        worker(&mut d, 1, "add", 1.0);
+        d.ready("add", 10, None).expect("offer");
+        let t = d.take_offer("10").expect("offer stored");
+        assert!(d.claimed(t, 10, "cookie-1"));
+        // The store fails and recovers; the poll after the recovery finds job 10 ready
+        // again (its claim was rolled back) while the slot is still taken: pending.
+        assert!(d.poll(vec![row("add", None, 1)]).is_empty(), "slot busy");
+        // The task_done of the rolled-back claim fails: the slot must go to the poll.
+        let failed = d.take_claim("cookie-1").expect("claim");
+        let next = d
+            .done_failed(failed)
+            .expect("a poll offer for the pending action");
+        assert_eq!(next.conn, 1);
+        assert_eq!(d.slots_used(1, "_add"), Some(1));
     }
 
     #[test]

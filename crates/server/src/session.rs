@@ -542,7 +542,8 @@ async fn task_done(sh: Arc<Shared>, _peer: Peer, p: Params) -> HResult {
         }
         Err(e) => {
             warn!(%cookie, error = %e, "task_done failed in the backend");
-            sh.dispatch.lock().done_failed(taken);
+            let next = sh.dispatch.lock().done_failed(taken);
+            send_offers(&sh, next);
             tokio::spawn(retry_task_done(sh.clone(), cookie, outargs, seen));
         }
     }
