@@ -84,6 +84,7 @@ async fn start(
         },
         timers: Timers::default(),
         limits: Default::default(),
+        http: None,
     };
     Server::start(config, engine).await.expect("server starts")
 }

@@ -403,7 +403,9 @@ async fn late_disconnect_of_a_withdrawn_worker_leaves_its_successor_under_the_sa
     let mut new = RawConn::login(s.addr(), EMPLOYEE, EMPLOYEE_TOKEN)
         .await
         .expect("worker login");
-    new.announce("same-name", "c_add", 2).await.expect("announce");
+    new.announce("same-name", "c_add", 2)
+        .await
+        .expect("announce");
     let c = s.client().await.expect("client");
     let base = s.handle().expect("a server").connection_count();
     let first = c
