@@ -25,9 +25,13 @@ const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0;
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most HTTP connections served at once; more are closed at once.
+const MAX_HTTP_CONNECTIONS: usize = 64;
+
 /// Accept HTTP connections until the task is aborted (server shutdown).
 pub(crate) async fn accept_loop(sh: Arc<Shared>, listener: TcpListener, cfg: HttpConfig) {
     let cfg = Arc::new(cfg);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS));
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(x) => x,
@@ -37,9 +41,14 @@ pub(crate) async fn accept_loop(sh: Arc<Shared>, listener: TcpListener, cfg: Htt
                 continue;
             }
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            debug!(%from, "too many http connections, closing");
+            continue;
+        };
         let sh = sh.clone();
         let cfg = cfg.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
                 let sh = sh.clone();
                 let cfg = cfg.clone();
