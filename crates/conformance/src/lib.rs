@@ -288,6 +288,7 @@ impl TestServer {
             },
             timers,
             limits,
+            http: None,
         };
         let handle = Server::start(config, engine.clone()).await?;
         let addr = handle
