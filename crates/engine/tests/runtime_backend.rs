@@ -751,14 +751,22 @@ async fn split_child_asking_for_its_parents_lock_is_a_deadlock() {
     let src = "workflow w_splitlock:\nin:\n    v string\nout:\n    r string optional\nlocks:\n    abc k46\nwfomap:\n    r = ifdef(v.r)\ndo:\n    split:\n        callflow k46child:\n            v = a.v\n        into:\n            r = o.r\n";
     cat.compile("w_splitlock.wf", src).expect("compiles");
     let e = Engine::new(cat, jobcenter_store::MemoryStore::new(), part4_config()).start();
-    let (_, out) = support::run_job(&e, "w_splitlock", json!({"v": "x"}))
+    let (parent, out) = support::run_job(&e, "w_splitlock", json!({"v": "x"}))
         .await
         .expect("finishes instead of hanging");
     assert_eq!(out["error"]["class"], json!("childerror"));
-    let inner = out["error"]["error"]["msg"].as_str().unwrap_or_default();
-    assert!(
-        inner.starts_with("deadlock trying to get locktype abc lockvalue k46 path "),
-        "{inner}"
+    let child: i64 = out["error"]["msg"]
+        .as_str()
+        .and_then(|m| m.strip_prefix("childjob "))
+        .and_then(|m| m.split(' ').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("a child job id in {out}"));
+    // The cycle as the original lists it: from the holder of the lock, back to it.
+    assert_eq!(
+        out["error"]["error"]["msg"],
+        json!(format!(
+            "deadlock trying to get locktype abc lockvalue k46 path {parent}, {child}, {parent}"
+        ))
     );
     assert_eq!(
         e.check_if_lock_exists("abc".into(), "k46".into()).await,

@@ -177,7 +177,10 @@ impl Run<'_> {
             ));
         }
         if let Some(path) = deadlock_path(txn, job.id, lock.holder) {
-            let path: Vec<String> = path.iter().map(|j| j.to_string()).collect();
+            // Listed like the original: from the holder of the contested lock around the
+            // cycle back to it (`holder, ..., requester, holder`).
+            let mut path: Vec<String> = path[1..].iter().map(|j| j.to_string()).collect();
+            path.push(lock.holder.to_string());
             return raise_msg(format!(
                 "deadlock trying to get locktype {locktype} lockvalue {lockvalue} path {}",
                 path.join(", ")

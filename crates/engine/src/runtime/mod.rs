@@ -51,7 +51,8 @@
 //! - **Deadlocks.** Besides lock-wait cycles, the check follows a blocking parent to the
 //!   child it waits for, so a child asking for a non-inheritable lock its own parent holds
 //!   fails with `deadlock trying to get locktype T lockvalue V path J1, J2, ...` (the path
-//!   lists the asking job, the holders along the chain and the asking job again) instead of
+//!   lists, like the original, the cycle from the holder of the contested lock along the
+//!   chain to the asking job and back to the holder) instead of
 //!   hanging like the original (JCL.md §2.11 recommends this). A split parent joining its
 //!   children counts as waiting for each of them.
 //! - **Invalid intervals.** A bad `sleep` (or `wait_for_lock` wait) interval raises
