@@ -43,6 +43,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod crypt;
 pub mod dispatch;
 pub mod jobs;
 pub mod params;
