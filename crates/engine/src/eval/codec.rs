@@ -4,6 +4,11 @@
 //! above U+00FF is an error, and decoded bytes come back as Latin-1 characters.
 
 use super::ErrorKind;
+use base64::alphabet;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
+use md5::{Digest, Md5};
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -20,7 +25,7 @@ pub fn latin1_string(bytes: &[u8]) -> String {
 }
 
 /// Standard Base64 (with `=` padding when `pad`), no line breaks.
-pub fn base64_encode(bytes: &[u8], pad: bool) -> String {
+pub fn old_base64_encode(bytes: &[u8], pad: bool) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b0 = chunk[0];
@@ -46,7 +51,7 @@ pub fn base64_encode(bytes: &[u8], pad: bool) -> String {
 
 /// Lenient Base64 decoding like MIME::Base64: characters outside the alphabet are skipped,
 /// decoding stops at the first `=`, trailing partial bits are dropped.
-pub fn base64_decode(text: &str) -> Vec<u8> {
+pub fn old_base64_decode(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
     let mut acc: u32 = 0;
     let mut bits = 0;
@@ -84,7 +89,7 @@ const MD5_K: [u32; 64] = [
 const MD5_S: [u32; 16] = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
 
 /// The MD5 digest (RFC 1321) of some bytes.
-pub fn md5(data: &[u8]) -> [u8; 16] {
+pub fn old_md5(data: &[u8]) -> [u8; 16] {
     let mut state: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
     let bit_len = (data.len() as u64).wrapping_mul(8);
     let mut msg = data.to_vec();
@@ -129,6 +134,45 @@ pub fn md5(data: &[u8]) -> [u8; 16] {
     out
 }
 
+/// Standard Base64 (with `=` padding when `pad`), no line breaks.
+pub fn base64_encode(bytes: &[u8], pad: bool) -> String {
+    if pad {
+        STANDARD.encode(bytes)
+    } else {
+        STANDARD_NO_PAD.encode(bytes)
+    }
+}
+
+/// Decodes what is left after the lenient clean-up of [`base64_decode`]: no padding, and
+/// bits left over after the last whole byte are dropped whatever their value.
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+);
+
+/// Lenient Base64 decoding like MIME::Base64: characters outside the alphabet are skipped,
+/// decoding stops at the first `=`, trailing partial bits are dropped.
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    let mut symbols: Vec<u8> = text
+        .bytes()
+        .take_while(|&c| c != b'=')
+        .filter(|&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+        .collect();
+    // One symbol alone carries 6 bits, not a byte: drop it as the partial bits it is.
+    if symbols.len() % 4 == 1 {
+        symbols.pop();
+    }
+    // Only alphabet symbols are left, in a length that decodes without padding.
+    LENIENT.decode(&symbols).unwrap_or_default()
+}
+
+/// The MD5 digest (RFC 1321) of some bytes.
+pub fn md5(data: &[u8]) -> [u8; 16] {
+    Md5::digest(data).into()
+}
+
 /// Lower-case hex text of some bytes.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -167,5 +211,87 @@ mod tests {
         assert_eq!(base64_decode("Zm9v\nYg=="), b"foob");
         assert_eq!(latin1_string(&base64_decode("/w==")), "\u{ff}");
         assert!(latin1_bytes("€").is_err());
+    }
+
+    /// Decoding edge cases: junk, padding in odd places, lone symbols, non-zero trailing
+    /// bits, non-ASCII text.
+    const DECODE_CASES: &[&str] = &[
+        "",
+        "=",
+        "==",
+        "====",
+        "A",
+        "AA",
+        "AAA",
+        "AAAA",
+        "AAAAA",
+        "Zg",
+        "Zg=",
+        "Zg==",
+        "Zh==",
+        "Zh",
+        "Zm8",
+        "Zm9",
+        "Zm9v",
+        "Zm9vY",
+        "Zm9vYg",
+        "Zm9vYmE",
+        "Zm9v=Zm9v",
+        "Zm=9v",
+        "Z m 9 v",
+        "Zm9v\r\nYg==",
+        "!!!",
+        "-_-_",
+        "/+/+",
+        "+/+/+",
+        "€Zm9v",
+        "Zm9v€Yg",
+        "Zm9v\u{0}Yg",
+        "é",
+        "ab=cd",
+        "  Zg==  ",
+        "Zg==Zg==",
+        "////",
+        "////A",
+        "////AB",
+        "\tZ\tm\t9\tv\t",
+    ];
+
+    #[test]
+    fn base64_decode_matches_the_old_hand_written_one_on_edge_cases() {
+        for text in DECODE_CASES {
+            assert_eq!(base64_decode(text), old_base64_decode(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn encoders_and_md5_match_the_old_hand_written_ones() {
+        for len in 0..200usize {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
+            assert_eq!(md5(&bytes), old_md5(&bytes), "len {len}");
+            for pad in [true, false] {
+                let text = base64_encode(&bytes, pad);
+                assert_eq!(text, old_base64_encode(&bytes, pad), "len {len}");
+                assert_eq!(base64_decode(&text), bytes);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn base64_decode_matches_the_old_one(text in "[A-Za-z0-9+/= \n\t!é_-]{0,40}") {
+            proptest::prop_assert_eq!(base64_decode(&text), old_base64_decode(&text));
+        }
+
+        #[test]
+        fn base64_decode_matches_the_old_one_on_any_text(text in ".{0,40}") {
+            proptest::prop_assert_eq!(base64_decode(&text), old_base64_decode(&text));
+        }
+
+        #[test]
+        fn encode_and_md5_match_the_old_ones(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300), pad: bool) {
+            proptest::prop_assert_eq!(base64_encode(&bytes, pad), old_base64_encode(&bytes, pad));
+            proptest::prop_assert_eq!(md5(&bytes), old_md5(&bytes));
+        }
     }
 }
