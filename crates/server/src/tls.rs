@@ -7,6 +7,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
+use x509_cert::der::Decode;
+use x509_cert::Certificate;
 
 fn read_pem(path: &Path) -> Result<Vec<u8>, ServerError> {
     std::fs::read(path)
@@ -70,74 +72,12 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// One DER element: (tag, contents, rest after the element).
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (first as usize, rest)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
-/// The subject common name (OID 2.5.4.3) of a DER X.509 certificate, if it has one.
+/// The subject common name (OID 2.5.4.3) of a DER X.509 certificate, if it has one (the
+/// first one, if it has several); `None` too for bytes that are no certificate.
 pub fn cert_common_name(der: &[u8]) -> Option<String> {
-    const SEQ: u8 = 0x30;
-    const SET: u8 = 0x31;
-    const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
-    let (tag, cert, _) = der_element(der)?;
-    if tag != SEQ {
-        return None;
-    }
-    let (tag, tbs, _) = der_element(cert)?;
-    if tag != SEQ {
-        return None;
-    }
-    let mut rest = tbs;
-    // optional [0] version
-    let (tag, _, after) = der_element(rest)?;
-    if tag == 0xa0 {
-        rest = after;
-    }
-    // serial, signature algorithm, issuer, validity, then the subject
-    for _ in 0..4 {
-        rest = der_element(rest)?.2;
-    }
-    let (tag, subject, _) = der_element(rest)?;
-    if tag != SEQ {
-        return None;
-    }
-    let mut rdns = subject;
-    while !rdns.is_empty() {
-        let (tag, set, next) = der_element(rdns)?;
-        rdns = next;
-        if tag != SET {
-            continue;
-        }
-        let mut atvs = set;
-        while !atvs.is_empty() {
-            let (_, atv, next) = der_element(atvs)?;
-            atvs = next;
-            let (tag, oid, value) = der_element(atv)?;
-            if tag == 0x06 && oid == OID_CN {
-                let (_, text, _) = der_element(value)?;
-                return String::from_utf8(text.to_vec()).ok();
-            }
-        }
-    }
-    None
+    let cert = Certificate::from_der(der).ok()?;
+    let cn = cert.tbs_certificate().subject().common_name().ok()??;
+    Some(cn.into())
 }
 
 #[cfg(test)]
@@ -213,6 +153,40 @@ mod tests {
         let cert = params.self_signed(&key).expect("cert");
         assert_eq!(cert_common_name(cert.der()), None);
         assert_eq!(cert_common_name(b"garbage"), None);
+        // a truncated certificate is none either
+        let der = cert.der();
+        assert_eq!(cert_common_name(&der[..der.len() - 1]), None);
         assert_eq!(cert_common_name(&[]), None);
+    }
+
+    #[test]
+    fn common_name_string_kinds_and_subject_not_issuer() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let with_cn = |cn: rcgen::DnValue| {
+            let mut params = rcgen::CertificateParams::new(vec![]).expect("params");
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
+            params
+        };
+        let printable = rcgen::PrintableString::try_from("worker 1").expect("printable");
+        let cert = with_cn(rcgen::DnValue::PrintableString(printable))
+            .self_signed(&key)
+            .expect("cert");
+        assert_eq!(cert_common_name(cert.der()).as_deref(), Some("worker 1"));
+        let cert = with_cn(rcgen::DnValue::Utf8String("Wörker ✓".into()))
+            .self_signed(&key)
+            .expect("cert");
+        assert_eq!(cert_common_name(cert.der()).as_deref(), Some("Wörker ✓"));
+
+        // The issuer's CN is not the subject's.
+        let ca_params = with_cn(rcgen::DnValue::Utf8String("ca.example".into()));
+        let ca = ca_params.self_signed(&key).expect("ca");
+        let mut leaf = rcgen::CertificateParams::new(vec!["localhost".into()]).expect("params");
+        leaf.distinguished_name = rcgen::DistinguishedName::new();
+        let leaf_key = rcgen::KeyPair::generate().expect("key");
+        let cert = leaf.signed_by(&leaf_key, &ca, &key).expect("leaf");
+        assert_eq!(cert_common_name(cert.der()), None);
     }
 }
