@@ -166,12 +166,12 @@ struct Credentials {
 }
 
 fn credentials() -> Result<Credentials, Failure> {
-    use rand::distributions::{Alphanumeric, DistString};
+    use rand::distr::{Alphanumeric, SampleString};
     let fail = |e: String| Failure::with_code(2, format!("cannot write the password file: {e}"));
     let dir = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
     let path = dir.path().join("demo.passwd");
-    let client_token = Alphanumeric.sample_string(&mut rand::thread_rng(), 20);
-    let worker_token = Alphanumeric.sample_string(&mut rand::thread_rng(), 20);
+    let client_token = Alphanumeric.sample_string(&mut rand::rng(), 20);
+    let worker_token = Alphanumeric.sample_string(&mut rand::rng(), 20);
     let line = |who: &str, token: &str| -> Result<String, Failure> {
         // SHA-256-crypt ($5$) is what the JobCenter password file format speaks (PROTOCOL.md
         // §11.2).
