@@ -158,7 +158,7 @@ mod tests {
         #[test]
         fn base64_round_trip_any_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300), pad: bool) {
             let text = base64_encode(&bytes, pad);
-            proptest::prop_assert_eq!(text.len() % 4 == 0, pad || bytes.len() % 3 == 0);
+            proptest::prop_assert_eq!(text.len().is_multiple_of(4), pad || bytes.len().is_multiple_of(3));
             proptest::prop_assert_eq!(base64_decode(&text), bytes);
         }
 

@@ -436,7 +436,7 @@ async fn worker_slot(ledger: Arc<Ledger>, cfg: ClientConfig, slot: usize) {
             around(plan.worker_churn)
         };
         let until = Instant::now().checked_add(life);
-        while !ledger.stop.load(Ordering::SeqCst) && until.map_or(true, |u| Instant::now() < u) {
+        while !ledger.stop.load(Ordering::SeqCst) && until.is_none_or(|u| Instant::now() < u) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let graceful = ledger.stop.load(Ordering::SeqCst) || rand::rng().random_bool(0.5);
