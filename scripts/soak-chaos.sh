@@ -13,7 +13,8 @@
 # Usage: scripts/soak-chaos.sh [JOBS] [STORE] [EXTRA BENCH OPTIONS...]
 #   STORE: memory (default) or sqlite (a fresh file in a temporary folder)
 #   B=path/to/jobcenter (default target/release/jobcenter); WORKER_CHURN, CLIENT_CHURN
-#   (mean seconds a connection lives, default 5) and SAMPLE (RSS interval, default 5)
+#   (mean seconds a connection lives, default 5), SAMPLE (RSS interval, default 5) and
+#   KEEP_LOG=FILE (keep the server's log there; its level is SERVE_LOG, default info)
 # Exit status: that of the bench (0: every check passed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,10 +29,10 @@ case "$STORE" in
   *) echo "unknown store $STORE (memory or sqlite)" >&2; exit 2 ;;
 esac
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$B" serve --listen "127.0.0.1:$PORT" --load examples/jcl --store "$SPEC" \
+RUST_LOG=${SERVE_LOG:-info} "$B" serve --listen "127.0.0.1:$PORT" --load examples/jcl --store "$SPEC" \
   --archive-retention 60 --insecure-dev-auth 2>"$DIR/serve.log" &
 SERVE=$!
-trap 'kill $SERVE 2>/dev/null || true; wait $SERVE 2>/dev/null || true; rm -rf "$DIR"' EXIT
+trap 'kill $SERVE 2>/dev/null || true; wait $SERVE 2>/dev/null || true; if [ -n "${KEEP_LOG:-}" ]; then cp "$DIR/serve.log" "$KEEP_LOG"; fi; rm -rf "$DIR"' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$DIR/serve.log" && break; sleep 0.1; done
 echo "commit $(git rev-parse --short HEAD), store $STORE, $JOBS jobs, server pid $SERVE"
 set +e

@@ -1,7 +1,7 @@
 //! Command-line arguments of every subcommand (clap derive).
 
-use clap::{Args, Parser, Subcommand};
-use std::net::SocketAddr;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 /// A secret from the command line or the environment (a `hello` token). Its `Debug` shows
@@ -58,9 +58,104 @@ impl Cli {
             Command::ApiStatus(a) => a.conn.debug,
             Command::Ping(a) => a.conn.debug,
             Command::Work(a) => a.conn.debug,
-            Command::Check(_) | Command::Demo(_) | Command::Bench(_) | Command::Db(_) => false,
+            Command::Check(_)
+            | Command::Demo(_)
+            | Command::Bench(_)
+            | Command::Db(_)
+            | Command::Completions(_) => false,
         }
     }
+
+    /// The log format: `--log-format` of `serve`, text for everything else.
+    pub fn log_format(&self) -> LogFormat {
+        match &self.command {
+            Command::Serve(a) => a.log_format,
+            _ => LogFormat::Text,
+        }
+    }
+
+    /// Whether the command is `serve` (which logs at info by default).
+    pub fn is_serve(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (colours only on a terminal).
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// A listen address: `HOST:PORT`, where HOST is an IP address or a name that is resolved
+/// (every address it resolves to is listened on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr {
+    /// As given on the command line.
+    pub text: String,
+    /// What it resolved to (at least one, no duplicates).
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Parse and resolve a `--listen`/`--listen-tls` value.
+pub fn parse_listen(s: &str) -> Result<ListenAddr, String> {
+    let resolved = s
+        .to_socket_addrs()
+        .map_err(|e| format!("want HOST:PORT (an address or a host name): {e}"))?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for a in resolved {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(format!("{s} resolves to no address"));
+    }
+    Ok(ListenAddr {
+        text: s.to_string(),
+        addrs,
+    })
+}
+
+/// The topics of `api-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiTopic {
+    /// Counts of clients, workers and dead jobs (one JSON object).
+    Stats,
+    /// The connected clients and workers with their actions.
+    Clients,
+    /// The same as `clients`, unformatted.
+    Clientsraw,
+    /// The jobs clients wait for.
+    Jobs,
+    /// The task offers waiting for workers.
+    Tasks,
+}
+
+impl ApiTopic {
+    /// The name the server knows it by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiTopic::Stats => "stats",
+            ApiTopic::Clients => "clients",
+            ApiTopic::Clientsraw => "clientsraw",
+            ApiTopic::Jobs => "jobs",
+            ApiTopic::Tasks => "tasks",
+        }
+    }
+}
+
+/// The shells `completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
 }
 
 /// The subcommands.
@@ -91,6 +186,28 @@ pub enum Command {
     /// Manage a store: `db migrate` creates or upgrades its schema and exits.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Print a shell completion script (e.g. `jobcenter completions bash > /etc/bash_completion.d/jobcenter`).
+    Completions(CompletionsArgs),
+}
+
+/// `jobcenter completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// How JCL is compiled: the same options and defaults for `serve` and `check`.
+#[derive(Debug, Clone, Args)]
+pub struct JclArgs {
+    /// How much of JCL to accept: A (sequential workflows), B (+ split, locks, sleep),
+    /// C (+ events, goto/label, version tags, map, detachflow).
+    #[arg(long, default_value = "C", value_parser = ["A", "B", "C"])]
+    pub stage: String,
+    /// Register a lock type that workflows may use (repeatable).
+    #[arg(long = "locktype", value_name = "NAME")]
+    pub locktypes: Vec<String>,
 }
 
 /// `jobcenter db ...`.
@@ -113,8 +230,13 @@ pub struct DbArgs {
 /// Connection options shared by the client subcommands.
 #[derive(Debug, Clone, Args)]
 pub struct ConnArgs {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1", env = "JOBCENTER_ADDRESS")]
+    /// Server: an IP address or a host name, optionally with `:PORT` (which wins over --port).
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        default_value = "127.0.0.1",
+        env = "JOBCENTER_ADDRESS"
+    )]
     pub address: String,
     /// Server port.
     #[arg(long, default_value_t = 6522, env = "JOBCENTER_PORT")]
@@ -131,9 +253,13 @@ pub struct ConnArgs {
     /// Connect with TLS.
     #[arg(long)]
     pub tls: bool,
-    /// CA certificate (PEM) to verify the server with.
+    /// CA certificate (PEM) to verify the server with; --tls needs it (or --tls-insecure).
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
+    /// With --tls and no --tls-ca: do not verify the server's certificate (INSECURE: anyone
+    /// in the middle can read the token).
+    #[arg(long, requires = "tls", conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
     /// Client certificate (PEM), for the `clientcert` method.
     #[arg(long)]
     pub tls_cert: Option<PathBuf>,
@@ -151,19 +277,22 @@ pub struct ConnArgs {
 /// `jobcenter serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (repeatable). Default 127.0.0.1:6522.
-    #[arg(long = "listen", value_name = "ADDR:PORT")]
-    pub listen: Vec<SocketAddr>,
+    /// Address to listen on, `HOST:PORT` with an IP address or a host name (repeatable).
+    /// Default 127.0.0.1:6522.
+    #[arg(long = "listen", value_name = "HOST:PORT", value_parser = parse_listen)]
+    pub listen: Vec<ListenAddr>,
     /// TLS listener address (repeatable); needs --tls-cert and --tls-key.
-    #[arg(long = "listen-tls", value_name = "ADDR:PORT")]
-    pub listen_tls: Vec<SocketAddr>,
+    #[arg(long = "listen-tls", value_name = "HOST:PORT", value_parser = parse_listen)]
+    pub listen_tls: Vec<ListenAddr>,
     /// Workflow (.wf) and action (.ac) files or folders to load (repeatable).
     #[arg(long = "load", value_name = "PATH")]
     pub load: Vec<PathBuf>,
-    /// Password file of `user:crypt-hash` lines ($1$, $5$ or $6$ hashes).
+    /// Password file of `user:crypt-hash` lines ($1$, $5$ or $6$ hashes; `#` comments).
+    /// Checked at start (a bad line stops the server, exit 2) and reloaded on SIGHUP.
     #[arg(long)]
     pub passwd: Option<PathBuf>,
-    /// CN file of `cn:user1,user2` lines for the `clientcert` method.
+    /// CN file of `cn:user1,user2` lines for the `clientcert` method (checked and reloaded
+    /// like --passwd).
     #[arg(long)]
     pub cnfile: Option<PathBuf>,
     /// Server certificate (PEM) for the TLS listeners.
@@ -175,13 +304,8 @@ pub struct ServeArgs {
     /// CA (PEM) to verify client certificates; TLS clients must then present one.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
-    /// How much of JCL to accept: A (sequential workflows), B (+ split, locks, sleep),
-    /// C (+ events, goto/label, version tags, map, detachflow).
-    #[arg(long, default_value = "C", value_parser = ["A", "B", "C"])]
-    pub stage: String,
-    /// Register a lock type that workflows may use (repeatable).
-    #[arg(long = "locktype", value_name = "NAME")]
-    pub locktypes: Vec<String>,
+    #[command(flatten)]
+    pub jcl: JclArgs,
     /// Where jobs are kept: `sqlite:PATH` (durable; `?sync=normal` trades power-loss
     /// safety for speed), `memory` (nothing survives a restart) or `postgres://...`.
     #[arg(long, value_name = "STORE", default_value = jobcenter_store::DEFAULT_STORE,
@@ -204,9 +328,12 @@ pub struct ServeArgs {
     /// Most password checks (crypt hashing) at once; default: the number of CPUs.
     #[arg(long, value_name = "N")]
     pub auth_max_checks: Option<usize>,
-    /// Log debug output to stderr.
+    /// Log debug output to stderr (the default level is info; RUST_LOG overrides both).
     #[arg(long)]
     pub debug: bool,
+    /// How log lines look: text (colours only on a terminal) or json (one object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -242,14 +369,15 @@ pub struct LimitArgs {
 
 /// `jobcenter call`.
 #[derive(Debug, Args)]
+#[command(after_help = CALL_EXIT_CODES)]
 pub struct CallArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Workflow name (not with --batch).
-    #[arg(required_unless_present = "batch")]
+    #[arg(required_unless_present = "batch", conflicts_with = "batch")]
     pub wfname: Option<String>,
     /// Input arguments as a JSON object.
-    #[arg(default_value = "{}")]
+    #[arg(default_value = "{}", conflicts_with = "batch")]
     pub inargs: String,
     /// Version tag(s), colon separated.
     #[arg(long)]
@@ -260,16 +388,29 @@ pub struct CallArgs {
     /// Client environment as a JSON object.
     #[arg(long)]
     pub clenv: Option<String>,
-    /// JSON lines of {"wfname":..,"inargs":..} (or bare inargs objects with --wfname), `-` for stdin.
+    /// JSON lines of {"wfname":..,"inargs":..} (or bare inargs objects with --wfname), `-` for
+    /// stdin (read and sent line by line).
     #[arg(long, value_name = "FILE")]
     pub batch: Option<PathBuf>,
     /// With --batch: the workflow for lines that are bare inargs objects.
-    #[arg(long = "wfname")]
+    #[arg(long = "wfname", requires = "batch")]
     pub batch_wfname: Option<String>,
     /// With --batch: how many jobs may be in flight at once.
     #[arg(long, default_value_t = 100)]
     pub in_flight: usize,
 }
+
+/// The exit statuses of `call`, shown by `jobcenter call --help` (see `cmd::call::exit_code`).
+pub const CALL_EXIT_CODES: &str = "\
+Exit status:
+  0  the job finished successfully
+  1  the job finished with an error (outargs {\"error\":...})
+  2  usage error, or cannot connect / no greeting / login failed (no job created)
+  3  the job was not created (e.g. unknown workflow, bad inargs)
+  4  timed out (--job-timeout): the job is still running; `jobcenter status ID --wait` waits on
+  5  the connection was lost after the job was created: its outcome is unknown
+With --batch: 0 when every job succeeded, 1 otherwise (2 for a bad line, before or while
+sending).";
 
 /// `jobcenter status`.
 #[derive(Debug, Args)]
@@ -308,9 +449,9 @@ pub struct LockArgs {
 pub struct ApiStatusArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
-    /// What to show: stats, clients, jobs or tasks.
-    #[arg(default_value = "stats")]
-    pub what: String,
+    /// What to show.
+    #[arg(value_enum, default_value_t = ApiTopic::Stats)]
+    pub what: ApiTopic,
 }
 
 /// `jobcenter ping`.
@@ -354,9 +495,12 @@ pub struct WorkArgs {
 /// `jobcenter check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// JCL files or folders.
+    /// JCL files or folders. A file is compiled with the definitions it calls that lie
+    /// beside it (NAME.wf / NAME.ac in the same folder).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub jcl: JclArgs,
 }
 
 /// `jobcenter demo`.

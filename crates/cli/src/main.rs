@@ -13,7 +13,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    init_tracing(cli.debug_level());
+    let default_level = if cli.debug_level() {
+        "debug"
+    } else if cli.is_serve() {
+        // serve: start-up summary, connections and failed logins (not other crates' info)
+        "warn,jobcenter=info,jobcenter_server=info,jobcenter_engine=info,jobcenter_store=info"
+    } else {
+        "warn"
+    };
+    init_tracing(default_level, cli.log_format());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,13 +36,19 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the level chosen by `--debug`.
-fn init_tracing(debug: bool) {
+/// Logs go to stderr, as text (ANSI colours only when stderr is a terminal) or as JSON
+/// lines; `RUST_LOG` overrides the default level.
+fn init_tracing(default: &str, format: args::LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let default = if debug { "debug" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        args::LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        args::LogFormat::Json => builder.json().try_init(),
+    };
 }

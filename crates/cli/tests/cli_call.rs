@@ -63,10 +63,10 @@ async fn call_job_ending_with_error_exits_1() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn call_unknown_workflow_and_bad_input_exit_1_with_error_object() {
+async fn call_unknown_workflow_and_bad_input_exit_3_not_created_with_error_object() {
     let serve = Serve::examples().await;
     let out = serve.run(&["call", "nosuchflow", "{}"]).await;
-    out.assert_code(1);
+    out.assert_code(3);
     let v = out.json_line();
     let msg = v["error"].as_str().unwrap_or_default();
     assert!(msg.contains("nosuchflow"), "{v}");
@@ -78,7 +78,7 @@ async fn call_unknown_workflow_and_bad_input_exit_1_with_error_object() {
     let out = serve
         .run(&["call", "calladd", r#"{"input": "twelve"}"#])
         .await;
-    out.assert_code(1);
+    out.assert_code(3);
     let v = out.json_line();
     assert!(
         v["error"]
@@ -225,11 +225,14 @@ async fn call_batch_stdin_with_wfname_exits_0_when_all_succeed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn call_batch_bad_line_exits_2_before_submitting() {
+async fn call_batch_file_bad_line_exits_2_before_submitting() {
     let serve = Serve::examples().await;
-    let cmd = serve.client(&["call", "--batch", "-"]);
-    let input = "{\"wfname\": \"calladd\", \"inargs\": {\"input\": 1}}\nnot json\n";
-    let out = run_cmd(cmd, Some(input)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("jobs.jsonl");
+    let text = "{\"wfname\": \"calladd\", \"inargs\": {\"input\": 1}}\nnot json\n";
+    std::fs::write(&file, text).expect("write the batch");
+    let path = file.to_str().expect("utf-8 path");
+    let out = serve.run(&["call", "--batch", path]).await;
     out.assert_code(2).assert_one_line_error("line 2");
     assert!(out.stdout.is_empty(), "{out:#?}");
     // Nothing was submitted: the first line's job does not exist.

@@ -23,7 +23,7 @@ async fn pending_calladd(serve: &Serve, input: i64) -> i64 {
     let out = serve
         .run(&["call", "calladd", &inargs, "--job-timeout", "0.2"])
         .await;
-    out.assert_code(1);
+    out.assert_code(4); // timed out, the job still runs
     assert_eq!(out.json_line(), json!({"error": "timeout"}));
     job_id(&out)
 }
@@ -238,9 +238,7 @@ async fn c48_api_status_needs_apimeister() {
     assert_eq!(stats["workers"], 1, "{stats}");
     assert_eq!(stats["dead"], 0, "{stats}");
     assert!(stats["clients"].as_u64().unwrap_or(0) >= 2, "{stats}");
-    let out = run_cmd(serve.as_user(MEISTER, &["api-status", "foo"]), None).await;
-    out.assert_code(0);
-    assert_eq!(out.stdout, vec!["no status for foo".to_string()]);
+    // Unknown topics are refused before connecting (traps::trap5_...).
 
     // The dumps are multi-line JSON; the worker's actions show in the client list.
     let out = run_cmd(serve.as_user(MEISTER, &["api-status", "clients"]), None).await;

@@ -395,7 +395,7 @@ async fn disk_full_sqlite_refuses_logs_loses_nothing_and_recovers() {
         .await
         .expect("the worker stops")
         .expect("join the worker");
-    assert_eq!(code, 0);
+    assert_eq!(code, jobcenter::WorkOutcome::Stopped);
     let rest = {
         server.signal("TERM");
         server.finish().await

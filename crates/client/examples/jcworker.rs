@@ -141,7 +141,7 @@ async fn main() {
             }
         }
     });
-    let code = worker.work().await;
-    tracing::info!("work() returned {code}");
-    std::process::exit(code);
+    let outcome = worker.work().await;
+    tracing::info!("work() returned {outcome}");
+    std::process::exit(outcome.exit_code());
 }

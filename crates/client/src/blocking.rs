@@ -26,6 +26,7 @@ use tokio::runtime::Runtime;
 
 use crate::{
     Action, ClientConfig, ClientError, Filter, JobResult, JobStatus, Reconnect, StopHandle,
+    WorkOutcome,
 };
 
 fn runtime() -> Result<Arc<Runtime>, ClientError> {
@@ -35,7 +36,7 @@ fn runtime() -> Result<Arc<Runtime>, ClientError> {
         .enable_all()
         .build()
         .map(Arc::new)
-        .map_err(|e| ClientError::Invalid(format!("cannot start runtime: {e}")))
+        .map_err(ClientError::Runtime)
 }
 
 /// The blocking client: every method of [`crate::Client`], waiting for the answer.
@@ -263,7 +264,8 @@ impl Worker {
 
     /// See [`crate::Client::create_slotgroup`].
     pub fn create_slotgroup(&self, name: &str, slots: Option<u32>) -> Result<(), ClientError> {
-        self.rt.block_on(self.inner.create_slotgroup(name, slots))
+        self.rt
+            .block_on(self.inner.client().create_slotgroup(name, slots))
     }
 
     /// See [`crate::Worker::set_reconnect`].
@@ -271,8 +273,9 @@ impl Worker {
         self.inner.set_reconnect(r);
     }
 
-    /// See [`crate::Worker::work`]: blocks until stopped; returns 0 / 91 / 92 / the stop code.
-    pub fn work(&self) -> i32 {
+    /// See [`crate::Worker::work`]: blocks until stopped; [`WorkOutcome::exit_code`] gives
+    /// the Perl client's 0 / 91 / 92 / stop code.
+    pub fn work(&self) -> WorkOutcome {
         self.rt.block_on(self.inner.work())
     }
 
@@ -298,6 +301,6 @@ impl Worker {
 
     /// Close the connection.
     pub fn close(&self) {
-        self.inner.close();
+        self.inner.client().close();
     }
 }

@@ -99,7 +99,7 @@ pub(crate) async fn open_session(shared: &Arc<Shared>) -> Result<Peer, ClientErr
     match tokio::time::timeout(shared.cfg.timeout, handshake(shared)).await {
         Ok(r) => r,
         Err(_) => {
-            tracing::warn!("timeout wating for greeting");
+            tracing::warn!("timeout waiting for greeting");
             Err(ClientError::HandshakeTimeout)
         }
     }
@@ -246,22 +246,30 @@ impl Client {
         self.job(wfname).inargs(inargs).call().await
     }
 
-    /// Like [`Client::call`] with typed inargs and outargs. A job error (or a refused job)
-    /// becomes [`ClientError::Server`] with the JSON text of the `error` member.
+    /// Like [`Client::call`] with typed inargs and outargs.
+    ///
+    /// A job that gives no result is an error: [`ClientError::NotCreated`] (refused),
+    /// [`ClientError::JobFailed`] (with the job's `error` object) or
+    /// [`ClientError::JobTimeout`]; outargs that do not match `O` give
+    /// [`ClientError::Json`] (see [`JobResult::into_result`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: jobcenter::Client) -> Result<(), jobcenter::ClientError> {
+    /// #[derive(serde::Serialize)]
+    /// struct In { input: i64 }
+    /// #[derive(serde::Deserialize)]
+    /// struct Out { output: i64 }
+    /// let out: Out = client.call_typed("calladd", &In { input: 12 }).await?;
+    /// assert_eq!(out.output, 15);
+    /// # Ok(()) }
+    /// ```
     pub async fn call_typed<I: Serialize, O: DeserializeOwned>(
         &self,
         wfname: &str,
         inargs: &I,
     ) -> Result<O, ClientError> {
         let res = self.call(wfname, serde_json::to_value(inargs)?).await?;
-        if let Some(e) = res.error() {
-            let text = match e {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            return Err(ClientError::Server(text));
-        }
-        Ok(serde_json::from_value(res.outargs)?)
+        Ok(serde_json::from_value(res.into_result()?)?)
     }
 
     /// Start building a job request with all `create_job` options.
@@ -383,7 +391,7 @@ impl Client {
 
     /// Ids of live jobs whose inargs contain `filter` (a JSON object, or its JSON text).
     /// The filter is always sent as JSON text. A backend error (`[null, text]`) becomes
-    /// [`ClientError::Server`]. Ids arriving as strings are accepted.
+    /// [`ClientError::Backend`]. Ids arriving as strings are accepted.
     pub async fn find_jobs(&self, filter: impl Into<Filter>) -> Result<Vec<i64>, ClientError> {
         let text = filter.into().to_text();
         if text.is_empty() {
@@ -410,7 +418,7 @@ impl Client {
                         })
                         .map(str::to_string)
                         .unwrap_or_else(|| Value::Array(items.clone()).to_string());
-                    return Err(ClientError::Server(text));
+                    return Err(ClientError::Backend(text));
                 }
             }
         }
@@ -483,6 +491,9 @@ impl Client {
 
     /// Create a connection-wide slotgroup `name` with `slots` capacity (server default 1).
     /// Remembered so that an auto-reconnecting worker recreates it.
+    ///
+    /// Cancel safe: once sent, the request completes (and is remembered) even if the
+    /// returned future is dropped.
     pub async fn create_slotgroup(
         &self,
         name: &str,
@@ -491,18 +502,23 @@ impl Client {
         if name.is_empty() {
             return Err(ClientError::Invalid("no slotgroup name?".into()));
         }
-        self.peer()
-            .call(
+        let peer = self.peer();
+        let shared = self.shared().clone();
+        let name = name.to_string();
+        let done = tokio::spawn(async move {
+            peer.call(
                 "create_slotgroup",
                 obj([("name", json!(name)), ("slots", json!(slots))]),
             )
             .await?;
-        self.shared()
-            .worker
-            .slotgroups
-            .lock()
-            .push((name.to_string(), slots));
-        Ok(())
+            shared.worker.slotgroups.lock().push((name, slots));
+            Ok::<(), ClientError>(())
+        })
+        .await;
+        match done {
+            Ok(r) => r,
+            Err(e) => Err(ClientError::Protocol(format!("create_slotgroup task: {e}"))),
+        }
     }
 
     /// True while the connection is open.
@@ -538,7 +554,7 @@ fn parse_status(v: Value) -> Result<JobStatus, ClientError> {
     match (id, out) {
         (Value::Null, Value::Null) => Ok(JobStatus::Running),
         (Value::Null, Value::Object(_)) => Ok(JobStatus::Unknown),
-        (Value::Null, Value::String(s)) => Err(ClientError::Server(s.clone())),
+        (Value::Null, Value::String(s)) => Err(ClientError::Backend(s.clone())),
         (id, out) if job_id_of(id).is_some() && !out.is_null() => {
             Ok(JobStatus::Finished(out.clone()))
         }
@@ -612,6 +628,9 @@ impl JobRequest {
 
     /// Create the job and return once the server answered `create_job` (the Perl
     /// `call_nb`). Await the handle for the result.
+    ///
+    /// Cancel safe: dropped before the answer, nothing is left waiting here; the job may
+    /// still have been created on the server (then it runs to its end unobserved).
     pub async fn submit(self) -> Result<JobHandle, ClientError> {
         let client = self.client.clone();
         client.submit_job(self).await
@@ -647,7 +666,7 @@ mod tests {
         );
         assert!(matches!(
             parse_status(json!([null, "ERROR:  out of range"])),
-            Err(ClientError::Server(_))
+            Err(ClientError::Backend(_))
         ));
         assert!(matches!(
             parse_status(json!("x")),

@@ -188,13 +188,68 @@ impl ClientConfig {
         self
     }
 
+    /// Start a [`ClientConfigBuilder`] from the defaults; [`ClientConfigBuilder::build`]
+    /// checks the result.
+    ///
+    /// ```
+    /// use jobcenter::ClientConfig;
+    /// use std::time::Duration;
+    /// let cfg = ClientConfig::builder()
+    ///     .who("theCustomer")
+    ///     .token("wantsThings")
+    ///     .address("127.0.0.1")
+    ///     .port(6522)
+    ///     .timeout(Duration::from_secs(10))
+    ///     .build()?;
+    /// assert_eq!(cfg.who, "theCustomer");
+    /// assert!(format!("{cfg:?}").contains(r#"token: "<redacted>""#));
+    /// assert!(ClientConfig::builder().who("x").build().is_err(), "no token");
+    /// # Ok::<(), jobcenter::ClientError>(())
+    /// ```
+    pub fn builder() -> ClientConfigBuilder {
+        ClientConfigBuilder {
+            cfg: ClientConfig::default(),
+        }
+    }
+
     /// Check the required options, in the Perl client's order (token first, then who).
+    /// [`crate::Client::connect`] runs this before anything is sent.
     pub fn validate(&self) -> Result<(), ClientError> {
         if self.token.is_empty() {
             return Err(ClientError::MissingToken);
         }
         if self.who.is_empty() {
             return Err(ClientError::MissingWho);
+        }
+        Ok(())
+    }
+
+    /// [`ClientConfig::validate`] plus the checks that need no file or network: an address,
+    /// a port, a usable TLS combination (`tls_ca` or `tls_insecure`; `tls_cert` and
+    /// `tls_key` together), a non-zero frame limit.
+    pub fn validate_all(&self) -> Result<(), ClientError> {
+        self.validate()?;
+        if self.address.trim().is_empty() {
+            return Err(ClientError::Invalid("no address?".into()));
+        }
+        if self.port == 0 {
+            return Err(ClientError::Invalid("no port?".into()));
+        }
+        if self.max_frame == 0 {
+            return Err(ClientError::Invalid("max_frame must be at least 1".into()));
+        }
+        if self.tls {
+            if self.tls_ca.is_none() && !self.tls_insecure {
+                return Err(ClientError::Tls(
+                    "no tls_ca given: set tls_ca, or tls_insecure to skip server verification"
+                        .to_string(),
+                ));
+            }
+            if self.tls_cert.is_some() != self.tls_key.is_some() {
+                return Err(ClientError::Tls(
+                    "tls_cert and tls_key must be given together".to_string(),
+                ));
+            }
         }
         Ok(())
     }
@@ -210,6 +265,102 @@ impl ClientConfig {
     /// The job timeout sent with `create_job` when the caller gives none: 5 × `timeout`.
     pub fn default_job_timeout(&self) -> Duration {
         self.timeout.saturating_mul(5)
+    }
+}
+
+/// Builds a checked [`ClientConfig`]; see [`ClientConfig::builder`]. Unset options keep
+/// their defaults. Its `Debug` output redacts the token like [`ClientConfig`]'s.
+#[derive(Debug, Clone)]
+#[must_use = "call .build() to get the configuration"]
+pub struct ClientConfigBuilder {
+    cfg: ClientConfig,
+}
+
+impl ClientConfigBuilder {
+    /// The user name sent in `hello` (required).
+    pub fn who(mut self, who: impl Into<String>) -> Self {
+        self.cfg.who = who.into();
+        self
+    }
+
+    /// The secret sent in `hello` (required).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.cfg.token = token.into();
+        self
+    }
+
+    /// The server host name or IP address (default `127.0.0.1`).
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.cfg.address = address.into();
+        self
+    }
+
+    /// The server port (default 6522).
+    pub fn port(mut self, port: u16) -> Self {
+        self.cfg.port = port;
+        self
+    }
+
+    /// The `hello` method name (default `password`).
+    pub fn method(mut self, method: impl Into<String>) -> Self {
+        self.cfg.method = method.into();
+        self
+    }
+
+    /// Handshake / ping timeout and base of the default job timeout (default 60 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.timeout = timeout;
+        self
+    }
+
+    /// Worker watchdog period (default 300 s; zero disables it).
+    pub fn ping_timeout(mut self, ping_timeout: Duration) -> Self {
+        self.cfg.ping_timeout = ping_timeout;
+        self
+    }
+
+    /// Largest incoming frame accepted (default 16 MiB).
+    pub fn max_frame(mut self, max_frame: usize) -> Self {
+        self.cfg.max_frame = max_frame;
+        self
+    }
+
+    /// The worker name used by `announce`.
+    pub fn workername(mut self, name: impl Into<String>) -> Self {
+        self.cfg.workername = Some(name.into());
+        self
+    }
+
+    /// Enable TLS, verifying the server against the CA certificates in `ca` (PEM).
+    pub fn tls_ca(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.cfg = self.cfg.tls_ca(ca);
+        self
+    }
+
+    /// Enable TLS with a client certificate and key (PEM), for the `clientcert` method.
+    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.cfg = self.cfg.tls_client_cert(cert, key);
+        self
+    }
+
+    /// Enable TLS without verifying the server (INSECURE, see [`ClientConfig::tls_insecure`]).
+    pub fn tls_insecure(mut self) -> Self {
+        self.cfg = self.cfg.tls_insecure();
+        self
+    }
+
+    /// The server name to verify in the certificate (default: the address).
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.cfg.tls_server_name = Some(name.into());
+        self
+    }
+
+    /// The configuration, checked with [`ClientConfig::validate_all`]: the same required
+    /// options as [`crate::Client::connect`] (token, then who) plus address, port and the
+    /// TLS combination.
+    pub fn build(self) -> Result<ClientConfig, ClientError> {
+        self.cfg.validate_all()?;
+        Ok(self.cfg)
     }
 }
 
@@ -235,5 +386,52 @@ mod tests {
             text.contains("<redacted>") && text.contains("theCustomer"),
             "{text}"
         );
+        let b = ClientConfig::builder().who("w").token("s3cret-token-text");
+        let text = format!("{b:?}");
+        assert!(!text.contains("s3cret-token-text"), "{text}");
+    }
+
+    #[test]
+    fn builder_checks_like_connect_and_more() {
+        let ok = ClientConfig::builder()
+            .who("w")
+            .token("t")
+            .port(7000)
+            .workername("wn")
+            .build();
+        let ok = ok.map_err(|e| e.to_string());
+        assert_eq!(ok.as_ref().map(|c| c.port), Ok(7000));
+        assert_eq!(
+            ok.as_ref().map(|c| c.effective_workername()),
+            Ok("wn".to_string())
+        );
+        // Token is checked before who, like ClientConfig::validate.
+        assert!(matches!(
+            ClientConfig::builder().build(),
+            Err(ClientError::MissingToken)
+        ));
+        assert!(matches!(
+            ClientConfig::builder().token("t").build(),
+            Err(ClientError::MissingWho)
+        ));
+        let base = || ClientConfig::builder().who("w").token("t");
+        assert!(matches!(
+            base().address(" ").build(),
+            Err(ClientError::Invalid(_))
+        ));
+        assert!(matches!(
+            base().port(0).build(),
+            Err(ClientError::Invalid(_))
+        ));
+        let mut tls = base().build().map_err(|e| e.to_string());
+        if let Ok(c) = tls.as_mut() {
+            c.tls = true;
+        }
+        assert!(matches!(
+            tls.map(|c| c.validate_all()),
+            Ok(Err(ClientError::Tls(_)))
+        ));
+        assert!(base().tls_insecure().build().is_ok());
+        assert!(base().tls_ca("/ca.pem").build().is_ok());
     }
 }

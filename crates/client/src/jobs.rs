@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use crate::error::ClientError;
+use crate::error::{error_text, ClientError};
 use crate::json::is_error_outargs;
 
 /// The outcome of a job as the Perl client's `call` returns it: `(job_id, outargs)`.
@@ -35,10 +35,48 @@ impl JobResult {
     pub fn error(&self) -> Option<&Value> {
         self.outargs.as_object().and_then(|m| m.get("error"))
     }
+
+    /// The outargs of a successful job, or the typed reason there are none:
+    /// [`ClientError::NotCreated`] when the job was never created (`job_id` is `None`),
+    /// [`ClientError::JobTimeout`] when the server-side wait expired (outargs exactly
+    /// `{"error":"timeout"}`; the job may still be running), [`ClientError::JobFailed`]
+    /// with the `error` member for any other error result.
+    ///
+    /// ```
+    /// use jobcenter::{ClientError, JobResult};
+    /// use serde_json::json;
+    /// let ok = JobResult { job_id: Some(1), outargs: json!({"output": 15}) };
+    /// assert_eq!(ok.into_result().unwrap(), json!({"output": 15}));
+    /// let refused = JobResult { job_id: None, outargs: json!({"error": "no such workflow"}) };
+    /// assert!(matches!(refused.into_result(), Err(ClientError::NotCreated { .. })));
+    /// let late = JobResult { job_id: Some(2), outargs: json!({"error": "timeout"}) };
+    /// assert!(matches!(late.into_result(), Err(ClientError::JobTimeout { job_id: 2 })));
+    /// ```
+    pub fn into_result(self) -> Result<Value, ClientError> {
+        let Some(job_id) = self.job_id else {
+            let message = match self.error() {
+                Some(e) => error_text(e),
+                None => self.outargs.to_string(),
+            };
+            return Err(ClientError::NotCreated { message });
+        };
+        if !self.is_error() {
+            return Ok(self.outargs);
+        }
+        let error = match self.outargs {
+            Value::Object(mut m) => m.remove("error").unwrap_or(Value::Null),
+            other => other,
+        };
+        if error.as_str() == Some("timeout") {
+            return Err(ClientError::JobTimeout { job_id });
+        }
+        Err(ClientError::JobFailed { job_id, error })
+    }
 }
 
 /// What `get_job_status` found.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum JobStatus {
     /// The job exists and has not finished (`[null,null]`).
     Running,
@@ -266,32 +304,28 @@ impl JobCompletion {
     }
 
     /// Wait for the final outargs.
+    ///
+    /// Cancel safe: dropping the returned future (e.g. in `select!` or `timeout`) removes
+    /// the registration at once, so no stale waiter is left; the job itself is unaffected
+    /// and its result can be fetched with [`crate::Client::get_job_status`].
     pub async fn wait(mut self) -> Result<Value, ClientError> {
-        match std::mem::replace(&mut self.state, CompletionState::Taken) {
-            CompletionState::Ready(v) => Ok(v),
-            CompletionState::Taken => Err(ClientError::Closed),
-            CompletionState::Waiting {
-                wid,
-                mut rx,
-                table,
-                peer,
-            } => {
-                let out = tokio::select! {
-                    biased;
-                    r = &mut rx => r.map_err(|_| ClientError::Closed),
-                    _ = peer.closed() => {
-                        // A job_done queued just before the close still counts.
-                        rx.try_recv().map_err(|_| ClientError::Closed)
-                    }
-                };
-                if out.is_err() {
-                    if let Some(t) = table.upgrade() {
-                        t.lock().unregister(self.job_id, wid);
-                    }
-                }
-                out
+        // The registration stays inside `self` while waiting: if this future is dropped,
+        // `self` is dropped with it and `Drop` unregisters.
+        let CompletionState::Waiting { rx, peer, .. } = &mut self.state else {
+            return match std::mem::replace(&mut self.state, CompletionState::Taken) {
+                CompletionState::Ready(v) => Ok(v),
+                _ => Err(ClientError::Closed),
+            };
+        };
+        tokio::select! {
+            biased;
+            r = &mut *rx => r.map_err(|_| ClientError::Closed),
+            _ = peer.closed() => {
+                // A job_done queued just before the close still counts.
+                rx.try_recv().map_err(|_| ClientError::Closed)
             }
         }
+        // `self` drops here: unregistering is a no-op when job_done already served us.
     }
 }
 
@@ -366,6 +400,10 @@ impl JobHandle {
 
     /// Wait for the job to finish. Fails with [`ClientError::Closed`] if the connection
     /// closes first; a server-side job timeout gives outargs `{"error":"timeout"}`.
+    ///
+    /// Cancel safe like [`JobCompletion::wait`]: dropping the future stops waiting and
+    /// leaves no registration; the job runs on and its result can be fetched with
+    /// [`crate::Client::get_job_status`].
     pub async fn outcome(self) -> Result<JobResult, ClientError> {
         match self.inner {
             HandleInner::Refused(outargs) => Ok(JobResult {

@@ -34,7 +34,7 @@ pub(crate) async fn open(cfg: &ClientConfig) -> Result<Stream, ClientError> {
     };
     let tcp = TcpStream::connect((cfg.address.as_str(), cfg.port))
         .await
-        .map_err(|source| ClientError::Connect {
+        .map_err(|source| ClientError::Connection {
             addr: addr.clone(),
             source,
         })?;

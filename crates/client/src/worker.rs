@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,8 +10,11 @@ use std::time::{Duration, Instant};
 
 use jobcenter_rpc::{CallError, Peer};
 use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::client::{open_session, Client, Shared};
 use crate::config::ClientConfig;
@@ -20,12 +22,70 @@ use crate::error::ClientError;
 use crate::json::{error_value, job_id_of, obj, truthy};
 use crate::subprocess::Subprocess;
 
-/// `work()` exit code: stopped normally (`stop(0)`).
+/// Exit code of [`WorkOutcome::Stopped`]: stopped normally (`stop(0)`, [`Worker::shutdown`]).
 pub const WORK_OK: i32 = 0;
-/// `work()` exit code: the connection to the API closed.
+/// Exit code of [`WorkOutcome::ConnectionLost`]: the connection to the API closed.
 pub const WORK_CONNECTION_CLOSED: i32 = 91;
-/// `work()` exit code: no ping from the server within `ping_timeout`.
+/// Exit code of [`WorkOutcome::PingTimeout`]: no ping from the server within `ping_timeout`.
 pub const WORK_PING_TIMEOUT: i32 = 92;
+
+/// Why [`Worker::work`] returned.
+///
+/// [`WorkOutcome::exit_code`] gives the exit status the Perl client's `work()` returns
+/// (0, the stop code, 91, 92), for programs that exit with it.
+///
+/// ```
+/// use jobcenter::WorkOutcome;
+/// assert_eq!(WorkOutcome::Stopped.exit_code(), 0);
+/// assert_eq!(WorkOutcome::StopRequested(5).exit_code(), 5);
+/// assert_eq!(WorkOutcome::ConnectionLost.exit_code(), 91);
+/// assert_eq!(WorkOutcome::PingTimeout.exit_code(), 92);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkOutcome {
+    /// Stopped normally: `stop(0)` or [`Worker::shutdown`].
+    Stopped,
+    /// Stopped with a non-zero code given to [`Worker::stop`] / [`StopHandle::stop`].
+    StopRequested(i32),
+    /// The connection to the API closed (and no auto-reconnect was configured).
+    ConnectionLost,
+    /// No ping from the server arrived within `ping_timeout`; the connection was closed.
+    PingTimeout,
+}
+
+impl fmt::Display for WorkOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkOutcome::Stopped => write!(f, "stopped (0)"),
+            WorkOutcome::StopRequested(c) => write!(f, "stopped with code {c}"),
+            WorkOutcome::ConnectionLost => write!(f, "connection lost ({WORK_CONNECTION_CLOSED})"),
+            WorkOutcome::PingTimeout => write!(f, "no ping from the server ({WORK_PING_TIMEOUT})"),
+        }
+    }
+}
+
+impl WorkOutcome {
+    /// The outcome of `stop(code)`: [`WorkOutcome::Stopped`] for 0.
+    pub fn from_stop_code(code: i32) -> Self {
+        if code == WORK_OK {
+            WorkOutcome::Stopped
+        } else {
+            WorkOutcome::StopRequested(code)
+        }
+    }
+
+    /// The Perl client's exit code: 0, the stop code, 91 (connection lost) or 92 (ping
+    /// timeout).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            WorkOutcome::Stopped => WORK_OK,
+            WorkOutcome::StopRequested(c) => *c,
+            WorkOutcome::ConnectionLost => WORK_CONNECTION_CLOSED,
+            WorkOutcome::PingTimeout => WORK_PING_TIMEOUT,
+        }
+    }
+}
 
 /// One task handed to an action handler.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,11 +108,69 @@ type AsyncFn = Arc<dyn Fn(Task) -> AsyncFut + Send + Sync>;
 enum Handler {
     Sync(SyncFn),
     Async(AsyncFn),
-    Subprocess(Subprocess),
+    Subprocess(Subprocess, Option<TypeCheck>),
+}
+
+/// The checks of a typed subprocess: inargs are decoded into the input type (and sent to
+/// the child re-encoded), the child's output must decode into the output type.
+#[derive(Clone, Copy)]
+struct TypeCheck {
+    inargs: fn(&str, Value) -> Result<Value, String>,
+    outargs: fn(&str, Value) -> Result<Value, String>,
+}
+
+/// Decode a task's inargs into `I`; the error text names the action.
+fn decode_inargs<I: DeserializeOwned>(action: &str, inargs: Value) -> Result<I, String> {
+    serde_json::from_value(inargs).map_err(|e| format!("invalid inargs for {action}: {e}"))
+}
+
+/// Encode a handler's typed output as outargs.
+fn encode_outargs<O: Serialize>(action: &str, out: O) -> Result<Value, String> {
+    serde_json::to_value(out).map_err(|e| format!("cannot encode outargs of {action}: {e}"))
+}
+
+/// Inargs through `I` and back (the typed subprocess' input check).
+fn roundtrip_inargs<I: DeserializeOwned + Serialize>(
+    action: &str,
+    inargs: Value,
+) -> Result<Value, String> {
+    encode_outargs(action, decode_inargs::<I>(action, inargs)?)
+}
+
+/// A child's output through `O` and back (the typed subprocess' output check).
+fn roundtrip_outargs<O: DeserializeOwned + Serialize>(
+    action: &str,
+    out: Value,
+) -> Result<Value, String> {
+    let o: O = serde_json::from_value(out)
+        .map_err(|e| format!("invalid outargs from the {action} subprocess: {e}"))?;
+    encode_outargs(action, o)
 }
 
 /// An action to announce, with its handler. Built with [`Action::new`] and one of
-/// [`Action::sync`], [`Action::run_async`] or [`Action::subprocess`].
+/// [`Action::sync`], [`Action::run_async`] or [`Action::subprocess`] (handlers on
+/// [`Task`] and JSON values), or typed with [`Action::typed`] (async),
+/// [`Action::typed_sync`] or [`Action::typed_subprocess`].
+///
+/// Typed handlers take the task's inargs decoded into their input type and return a value
+/// that is encoded as the outargs; inargs that do not decode fail the task with
+/// `{"error": "invalid inargs for <action>: <serde's message>"}`, like a handler error.
+///
+/// ```
+/// use jobcenter::Action;
+/// use serde::{Deserialize, Serialize};
+/// #[derive(Deserialize)]
+/// struct AddIn { counter: i64, step: i64 }
+/// #[derive(Serialize)]
+/// struct AddOut { counter: i64 }
+/// let add = Action::typed("add", |i: AddIn| async move {
+///     Ok::<_, String>(AddOut { counter: i.counter + i.step })
+/// })
+/// .slots(2);
+/// # let _ = add;
+/// ```
+///
+/// The untyped form:
 ///
 /// ```
 /// use jobcenter::Action;
@@ -82,7 +200,8 @@ impl fmt::Debug for Action {
             None => "none",
             Some(Handler::Sync(_)) => "sync",
             Some(Handler::Async(_)) => "async",
-            Some(Handler::Subprocess(_)) => "subproc",
+            Some(Handler::Subprocess(_, None)) => "subproc",
+            Some(Handler::Subprocess(_, Some(_))) => "typed subproc",
         };
         f.debug_struct("Action")
             .field("name", &self.name)
@@ -179,7 +298,130 @@ impl Action {
 
     /// Run each task in a child process; see [`Subprocess`] for the stdin/stdout contract.
     pub fn subprocess(mut self, program: impl Into<Subprocess>) -> Self {
-        self.handler = Some(Handler::Subprocess(program.into()));
+        self.handler = Some(Handler::Subprocess(program.into(), None));
+        self
+    }
+
+    /// A new action `name` with a typed async handler (see [`Action::run_typed`]).
+    pub fn typed<I, O, E, F, Fut>(name: impl Into<String>, f: F) -> Self
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + 'static,
+        E: fmt::Display + 'static,
+        F: Fn(I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+    {
+        Action::new(name).run_typed(f)
+    }
+
+    /// A new action `name` with a typed blocking handler (see [`Action::sync_typed`]).
+    ///
+    /// ```
+    /// use jobcenter::Action;
+    /// #[derive(serde::Deserialize)]
+    /// struct Root { root: f64 }
+    /// #[derive(serde::Serialize)]
+    /// struct Square { square: f64 }
+    /// let square = Action::typed_sync("square", |r: Root| {
+    ///     Ok::<_, std::convert::Infallible>(Square { square: r.root * r.root })
+    /// });
+    /// # let _ = square;
+    /// ```
+    pub fn typed_sync<I, O, E, F>(name: impl Into<String>, f: F) -> Self
+    where
+        I: DeserializeOwned + 'static,
+        O: Serialize + 'static,
+        E: fmt::Display + 'static,
+        F: Fn(I) -> Result<O, E> + Send + Sync + 'static,
+    {
+        Action::new(name).sync_typed(f)
+    }
+
+    /// A new action `name` run by a child process with typed input and output (see
+    /// [`Action::subprocess_typed`]).
+    ///
+    /// ```
+    /// use jobcenter::{Action, Subprocess};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Root { root: f64 }
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Square { square: f64 }
+    /// let square = Action::typed_subprocess::<Root, Square>("square", Subprocess::new("./square"));
+    /// # let _ = square;
+    /// ```
+    pub fn typed_subprocess<I, O>(name: impl Into<String>, program: impl Into<Subprocess>) -> Self
+    where
+        I: DeserializeOwned + Serialize + 'static,
+        O: DeserializeOwned + Serialize + 'static,
+    {
+        Action::new(name).subprocess_typed::<I, O>(program)
+    }
+
+    /// A typed async handler: the inargs are decoded into `I`, `Ok(o)` is encoded as the
+    /// outargs (it must encode to a JSON object), `Err(e)` or a panic gives
+    /// `{"error": "<e>"}`. Inargs that do not decode fail the task with
+    /// `{"error": "invalid inargs for <action>: ..."}` without calling `f`.
+    pub fn run_typed<I, O, E, F, Fut>(mut self, f: F) -> Self
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + 'static,
+        E: fmt::Display + 'static,
+        F: Fn(I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.handler = Some(Handler::Async(Arc::new(move |t: Task| -> AsyncFut {
+            match decode_inargs::<I>(&t.action, t.inargs) {
+                Ok(input) => {
+                    let fut = f(input);
+                    let action = t.action;
+                    Box::pin(async move {
+                        match fut.await {
+                            Ok(o) => encode_outargs(&action, o),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    })
+                }
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            }
+        })));
+        self
+    }
+
+    /// A typed blocking handler (runs on tokio's blocking pool, like [`Action::sync`]);
+    /// decoding and errors as for [`Action::run_typed`].
+    pub fn sync_typed<I, O, E, F>(mut self, f: F) -> Self
+    where
+        I: DeserializeOwned + 'static,
+        O: Serialize + 'static,
+        E: fmt::Display + 'static,
+        F: Fn(I) -> Result<O, E> + Send + Sync + 'static,
+    {
+        self.handler = Some(Handler::Sync(Arc::new(move |t: Task| {
+            let input = decode_inargs::<I>(&t.action, t.inargs)?;
+            match f(input) {
+                Ok(o) => encode_outargs(&t.action, o),
+                Err(e) => Err(e.to_string()),
+            }
+        })));
+        self
+    }
+
+    /// Run each task in a child process (see [`Subprocess`]) with typed input and output:
+    /// the inargs must decode into `I` (the child gets them re-encoded from `I`, so serde
+    /// defaults are filled in), and the child's output must decode into `O`; otherwise the
+    /// task fails with `{"error": "invalid inargs for ..."}` or
+    /// `{"error": "invalid outargs from the <action> subprocess: ..."}`.
+    pub fn subprocess_typed<I, O>(mut self, program: impl Into<Subprocess>) -> Self
+    where
+        I: DeserializeOwned + Serialize + 'static,
+        O: DeserializeOwned + Serialize + 'static,
+    {
+        let check = TypeCheck {
+            inargs: roundtrip_inargs::<I>,
+            outargs: roundtrip_outargs::<O>,
+        };
+        self.handler = Some(Handler::Subprocess(program.into(), Some(check)));
         self
     }
 
@@ -214,12 +456,16 @@ enum Slot {
     Pending(Arc<Action>),
     /// Announced successfully.
     Active(Arc<Action>),
+    /// The caller of `announce` gave up (its future was dropped) while the call was
+    /// outstanding: once the server has answered, an accepted announce is withdrawn and the
+    /// slot removed; then the receiver sees `true`. A new `announce` of the name waits.
+    Undoing(Arc<Action>, watch::Receiver<bool>),
 }
 
 impl Slot {
     fn action(&self) -> &Arc<Action> {
         match self {
-            Slot::Pending(a) | Slot::Active(a) => a,
+            Slot::Pending(a) | Slot::Active(a) | Slot::Undoing(a, _) => a,
         }
     }
 }
@@ -396,7 +642,22 @@ pub(crate) async fn execute(action: &Action, task: Task) -> Value {
                 Err(p) => Err(panic_payload_text(p.as_ref())),
             }
         }
-        Some(Handler::Subprocess(sp)) => sp.run(&task).await,
+        Some(Handler::Subprocess(sp, None)) => sp.run(&task).await,
+        Some(Handler::Subprocess(sp, Some(check))) => {
+            match (check.inargs)(&task.action, task.inargs.clone()) {
+                Ok(inargs) => {
+                    let typed = Task {
+                        inargs,
+                        ..task.clone()
+                    };
+                    match sp.run(&typed).await {
+                        Ok(out) => (check.outargs)(&task.action, out),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        }
         None => Err("no cb?".to_string()),
     };
     let (outargs, failed) = match result {
@@ -443,36 +704,32 @@ impl Default for Reconnect {
 /// A client that also serves actions (the worker half of `JobCenter::Client::Mojo`).
 ///
 /// Tasks are served as soon as an action is announced (handlers run on the tokio runtime);
-/// [`Worker::work`] only waits for the end: `stop(code)`, connection loss (91) or the
-/// ping watchdog (92). With [`Worker::set_reconnect`], `work()` instead reconnects with
-/// capped exponential backoff, recreates slotgroups and re-announces every action.
+/// [`Worker::work`] only waits for the end: `stop(code)`, connection loss or the ping
+/// watchdog (see [`WorkOutcome`]). With [`Worker::set_reconnect`], `work()` instead
+/// reconnects with capped exponential backoff, recreates slotgroups and re-announces every
+/// action. The connection is a [`Client`] ([`Worker::client`]) for everything else.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), jobcenter::ClientError> {
 /// use jobcenter::{Action, ClientConfig, Worker};
-/// use serde_json::json;
+/// #[derive(serde::Deserialize)]
+/// struct Root { root: f64 }
+/// #[derive(serde::Serialize)]
+/// struct Square { square: f64 }
 /// let worker = Worker::connect(ClientConfig::new("theEmployee", "doesThings")).await?;
 /// worker
-///     .announce(Action::new("square").run_async(|task| async move {
-///         let r = task.inargs["root"].as_f64().ok_or("no root")?;
-///         Ok::<_, String>(json!({"square": r * r}))
+///     .announce(Action::typed("square", |r: Root| async move {
+///         Ok::<_, String>(Square { square: r.root * r.root })
 ///     }))
 ///     .await?;
-/// let code = worker.work().await;
-/// std::process::exit(code);
+/// let outcome = worker.work().await;
+/// std::process::exit(outcome.exit_code());
 /// # }
 /// ```
 #[derive(Clone, Debug)]
 pub struct Worker {
     client: Client,
     reconnect: Arc<Mutex<Option<Reconnect>>>,
-}
-
-impl Deref for Worker {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        &self.client
-    }
 }
 
 impl Client {
@@ -507,6 +764,116 @@ fn current(rx: &mut watch::Receiver<Option<i32>>) -> Option<i32> {
     v
 }
 
+/// Turn a spawned task's end into its result (a panic there is a bug; report it).
+fn joined<T>(r: Result<Result<T, ClientError>, tokio::task::JoinError>) -> Result<T, ClientError> {
+    match r {
+        Ok(r) => r,
+        Err(e) => Err(ClientError::Protocol(format!(
+            "internal task failed: {}",
+            panic_text(e)
+        ))),
+    }
+}
+
+/// The `announce` params for `action`.
+fn announce_params(cfg: &ClientConfig, action: &Action) -> Value {
+    let workername = action
+        .workername
+        .clone()
+        .unwrap_or_else(|| cfg.effective_workername());
+    let mut params = Map::new();
+    params.insert("workername".into(), json!(workername));
+    params.insert("actionname".into(), json!(action.name));
+    params.insert("slotgroup".into(), json!(action.slotgroup));
+    params.insert("slots".into(), json!(action.slots));
+    if let Some(f) = &action.filter {
+        if truthy(Some(f)) {
+            params.insert("filter".into(), f.clone());
+        }
+    }
+    Value::Object(params)
+}
+
+/// Send `announce` and interpret the answer.
+async fn announce_call(peer: &Peer, params: Value) -> Result<(), ClientError> {
+    let v = peer.call("announce", params).await?;
+    match &v {
+        Value::Array(a) if truthy(a.first()) => Ok(()),
+        Value::Array(a) => Err(ClientError::Announce(match a.get(1) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => "announce failed".to_string(),
+        })),
+        _ => Err(ClientError::Protocol(format!("announce returned {v}"))),
+    }
+}
+
+/// Owns an outstanding `announce` call. If the future of [`Worker::announce`] is dropped
+/// before the answer was handled, `Drop` hands the call to a task that waits for the
+/// answer, withdraws an accepted announce and removes the slot: a cancelled announce
+/// leaves nothing registered, on either side.
+struct AnnounceGuard {
+    shared: Arc<Shared>,
+    peer: Peer,
+    name: String,
+    call: Option<JoinHandle<Result<(), ClientError>>>,
+}
+
+impl AnnounceGuard {
+    /// Wait for the call's answer; afterwards the guard does nothing on drop.
+    async fn answer(&mut self) -> Result<(), ClientError> {
+        let r = match self.call.as_mut() {
+            Some(call) => joined(call.await),
+            None => Err(ClientError::Closed),
+        };
+        self.call = None;
+        r
+    }
+}
+
+impl Drop for AnnounceGuard {
+    fn drop(&mut self) {
+        let Some(call) = self.call.take() else {
+            return;
+        };
+        let name = std::mem::take(&mut self.name);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No runtime left (shutting down): the connection goes with it.
+            call.abort();
+            self.shared.worker.actions.lock().remove(&name);
+            return;
+        };
+        let shared = self.shared.clone();
+        let (done_tx, done_rx) = watch::channel(false);
+        {
+            let mut actions = shared.worker.actions.lock();
+            if let Some(Slot::Pending(a)) = actions.get(&name) {
+                let a = a.clone();
+                actions.insert(name.clone(), Slot::Undoing(a, done_rx));
+            }
+        }
+        let peer = self.peer.clone();
+        rt.spawn(async move {
+            if let Ok(Ok(())) = call.await {
+                // The server accepted it: take it back.
+                if let Err(e) = peer
+                    .call("withdraw", obj([("actionname", json!(name))]))
+                    .await
+                {
+                    tracing::debug!(action = %name, "withdrawing a cancelled announce: {e}");
+                }
+            }
+            {
+                let mut actions = shared.worker.actions.lock();
+                if matches!(actions.get(&name), Some(Slot::Undoing(..))) {
+                    actions.remove(&name);
+                }
+            }
+            done_tx.send_replace(true);
+        });
+    }
+}
+
 enum End {
     Stop(i32),
     Closed,
@@ -527,9 +894,14 @@ impl Worker {
         }
     }
 
-    /// The underlying client.
+    /// The underlying client (the same connection): create jobs, query, create slotgroups,
+    /// close.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        self.client.shared()
     }
 
     /// Enable (or with `None` disable) auto-reconnect in [`Worker::work`].
@@ -537,16 +909,13 @@ impl Worker {
         *self.reconnect.lock() = r;
     }
 
-    fn workername(&self, action: &Action) -> String {
-        action
-            .workername
-            .clone()
-            .unwrap_or_else(|| self.config().effective_workername())
-    }
-
     /// Announce `action` and start serving its tasks. Errors:
     /// [`ClientError::AlreadyAnnounced`] (local, nothing sent), [`ClientError::Announce`]
     /// with the server's message on `[false, msg]`, [`ClientError::Rpc`] on a JSON-RPC error.
+    ///
+    /// Cancel safe: if the returned future is dropped before it finished, the announce is
+    /// undone (withdrawn on the server once it answered, removed here), and announcing the
+    /// same name again waits for that and then succeeds.
     pub async fn announce(&self, action: Action) -> Result<(), ClientError> {
         if action.name.is_empty() {
             return Err(ClientError::Invalid("no actionname?".into()));
@@ -556,74 +925,91 @@ impl Worker {
         }
         let name = action.name.clone();
         let action = Arc::new(action);
-        {
-            let mut actions = self.shared().worker.actions.lock();
-            if actions.contains_key(&name) {
-                return Err(ClientError::AlreadyAnnounced(name));
-            }
-            // Registered before sending: a task_ready may follow the result immediately.
-            actions.insert(name.clone(), Slot::Pending(action.clone()));
+        let shared = self.shared().clone();
+        loop {
+            let mut undoing = {
+                let mut actions = shared.worker.actions.lock();
+                match actions.get(&name) {
+                    Some(Slot::Undoing(_, rx)) => rx.clone(),
+                    Some(_) => return Err(ClientError::AlreadyAnnounced(name)),
+                    None => {
+                        // Registered before sending: a task_ready may follow the result at once.
+                        actions.insert(name.clone(), Slot::Pending(action.clone()));
+                        break;
+                    }
+                }
+            };
+            // A cancelled announce of this name is being undone; wait for it (an error
+            // means it finished too).
+            let _ = undoing.wait_for(|done| *done).await;
         }
-        let res = self.send_announce(&self.peer(), &action).await;
-        let mut actions = self.shared().worker.actions.lock();
+        let peer = self.client.peer();
+        let params = announce_params(self.client.config(), &action);
+        let call_peer = peer.clone();
+        let mut guard = AnnounceGuard {
+            shared: shared.clone(),
+            peer,
+            name: name.clone(),
+            call: Some(tokio::spawn(async move {
+                announce_call(&call_peer, params).await
+            })),
+        };
+        let res = guard.answer().await;
+        let mut actions = shared.worker.actions.lock();
+        let ours = matches!(actions.get(&name), Some(Slot::Pending(a)) if Arc::ptr_eq(a, &action));
         match res {
             Ok(()) => {
-                actions.insert(name, Slot::Active(action));
+                if ours {
+                    actions.insert(name, Slot::Active(action));
+                }
                 Ok(())
             }
             Err(e) => {
-                actions.remove(&name);
+                if ours {
+                    actions.remove(&name);
+                }
                 Err(e)
             }
         }
     }
 
-    async fn send_announce(&self, peer: &Peer, action: &Action) -> Result<(), ClientError> {
-        let mut params = Map::new();
-        params.insert("workername".into(), json!(self.workername(action)));
-        params.insert("actionname".into(), json!(action.name));
-        params.insert("slotgroup".into(), json!(action.slotgroup));
-        params.insert("slots".into(), json!(action.slots));
-        if let Some(f) = &action.filter {
-            if truthy(Some(f)) {
-                params.insert("filter".into(), f.clone());
-            }
-        }
-        let v = peer.call("announce", Value::Object(params)).await?;
-        match &v {
-            Value::Array(a) if truthy(a.first()) => Ok(()),
-            Value::Array(a) => Err(ClientError::Announce(match a.get(1) {
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-                None => "announce failed".to_string(),
-            })),
-            _ => Err(ClientError::Protocol(format!("announce returned {v}"))),
-        }
-    }
-
     /// Withdraw an announced action: no new tasks are offered; running ones finish.
+    ///
+    /// Cancel safe: once sent, the withdraw completes (on the server and here) even if the
+    /// returned future is dropped.
     pub async fn withdraw(&self, name: &str) -> Result<(), ClientError> {
-        if !self.shared().worker.actions.lock().contains_key(name) {
+        if !matches!(
+            self.shared().worker.actions.lock().get(name),
+            Some(Slot::Active(_) | Slot::Pending(_))
+        ) {
             return Err(ClientError::Invalid(format!(
                 "actionname {name} not announced?"
             )));
         }
-        self.peer()
-            .call("withdraw", obj([("actionname", json!(name))]))
-            .await?;
-        self.shared().worker.actions.lock().remove(name);
-        Ok(())
+        let shared = self.shared().clone();
+        let peer = self.client.peer();
+        let name = name.to_string();
+        joined(
+            tokio::spawn(async move {
+                peer.call("withdraw", obj([("actionname", json!(name))]))
+                    .await?;
+                shared.worker.actions.lock().remove(&name);
+                Ok(())
+            })
+            .await,
+        )
     }
 
-    /// Names of the announced actions.
+    /// Names of the announced actions (including announces still waiting for an answer).
     pub fn actions(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .shared()
             .worker
             .actions
             .lock()
-            .keys()
-            .cloned()
+            .iter()
+            .filter(|(_, s)| !matches!(s, Slot::Undoing(..)))
+            .map(|(k, _)| k.clone())
             .collect();
         v.sort();
         v
@@ -639,42 +1025,47 @@ impl Worker {
         StopHandle(self.shared().clone())
     }
 
-    /// Make a running [`Worker::work`] return `code`.
+    /// Make a running [`Worker::work`] return `code` ([`WorkOutcome::Stopped`] for 0,
+    /// [`WorkOutcome::StopRequested`] otherwise).
     pub fn stop(&self, code: i32) {
         self.stop_handle().stop(code);
     }
 
-    /// Run until stopped: returns the `stop` code, [`WORK_CONNECTION_CLOSED`] (91) when the
-    /// connection closes, or [`WORK_PING_TIMEOUT`] (92) when no server ping arrived within
-    /// `ping_timeout` (checked every `ping_timeout`; zero disables; the connection is closed
-    /// then). Handlers serve tasks as soon as an action is announced, so a `stop` issued
-    /// before `work()` starts is kept: `work()` then returns that code at once (and clears it).
-    /// Pure clients (nobody pings them) should set `ping_timeout` to zero.
-    pub async fn work(&self) -> i32 {
+    /// Run until stopped: [`WorkOutcome::Stopped`] / [`WorkOutcome::StopRequested`] after
+    /// `stop(code)`, [`WorkOutcome::ConnectionLost`] when the connection closes, or
+    /// [`WorkOutcome::PingTimeout`] when no server ping arrived within `ping_timeout`
+    /// (checked every `ping_timeout`; zero disables; the connection is closed then);
+    /// [`WorkOutcome::exit_code`] maps these to the Perl client's 0 / code / 91 / 92.
+    /// Handlers serve tasks as soon as an action is announced, so a `stop` issued before
+    /// `work()` starts is kept: `work()` then returns at once (and clears it). Pure clients
+    /// (nobody pings them) should set `ping_timeout` to zero.
+    ///
+    /// Cancel safe: dropping the future only stops watching; a reconnect that has started
+    /// (new session, slotgroups, re-announces) completes in the background.
+    pub async fn work(&self) -> WorkOutcome {
         let shared = self.shared().clone();
         // A stop issued before work() started (e.g. by a handler) ends it at once.
         let mut stop_rx = shared.worker.stop.subscribe();
         let pending = *stop_rx.borrow_and_update();
         if let Some(code) = pending {
             shared.worker.stop.send_replace(None);
-            return code;
+            return WorkOutcome::from_stop_code(code);
         }
-        let pt = self.config().ping_timeout;
+        let pt = self.client.config().ping_timeout;
         loop {
-            let peer = self.peer();
-            let end = self.watch(&peer, &mut stop_rx, pt).await;
-            let code = match end {
-                End::Stop(c) => return c,
-                End::Closed => WORK_CONNECTION_CLOSED,
-                End::PingTimeout => WORK_PING_TIMEOUT,
+            let peer = self.client.peer();
+            let outcome = match self.watch(&peer, &mut stop_rx, pt).await {
+                End::Stop(c) => return WorkOutcome::from_stop_code(c),
+                End::Closed => WorkOutcome::ConnectionLost,
+                End::PingTimeout => WorkOutcome::PingTimeout,
             };
             let policy = *self.reconnect.lock();
             let Some(policy) = policy else {
-                return code;
+                return outcome;
             };
-            tracing::warn!(code, "connection lost; reconnecting");
+            tracing::warn!(?outcome, "connection lost; reconnecting");
             if let Some(c) = self.reconnect_loop(policy, &mut stop_rx).await {
-                return c;
+                return WorkOutcome::from_stop_code(c);
             }
         }
     }
@@ -737,11 +1128,10 @@ impl Worker {
                 },
                 _ = tokio::time::sleep(delay) => {}
             }
-            match open_session(self.shared()).await {
-                Ok(peer) => {
-                    *self.client.inner.peer.write() = peer.clone();
-                    *self.shared().worker.last_ping.lock() = Some(Instant::now());
-                    self.reannounce(&peer).await;
+            // A session, once opened, is installed and re-announced even if we are dropped.
+            let w = self.clone();
+            match joined(tokio::spawn(async move { w.reconnect_once().await }).await) {
+                Ok(()) => {
                     tracing::info!("reconnected");
                     return None;
                 }
@@ -749,6 +1139,15 @@ impl Worker {
             }
             delay = (delay * 2).min(policy.max);
         }
+    }
+
+    /// Open a new session, install it, recreate slotgroups and re-announce every action.
+    async fn reconnect_once(&self) -> Result<(), ClientError> {
+        let peer = open_session(self.shared()).await?;
+        *self.client.inner.peer.write() = peer.clone();
+        *self.shared().worker.last_ping.lock() = Some(Instant::now());
+        self.reannounce(&peer).await;
+        Ok(())
     }
 
     async fn reannounce(&self, peer: &Peer) {
@@ -770,10 +1169,12 @@ impl Worker {
             .actions
             .lock()
             .values()
+            .filter(|s| !matches!(s, Slot::Undoing(..)))
             .map(|s| s.action().clone())
             .collect();
         for a in actions {
-            if let Err(e) = self.send_announce(peer, &a).await {
+            let params = announce_params(self.client.config(), &a);
+            if let Err(e) = announce_call(peer, params).await {
                 tracing::warn!("re-announcing {}: {e}", a.name);
             }
         }
@@ -783,13 +1184,27 @@ impl Worker {
     /// action, wait until the running tasks have reported (at most `deadline`), then stop
     /// `work()` with 0 and close the connection. Returns the number of tasks still running
     /// at the deadline (0 = fully drained).
+    ///
+    /// Cancel safe: once started, the shutdown completes even if the future is dropped.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
+        let w = self.clone();
+        match tokio::spawn(async move { w.shutdown_now(deadline).await }).await {
+            Ok(left) => left,
+            Err(e) => {
+                tracing::error!("shutdown failed: {}", panic_text(e));
+                self.in_flight()
+            }
+        }
+    }
+
+    async fn shutdown_now(&self, deadline: Duration) -> usize {
         let shared = self.shared().clone();
         let end = tokio::time::Instant::now() + deadline;
         shared.worker.draining.store(true, Ordering::SeqCst);
         for name in self.actions() {
             let left = end.saturating_duration_since(tokio::time::Instant::now());
             match self
+                .client
                 .peer()
                 .call_timeout("withdraw", obj([("actionname", json!(name))]), left)
                 .await
@@ -804,7 +1219,7 @@ impl Worker {
         let left = *shared.worker.inflight.borrow();
         shared.worker.actions.lock().clear();
         self.stop(WORK_OK);
-        self.close();
+        self.client.close();
         left
     }
 }

@@ -95,7 +95,7 @@ fn blocking_worker_serves_and_stops_from_a_handler() {
         }))
         .unwrap();
     // The handler stops work() (a stop before work() starts is kept).
-    assert_eq!(worker.work(), 5);
+    assert_eq!(worker.work(), jobcenter::WorkOutcome::StopRequested(5));
     server.join().unwrap();
 }
 

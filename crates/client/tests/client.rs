@@ -124,7 +124,12 @@ async fn connect_refused_is_typed() {
     let port = s.port;
     drop(s);
     let r = Client::connect(ClientConfig::new("a", "b").port(port)).await;
-    assert!(matches!(r, Err(ClientError::Connect { .. })), "{r:?}");
+    assert!(matches!(r, Err(ClientError::Connection { .. })), "{r:?}");
+    // The I/O error is kept as the source.
+    let e = r
+        .err()
+        .map(|e| std::error::Error::source(&e).map(ToString::to_string));
+    assert!(matches!(e, Some(Some(_))), "{e:?}");
 }
 
 #[tokio::test]
@@ -373,7 +378,7 @@ async fn c79_get_job_status_shapes() {
         &JobStatus::Finished(json!({"output": 15}))
     );
     assert_eq!(v[2].as_ref().unwrap(), &JobStatus::Unknown);
-    assert!(matches!(&v[3], Err(ClientError::Server(m)) if m.contains("out of range")));
+    assert!(matches!(&v[3], Err(ClientError::Backend(m)) if m.contains("out of range")));
     assert!(matches!(&v[4], Err(ClientError::Rpc { code: -32001, .. })));
 }
 
@@ -407,7 +412,7 @@ async fn c81_find_jobs_sends_text_and_detects_error_shape() {
     let ((a, b, e), _c) = tokio::join!(calls, server);
     assert_eq!(a.unwrap(), vec![2, 3]);
     match b.unwrap_err() {
-        ClientError::Server(m) => assert!(m.contains("empty filter"), "{m}"),
+        ClientError::Backend(m) => assert!(m.contains("empty filter"), "{m}"),
         other => panic!("{other:?}"),
     }
     assert!(e.unwrap().is_empty());
@@ -618,17 +623,54 @@ async fn typed_call_helper() {
             json!({"job_id": 7, "outargs": {"error": {"msg": "boom", "class": "normal"}}}),
         )
         .await;
+        let (id, _) = c.expect_call("create_job").await;
+        c.reply(&id, json!([null, "no such workflow"])).await;
+        let (id, _) = c.expect_call("create_job").await;
+        c.reply(&id, json!([8, null])).await;
+        c.notify(
+            "job_done",
+            json!({"job_id": 8, "outargs": {"error": "timeout"}}),
+        )
+        .await;
+        let (id, _) = c.expect_call("create_job").await;
+        c.reply(&id, json!([9, null])).await;
+        c.notify("job_done", json!({"job_id": 9, "outargs": {"other": 1}}))
+            .await;
         c
     };
     let cl = client.clone();
     let calls = async move {
-        let a: Result<Out, _> = cl.call_typed("calladd", &In { input: 12 }).await;
-        let b: Result<Out, _> = cl.call_typed("calladd", &In { input: 0 }).await;
-        (a, b)
+        let mut v: Vec<Result<Out, _>> = Vec::new();
+        for input in [12, 0, 1, 2, 3] {
+            v.push(cl.call_typed("calladd", &In { input }).await);
+        }
+        v
     };
-    let ((a, b), _c) = tokio::join!(calls, server);
-    assert_eq!(a.unwrap(), Out { output: 15 });
-    assert!(matches!(b, Err(ClientError::Server(m)) if m.contains("boom")));
+    let (mut v, _c) = tokio::join!(calls, server);
+    let mut v = v.drain(..);
+    assert_eq!(v.next().unwrap().unwrap(), Out { output: 15 });
+    match v.next().unwrap() {
+        Err(ClientError::JobFailed { job_id, error }) => {
+            assert_eq!(job_id, 7);
+            assert_eq!(error, json!({"msg": "boom", "class": "normal"}));
+        }
+        other => panic!("{other:?}"),
+    }
+    match v.next().unwrap() {
+        Err(ClientError::NotCreated { message }) => assert_eq!(message, "no such workflow"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        v.next().unwrap(),
+        Err(ClientError::JobTimeout { job_id: 8 })
+    ));
+    // Outargs of the wrong shape: a JSON error that keeps serde's error as its source.
+    match v.next().unwrap() {
+        Err(e @ ClientError::Json(_)) => {
+            assert!(std::error::Error::source(&e).is_some(), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// The client's own JSON-RPC answers to odd server requests (C14–C17, C21, C24): errors

@@ -2,125 +2,15 @@
 //! (`jobcenter-server`) over the real engine (`jobcenter_engine::Engine` on a `MemoryStore`),
 //! in-process on 127.0.0.1.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
-use jobcenter::{Action, Client, ClientConfig, ClientError, JobStatus, Reconnect, Worker};
-use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
-use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig, ServerHandle, Timers};
+use std::sync::Arc;
+
+use jobcenter::{Action, Client, ClientError, JobStatus, Reconnect, Worker};
 use serde_json::{json, Value};
-
-const SOURCES: &[(&str, &str)] = &[
-    (
-        "add.ac",
-        "action add:\nin:\n    counter number\n    step number 1\nout:\n    counter number\n",
-    ),
-    (
-        "calladd.wf",
-        "workflow calladd:\nin:\n    input number\nout:\n    output number\nwfomap:\n    output = v.thing\ndo:\n    call add:\n        counter = a.input\n    into:\n        thing = o.counter\n",
-    ),
-    (
-        "square.ac",
-        "action square:\nin:\n    root number\nout:\n    square number\n",
-    ),
-    (
-        "callsquare.wf",
-        "workflow callsquare:\nin:\n    root number\nout:\n    square number\nwfomap:\n    square = v.square\ndo:\n    call square:\n        root = a.root\n    into:\n        square = o.square\n",
-    ),
-    (
-        "div.ac",
-        "action div:\nin:\n    dividend number\n    divisor number\nout:\n    quotient number\n",
-    ),
-    (
-        "calldiv.wf",
-        "workflow calldiv:\nin:\n    dividend number\n    divisor number\nout:\n    quotient number\nwfomap:\n    quotient = v.quotient\ndo:\n    call div:\n        dividend = a.dividend\n        divisor = a.divisor\n    into:\n        quotient = o.quotient\n",
-    ),
-    (
-        "sleeper.wf",
-        "workflow sleeper:\nin:\n    d string\nout:\n    r string\nwfomap:\n    r = v.r\ndo:\n    sleep a.d\n    let:\n        r = 'woke up'\n",
-    ),
-];
-
-const PASSWD: &str = "theCustomer:$5$Re.J8ULljB$Zlp7EvuSXSqred7R/ONec5Wcx3sa0Di7r8jYj6OYJgB\n\
-theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n";
-
-struct Rig {
-    handle: Option<ServerHandle>,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-    engine: Arc<Engine<jobcenter_store::MemoryStore>>,
-}
-
-fn engine() -> Arc<Engine<jobcenter_store::MemoryStore>> {
-    let mut cat = Catalog::with_stage(Stage::C);
-    for (file, src) in SOURCES {
-        if let Err(e) = cat.compile(file, src) {
-            panic!("{file} does not compile: {e:?}");
-        }
-    }
-    Engine::new(
-        cat,
-        jobcenter_store::MemoryStore::new(),
-        EngineConfig::default(),
-    )
-    .start()
-}
-
-async fn start(
-    addr: SocketAddr,
-    dir: &tempfile::TempDir,
-    engine: Arc<Engine<jobcenter_store::MemoryStore>>,
-) -> ServerHandle {
-    let pw = dir.path().join("passwd");
-    std::fs::write(&pw, PASSWD).unwrap();
-    let config = ServerConfig {
-        listeners: vec![ListenerConfig::tcp(addr)],
-        auth: AuthConfig {
-            password_file: Some(pw),
-            clientcert_file: None,
-            dev_allow_any: false,
-            ..AuthConfig::default()
-        },
-        timers: Timers::default(),
-        limits: Default::default(),
-    };
-    Server::start(config, engine).await.expect("server starts")
-}
-
-async fn rig() -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = engine();
-    let handle = start("127.0.0.1:0".parse().unwrap(), &dir, engine.clone()).await;
-    let addr = handle.local_addrs()[0];
-    Rig {
-        handle: Some(handle),
-        addr,
-        dir,
-        engine,
-    }
-}
-
-impl Rig {
-    fn cfg(&self, who: &str, token: &str) -> ClientConfig {
-        ClientConfig::new(who, token)
-            .address(self.addr.ip().to_string())
-            .port(self.addr.port())
-            .timeout(Duration::from_secs(5))
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect(self.cfg("theCustomer", "wantsThings"))
-            .await
-            .unwrap()
-    }
-
-    async fn worker(&self) -> Worker {
-        Worker::connect(self.cfg("theEmployee", "doesThings"))
-            .await
-            .unwrap()
-    }
-}
+use support::rig::{rig, start};
 
 fn add(t: jobcenter::Task) -> Result<Value, String> {
     let c = t.inargs["counter"].as_i64().ok_or("no counter")?;
@@ -174,6 +64,17 @@ async fn e2e_call_through_worker_all_modes() {
         .unwrap();
     assert!(res.is_error(), "{}", res.outargs);
     assert!(res.outargs.to_string().contains("division by zero"));
+    // The typed call reports it as a failed job with the job's error object.
+    let typed = c
+        .call_typed::<Value, Value>("calldiv", &json!({"dividend": 9, "divisor": 0}))
+        .await;
+    match typed {
+        Err(ClientError::JobFailed { job_id, error }) => {
+            assert!(job_id > 0);
+            assert!(error.to_string().contains("division by zero"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(w.in_flight(), 0);
 }
 
@@ -220,6 +121,18 @@ async fn e2e_c75_c77_refusals() {
     let res = c.call("calladd", json!({"input": "x"})).await.unwrap();
     assert_eq!(res.job_id, None);
     assert!(res.is_error());
+    match c
+        .call_typed::<Value, Value>("nosuchworkflow", &json!({}))
+        .await
+    {
+        Err(ClientError::NotCreated { message }) => {
+            assert!(
+                message.contains("no workflow named nosuchworkflow"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -266,6 +179,13 @@ async fn e2e_job_timeout_gives_timeout_error() {
         .await
         .unwrap();
     assert_eq!(res.outargs, json!({"error": "timeout"}));
+    let job_id = res.job_id.expect("the job was created");
+    assert!(matches!(
+        res.into_result(),
+        Err(ClientError::JobTimeout { job_id: j }) if j == job_id
+    ));
+    // It is still running (nobody serves add).
+    assert_eq!(c.get_job_status(job_id).await.unwrap(), JobStatus::Running);
 }
 
 #[tokio::test]
@@ -283,7 +203,7 @@ async fn e2e_queries_find_jobs_locks_ping() {
     assert!(ids.contains(&id), "{ids:?}");
     assert!(matches!(
         c.find_jobs("{}").await,
-        Err(ClientError::Server(_))
+        Err(ClientError::Backend(_))
     ));
     assert_eq!(
         c.check_if_lock_exists("nosuchlock", "x").await.unwrap(),
@@ -333,7 +253,8 @@ async fn e2e_c93_work_returns_91_on_server_shutdown() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(code, jobcenter::WORK_CONNECTION_CLOSED);
+    assert_eq!(code, jobcenter::WorkOutcome::ConnectionLost);
+    assert_eq!(code.exit_code(), jobcenter::WORK_CONNECTION_CLOSED);
 }
 
 #[tokio::test]
@@ -363,7 +284,7 @@ async fn e2e_auto_reconnect_after_server_restart() {
     .unwrap();
     assert_eq!(res.outargs, json!({"output": 2}));
     w.stop(0);
-    assert_eq!(work.await.unwrap(), 0);
+    assert_eq!(work.await.unwrap(), jobcenter::WorkOutcome::Stopped);
     handle.shutdown().await;
 }
 
@@ -400,5 +321,5 @@ async fn e2e_shutdown_drains() {
     gate.add_permits(1);
     assert_eq!(shut.await.unwrap(), 0);
     assert_eq!(h.await.unwrap().outargs, json!({"square": 16}));
-    assert!(!w.is_connected());
+    assert!(!w.client().is_connected());
 }

@@ -74,7 +74,11 @@ async fn e_perl_client_api_tour_worker_side() {
         c
     });
     let worker = Worker::connect(cfg).await.unwrap();
-    worker.create_slotgroup("tourgroup", Some(3)).await.unwrap();
+    worker
+        .client()
+        .create_slotgroup("tourgroup", Some(3))
+        .await
+        .unwrap();
     worker
         .announce(Action::new("radd").slotgroup("tourgroup").sync(add))
         .await

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobcenter::{
-    default_workername, Action, ClientError, Reconnect, Subprocess, Worker, WORK_CONNECTION_CLOSED,
-    WORK_PING_TIMEOUT,
+    default_workername, Action, ClientError, Reconnect, Subprocess, WorkOutcome, Worker,
+    WORK_CONNECTION_CLOSED, WORK_PING_TIMEOUT,
 };
 use serde_json::{json, Value};
 use support::{Conn, Script};
@@ -195,7 +195,7 @@ async fn c88_sync_errors_panics_and_empty_results() {
         let got = run_task(&mut c, "x", i as i64 + 1, json!({"mode": mode}), json!({})).await;
         assert_eq!(got, want, "mode {mode}");
     }
-    assert!(w.is_connected());
+    assert!(w.client().is_connected());
 }
 
 #[tokio::test]
@@ -344,7 +344,8 @@ async fn c93_work_returns_91_when_the_server_closes() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(code, WORK_CONNECTION_CLOSED);
+    assert_eq!(code, WorkOutcome::ConnectionLost);
+    assert_eq!(code.exit_code(), WORK_CONNECTION_CLOSED);
 }
 
 #[tokio::test]
@@ -356,7 +357,8 @@ async fn c93_work_returns_92_without_pings_and_closes() {
     let (w, mut c) = worker_cfg(&s, cfg).await;
     let started = std::time::Instant::now();
     let code = w.work().await;
-    assert_eq!(code, WORK_PING_TIMEOUT);
+    assert_eq!(code, WorkOutcome::PingTimeout);
+    assert_eq!(code.exit_code(), WORK_PING_TIMEOUT);
     assert!(started.elapsed() >= Duration::from_millis(200));
     c.expect_eof().await;
 }
@@ -381,8 +383,8 @@ async fn c93_pings_keep_work_alive_and_stop_returns_code() {
     }
     assert!(!work.is_finished());
     w.stop(7);
-    assert_eq!(work.await.unwrap(), 7);
-    assert!(w.is_connected(), "stop does not close");
+    assert_eq!(work.await.unwrap(), WorkOutcome::StopRequested(7));
+    assert!(w.client().is_connected(), "stop does not close");
 }
 
 #[tokio::test]
@@ -425,7 +427,7 @@ async fn shutdown_withdraws_and_drains_in_flight_tasks() {
     let done = c.expect_notification("task_done").await;
     assert_eq!(done["outargs"], json!({"drained": true}));
     assert_eq!(shut.await.unwrap(), 0);
-    assert_eq!(work.await.unwrap(), 0);
+    assert_eq!(work.await.unwrap(), WorkOutcome::Stopped);
     c.expect_eof().await;
 }
 
@@ -472,7 +474,7 @@ async fn reconnect_recreates_slotgroups_and_reannounces() {
         c.reply(&id, json!("")).await;
         c
     };
-    let (r, mut c) = tokio::join!(w.create_slotgroup("g", Some(2)), server);
+    let (r, mut c) = tokio::join!(w.client().create_slotgroup("g", Some(2)), server);
     r.unwrap();
     let p1 = announce_ok(
         &w,
@@ -497,5 +499,153 @@ async fn reconnect_recreates_slotgroups_and_reannounces() {
     let got = run_task(&mut c2, "add", 11, json!({}), json!({})).await;
     assert_eq!(got, json!({"j": 11}));
     w.stop(3);
-    assert_eq!(work.await.unwrap(), 3);
+    assert_eq!(work.await.unwrap(), WorkOutcome::StopRequested(3));
+}
+
+#[derive(serde::Deserialize, serde::Serialize, Debug, PartialEq)]
+struct AddIn {
+    counter: i64,
+    #[serde(default = "one")]
+    step: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct AddOut {
+    counter: i64,
+}
+
+/// Typed async and sync handlers: inargs decoded (serde defaults apply), output encoded,
+/// undecodable inargs and handler errors become error objects (the handler is not called).
+#[tokio::test]
+async fn typed_handlers_decode_encode_and_report_bad_inargs() {
+    let s = Script::bind().await;
+    let (w, mut c) = worker(&s).await;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = calls.clone();
+    announce_ok(
+        &w,
+        &mut c,
+        Action::typed("add", move |i: AddIn| {
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if i.counter < 0 {
+                    return Err(format!("negative counter {}", i.counter));
+                }
+                Ok(AddOut {
+                    counter: i.counter + i.step,
+                })
+            }
+        }),
+    )
+    .await;
+    announce_ok(
+        &w,
+        &mut c,
+        Action::typed_sync("addsync", |i: AddIn| {
+            Ok::<_, std::convert::Infallible>(AddOut {
+                counter: i.counter + i.step,
+            })
+        })
+        .slots(2),
+    )
+    .await;
+    let got = run_task(
+        &mut c,
+        "add",
+        1,
+        json!({"counter": 4, "step": 3}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(got, json!({"counter": 7}));
+    let got = run_task(&mut c, "add", 2, json!({"counter": 4}), json!({})).await;
+    assert_eq!(got, json!({"counter": 5}), "serde default for step");
+    let got = run_task(&mut c, "add", 3, json!({"counter": -1}), json!({})).await;
+    assert_eq!(got, json!({"error": "negative counter -1"}));
+    let got = run_task(&mut c, "add", 4, json!({"counter": "x"}), json!({})).await;
+    let text = got["error"].as_str().unwrap_or_default();
+    assert!(text.starts_with("invalid inargs for add: "), "{got}");
+    assert!(text.contains("invalid type"), "{got}");
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "the handler is not called for undecodable inargs"
+    );
+    let got = run_task(
+        &mut c,
+        "addsync",
+        5,
+        json!({"counter": 1, "step": 1}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(got, json!({"counter": 2}));
+    let got = run_task(&mut c, "addsync", 6, json!({"step": 1}), json!({})).await;
+    let text = got["error"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("invalid inargs for addsync: ")
+            && text.contains("missing field `counter`"),
+        "{got}"
+    );
+}
+
+/// A typed subprocess gets its inargs re-encoded from the input type and must print output
+/// of the output type.
+#[tokio::test]
+async fn typed_subprocess_checks_both_directions() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Stdin {
+        job_id: i64,
+        inargs: AddIn,
+    }
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Echo {
+        got: Stdin,
+    }
+    let s = Script::bind().await;
+    let (w, mut c) = worker(&s).await;
+    let echo = Subprocess::new("sh")
+        .arg("-c")
+        .arg(r#"read -r x; printf '{"got":%s}' "$x""#);
+    announce_ok(
+        &w,
+        &mut c,
+        Action::typed_subprocess::<AddIn, Echo>("echo", echo),
+    )
+    .await;
+    let wrong = Subprocess::new("sh")
+        .arg("-c")
+        .arg(r#"cat >/dev/null; echo '{"nope":1}'"#);
+    announce_ok(
+        &w,
+        &mut c,
+        Action::new("wrong").subprocess_typed::<AddIn, AddOut>(wrong),
+    )
+    .await;
+    let got = run_task(
+        &mut c,
+        "echo",
+        5,
+        json!({"counter": 2, "extra": true}),
+        json!({}),
+    )
+    .await;
+    // Unknown members are dropped and defaults filled in on the way to the child.
+    assert_eq!(
+        got,
+        json!({"got": {"job_id": 5, "inargs": {"counter": 2, "step": 1}}})
+    );
+    let got = run_task(&mut c, "echo", 6, json!({"counter": []}), json!({})).await;
+    let text = got["error"].as_str().unwrap_or_default();
+    assert!(text.starts_with("invalid inargs for echo: "), "{got}");
+    let got = run_task(&mut c, "wrong", 7, json!({"counter": 1}), json!({})).await;
+    let text = got["error"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("invalid outargs from the wrong subprocess: "),
+        "{got}"
+    );
 }

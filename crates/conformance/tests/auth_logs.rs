@@ -184,9 +184,23 @@ async fn auth_no_token_in_trace_logs_of_server_client_and_worker() {
     let records = snapshot();
     // the capture really saw both sides, down to trace level
     assert!(records.iter().any(|r| r.level == Level::TRACE));
-    assert!(records
+    // every failed login is logged at warn, with who, from where and the reason
+    let failed: Vec<&Captured> = records
         .iter()
-        .any(|r| r.target.starts_with("jobcenter_server") && r.text.contains("hello failed")));
+        .filter(|r| r.target.starts_with("jobcenter_server") && r.text.contains("hello failed"))
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert!(failed.iter().all(|r| r.level == Level::WARN), "{failed:#?}");
+    assert!(
+        failed.iter().all(|r| r.text.contains(" from=127.0.0.1:")),
+        "{failed:#?}"
+    );
+    assert!(failed
+        .iter()
+        .any(|r| r.text.contains(&format!("who={JC_ADMIN}")) && r.text.contains("reason=nope")));
+    assert!(failed
+        .iter()
+        .any(|r| r.text.contains("who=nobody") && r.text.contains("reason=no such user")));
     assert!(records
         .iter()
         .any(|r| r.target.starts_with("jobcenter::") && r.text.contains("welcome")));

@@ -362,3 +362,111 @@ async fn worker_answering_then_closing_at_once_never_gets_its_task_run_again() {
         );
     }
 }
+
+/// `withdraw` the connection's only action (a worker's graceful shutdown begins so); the
+/// connection stays open.
+async fn withdraw(w: &mut RawConn, action: &str) {
+    let r = w
+        .request(
+            "withdraw-1",
+            "withdraw",
+            json!({"actionname": action}),
+            &mut Vec::new(),
+        )
+        .await
+        .expect("withdraw");
+    assert_eq!(r["result"], json!(1), "withdraw answered {r}");
+}
+
+/// Wait until the server has dropped all but `n` connections (disconnect processing ran).
+async fn connections_down_to(s: &TestServer, n: usize) {
+    tokio::time::timeout(WAIT, async {
+        while s.handle().expect("a server").connection_count() > n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the closed connection was never dropped");
+}
+
+/// A worker that reconnects under its old name while the old connection, already
+/// withdrawn, is still closing: the old connection's disconnect must stop only its own
+/// worker, not the new one (which would lose its claim, see its task run again elsewhere
+/// and be refused every later `get_task`). Found by the chaos soak on SQLite, where the old
+/// connection's disconnect waits for its last `task_done` to be synced.
+#[tokio::test]
+async fn late_disconnect_of_a_withdrawn_worker_leaves_its_successor_under_the_same_name_alone() {
+    let s = server(quiet(), Limits::default()).await;
+    let mut old = raw_worker(s.addr(), "same-name", "c_add").await;
+    withdraw(&mut old, "c_add").await;
+    // Two slots: it takes a second task while it holds the first.
+    let mut new = RawConn::login(s.addr(), EMPLOYEE, EMPLOYEE_TOKEN)
+        .await
+        .expect("worker login");
+    new.announce("same-name", "c_add", 2)
+        .await
+        .expect("announce");
+    let c = s.client().await.expect("client");
+    let base = s.handle().expect("a server").connection_count();
+    let first = c
+        .job("k01")
+        .inargs(json!({"input": 1}))
+        .submit()
+        .await
+        .expect("create_job");
+    let (id1, cookie1) = take_task(&mut new, "c_add").await;
+    assert_eq!(Some(id1), first.job_id());
+    // The old connection goes now.
+    old.shutdown_write().await;
+    drop(old);
+    connections_down_to(&s, base - 1).await;
+    // The new worker still holds its task and still gets and claims new ones.
+    let second = c
+        .job("k01")
+        .inargs(json!({"input": 2}))
+        .submit()
+        .await
+        .expect("create_job");
+    let (id2, cookie2) = take_task(&mut new, "c_add").await;
+    assert_eq!(Some(id2), second.job_id());
+    for (cookie, counter) in [(cookie1, -1), (cookie2, -2)] {
+        new.send(&json!({"jsonrpc": "2.0", "method": "task_done",
+            "params": {"cookie": cookie, "outargs": {"counter": counter}}}))
+            .await
+            .expect("task_done");
+    }
+    for (h, out) in [(first, -1), (second, -2)] {
+        let r = tokio::time::timeout(WAIT, h.outcome())
+            .await
+            .expect("job stuck")
+            .expect("outcome");
+        assert_eq!(r.outargs, json!({"output": out}));
+    }
+}
+
+/// A worker that withdrew its last action (its backend worker is stopped then) and
+/// vanishes with a claimed task in hand: its disconnect must still release the task.
+#[tokio::test]
+async fn withdrawn_worker_vanishing_with_a_task_in_hand_releases_it() {
+    let s = server(quiet(), Limits::default()).await;
+    let mut w1 = raw_worker(s.addr(), "leaving", "c_add").await;
+    let c = s.client().await.expect("client");
+    let h = c
+        .job("k01")
+        .inargs(json!({"input": 41}))
+        .submit()
+        .await
+        .expect("create_job");
+    let (job_id, _cookie) = take_task(&mut w1, "c_add").await;
+    assert_eq!(Some(job_id), h.job_id());
+    withdraw(&mut w1, "c_add").await;
+    w1.reset();
+    let rec = Recorder::new();
+    let _w2 = s.reference_worker(&rec).await.expect("second worker");
+    let r = tokio::time::timeout(WAIT, h.outcome())
+        .await
+        .expect("the task stayed with the worker that left")
+        .expect("outcome");
+    assert_eq!(r.outargs, json!({"output": 42}));
+    assert_eq!(rec.for_job(job_id).len(), 1);
+}

@@ -251,20 +251,24 @@ async fn failing_commit_loses_a_claim_and_the_task_is_offered_again_after_recove
     let a = submit(&c, 10).await;
     let a_id = a.job_id().expect("job A has an id");
     let offer = w.next_offer("c_add").await.expect("offer of A");
-    // The claim and the result fall into a batch whose commit fails.
+    // The claim falls into a batch whose commit fails (and the result too, or it comes
+    // after the claim was rolled back: unknown cookie).
     faults.failing.store(true, Ordering::SeqCst);
-    let before = faults.txns();
     let (job, cookie) = w
         .claim("c_add", offer)
         .await
         .expect("get_task")
         .expect("the task of A");
     assert_eq!(job, a_id);
+    // The claim's transaction has run (it is answered at once). Wait for a failed sync
+    // after it, not just any: a transaction of another call (the status check after
+    // `create_job`) may fail first, and the claim would then commit once the store works.
+    let with_claim = faults.txns();
     w.send(&json!({"jsonrpc": "2.0", "method": "task_done",
         "params": {"cookie": cookie, "outargs": {"counter": 11}}}))
         .await
         .expect("task_done");
-    faults.failed_after(before).await;
+    faults.failed_after(with_claim - 1).await;
     // Once the store works, A (ready again: the claim was rolled back) is offered again.
     faults.failing.store(false, Ordering::SeqCst);
     let b = submit(&c, 20).await;

@@ -147,8 +147,13 @@ pub trait Backend: Send + Sync + 'static {
     fn ping(&self, worker_id: WorkerId) -> BackendFuture<'_, bool>;
     /// Ready work for these workers, grouped by (action, filter) (§10.11).
     fn poll_tasks(&self, worker_ids: Vec<WorkerId>) -> BackendFuture<'_, Vec<PollRow>>;
-    /// Mark the worker stopped and drop its registrations (§10.8).
-    fn disconnect(&self, workername: String) -> BackendFuture<'_, bool>;
+    /// Mark the worker stopped, drop its registrations and release the tasks it claimed
+    /// (§10.8); `false` if it was stopped already (its claims are released all the same).
+    ///
+    /// By worker id, where the reference goes by workername: a worker that withdrew (so its
+    /// row is stopped) and reconnected under the same name has a new row by the time the old
+    /// connection's disconnect arrives, and that must not stop the new one.
+    fn disconnect(&self, worker_id: WorkerId) -> BackendFuture<'_, bool>;
     /// A new stream of [`Event`]s; every subscriber sees every event from now on.
     fn subscribe(&self) -> tokio::sync::mpsc::UnboundedReceiver<Event>;
 }

@@ -508,7 +508,7 @@ async fn action_timeout_raises_a_soft_error_and_late_results_are_ignored() {
 #[tokio::test]
 async fn c71_disconnect_gives_retryable_actions_a_soft_error() {
     let e = engine();
-    announce(&e, "w1", "t_retryable", None)
+    let w1 = announce(&e, "w1", "t_retryable", None)
         .await
         .expect("announce");
     let mut rx = e.subscribe();
@@ -519,16 +519,12 @@ async fn c71_disconnect_gives_retryable_actions_a_soft_error() {
         .await
         .expect("get_task");
     assert!(claim.is_some());
-    assert_eq!(e.disconnect("w1".into()).await, Ok(true));
+    assert_eq!(e.disconnect(w1).await, Ok(true));
     assert_eq!(
         wait_finished(&e, &mut rx, id).await,
         Ok(json!({"error": {"class": "soft", "msg": "worker disconnected"}}))
     );
-    assert_eq!(
-        e.disconnect("w1".into()).await,
-        Ok(false),
-        "already stopped"
-    );
+    assert_eq!(e.disconnect(w1).await, Ok(false), "already stopped");
 }
 
 #[tokio::test]
@@ -543,7 +539,7 @@ async fn disconnect_puts_a_non_retryable_task_back_to_ready() {
         .await
         .expect("get_task")
         .expect("claimed");
-    assert_eq!(e.disconnect("w1".into()).await, Ok(true));
+    assert_eq!(e.disconnect(w1).await, Ok(true));
     assert_eq!(e.ping(w1).await, Ok(false), "stopped worker");
     // Offered again; another worker takes it; the old cookie is dead.
     ready_for(&mut rx, id).await;

@@ -1,6 +1,7 @@
 //! `hello` authentication: the `password` (crypt hashes) and `clientcert` (TLS CN) methods (§11).
 
 use crate::config::AuthConfig;
+use parking_lot::RwLock;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -44,6 +45,164 @@ pub enum AuthFailure {
     CheckFailed(String),
 }
 
+/// Why a password or CN file could not be loaded (at start or on a reload).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFileError {
+    /// The file could not be read.
+    #[error("cannot read {file}: {reason}")]
+    Unreadable {
+        /// The file.
+        file: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// A line is not what the file must hold. The line itself is not shown: it may hold
+    /// a password hash.
+    #[error("{file}:{line}: {reason}")]
+    BadLine {
+        /// The file.
+        file: String,
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// How many entries the loaded authentication files hold (`None`: no such file configured).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthFilesLoaded {
+    /// Lines of the password file (users).
+    pub users: Option<usize>,
+    /// Lines of the CN file (certificate names).
+    pub cns: Option<usize>,
+}
+
+/// The validated contents of the configured files, as the checks read them.
+#[derive(Debug, Clone, Default)]
+struct AuthFiles {
+    password: Option<Arc<str>>,
+    cn: Option<Arc<str>>,
+    loaded: AuthFilesLoaded,
+}
+
+/// Whether a password-file line is ignored: blank, or a `#` comment.
+fn ignored_line(line: &str) -> bool {
+    let t = line.trim();
+    t.is_empty() || t.starts_with('#')
+}
+
+/// Whether `hash` has a format [`crypt_matches`] can check: `$1$`, `$5$` or `$6$`, a
+/// non-empty salt without `rounds=`, and a hash after it. Keep in step with
+/// [`crypt_matches`] (a unit test compares them).
+pub fn hash_format_supported(hash: &str) -> Result<(), &'static str> {
+    const WANT: &str = "not a supported password hash (want $1$, $5$ or $6$ crypt: $ID$SALT$HASH)";
+    let rest = hash.strip_prefix('$').ok_or(WANT)?;
+    let (id, rest) = rest.split_once('$').ok_or(WANT)?;
+    if !matches!(id, "1" | "5" | "6") {
+        return Err(WANT);
+    }
+    let (salt, value) = rest.split_once('$').ok_or(WANT)?;
+    if salt.is_empty() || salt.starts_with("rounds=") || value.is_empty() {
+        return Err(WANT);
+    }
+    Ok(())
+}
+
+/// Check password-file contents: every line that is not blank or a `#` comment must be
+/// `user:hash[:more fields]` with a supported hash ([`hash_format_supported`]). Returns the
+/// number of users.
+pub fn validate_password_file(file: &str, contents: &str) -> Result<usize, AuthFileError> {
+    let mut users = 0;
+    for (i, line) in contents.lines().enumerate() {
+        if ignored_line(line) {
+            continue;
+        }
+        let bad = |reason: &str| AuthFileError::BadLine {
+            file: file.to_string(),
+            line: i + 1,
+            reason: reason.to_string(),
+        };
+        let mut fields = line.split(':');
+        let user = fields.next().unwrap_or_default();
+        let Some(hash) = fields.next() else {
+            return Err(bad("expected user:hash"));
+        };
+        if user.is_empty() {
+            return Err(bad("empty user name"));
+        }
+        hash_format_supported(hash).map_err(bad)?;
+        users += 1;
+    }
+    Ok(users)
+}
+
+/// Check CN-file contents: every line that is not blank or a `#` comment must be
+/// `cn:user1,user2,...` with a non-empty CN and no empty user name. Returns the number of
+/// CN lines.
+pub fn validate_cn_file(file: &str, contents: &str) -> Result<usize, AuthFileError> {
+    let mut cns = 0;
+    for (i, line) in contents.lines().enumerate() {
+        if ignored_line(line) {
+            continue;
+        }
+        let bad = |reason: &str| AuthFileError::BadLine {
+            file: file.to_string(),
+            line: i + 1,
+            reason: reason.to_string(),
+        };
+        let Some((cn, users)) = line.split_once(':') else {
+            return Err(bad("expected cn:user1,user2"));
+        };
+        if cn.is_empty() {
+            return Err(bad("empty cn"));
+        }
+        if users.split(',').any(str::is_empty) {
+            return Err(bad("empty user name in the user list"));
+        }
+        cns += 1;
+    }
+    Ok(cns)
+}
+
+fn read_auth_file(path: &Path) -> Result<String, AuthFileError> {
+    std::fs::read_to_string(path).map_err(|e| AuthFileError::Unreadable {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Read and validate the password file (see [`validate_password_file`]); its contents and
+/// number of users.
+pub fn load_password_file(path: &Path) -> Result<(String, usize), AuthFileError> {
+    let contents = read_auth_file(path)?;
+    let n = validate_password_file(&path.display().to_string(), &contents)?;
+    Ok((contents, n))
+}
+
+/// Read and validate the CN file (see [`validate_cn_file`]); its contents and number of CNs.
+pub fn load_cn_file(path: &Path) -> Result<(String, usize), AuthFileError> {
+    let contents = read_auth_file(path)?;
+    let n = validate_cn_file(&path.display().to_string(), &contents)?;
+    Ok((contents, n))
+}
+
+/// Load every file `cfg` names, all or nothing.
+fn load_files(cfg: &AuthConfig) -> Result<AuthFiles, AuthFileError> {
+    let mut files = AuthFiles::default();
+    if let Some(p) = &cfg.password_file {
+        let (contents, n) = load_password_file(p)?;
+        files.password = Some(contents.into());
+        files.loaded.users = Some(n);
+    }
+    if let Some(p) = &cfg.clientcert_file {
+        let (contents, n) = load_cn_file(p)?;
+        files.cn = Some(contents.into());
+        files.loaded.cns = Some(n);
+    }
+    Ok(files)
+}
+
 /// Counters of the password checks of one server (see [`crate::ServerHandle::auth_stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuthStats {
@@ -83,11 +242,13 @@ impl Drop for Running {
 
 /// Checks `hello` credentials against the adapters of an [`AuthConfig`] (§11).
 ///
-/// Password checks (reading the file and crypt hashing) run on tokio's blocking pool, at
-/// most [`AuthConfig::max_concurrent_checks`] at once; the others wait for a turn, so a
+/// The password and CN files are read and validated when it is made, and again only by
+/// [`Authenticator::reload`]. Password checks (crypt hashing) run on tokio's blocking pool,
+/// at most [`AuthConfig::max_concurrent_checks`] at once; the others wait for a turn, so a
 /// flood of `hello`s cannot take every CPU.
 pub struct Authenticator {
     cfg: AuthConfig,
+    files: RwLock<AuthFiles>,
     permits: Arc<Semaphore>,
     counters: Arc<Counters>,
 }
@@ -102,14 +263,30 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// An authenticator for `cfg`.
-    pub fn new(cfg: AuthConfig) -> Authenticator {
+    /// An authenticator for `cfg`; reads and validates the files it names.
+    pub fn new(cfg: AuthConfig) -> Result<Authenticator, AuthFileError> {
+        let files = load_files(&cfg)?;
         let permits = Arc::new(Semaphore::new(cfg.max_concurrent_checks.max(1)));
-        Authenticator {
+        Ok(Authenticator {
             cfg,
+            files: RwLock::new(files),
             permits,
             counters: Arc::default(),
-        }
+        })
+    }
+
+    /// Read and validate the files again. On success the new contents take effect at the
+    /// next `hello`; on any error the previous contents stay (all or nothing).
+    pub fn reload(&self) -> Result<AuthFilesLoaded, AuthFileError> {
+        let files = load_files(&self.cfg)?;
+        let loaded = files.loaded;
+        *self.files.write() = files;
+        Ok(loaded)
+    }
+
+    /// How many entries the files in use hold.
+    pub fn loaded(&self) -> AuthFilesLoaded {
+        self.files.read().loaded
     }
 
     /// The configuration it checks against.
@@ -129,8 +306,9 @@ impl Authenticator {
     /// Check a `hello`.
     ///
     /// `peer_cn` is the subject CN of the connection's verified client certificate, if any.
-    /// Files are re-read on every call, so edits take effect at the next `hello`. This does
-    /// not wait [`AuthConfig::failure_delay`]; the caller does, before it answers.
+    /// The files are those loaded by [`Authenticator::new`] or the last successful
+    /// [`Authenticator::reload`]. This does not wait [`AuthConfig::failure_delay`]; the
+    /// caller does, before it answers.
     pub async fn authenticate(
         &self,
         method: &str,
@@ -144,7 +322,7 @@ impl Authenticator {
         }
         match method {
             "password" => {
-                let Some(path) = cfg.password_file.clone() else {
+                let Some(contents) = self.files.read().password.clone() else {
                     return Err(AuthFailure::NoSuchMethod(method.to_string()));
                 };
                 let permit = self
@@ -162,30 +340,21 @@ impl Authenticator {
                 tokio::task::spawn_blocking(move || {
                     let _permit = permit;
                     let _running = Running::enter(&counters);
-                    let contents = std::fs::read_to_string(&path)
-                        .map_err(|e| AuthFailure::CannotOpen(format!("{}: {e}", path.display())))?;
                     check_password(&contents, &who, &token)
                 })
                 .await
                 .unwrap_or_else(|e| Err(AuthFailure::CheckFailed(e.to_string())))
             }
             "clientcert" => {
-                let Some(path) = cfg.clientcert_file.as_deref() else {
+                let Some(contents) = self.files.read().cn.clone() else {
                     return Err(AuthFailure::NoSuchMethod(method.to_string()));
                 };
                 let cn = peer_cn.ok_or(AuthFailure::NoPeerCn)?;
-                let contents = read_file(path).await?;
                 check_cn(&contents, cn, who)
             }
             other => Err(AuthFailure::NoSuchMethod(other.to_string())),
         }
     }
-}
-
-async fn read_file(path: &Path) -> Result<String, AuthFailure> {
-    tokio::fs::read_to_string(path)
-        .await
-        .map_err(|e| AuthFailure::CannotOpen(format!("{}: {e}", path.display())))
 }
 
 /// The crypt setting hashed for a `who` that has no password-file line (SHA-256-crypt,
@@ -219,10 +388,8 @@ pub fn check_password(contents: &str, who: &str, token: &str) -> Result<(), Auth
 ///
 /// Other formats (including the `rounds=` variant) are [`AuthFailure::InvalidHash`].
 pub fn crypt_matches(hash: &str, token: &str) -> Result<bool, AuthFailure> {
-    // A stored hash has all three parts: `$<id>$<salt>$<hash>`.
-    if hash.split('$').count() < 4 {
-        return Err(AuthFailure::InvalidHash);
-    }
+    // The same formats the password file is validated against, at start and on reload.
+    hash_format_supported(hash).map_err(|_| AuthFailure::InvalidHash)?;
     let computed = crate::crypt::crypt(token, hash).map_err(|_| AuthFailure::InvalidHash)?;
     Ok(hashes_equal(&computed, hash))
 }
@@ -372,7 +539,7 @@ theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n";
 
     #[tokio::test]
     async fn c27_unconfigured_method_refused() {
-        let auth = Authenticator::new(AuthConfig::default());
+        let auth = Authenticator::new(AuthConfig::default()).expect("no files to read");
         assert_eq!(
             auth.authenticate("kerberos", "a", "b", None).await,
             Err(AuthFailure::NoSuchMethod("kerberos".into()))
@@ -384,32 +551,57 @@ theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n";
         let dev = Authenticator::new(AuthConfig {
             dev_allow_any: true,
             ..AuthConfig::default()
-        });
+        })
+        .expect("no files to read");
         assert_eq!(dev.authenticate("kerberos", "a", "b", None).await, Ok(()));
     }
 
     #[tokio::test]
-    async fn password_checks_are_counted_and_the_file_is_read_each_time() {
+    async fn password_checks_are_counted_and_the_file_is_read_at_start_and_on_reload() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("passwd");
-        let auth = Authenticator::new(AuthConfig {
+        let cfg = AuthConfig {
             password_file: Some(path.clone()),
             max_concurrent_checks: 0,
             ..AuthConfig::default()
-        });
+        };
         assert!(matches!(
-            auth.authenticate("password", "theCustomer", "wantsThings", None)
-                .await,
-            Err(AuthFailure::CannotOpen(_))
+            Authenticator::new(cfg.clone()),
+            Err(AuthFileError::Unreadable { .. })
         ));
         std::fs::write(&path, PW).expect("write");
+        let auth = Authenticator::new(cfg).expect("a good file");
+        assert_eq!(auth.loaded().users, Some(2));
         assert_eq!(
             auth.authenticate("password", "theCustomer", "wantsThings", None)
                 .await,
             Ok(())
         );
+        // an edit takes effect only on reload; a bad file on reload keeps the old one
+        std::fs::write(&path, "theCustomer:nohash\n").expect("write");
         assert_eq!(
-            auth.authenticate("password", "nobody", "x", None).await,
+            auth.authenticate("password", "theCustomer", "wantsThings", None)
+                .await,
+            Ok(())
+        );
+        assert!(matches!(
+            auth.reload(),
+            Err(AuthFileError::BadLine { line: 1, .. })
+        ));
+        assert_eq!(
+            auth.authenticate("password", "theEmployee", "doesThings", None)
+                .await,
+            Ok(())
+        );
+        std::fs::write(&path, &PW[..PW.find('\n').unwrap_or(0) + 1]).expect("write");
+        assert_eq!(
+            auth.reload().map(|l| l.users),
+            Ok(Some(1)),
+            "only theCustomer now"
+        );
+        assert_eq!(
+            auth.authenticate("password", "theEmployee", "doesThings", None)
+                .await,
             Err(AuthFailure::NoSuchUser)
         );
         assert_eq!(
@@ -417,8 +609,71 @@ theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n";
             AuthStats {
                 checks_running: 0,
                 checks_running_peak: 1,
-                checks_done: 3
+                checks_done: 4
             }
         );
+    }
+
+    #[test]
+    fn password_file_lines_are_validated_with_their_line_number() {
+        assert_eq!(validate_password_file("pw", PW), Ok(2));
+        assert_eq!(
+            validate_password_file("pw", &format!("# users\n\n{PW}  \n")),
+            Ok(2)
+        );
+        for (text, line, reason) in [
+            ("a:$5$salt$hash\njunk\n", 2, "expected user:hash"),
+            (":$5$salt$hash\n", 1, "empty user name"),
+            ("a:plaintext\n", 1, "not a supported password hash"),
+            ("a:$2b$10$abcdefghijklmnopqrstuu\n", 1, "not a supported"),
+            ("a:$5$rounds=5000$salt$xyz\n", 1, "not a supported"),
+            ("#c\na:$6$salt$\n", 2, "not a supported"),
+        ] {
+            match validate_password_file("/etc/pw", text) {
+                Err(e @ AuthFileError::BadLine { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.starts_with(&format!("/etc/pw:{line}: ")), "{msg}");
+                    assert!(msg.contains(reason), "{msg}");
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            validate_cn_file("cn", "# x\nw.example:a,b\nc.example:c\n"),
+            Ok(2)
+        );
+        assert!(matches!(
+            validate_cn_file("cn", "w.example:a,,b\n"),
+            Err(AuthFileError::BadLine { line: 1, .. })
+        ));
+        assert!(matches!(
+            validate_cn_file("cn", "ok:a\nnocolon\n"),
+            Err(AuthFileError::BadLine { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_hash_format_passes_validation_exactly_when_crypt_matches_can_check_it() {
+        let md5 = crate::crypt::crypt("pw1", "$1$abcdefgh$").unwrap_or_default();
+        let mut samples = vec![
+            md5,
+            "$5$Re.J8ULljB$Zlp7EvuSXSqred7R/ONec5Wcx3sa0Di7r8jYj6OYJgB".to_string(),
+            "$6$saltsalt$abc".to_string(),
+        ];
+        samples.extend(
+            [
+                "plaintext",
+                "$2b$10$abcdefghijklmnopqrstuu",
+                "$5$rounds=5000$salt$xyz",
+                "$5$$xyz",
+                "$7$salt$xyz",
+                "$5$salt",
+            ]
+            .map(str::to_string),
+        );
+        for h in samples {
+            let checkable = crypt_matches(&h, "x") != Err(AuthFailure::InvalidHash);
+            assert_eq!(hash_format_supported(&h).is_ok(), checkable, "{h}");
+        }
     }
 }

@@ -60,9 +60,10 @@ pub struct TlsConfig {
 /// Authentication sources for `hello` (PROTOCOL.md §11), and the limits on checking them.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
-    /// Password file of `user:hash` lines, re-read on every `hello` (method `password`).
+    /// Password file of `user:hash` lines (method `password`), read and validated at start
+    /// and again by [`crate::ServerHandle::reload_auth`].
     pub password_file: Option<PathBuf>,
-    /// CN file of `cn:user1,user2` lines (method `clientcert`).
+    /// CN file of `cn:user1,user2` lines (method `clientcert`), loaded like the password file.
     pub clientcert_file: Option<PathBuf>,
     /// **Insecure, development only**: every `hello` with the required params succeeds,
     /// whatever the method and token. Never enable this on a reachable network.

@@ -283,9 +283,9 @@ impl Dispatcher {
     }
 
     /// Disconnect processing (§8.9 steps 1.1–1.3 and 2): drops the connection's offers,
-    /// claims, registrations and slotgroups. Returns the workername to hand to the backend's
-    /// `disconnect` when the connection ever became a worker.
-    pub fn disconnect(&mut self, conn: ConnId) -> Option<String> {
+    /// claims, registrations and slotgroups. Returns the worker id (and name, for logs) to
+    /// hand to the backend's `disconnect` when the connection ever became a worker.
+    pub fn disconnect(&mut self, conn: ConnId) -> Option<(WorkerId, String)> {
         self.congested.remove(&conn);
         self.stuck.remove(&conn);
         let c = self.conns.remove(&conn)?;
@@ -300,7 +300,7 @@ impl Dispatcher {
                 }
             }
         }
-        c.worker_id.and(c.workername)
+        c.worker_id.zip(c.workername)
     }
 
     /// The worker ids of every connection that has one (for `poll_tasks`, §8.5 step 1).
@@ -639,9 +639,15 @@ impl Dispatcher {
         self.release(taken.task.conn, &taken.task.slotgroup)
     }
 
-    /// The backend rejected `task_done`: release one slot, no pending check (§8.8 step 3).
-    pub fn done_failed(&mut self, taken: TakenTask) {
-        self.release_plain(taken.task.conn, &taken.task.slotgroup);
+    /// The backend rejected `task_done` (the store failed): release the slot and pass it on
+    /// like [`Dispatcher::done`].
+    ///
+    /// Deviation from §8.8 step 3 (release without the pending check): a poll that ran while
+    /// this slot was taken (the one after the store recovered, say) marked the worker
+    /// pending for the tasks it found; releasing without the check dropped that mark, and
+    /// those tasks waited for the next periodic poll.
+    pub fn done_failed(&mut self, taken: TakenTask) -> Option<Offer> {
+        self.release(taken.task.conn, &taken.task.slotgroup)
     }
 
     /// How many connections have at least one announced action.
@@ -933,6 +939,25 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_task_done_passes_the_slot_to_work_a_poll_found_meanwhile() {
+        let mut d = Dispatcher::new();
+        worker(&mut d, 1, "add", 1.0);
+        d.ready("add", 10, None).expect("offer");
+        let t = d.take_offer("10").expect("offer stored");
+        assert!(d.claimed(t, 10, "cookie-1"));
+        // The store fails and recovers; the poll after the recovery finds job 10 ready
+        // again (its claim was rolled back) while the slot is still taken: pending.
+        assert!(d.poll(vec![row("add", None, 1)]).is_empty(), "slot busy");
+        // The task_done of the rolled-back claim fails: the slot must go to the poll.
+        let failed = d.take_claim("cookie-1").expect("claim");
+        let next = d
+            .done_failed(failed)
+            .expect("a poll offer for the pending action");
+        assert_eq!(next.conn, 1);
+        assert_eq!(d.slots_used(1, "_add"), Some(1));
+    }
+
+    #[test]
     fn c61_poll_offers_ids_and_counts() {
         let mut d = Dispatcher::new();
         worker(&mut d, 1, "add", 2.0);
@@ -1017,7 +1042,7 @@ mod tests {
         let t = d.take_offer("1").or_else(|| d.take_offer("2")).expect("t");
         let c = t.conn();
         assert!(d.claimed(t, 1, "ck"));
-        assert_eq!(d.disconnect(c), Some(format!("w{c}")));
+        assert_eq!(d.disconnect(c).map(|(_, name)| name), Some(format!("w{c}")));
         assert_eq!(d.disconnect(c), None);
         assert!(d.take_claim("ck").is_none());
         assert_eq!(d.worker_ids().len(), 1);

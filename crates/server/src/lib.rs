@@ -52,7 +52,7 @@ mod session;
 mod status;
 pub mod tls;
 
-pub use auth::{AuthStats, Authenticator};
+pub use auth::{AuthFileError, AuthFilesLoaded, AuthStats, Authenticator};
 pub use config::{AuthConfig, Limits, ListenerConfig, ServerConfig, Timers, TlsConfig};
 pub use server::{Server, ServerHandle, GREETING_FRAME};
 
@@ -75,4 +75,7 @@ pub enum ServerError {
     /// Another I/O error.
     #[error("i/o error: {0}")]
     Io(std::io::Error),
+    /// The password or CN file is unreadable or has a bad line.
+    #[error("{0}")]
+    Auth(#[from] AuthFileError),
 }

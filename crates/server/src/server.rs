@@ -1,6 +1,6 @@
 //! The server: listeners, per-connection lifecycle, backend events, polls and shutdown.
 
-use crate::auth::{AuthStats, Authenticator};
+use crate::auth::{AuthFileError, AuthFilesLoaded, AuthStats, Authenticator};
 use crate::config::{ServerConfig, Timers};
 use crate::dispatch::{ConnId, Dispatcher, HandoffTimer, Offer};
 use crate::jobs::JobRegistry;
@@ -289,11 +289,12 @@ impl Server {
             info!(%addr, tls = acceptor.is_some(), "listening");
             bound.push((listener, addr, acceptor));
         }
+        let auth = Authenticator::new(config.auth.clone())?;
         let events = backend.subscribe();
         let (handoff_tx, handoff_rx) = mpsc::unbounded_channel();
         let sh = Arc::new(Shared {
             backend,
-            auth: Authenticator::new(config.auth.clone()),
+            auth,
             config,
             dispatch: Mutex::new(Dispatcher::new()),
             jobs: Mutex::new(JobRegistry::new()),
@@ -358,6 +359,17 @@ impl ServerHandle {
     /// finished.
     pub fn auth_stats(&self) -> AuthStats {
         self.shared.auth.stats()
+    }
+
+    /// Read and validate the password and CN files again (as on SIGHUP). On success the
+    /// next `hello` uses them; on an error the files loaded before stay in use.
+    pub fn reload_auth(&self) -> Result<AuthFilesLoaded, AuthFileError> {
+        self.shared.auth.reload()
+    }
+
+    /// How many entries the password and CN files in use hold.
+    pub fn auth_files_loaded(&self) -> AuthFilesLoaded {
+        self.shared.auth.loaded()
     }
 
     /// Run one poll for ready tasks now (as the periodic timer does).
@@ -571,11 +583,11 @@ async fn disconnect(sh: &Arc<Shared>, conn: ConnId) {
     if let Some(ping) = info.and_then(|i| i.ping) {
         ping.abort();
     }
-    let workername = sh.dispatch.lock().disconnect(conn);
-    if let Some(w) = workername {
-        debug!(conn, workername = %w, "backend disconnect");
-        if let Err(e) = sh.backend.disconnect(w.clone()).await {
-            warn!(conn, workername = %w, error = %e, "backend disconnect failed");
+    let worker = sh.dispatch.lock().disconnect(conn);
+    if let Some((worker_id, w)) = worker {
+        debug!(conn, workername = %w, worker_id, "backend disconnect");
+        if let Err(e) = sh.backend.disconnect(worker_id).await {
+            warn!(conn, workername = %w, worker_id, error = %e, "backend disconnect failed");
         }
     }
 }

@@ -95,7 +95,14 @@ async fn hello(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
     let method = required(&p, "method", "no method?").map_err(fail)?;
     let token = required(&p, "token", "no token?").map_err(fail)?;
     let conn = peer.id();
-    let cn = sh.conns.lock().get(&conn).and_then(|c| c.peer_cn.clone());
+    let (cn, from) = {
+        let conns = sh.conns.lock();
+        let c = conns.get(&conn);
+        (
+            c.and_then(|c| c.peer_cn.clone()),
+            c.map_or_else(|| "?".to_string(), |c| c.from.to_string()),
+        )
+    };
     match sh
         .auth
         .authenticate(&method, &who, &token, cn.as_deref())
@@ -106,11 +113,12 @@ async fn hello(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
                 c.who = Some(who.clone());
             }
             peer.set_state(Some("auth"));
-            info!(conn, %who, %method, "hello ok");
+            info!(conn, %from, %who, %method, "hello ok");
             reply(json!([true, format!("welcome to the clientapi {who}!")]))
         }
         Err(reason) => {
-            info!(conn, %who, %method, %reason, "hello failed, closing");
+            // The reason never holds the token (AuthFailure's messages name no secret).
+            warn!(conn, %from, %who, %method, %reason, "hello failed, closing");
             peer.set_state(None);
             if let Some(c) = sh.conns.lock().get_mut(&conn) {
                 c.who = None;
@@ -370,7 +378,7 @@ async fn announce(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
         if !registered {
             // the connection vanished during the backend call: undo the registration
             tokio::spawn(async move {
-                let _ = sh2.backend.disconnect(workername).await;
+                let _ = sh2.backend.disconnect(worker_id).await;
             });
             return;
         }
@@ -534,7 +542,8 @@ async fn task_done(sh: Arc<Shared>, _peer: Peer, p: Params) -> HResult {
         }
         Err(e) => {
             warn!(%cookie, error = %e, "task_done failed in the backend");
-            sh.dispatch.lock().done_failed(taken);
+            let next = sh.dispatch.lock().done_failed(taken);
+            send_offers(&sh, next);
             tokio::spawn(retry_task_done(sh.clone(), cookie, outargs, seen));
         }
     }

@@ -153,18 +153,21 @@ pub trait Txn {
     /// Insert or replace a worker. Stopped workers are forgotten.
     fn put_worker(&mut self, worker: WorkerRecord);
 
-    /// Names of the active workers registered through this node (on a single-node store:
-    /// all of them). At start they are leftovers of this node's previous run.
-    fn node_workers(&self) -> Vec<String> {
-        self.active_workers().into_iter().map(|w| w.name).collect()
+    /// Ids and names of the active workers registered through this node (on a single-node
+    /// store: all of them). At start they are leftovers of this node's previous run.
+    fn node_workers(&self) -> Vec<(WorkerId, String)> {
+        self.active_workers()
+            .into_iter()
+            .map(|w| (w.id, w.name))
+            .collect()
     }
 
     /// Several nodes: record that this node is alive at `now`. Single-node stores ignore it.
     fn heartbeat(&mut self, _now: Millis) {}
 
-    /// Several nodes: names of the active workers of nodes whose last heartbeat is older than
-    /// `before` (dead nodes). Single-node stores have none.
-    fn orphaned_workers(&self, _before: Millis) -> Vec<String> {
+    /// Several nodes: ids and names of the active workers of nodes whose last heartbeat is
+    /// older than `before` (dead nodes). Single-node stores have none.
+    fn orphaned_workers(&self, _before: Millis) -> Vec<(WorkerId, String)> {
         Vec::new()
     }
 

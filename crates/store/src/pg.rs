@@ -542,6 +542,31 @@ impl PgTxn<'_> {
         self.st.ok(r)
     }
 
+    /// The first two columns of every row.
+    fn all_pairs<A: FromSqlOwned, B: FromSqlOwned>(
+        &self,
+        sql: &'static str,
+        p: Params<'_>,
+    ) -> Vec<(A, B)> {
+        let r = {
+            let mut c = self.conn.borrow_mut();
+            c.stmt(sql).and_then(|s| {
+                c.client
+                    .query(&s, p)
+                    .map_err(pg_err)?
+                    .iter()
+                    .map(|row| {
+                        Ok((
+                            row.try_get(0).map_err(pg_err)?,
+                            row.try_get(1).map_err(pg_err)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<(A, B)>, _>>()
+            })
+        };
+        self.st.ok(r)
+    }
+
     fn next(&self, sql: &'static str) -> i64 {
         self.one(sql, &[]).unwrap_or_else(|| {
             self.st
@@ -859,17 +884,17 @@ impl Txn for PgTxn<'_> {
         );
     }
 
-    fn node_workers(&self) -> Vec<String> {
+    fn node_workers(&self) -> Vec<(WorkerId, String)> {
         let node = self.node.to_string();
-        self.all(
-            "SELECT name FROM jc_workers WHERE node = $1 ORDER BY id",
+        self.all_pairs(
+            "SELECT id, name FROM jc_workers WHERE node = $1 ORDER BY id",
             &[&node],
         )
     }
 
-    fn orphaned_workers(&self, before: Millis) -> Vec<String> {
-        self.all(
-            "SELECT w.name FROM jc_workers w LEFT JOIN jc_nodes n ON n.node = w.node \
+    fn orphaned_workers(&self, before: Millis) -> Vec<(WorkerId, String)> {
+        self.all_pairs(
+            "SELECT w.id, w.name FROM jc_workers w LEFT JOIN jc_nodes n ON n.node = w.node \
              WHERE n.node IS NULL OR n.heartbeat < $1 ORDER BY w.id",
             &[&ms(before)],
         )

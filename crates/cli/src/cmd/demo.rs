@@ -292,7 +292,7 @@ pub async fn run(a: DemoArgs) -> Result<u8, Failure> {
 
     client.close();
     let left = worker.shutdown(Duration::from_secs(5)).await;
-    let code = serving.await.unwrap_or(-1);
+    let code = serving.await.map_or(-1, |o| o.exit_code());
     say(format!(
         "7. worker withdrew its actions and stopped (work() returned {code}, {left} task(s) left)"
     ));

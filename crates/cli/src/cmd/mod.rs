@@ -61,6 +61,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Demo(a) => ("demo", demo::run(a).await),
         Command::Bench(a) => ("bench", bench::run(a).await),
         Command::Db(crate::args::DbCommand::Migrate(a)) => ("db migrate", serve::migrate(&a)),
+        Command::Completions(a) => ("completions", completions(a.shell)),
     };
     match result {
         Ok(code) => code,
@@ -69,6 +70,23 @@ pub async fn run(cli: Cli) -> u8 {
             f.code
         }
     }
+}
+
+/// `jobcenter completions SHELL`: write the completion script for SHELL to stdout.
+fn completions(shell: crate::args::Shell) -> Result<u8, Failure> {
+    use clap::CommandFactory;
+    use clap_complete::{generate, shells};
+    use std::io::Write;
+    let mut cmd = Cli::command();
+    // Into a buffer first: clap_complete panics when its writer fails (`| head`).
+    let mut script = Vec::new();
+    match shell {
+        crate::args::Shell::Bash => generate(shells::Bash, &mut cmd, "jobcenter", &mut script),
+        crate::args::Shell::Zsh => generate(shells::Zsh, &mut cmd, "jobcenter", &mut script),
+        crate::args::Shell::Fish => generate(shells::Fish, &mut cmd, "jobcenter", &mut script),
+    }
+    let _ = std::io::stdout().lock().write_all(&script);
+    Ok(0)
 }
 
 /// Print one line on stdout. A reader that went away (`| head`) is not an error: the

@@ -11,7 +11,7 @@ use crate::cmd::{parse_object, Failure};
 fn server_error(e: jobcenter::ClientError) -> Failure {
     use jobcenter::ClientError as E;
     match e {
-        E::Closed | E::Timeout | E::Connect { .. } | E::Tls(_) | E::HandshakeTimeout => {
+        E::Closed | E::Timeout | E::Connection { .. } | E::Tls(_) | E::HandshakeTimeout => {
             Failure::connection(e.to_string())
         }
         other => Failure::with_code(1, other.to_string()),
@@ -47,7 +47,6 @@ pub async fn status(a: StatusArgs) -> Result<u8, Failure> {
     client.close();
     let (line, code) = match status {
         JobStatus::Running => (json!({"job_id": job_id, "status": "running"}), 0),
-        JobStatus::Unknown => (json!({"job_id": job_id, "status": "unknown"}), 1),
         JobStatus::Finished(outargs) => {
             let failed = jobcenter::json::is_error_outargs(&outargs);
             let status = if failed { "error" } else { "finished" };
@@ -56,6 +55,8 @@ pub async fn status(a: StatusArgs) -> Result<u8, Failure> {
                 u8::from(failed),
             )
         }
+        // Unknown (and any status a newer library reports).
+        _ => (json!({"job_id": job_id, "status": "unknown"}), 1),
     };
     crate::cmd::emit(line);
     Ok(code)
@@ -83,10 +84,13 @@ pub async fn lock(a: LockArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// `jobcenter api-status WHAT`: the server's answer (objects as JSON, text as is).
+/// `jobcenter api-status TOPIC`: the server's answer (objects as JSON, text as is).
 pub async fn api_status(a: ApiStatusArgs) -> Result<u8, Failure> {
     let client = connect(&a.conn).await?;
-    let v = client.get_api_status(&a.what).await.map_err(server_error)?;
+    let v = client
+        .get_api_status(a.what.as_str())
+        .await
+        .map_err(server_error)?;
     client.close();
     match v {
         Value::String(s) => crate::cmd::emit(s),

@@ -5,11 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobcenter_engine::backend::Backend;
+use jobcenter_engine::compile::TargetKind;
 use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
-use jobcenter_server::{AuthConfig, Limits, ListenerConfig, Server, ServerConfig, TlsConfig};
+use jobcenter_server::auth::{load_cn_file, load_password_file};
+use jobcenter_server::{
+    AuthConfig, AuthFilesLoaded, Limits, ListenerConfig, Server, ServerConfig, TlsConfig,
+};
 use jobcenter_store::{MemoryStore, PgStore, SqliteStore, StoreSpec};
 
-use crate::args::{LimitArgs, ServeArgs};
+use crate::args::{JclArgs, LimitArgs, ServeArgs};
 use crate::cmd::{Failure, ShutdownSignal};
 
 /// The default listener: loopback only, the protocol's port.
@@ -24,15 +28,19 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig, Failure> {
              anyone in",
         ));
     }
-    let mut listeners: Vec<ListenerConfig> =
-        a.listen.iter().copied().map(ListenerConfig::tcp).collect();
+    let mut listeners: Vec<ListenerConfig> = a
+        .listen
+        .iter()
+        .flat_map(|l| l.addrs.iter().copied())
+        .map(ListenerConfig::tcp)
+        .collect();
     if !a.listen_tls.is_empty() {
         let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) else {
             return Err(Failure::usage(
                 "--listen-tls needs --tls-cert and --tls-key",
             ));
         };
-        for addr in &a.listen_tls {
+        for addr in a.listen_tls.iter().flat_map(|l| l.addrs.iter()) {
             listeners.push(ListenerConfig {
                 addr: *addr,
                 tls: Some(TlsConfig {
@@ -50,7 +58,6 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig, Failure> {
         listeners.push(ListenerConfig::tcp(addr));
     }
     if a.insecure_dev_auth {
-        tracing::warn!("--insecure-dev-auth: every hello is accepted");
         eprintln!("jobcenter serve: WARNING: --insecure-dev-auth lets anyone in");
     }
     let failure_delay = Duration::try_from_secs_f64(a.auth_failure_delay)
@@ -100,17 +107,53 @@ fn limits(a: &LimitArgs) -> Result<Limits, Failure> {
     })
 }
 
-/// Compile the definitions, or print every error and fail.
-pub fn load_catalog(a: &ServeArgs) -> Result<Catalog, Failure> {
-    let stage = match a.stage.as_str() {
+/// Read and validate the password and CN files now, so that a bad one stops the start
+/// with its file and line (exit status 2) instead of refusing every login later.
+fn check_auth_files(a: &ServeArgs) -> Result<AuthFilesLoaded, Failure> {
+    let mut loaded = AuthFilesLoaded::default();
+    if let Some(p) = &a.passwd {
+        let (_, n) = load_password_file(p).map_err(|e| Failure::usage(e.to_string()))?;
+        loaded.users = Some(n);
+    }
+    if let Some(p) = &a.cnfile {
+        let (_, n) = load_cn_file(p).map_err(|e| Failure::usage(e.to_string()))?;
+        loaded.cns = Some(n);
+    }
+    Ok(loaded)
+}
+
+/// How logins are checked, for the start-up summary and the reload messages.
+fn auth_mode(insecure: bool, loaded: AuthFilesLoaded) -> String {
+    let mut parts = Vec::new();
+    if insecure {
+        parts.push("insecure-dev-auth (anyone)".to_string());
+    }
+    if let Some(n) = loaded.users {
+        parts.push(format!("password ({n} users)"));
+    }
+    if let Some(n) = loaded.cns {
+        parts.push(format!("clientcert ({n} cns)"));
+    }
+    parts.join(", ")
+}
+
+/// An empty catalog with the stage and lock types of the options (`serve` and `check`).
+pub fn catalog(jcl: &JclArgs) -> Catalog {
+    let stage = match jcl.stage.as_str() {
         "A" => Stage::A,
         "B" => Stage::B,
         _ => Stage::C,
     };
     let mut catalog = Catalog::with_stage(stage);
-    for t in &a.locktypes {
+    for t in &jcl.locktypes {
         catalog.register_locktype(t);
     }
+    catalog
+}
+
+/// Compile the definitions, or print every error and fail.
+pub fn load_catalog(a: &ServeArgs) -> Result<Catalog, Failure> {
+    let mut catalog = catalog(&a.jcl);
     let paths = &a.load;
     if paths.is_empty() {
         return Ok(catalog);
@@ -134,9 +177,10 @@ pub fn load_catalog(a: &ServeArgs) -> Result<Catalog, Failure> {
     Ok(catalog)
 }
 
-/// Run the server until SIGINT/SIGTERM.
+/// Run the server until SIGINT/SIGTERM; SIGHUP reloads the password and CN files.
 pub async fn run(a: ServeArgs) -> Result<u8, Failure> {
     let config = server_config(&a)?;
+    let auth_loaded = check_auth_files(&a)?;
     let catalog = load_catalog(&a)?;
     let engine_config = EngineConfig {
         archive_retention: (a.archive_retention > 0)
@@ -150,10 +194,31 @@ pub async fn run(a: ServeArgs) -> Result<u8, Failure> {
         );
     }
     let defs = catalog.definitions().len();
+    let workflows = catalog
+        .definitions()
+        .iter()
+        .filter(|d| d.target_kind() == TargetKind::Workflow)
+        .count();
     let backend = start_engine(catalog, &a.store, a.node.as_deref(), engine_config)
         .map_err(|e| Failure::with_code(2, e))?;
     eprintln!("jobcenter serve: jobs are kept in {}", a.store);
-    serve(config, defs, backend).await
+    let summary = Summary {
+        store: a.store.to_string(),
+        defs,
+        workflows,
+        auth: auth_mode(a.insecure_dev_auth, auth_loaded),
+        insecure: a.insecure_dev_auth,
+    };
+    serve(config, summary, backend).await
+}
+
+/// What the start-up summary tells besides the listen addresses.
+struct Summary {
+    store: String,
+    defs: usize,
+    workflows: usize,
+    auth: String,
+    insecure: bool,
 }
 
 /// `jobcenter db migrate`: open the store (which creates or checks its schema) and exit.
@@ -205,23 +270,87 @@ pub fn start_engine(
     }
 }
 
-/// Serve with the given engine until SIGINT/SIGTERM, then shut down cleanly.
+/// Serve with the given engine until SIGINT/SIGTERM, then shut down cleanly. SIGHUP
+/// reloads the password and CN files (a bad file keeps the ones in use).
 async fn serve(
     config: ServerConfig,
-    defs: usize,
+    summary: Summary,
     backend: Arc<dyn Backend>,
 ) -> Result<u8, Failure> {
     let handle = Server::start(config, backend)
         .await
         .map_err(|e| Failure::with_code(2, e.to_string()))?;
     let mut signals = ShutdownSignal::install();
+    let mut hangup = Hangup::install();
     let addrs: Vec<String> = handle.local_addrs().iter().map(|a| a.to_string()).collect();
-    eprintln!(
-        "jobcenter serve: {defs} definition(s) loaded, listening on {}",
-        addrs.join(", ")
+    let listen = addrs.join(", ");
+    tracing::info!(
+        %listen,
+        store = %summary.store,
+        definitions = summary.defs,
+        workflows = summary.workflows,
+        auth = %summary.auth,
+        "jobcenter serve started"
     );
-    signals.recv().await;
+    if summary.insecure {
+        tracing::warn!("--insecure-dev-auth: every hello is accepted");
+    }
+    eprintln!(
+        "jobcenter serve: {} definition(s) loaded, listening on {listen}",
+        summary.defs
+    );
+    loop {
+        tokio::select! {
+            _ = signals.recv() => break,
+            _ = hangup.recv() => match handle.reload_auth() {
+                Ok(loaded) => tracing::info!(
+                    users = loaded.users,
+                    cns = loaded.cns,
+                    "SIGHUP: reloaded the authentication files: {}",
+                    auth_mode(summary.insecure, loaded)
+                ),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "SIGHUP: cannot reload the authentication files; keeping the ones in use"
+                ),
+            },
+        }
+    }
     eprintln!("jobcenter serve: shutting down");
     handle.shutdown().await;
     Ok(0)
+}
+
+/// SIGHUP, installed before `serve` says it listens. Where it cannot be installed (or on
+/// other systems) it never fires.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let signal = signal(SignalKind::hangup())
+                .map_err(|e| tracing::warn!(error = %e, "cannot install the SIGHUP handler"))
+                .ok();
+            Hangup { signal }
+        }
+        #[cfg(not(unix))]
+        {
+            Hangup {}
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            if s.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    }
 }

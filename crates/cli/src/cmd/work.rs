@@ -99,7 +99,7 @@ pub async fn run(a: WorkArgs) -> Result<u8, Failure> {
     );
     let drain = Duration::from_secs_f64(a.drain);
     let code = tokio::select! {
-        code = worker.work() => code,
+        outcome = worker.work() => outcome.exit_code(),
         _ = signals.recv() => {
             eprintln!("jobcenter work: shutting down, draining in-flight tasks");
             let left = worker.shutdown(drain).await;

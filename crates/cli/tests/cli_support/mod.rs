@@ -230,6 +230,24 @@ impl Proc {
         }
     }
 
+    /// Wait (bounded) for the next stdout line and return it.
+    pub async fn stdout_line(&mut self) -> String {
+        match tokio::time::timeout(BOUND, self.stdout.recv()).await {
+            Ok(Some(line)) => {
+                self.seen_stdout.push(line.clone());
+                line
+            }
+            Ok(None) => panic!(
+                "{}: stdout ended; stderr: {:#?}",
+                self.name, self.seen_stderr
+            ),
+            Err(_) => panic!(
+                "{}: no stdout line within {BOUND:?}; stderr: {:#?}",
+                self.name, self.seen_stderr
+            ),
+        }
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -368,13 +386,19 @@ impl Serve {
     }
 }
 
-/// The job id that `jobcenter call` printed on stderr.
+/// The job id in a `job N created` line of `jobcenter call`.
+pub fn created_job_id(line: &str) -> Option<i64> {
+    line.strip_prefix("job ")?
+        .strip_suffix(" created")?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The job id that `jobcenter call` printed on stderr (`job N created`).
 pub fn job_id(out: &Output) -> i64 {
     out.stderr
         .iter()
-        .find_map(|l| {
-            l.strip_prefix("job_id ")
-                .and_then(|id| id.trim().parse().ok())
-        })
+        .find_map(|l| created_job_id(l))
         .unwrap_or_else(|| panic!("no job id on stderr: {out:#?}"))
 }

@@ -349,6 +349,7 @@ async fn resume_job(shared: Arc<Shared>, client: Client, job_id: i64, epoch: usi
         Ok((JobStatus::Running, None)) => {
             panic!("get_job_status_notify({job_id}): running without a completion")
         }
+        Ok((other, _)) => panic!("get_job_status_notify({job_id}): unexpected {other:?}"),
         Err(_) => return JobEnd::Interrupted,
     };
     match completion.wait().await {
@@ -569,6 +570,7 @@ async fn verify(name: &str, shared: &Shared, port: u16, in_flight_at_kill: &[usi
                 }
                 finished.push((*id, out));
             }
+            other => panic!("get_job_status({id}): unexpected {other:?}"),
         }
     }
     // Everything observed, including task runs up to now (a run after the result is bad).

@@ -1,6 +1,8 @@
 //! Test support: a scripted JobCenter server peer on loopback that replays protocol scripts.
 #![allow(dead_code)]
 
+pub mod rig;
+
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -67,7 +67,10 @@ fn blocking_client_and_worker_over_the_real_server() {
         .join()
         .unwrap_or_else(|_| panic!("client thread failed"));
     stop.stop(3);
-    assert_eq!(work.join().ok(), Some(3));
+    assert_eq!(
+        work.join().ok(),
+        Some(jobcenter::WorkOutcome::StopRequested(3))
+    );
     rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(5), async {
             let mut s = server;

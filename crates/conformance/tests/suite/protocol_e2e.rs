@@ -452,7 +452,8 @@ async fn c67_busy_slotgroup_offers_the_pending_action_at_once() {
     // Poll far away: only the pending round-robin of C67 can hand over the second task.
     let s = server(quiet_timers(Duration::from_secs(10))).await;
     let w = worker(&s).await;
-    w.create_slotgroup("one", Some(1))
+    w.client()
+        .create_slotgroup("one", Some(1))
         .await
         .unwrap_or_else(|e| panic!("slotgroup: {e}"));
     let gate = Arc::new(Semaphore::new(0));
@@ -561,8 +562,8 @@ async fn c71_worker_disconnects_holding_task_another_worker_finishes_job() {
         announce(&second, a.workername("second")).await;
     }
     // ... and vanishes while holding it.
-    first.close();
-    first.closed().await;
+    first.client().close();
+    first.client().closed().await;
     let res = tokio::time::timeout(WAIT, h)
         .await
         .unwrap_or_else(|_| panic!("the job did not finish after the worker left"));
@@ -658,7 +659,10 @@ async fn c93_work_keeps_running_on_server_pings_then_stop_code() {
     let res = c.call("k01", json!({"input": 1})).await.ok();
     assert_eq!(res.map(|r| r.outargs), Some(json!({"output": 2})));
     w.stop(7);
-    assert_eq!(work.await.ok(), Some(7));
+    assert_eq!(
+        work.await.ok(),
+        Some(jobcenter::WorkOutcome::StopRequested(7))
+    );
 }
 
 #[tokio::test]
@@ -676,8 +680,9 @@ async fn c93_work_returns_92_when_the_server_does_not_ping() {
     let code = tokio::time::timeout(WAIT, w.work())
         .await
         .unwrap_or_else(|_| panic!("work() did not end"));
-    assert_eq!(code, jobcenter::WORK_PING_TIMEOUT);
-    assert!(!w.is_connected());
+    assert_eq!(code, jobcenter::WorkOutcome::PingTimeout);
+    assert_eq!(code.exit_code(), jobcenter::WORK_PING_TIMEOUT);
+    assert!(!w.client().is_connected());
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ const UNSET: TaskId = usize::MAX;
 
 /// Names of everything a definition calls (`call`, `callflow`, `map`, `detachflow`,
 /// interface call destinations), for dependency ordering.
-pub(crate) fn called_names(def: &Definition) -> Vec<String> {
+pub fn called_names(def: &Definition) -> Vec<String> {
     let mut out = Vec::new();
     if let Definition::Workflow(wf) = def {
         if let Some(body) = &wf.body {

@@ -15,3 +15,4 @@ pub use graph::{
     NoOpRole, RetryPolicy, TargetKind, Task, TaskId, TaskKind, Workflow, DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_STEPS,
 };
+pub use lower::called_names;

@@ -357,11 +357,11 @@ impl<S: Store> Engine<S> {
     /// Mark the workers this node registered in a previous run as gone (start of a durable
     /// engine; on a single-node store that is every worker it lists).
     fn recover_workers(&self) -> Result<usize, BackendError> {
-        let names: Vec<String> = self.transact(|_, txn| Ok(txn.node_workers()))?;
-        for name in &names {
-            self.disconnect_now(name)?;
+        let workers = self.transact(|_, txn| Ok(txn.node_workers()))?;
+        for (id, _) in &workers {
+            self.disconnect_now(*id)?;
         }
-        Ok(names.len())
+        Ok(workers.len())
     }
 
     /// Whether transactions since the last sync produced events (store thread).
@@ -427,15 +427,15 @@ impl<S: Store> Engine<S> {
             txn.heartbeat(run.now);
             Ok(txn.orphaned_workers(before))
         })?;
-        for name in &orphans {
-            info!(worker = %name, "releasing a worker of a node that stopped");
-            self.disconnect_now(name)?;
+        for (id, name) in &orphans {
+            info!(worker = %name, worker_id = id, "releasing a worker of a node that stopped");
+            self.disconnect_now(*id)?;
         }
         self.transact(|_, txn| {
             txn.forget_dead_nodes(before);
             Ok(())
         })?;
-        Ok(orphans)
+        Ok(orphans.into_iter().map(|(_, name)| name).collect())
     }
 
     /// The definitions the engine runs.
@@ -571,19 +571,19 @@ impl<S: Store> Engine<S> {
     /// Disconnect the workers whose last ping is older than the worker timeout.
     fn disconnect_stale_workers(&self) -> Result<Vec<String>, BackendError> {
         let limit = now_ms().saturating_sub(self.config.worker_timeout.as_millis() as Millis);
-        let stale: Vec<String> = self.transact(|_, txn| {
+        let stale: Vec<(WorkerId, String)> = self.transact(|_, txn| {
             Ok(txn
                 .active_workers()
                 .into_iter()
                 .filter(|w| w.last_ping < limit)
-                .map(|w| w.name.clone())
+                .map(|w| (w.id, w.name.clone()))
                 .collect())
         })?;
-        for name in &stale {
-            info!(worker = %name, "disconnecting worker without ping");
-            self.disconnect_now(name)?;
+        for (id, name) in &stale {
+            info!(worker = %name, worker_id = id, "disconnecting worker without ping");
+            self.disconnect_now(*id)?;
         }
-        Ok(stale)
+        Ok(stale.into_iter().map(|(_, name)| name).collect())
     }
 
     fn next_wake(&self) -> Option<Millis> {
@@ -932,21 +932,28 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    fn disconnect_now(&self, workername: &str) -> Result<bool, BackendError> {
+    fn disconnect_now(&self, worker_id: WorkerId) -> Result<bool, BackendError> {
         self.transact(|run, txn| {
-            let Some(mut w) = txn.active_worker(workername) else {
-                return Ok(false);
+            // A stopped worker may be gone from the store (PostgreSQL deletes its row).
+            let was_active = match txn.worker(worker_id) {
+                Some(mut w) => {
+                    let was_active = w.active;
+                    if was_active || !w.registrations.is_empty() {
+                        w.active = false;
+                        w.registrations.clear();
+                        txn.put_worker(w);
+                    }
+                    was_active
+                }
+                None => false,
             };
-            let wid = w.id;
-            w.active = false;
-            w.registrations.clear();
-            txn.put_worker(w);
-            for id in txn.jobs_claimed_by(wid) {
+            // A stopped worker (it withdrew its last action) may still hold claims.
+            for id in txn.jobs_claimed_by(worker_id) {
                 if let Some(job) = txn.job(id) {
                     run.worker_gone(txn, job);
                 }
             }
-            Ok(true)
+            Ok(was_active)
         })
     }
 
@@ -1130,8 +1137,8 @@ impl<S: Store> Backend for Engine<S> {
         self.call_now(move |e| e.poll_tasks_now(worker_ids))
     }
 
-    fn disconnect(&self, workername: String) -> BackendFuture<'_, bool> {
-        self.call_now(move |e| e.disconnect_now(&workername))
+    fn disconnect(&self, worker_id: WorkerId) -> BackendFuture<'_, bool> {
+        self.call_now(move |e| e.disconnect_now(worker_id))
     }
 
     fn subscribe(&self) -> UnboundedReceiver<Event> {

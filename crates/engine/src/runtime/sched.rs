@@ -768,7 +768,14 @@ impl Run<'_> {
         // Successful jobs are archived later; failed jobs stay in the live table (§10.12);
         // zombies wait for their parent.
         job.wake_at = (!is_err && !zombie).then(|| self.now + self.cfg.archive_after_ms());
-        debug!(job = job.id, error = is_err, "job finished");
+        debug!(
+            job = job.id,
+            workflow = %job.workflow,
+            state = ?job.state,
+            ms = self.now.saturating_sub(job.created_at),
+            steps = job.steps,
+            "job finished"
+        );
         self.events.push(Event::JobFinished(job.id));
         for c in std::mem::take(&mut job.children) {
             self.orphan(txn, c.job_id);

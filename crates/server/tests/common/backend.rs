@@ -531,20 +531,21 @@ impl Backend for MiniBackend {
         })
     }
 
-    fn disconnect(&self, workername: String) -> BackendFuture<'_, bool> {
+    fn disconnect(&self, worker_id: WorkerId) -> BackendFuture<'_, bool> {
         Box::pin(async move {
             let (found, held) = {
                 let mut s = self.state.lock();
-                s.disconnects.push(workername.clone());
                 let mut ids = Vec::new();
-                for w in s
-                    .workers
-                    .iter_mut()
-                    .filter(|w| w.active && w.name == workername)
-                {
+                let mut found = false;
+                for w in s.workers.iter_mut().filter(|w| w.id == worker_id) {
+                    found = w.active;
                     w.active = false;
                     w.actions.clear();
                     ids.push(w.id);
+                }
+                if let Some(w) = s.workers.iter().find(|w| w.id == worker_id) {
+                    let name = w.name.clone();
+                    s.disconnects.push(name);
                 }
                 let held: Vec<(JobId, bool)> = s
                     .jobs
@@ -557,7 +558,7 @@ impl Backend for MiniBackend {
                         (*id, retryable)
                     })
                     .collect();
-                (!ids.is_empty(), held)
+                (found, held)
             };
             for (id, retryable) in held {
                 if retryable {

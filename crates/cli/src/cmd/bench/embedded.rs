@@ -166,7 +166,7 @@ pub async fn spawn_child(
     Ok(ChildServer { child, pid, port })
 }
 
-/// Resident set size of process `pid` in KiB (`VmRSS` of /proc/<pid>/status).
+/// Resident set size of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
 pub fn rss_kib(pid: u32) -> Result<u64, String> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;

@@ -128,7 +128,7 @@ pub struct Figure {
 }
 
 /// CPU seconds (user + system, all threads) used so far by process `pid` (default: this
-/// one), from /proc/<pid>/stat (clock ticks of 1/100 s, Linux's fixed USER_HZ).
+/// one), from `/proc/<pid>/stat` (clock ticks of 1/100 s, Linux's fixed USER_HZ).
 pub fn process_cpu_secs(pid: Option<u32>) -> Option<f64> {
     let path = match pid {
         Some(p) => format!("/proc/{p}/stat"),

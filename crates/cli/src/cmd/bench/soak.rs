@@ -426,7 +426,7 @@ async fn worker_slot(ledger: Arc<Ledger>, cfg: ClientConfig, slot: usize) {
             });
         if let Err(e) = w.announce(action).await {
             ledger.problem(format!("worker {name}: announce: {e}"));
-            w.close();
+            w.client().close();
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
@@ -445,7 +445,7 @@ async fn worker_slot(ledger: Arc<Ledger>, cfg: ClientConfig, slot: usize) {
             ledger.worker_graceful.fetch_add(1, Ordering::SeqCst);
         } else {
             // Gone with tasks in hand; their handlers finish and find the connection closed.
-            w.close();
+            w.client().close();
             ledger.worker_abrupt.fetch_add(1, Ordering::SeqCst);
             let deadline = Instant::now() + Duration::from_secs(10);
             while w.in_flight() > 0 && Instant::now() < deadline {

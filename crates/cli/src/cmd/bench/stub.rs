@@ -241,11 +241,12 @@ impl Backend for StubBackend {
         ready(Ok(rows))
     }
 
-    fn disconnect(&self, workername: String) -> BackendFuture<'_, bool> {
+    fn disconnect(&self, worker_id: WorkerId) -> BackendFuture<'_, bool> {
         let mut s = self.inner.lock();
         // Tasks it held stay claimed: the bench never disconnects a busy worker.
-        let found = s.workers.remove(&workername).is_some();
-        ready(Ok(found))
+        let before = s.workers.len();
+        s.workers.retain(|_, w| w.0 != worker_id);
+        ready(Ok(s.workers.len() < before))
     }
 
     fn subscribe(&self) -> UnboundedReceiver<Event> {
