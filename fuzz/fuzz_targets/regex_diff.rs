@@ -110,6 +110,9 @@ fn render(n: &Node, depth: u32, perl: &mut String, fancy: &mut String) {
             }
             for it in items.iter().take(6) {
                 match it {
+                    // `-` escaped: `--` in a class is set difference to fancy-regex (and
+                    // a range in Perl: `[l-v--a]` holds `-`..`a`), outside the common subset.
+                    ClassItem::Lit(b) if lit(*b) == '-' => s.push_str("\\-"),
                     ClassItem::Lit(b) => push_lit(&mut s, lit(*b)),
                     ClassItem::Range(a, b) => {
                         let (a, b) = (b'a' + a % 26, b'a' + b % 26);

@@ -304,6 +304,16 @@ pub struct ServeArgs {
     /// CA (PEM) to verify client certificates; TLS clients must then present one.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
+    /// Open an HTTP listener serving Prometheus metrics at `/metrics` (off by default).
+    /// Access needs HTTP Basic auth as --http-admin with its password-file password.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_listen)]
+    pub http: Option<ListenAddr>,
+    /// The identity allowed in on the --http listener.
+    #[arg(long, value_name = "USER", default_value = "apimeister")]
+    pub http_admin: String,
+    /// Serve /metrics without authentication (for a scraper; keep --http on loopback).
+    #[arg(long, requires = "http")]
+    pub metrics_no_auth: bool,
     #[command(flatten)]
     pub jcl: JclArgs,
     /// Where jobs are kept: `sqlite:PATH` (durable; `?sync=normal` trades power-loss

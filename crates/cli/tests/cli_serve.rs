@@ -7,7 +7,7 @@ mod cli_support;
 use std::path::PathBuf;
 
 use cli_support::{
-    examples_dir, fixtures_dir, jobcenter, password_file, run, run_cmd, Proc, Serve,
+    action, examples_dir, fixtures_dir, jobcenter, password_file, run, run_cmd, Proc, Serve,
 };
 
 /// Split a `file:line: message` line, checking its shape.
@@ -366,4 +366,60 @@ async fn stdout_closed_by_the_reader_does_not_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(out.status.code(), Some(101), "{stderr}");
+}
+
+/// `GET /metrics` on `addr` with an optional `Authorization` header value; the raw answer.
+async fn http_get_metrics(addr: &str, authorization: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut req = String::from("GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(a) = authorization {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to --http");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        s.read_to_string(&mut raw),
+    )
+    .await
+    .expect("an answer in time")
+    .expect("read");
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_http_serves_metrics_to_the_admin_only() {
+    let mut serve = Serve::start_with(
+        &["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+        &[examples_dir()],
+    )
+    .await;
+    let line = serve.proc.stderr_line("metrics at http://").await;
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let _worker = serve.worker(&[action("add", "add.sh")]).await;
+    let out = serve.run(&["call", "calladd", r#"{"input": 4}"#]).await;
+    out.assert_code(0);
+
+    let anonymous = http_get_metrics(&addr, None).await;
+    assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
+    // base64("apimeister:m-secret"), the test password of MEISTER.
+    let ok = http_get_metrics(&addr, Some("Basic YXBpbWVpc3RlcjptLXNlY3JldA==")).await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(
+        ok.contains("jobcenter_jobs_finished_total{workflow=\"calladd\"} 1"),
+        "{ok}"
+    );
+    assert!(
+        ok.contains("jobcenter_tasks_dispatched_total{action=\"add\"} 1"),
+        "{ok}"
+    );
 }

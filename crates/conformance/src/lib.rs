@@ -286,6 +286,7 @@ impl TestServer {
             },
             timers,
             limits,
+            http: None,
         };
         let handle = Server::start(config, engine.clone()).await?;
         let addr = handle

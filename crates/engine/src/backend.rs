@@ -156,4 +156,28 @@ pub trait Backend: Send + Sync + 'static {
     fn disconnect(&self, worker_id: WorkerId) -> BackendFuture<'_, bool>;
     /// A new stream of [`Event`]s; every subscriber sees every event from now on.
     fn subscribe(&self) -> tokio::sync::mpsc::UnboundedReceiver<Event>;
+
+    /// Install the [`Observer`] told about finished jobs and store syncs (for metrics). A
+    /// later call replaces it. The default ignores it (a backend without such numbers).
+    fn set_observer(&self, observer: std::sync::Arc<dyn Observer>) {
+        let _ = observer;
+    }
+
+    /// Ready tasks waiting per action (the queue depth), for the actions that have some.
+    /// For metrics, at scrape time; the default knows none.
+    fn ready_counts(&self) -> BackendFuture<'_, Vec<(String, usize)>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+}
+
+/// Told by a backend what happened, for metrics. Called on the backend's own threads
+/// (the store thread of a durable engine), so implementations must be cheap and must not
+/// block: a few atomic operations.
+pub trait Observer: Send + Sync + 'static {
+    /// A job of `workflow` finished (with an error when `failed`), `latency` after it
+    /// was created. Told once the change is committed (synced, for a durable store).
+    fn job_finished(&self, workflow: &str, failed: bool, latency: std::time::Duration);
+
+    /// The store made a batch of `batch` transactions durable in `took` (one sync).
+    fn store_synced(&self, took: std::time::Duration, batch: usize);
 }

@@ -15,6 +15,8 @@ pub struct ServerConfig {
     pub timers: Timers,
     /// Resource limits per connection and per server.
     pub limits: Limits,
+    /// The HTTP listener for `/metrics`; `None` (the default): no HTTP listener.
+    pub http: Option<HttpConfig>,
 }
 
 impl ServerConfig {
@@ -25,6 +27,33 @@ impl ServerConfig {
             auth,
             timers: Timers::default(),
             limits: Limits::default(),
+            http: None,
+        }
+    }
+}
+
+/// The HTTP listener (`serve --http`): Prometheus metrics at `GET /metrics`.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Bind address; port 0 picks a free port (see [`crate::ServerHandle::http_addr`]).
+    pub addr: SocketAddr,
+    /// The identity allowed in (HTTP Basic auth, checked against the password file like a
+    /// `hello` with method `password`). Default [`HttpConfig::DEFAULT_ADMIN`].
+    pub admin: String,
+    /// Serve `/metrics` without authentication (for a scraper on a trusted network).
+    pub metrics_no_auth: bool,
+}
+
+impl HttpConfig {
+    /// The default admin identity, as the reference's `get_api_status`.
+    pub const DEFAULT_ADMIN: &'static str = "apimeister";
+
+    /// A listener on `addr` for the default admin, with authentication.
+    pub fn new(addr: SocketAddr) -> Self {
+        HttpConfig {
+            addr,
+            admin: Self::DEFAULT_ADMIN.to_string(),
+            metrics_no_auth: false,
         }
     }
 }

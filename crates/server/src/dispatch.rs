@@ -722,6 +722,14 @@ impl Dispatcher {
             .map(|sg| sg.used)
     }
 
+    /// Slots of all slot groups, and how many of them are in use (for metrics).
+    pub fn slot_totals(&self) -> (f64, u64) {
+        self.conns
+            .values()
+            .flat_map(|c| c.slotgroups.values())
+            .fold((0.0, 0), |(t, u), sg| (t + sg.slots, u + sg.used))
+    }
+
     /// Number of entries in the task table (offers and claims).
     pub fn task_count(&self) -> usize {
         self.tasks.len()

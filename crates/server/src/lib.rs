@@ -8,7 +8,9 @@
 //! Modules: [`config`] (listeners, auth sources, timers), [`auth`] (`password` and
 //! `clientcert`), [`tls`] (rustls acceptor, client CN), [`dispatch`] (the §8 state machine,
 //! plain data), [`jobs`] (the §9 registry), [`params`] (Perl-style param helpers); the
-//! private `session` module holds the method handlers and `server` the connection lifecycle.
+//! private `session` module holds the method handlers and `server` the connection lifecycle;
+//! the private `http` and `metrics` modules serve Prometheus metrics at `GET /metrics` on
+//! the optional HTTP listener ([`HttpConfig`]).
 //!
 //! Behaviour choices where the reference is defective or the spec leaves room:
 //! - REF-BUGs fixed as required: an offer handed off after 10 s is stored again for the next
@@ -45,7 +47,9 @@ pub mod auth;
 pub mod config;
 pub mod crypt;
 pub mod dispatch;
+mod http;
 pub mod jobs;
+mod metrics;
 pub mod params;
 mod server;
 mod session;
@@ -53,7 +57,7 @@ mod status;
 pub mod tls;
 
 pub use auth::{AuthFileError, AuthFilesLoaded, AuthStats, Authenticator};
-pub use config::{AuthConfig, Limits, ListenerConfig, ServerConfig, Timers, TlsConfig};
+pub use config::{AuthConfig, HttpConfig, Limits, ListenerConfig, ServerConfig, Timers, TlsConfig};
 pub use server::{Server, ServerHandle, GREETING_FRAME};
 
 use std::net::SocketAddr;

@@ -4,14 +4,15 @@ use crate::auth::{AuthFileError, AuthFilesLoaded, AuthStats, Authenticator};
 use crate::config::{ServerConfig, Timers};
 use crate::dispatch::{ConnId, Dispatcher, HandoffTimer, Offer};
 use crate::jobs::JobRegistry;
-use crate::{session, tls, ServerError};
+use crate::metrics::Metrics;
+use crate::{http, session, tls, ServerError};
 use jobcenter_engine::backend::{Backend, Event, JobId, JobStatus, PollRow, WorkerId};
 use jobcenter_rpc::{CloseReason, Methods, Peer, PeerConfig};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -118,6 +119,11 @@ pub(crate) struct Shared {
     /// Open sockets per peer IP address (accepted, not yet closed), for the limits.
     sockets: Mutex<Sockets>,
     pub(crate) shutting_down: AtomicBool,
+    /// Connections closed whose records are not torn down yet (disconnect processing
+    /// runs): the `dead` of `get_api_status stats`.
+    pub(crate) dead: AtomicUsize,
+    /// Prometheus metrics (also the backend's observer).
+    pub(crate) metrics: Arc<Metrics>,
     active: watch::Sender<usize>,
     shutdown_tx: watch::Sender<bool>,
     /// Counts [`Event::StoreRecovered`]: what failed on the store is retried on a change.
@@ -289,7 +295,24 @@ impl Server {
             info!(%addr, tls = acceptor.is_some(), "listening");
             bound.push((listener, addr, acceptor));
         }
+        let http_bound = match &config.http {
+            Some(h) => {
+                let listener =
+                    TcpListener::bind(h.addr)
+                        .await
+                        .map_err(|source| ServerError::Bind {
+                            addr: h.addr,
+                            source,
+                        })?;
+                let addr = listener.local_addr().map_err(ServerError::Io)?;
+                info!(%addr, no_auth = h.metrics_no_auth, "http listening (/metrics)");
+                Some((listener, addr, h.clone()))
+            }
+            None => None,
+        };
         let auth = Authenticator::new(config.auth.clone())?;
+        let metrics = Arc::new(Metrics::new());
+        backend.set_observer(metrics.clone());
         let events = backend.subscribe();
         let (handoff_tx, handoff_rx) = mpsc::unbounded_channel();
         let sh = Arc::new(Shared {
@@ -301,6 +324,8 @@ impl Server {
             conns: Mutex::new(HashMap::new()),
             sockets: Mutex::new(Sockets::default()),
             shutting_down: AtomicBool::new(false),
+            dead: AtomicUsize::new(0),
+            metrics,
             active: watch::channel(0).0,
             shutdown_tx: watch::channel(false).0,
             store_recovered: watch::channel(0).0,
@@ -318,12 +343,18 @@ impl Server {
                 methods.clone(),
             )));
         }
+        let mut http_addr = None;
+        if let Some((listener, addr, cfg)) = http_bound {
+            http_addr = Some(addr);
+            tasks.push(tokio::spawn(http::accept_loop(sh.clone(), listener, cfg)));
+        }
         tasks.push(tokio::spawn(event_loop(sh.clone(), events)));
         tasks.push(tokio::spawn(poll_loop(sh.clone())));
         tasks.push(tokio::spawn(handoff_loop(sh.clone(), handoff_rx)));
         Ok(ServerHandle {
             shared: sh,
             addrs,
+            http_addr,
             tasks,
         })
     }
@@ -333,6 +364,7 @@ impl Server {
 pub struct ServerHandle {
     shared: Arc<Shared>,
     addrs: Vec<SocketAddr>,
+    http_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -348,6 +380,11 @@ impl ServerHandle {
     /// The bound address of every listener, in configuration order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The bound address of the HTTP listener, if one is configured.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Number of open connections.
@@ -530,6 +567,7 @@ async fn serve<S>(
     info!(%from, conn, "connection accepted");
     let reason = watch_connection(&sh, &peer, login_deadline).await;
     info!(%from, conn, %reason, "connection closed");
+    sh.dead.fetch_add(1, Ordering::SeqCst);
     // What the peer sent before it closed is acted on first: a `task_done` read just before
     // the close must reach the engine before the disconnect releases the worker's tasks, or
     // the task would run again although its result was sent.
@@ -540,6 +578,7 @@ async fn serve<S>(
         warn!(%from, conn, "requests still running after the close; disconnecting anyway");
     }
     disconnect(&sh, conn).await;
+    sh.dead.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Until the connection closes: close it when it has not logged in by `login_deadline`,

@@ -159,6 +159,7 @@ async fn create_job(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
     };
     let timeout = p.get("timeout").map(number).unwrap_or(0.0);
     let conn = peer.id();
+    let workflow = wfname.clone();
     let req = CreateJob {
         wfname,
         inargs,
@@ -170,6 +171,7 @@ async fn create_job(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
         Err(e) => reply(json!([null, backend_text(&e)])),
         Ok(job) => {
             debug!(conn, job, "job created");
+            sh.metrics.job_created(&workflow);
             let sh2 = sh.clone();
             Ok(Reply::new(json!([job, null])).after(move || {
                 // Runs once the result is queued: every job_done comes after it (C37).
@@ -504,6 +506,7 @@ async fn get_task(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
             reply(json!([]))
         }
         Ok(Some(claim)) => {
+            sh.metrics.task_dispatched(taken.action());
             if !sh
                 .dispatch
                 .lock()

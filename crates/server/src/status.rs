@@ -1,4 +1,16 @@
-//! `get_api_status`: the exact `stats` object and free-form text dumps (§7.9).
+//! `get_api_status`: the `stats` object and free-form text dumps (§7.9).
+//!
+//! `stats` has the reference's members and more (all integers):
+//! - `clients`: connection records; `dead`: of those, connections already closed whose
+//!   records are still being torn down (disconnect processing: waiting for the requests
+//!   they sent, releasing a worker's tasks), the reference's meaning (PROTOCOL.md §7.9);
+//!   `workers`: connections with at least one announced action.
+//! - `jobs`: jobs a client of this server waits for (`create_job` with a wait, or
+//!   `get_job_status` notify); `tasks`: tasks offered to or claimed by this server's
+//!   workers (the task table).
+//! - Totals since the server started: `jobs_created`, `jobs_finished` (ended, with or
+//!   without an error), `jobs_failed`, `tasks_dispatched` (claimed by a worker). Finished
+//!   jobs are those the backend finished while this server observed it.
 
 use crate::server::Shared;
 use serde_json::{json, Value};
@@ -7,9 +19,25 @@ use serde_json::{json, Value};
 pub(crate) fn api_status(sh: &Shared, what: &str) -> Value {
     match what {
         "stats" => {
-            let workers = sh.dispatch.lock().worker_count();
+            let (workers, tasks) = {
+                let d = sh.dispatch.lock();
+                (d.worker_count(), d.task_count())
+            };
             let clients = sh.conns.lock().len();
-            json!({"clients": clients, "dead": 0, "workers": workers})
+            let jobs = sh.jobs.lock().len();
+            let dead = sh.dead.load(std::sync::atomic::Ordering::SeqCst);
+            let t = sh.metrics.totals();
+            json!({
+                "clients": clients,
+                "dead": dead,
+                "workers": workers,
+                "jobs": jobs,
+                "tasks": tasks,
+                "jobs_created": t.jobs_created,
+                "jobs_finished": t.jobs_finished,
+                "jobs_failed": t.jobs_failed,
+                "tasks_dispatched": t.tasks_dispatched,
+            })
         }
         "clients" | "clientsraw" => Value::String(pretty(&clients(sh))),
         "jobs" => Value::String(pretty(&sh.jobs.lock().describe())),

@@ -104,6 +104,7 @@ async fn bad_tls_files_fail_start() {
         auth: AuthConfig::default(),
         timers: Default::default(),
         limits: Default::default(),
+        http: None,
     };
     let err = Server::start(config, common::MiniBackend::new())
         .await

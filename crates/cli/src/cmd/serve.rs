@@ -9,7 +9,8 @@ use jobcenter_engine::compile::TargetKind;
 use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
 use jobcenter_server::auth::{load_cn_file, load_password_file};
 use jobcenter_server::{
-    AuthConfig, AuthFilesLoaded, Limits, ListenerConfig, Server, ServerConfig, TlsConfig,
+    AuthConfig, AuthFilesLoaded, HttpConfig, Limits, ListenerConfig, Server, ServerConfig,
+    TlsConfig,
 };
 use jobcenter_store::{MemoryStore, PgStore, SqliteStore, StoreSpec};
 
@@ -75,6 +76,21 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig, Failure> {
         },
         timers: Default::default(),
         limits: limits(&a.limits)?,
+        http: match &a.http {
+            None => None,
+            Some(l) => {
+                let addr = l
+                    .addrs
+                    .first()
+                    .copied()
+                    .ok_or_else(|| Failure::usage("--http: no address"))?;
+                Some(HttpConfig {
+                    addr,
+                    admin: a.http_admin.clone(),
+                    metrics_no_auth: a.metrics_no_auth,
+                })
+            }
+        },
     })
 }
 
@@ -299,6 +315,9 @@ async fn serve(
         "jobcenter serve: {} definition(s) loaded, listening on {listen}",
         summary.defs
     );
+    if let Some(http) = handle.http_addr() {
+        eprintln!("jobcenter serve: metrics at http://{http}/metrics");
+    }
     loop {
         tokio::select! {
             _ = signals.recv() => break,

@@ -82,6 +82,7 @@ pub async fn start(
         },
         timers: Timers::default(),
         limits: Default::default(),
+        http: None,
     };
     Server::start(config, engine).await.expect("server starts")
 }

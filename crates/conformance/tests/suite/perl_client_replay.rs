@@ -419,9 +419,10 @@ impl Replay {
             }
             "get_api_status" if w.is_object() => {
                 let obj = g.as_object().unwrap_or_else(|| panic!("{ctx}"));
-                let mut keys: Vec<&String> = obj.keys().collect();
-                keys.sort();
-                assert_eq!(keys, ["clients", "dead", "workers"], "{ctx}");
+                // The reference's members; ours adds job and task counts.
+                for key in ["clients", "dead", "workers"] {
+                    assert!(obj.contains_key(key), "{key}: {ctx}");
+                }
                 assert!(obj.values().all(Value::is_i64), "{ctx}");
             }
             "get_api_status" => assert!(g.is_string(), "{ctx}"),

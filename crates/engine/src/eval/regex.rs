@@ -767,6 +767,17 @@ mod tests {
         assert!(m("[]x]", "]"));
         assert!(m("^[a-]+$", "a-a"));
         assert!(m("é", "café"));
+        // Perl: a `-` right after a range may start a range of its own (`-`..`a`), where
+        // Rust's regex reads `--` as set difference (found by fuzz target regex_diff).
+        for (text, hit) in [
+            ("_", true),
+            (".", true),
+            ("-", true),
+            ("m", true),
+            ("b", false),
+        ] {
+            assert_eq!(m("^[l-v--a]$", text), hit, "{text}");
+        }
     }
 
     #[test]

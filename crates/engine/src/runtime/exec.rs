@@ -132,15 +132,21 @@ fn run<S: Store>(engine: Weak<Engine<S>>, rx: Receiver<Work<S>>) {
                 continue;
             }
         }
+        let batch = unsynced + done.len();
         unsynced = 0;
         if engine.store.shared() {
             // Delivered to the other nodes with the commit, or not at all.
             engine.publish_pending();
         }
+        let started = std::time::Instant::now();
         let synced = engine.store.sync();
+        let took = started.elapsed();
         let mut events = engine.take_pending_events();
+        let finished = engine.take_pending_finished();
         match &synced {
             Ok(()) => {
+                engine.tell_synced(took, batch);
+                engine.tell_finished(finished);
                 if failing {
                     info!(store = %engine.store.describe(), "the store works again");
                     failing = false;

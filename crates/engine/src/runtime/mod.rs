@@ -82,8 +82,8 @@ use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
 use crate::backend::{
-    Backend, BackendError, BackendFuture, CreateJob, Event, JobId, JobStatus, PollRow, TaskClaim,
-    WorkerId,
+    Backend, BackendError, BackendFuture, CreateJob, Event, JobId, JobStatus, Observer, PollRow,
+    TaskClaim, WorkerId,
 };
 use crate::compile::graph::Workflow;
 use crate::compile::{Catalog, Compiled};
@@ -237,6 +237,10 @@ pub struct Engine<S: Store = MemoryStore> {
     executor: OnceLock<exec::WorkSender<S>>,
     /// Events of transactions not yet synced (store thread only).
     pending_events: Mutex<Vec<Event>>,
+    /// Jobs finished by transactions not yet synced (store thread only), for the observer.
+    pending_finished: Mutex<Vec<(u64, bool, Millis)>>,
+    /// Told about finished jobs and syncs (metrics), if installed.
+    observer: parking_lot::RwLock<Option<Arc<dyn Observer>>>,
 }
 
 impl<S: Store> std::fmt::Debug for Engine<S> {
@@ -268,6 +272,8 @@ impl<S: Store> Engine<S> {
             timer_at: AtomicU64::new(u64::MAX),
             executor: OnceLock::new(),
             pending_events: Mutex::new(Vec::new()),
+            pending_finished: Mutex::new(Vec::new()),
+            observer: parking_lot::RwLock::new(None),
         }
     }
 
@@ -466,15 +472,21 @@ impl<S: Store> Engine<S> {
             Ok::<_, BackendError>((r, txn.wake_hint()))
         })?;
         let events = std::mem::take(&mut run.events);
+        let finished = std::mem::take(&mut run.finished);
         drop(run);
         if self.executor.get().is_some() {
             // On the store thread: sent once the batch is synced.
             self.pending_events.lock().extend(events);
+            if !finished.is_empty() {
+                self.pending_finished.lock().extend(finished);
+            }
         } else {
             if self.store.durable() {
                 // A durable engine that was not started: sync every transaction.
                 self.store.sync()?;
             }
+            // Counted before anyone hears of it: a `job_done` never overtakes the count.
+            self.tell_finished(finished);
             self.emit_now(events);
         }
         if let Some(w) = next_wake {
@@ -484,6 +496,60 @@ impl<S: Store> Engine<S> {
             }
         }
         Ok(r)
+    }
+
+    /// The jobs finished by the synced batch, for the observer (store thread only).
+    fn take_pending_finished(&self) -> Vec<(u64, bool, Millis)> {
+        std::mem::take(&mut *self.pending_finished.lock())
+    }
+
+    /// Tell the observer, if any, about finished jobs (committed, synced if durable).
+    fn tell_finished(&self, finished: Vec<(u64, bool, Millis)>) {
+        if finished.is_empty() {
+            return;
+        }
+        let Some(obs) = self.observer.read().clone() else {
+            return;
+        };
+        for (def, failed, ms) in finished {
+            if let Some(wf) = self.defs.catalog.workflow(def as usize) {
+                obs.job_finished(&wf.name, failed, Duration::from_millis(ms));
+            }
+        }
+    }
+
+    /// Tell the observer, if any, about one sync of the store thread.
+    fn tell_synced(&self, took: Duration, batch: usize) {
+        if let Some(obs) = self.observer.read().as_ref() {
+            obs.store_synced(took, batch);
+        }
+    }
+
+    /// Ready tasks per action, for the actions that have some (the queue depth).
+    fn ready_counts_now(&self) -> Result<Vec<(String, usize)>, BackendError> {
+        let actions: Vec<String> = self
+            .defs
+            .catalog
+            .definitions()
+            .iter()
+            .filter_map(|d| match d {
+                Compiled::Action(a) => Some(a.name.clone()),
+                _ => None,
+            })
+            .collect();
+        self.store.transact(|txn| {
+            let mut out: Vec<(String, usize)> = Vec::new();
+            for a in actions {
+                if out.iter().any(|(n, _)| *n == a) {
+                    continue; // several versions of one action share the name
+                }
+                let n = txn.ready_jobs(&a).count();
+                if n > 0 {
+                    out.push((a, n));
+                }
+            }
+            Ok::<_, BackendError>(out)
+        })
     }
 
     fn emit_now(&self, events: Vec<Event>) {
@@ -1143,5 +1209,13 @@ impl<S: Store> Backend for Engine<S> {
 
     fn subscribe(&self) -> UnboundedReceiver<Event> {
         self.subscribe_now()
+    }
+
+    fn set_observer(&self, observer: Arc<dyn Observer>) {
+        *self.observer.write() = Some(observer);
+    }
+
+    fn ready_counts(&self) -> BackendFuture<'_, Vec<(String, usize)>> {
+        self.call_now(|e| e.ready_counts_now())
     }
 }

@@ -58,6 +58,9 @@ pub(crate) struct Run<'e> {
     pub cfg: &'e EngineConfig,
     pub now: Millis,
     pub events: Vec<Event>,
+    /// Jobs finished in this run, for the [`crate::backend::Observer`]: workflow
+    /// definition id, failed, latency in ms (no allocation per job).
+    pub finished: Vec<(u64, bool, Millis)>,
     queue: VecDeque<Work>,
 }
 
@@ -96,6 +99,7 @@ impl<'e> Run<'e> {
             cfg,
             now,
             events: Vec::new(),
+            finished: Vec::new(),
             queue: VecDeque::new(),
         }
     }
@@ -777,6 +781,11 @@ impl Run<'_> {
             "job finished"
         );
         self.events.push(Event::JobFinished(job.id));
+        self.finished.push((
+            job.workflow_def,
+            is_err,
+            self.now.saturating_sub(job.created_at),
+        ));
         for c in std::mem::take(&mut job.children) {
             self.orphan(txn, c.job_id);
         }

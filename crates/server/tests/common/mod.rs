@@ -106,6 +106,7 @@ pub async fn start_server_with_auth(
         auth: auth_config,
         timers,
         limits: Default::default(),
+        http: None,
     };
     let handle = Server::start(config, backend).await.expect("server starts");
     let addr = handle.local_addrs()[0];

@@ -125,6 +125,7 @@ pub async fn start(p: &Pki, require_client_cert: bool) -> ServerHandle {
         },
         timers: Default::default(),
         limits: Default::default(),
+        http: None,
     };
     Server::start(config, super::MiniBackend::new())
         .await

@@ -1,0 +1,234 @@
+//! The HTTP listener's `/metrics` (Prometheus text) and the `get_api_status stats` counts,
+//! against the real engine on a durable SQLite store, over loopback TCP.
+
+mod common;
+
+use common::{login, password_file_contents, MiniBackend, RawClient};
+use jobcenter_engine::backend::Backend;
+use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
+use jobcenter_server::{
+    AuthConfig, HttpConfig, ListenerConfig, Server, ServerConfig, ServerHandle,
+};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const SOURCES: &[(&str, &str)] = &[
+    (
+        "add.ac",
+        "action add:\nin:\n    counter number\n    step number 1\nout:\n    counter number\n",
+    ),
+    (
+        "calladd.wf",
+        "workflow calladd:\nin:\n    input number\nout:\n    output number\nwfomap:\n    output = v.thing\ndo:\n    call add:\n        counter = a.input\n    into:\n        thing = o.counter\n",
+    ),
+    (
+        "raiser.wf",
+        "workflow raiser:\nin:\n    x number\nout:\n    y number optional\ndo:\n    raise_error \"let's raise an error\"\n",
+    ),
+];
+
+struct Rig {
+    handle: ServerHandle,
+    addr: SocketAddr,
+    http: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig(backend: Arc<dyn Backend>, no_auth: bool, dir: tempfile::TempDir) -> Rig {
+    let pw = dir.path().join("passwd");
+    std::fs::write(&pw, password_file_contents()).expect("write passwd");
+    let mut http = HttpConfig::new("127.0.0.1:0".parse().expect("addr"));
+    http.metrics_no_auth = no_auth;
+    let config = ServerConfig {
+        listeners: vec![ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"))],
+        auth: AuthConfig {
+            password_file: Some(pw),
+            failure_delay: std::time::Duration::ZERO,
+            ..AuthConfig::default()
+        },
+        timers: Default::default(),
+        limits: Default::default(),
+        http: Some(http),
+    };
+    let handle = Server::start(config, backend).await.expect("server starts");
+    let addr = handle.local_addrs()[0];
+    let http = handle.http_addr().expect("http listener");
+    Rig {
+        handle,
+        addr,
+        http,
+        _dir: dir,
+    }
+}
+
+/// The engine over a SQLite file (durable: its store thread commits in batches).
+async fn engine_rig() -> Rig {
+    let mut cat = Catalog::with_stage(Stage::C);
+    for (file, src) in SOURCES {
+        if let Err(e) = cat.compile(file, src) {
+            panic!("{file} does not compile: {e:?}");
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = jobcenter_store::SqliteStore::open(dir.path().join("jc.db")).expect("store");
+    let engine = Engine::new(cat, store, EngineConfig::default()).start();
+    rig(engine as Arc<_>, false, dir).await
+}
+
+/// A plain HTTP/1.1 GET; returns the status, the header block and the body.
+async fn get(addr: SocketAddr, path: &str, auth: Option<(&str, &str)>) -> (u16, String, String) {
+    use base64::Engine as _;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some((u, p)) = auth {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        req.push_str(&format!("Authorization: Basic {b64}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut s = TcpStream::connect(addr).await.expect("connect http");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    tokio::time::timeout(common::WAIT, s.read_to_end(&mut raw))
+        .await
+        .expect("http answer in time")
+        .expect("read");
+    let raw = String::from_utf8(raw).expect("utf-8");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("header end");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+/// The value of the sample line `name` (with its labels) in a scrape.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.split(' ').next()?.parse().ok())
+}
+
+async fn create(c: &mut RawClient, wf: &str, inargs: Value) -> Value {
+    let r = c
+        .result(
+            "create_job",
+            json!({"wfname": wf, "inargs": inargs, "timeout": 300}),
+        )
+        .await;
+    assert!(r[0].is_i64(), "create_job {wf}: {r}");
+    r[0].clone()
+}
+
+async fn serve_add(w: &mut RawClient) {
+    let t = w.take_task().await;
+    let sum = t[2]["counter"].as_f64().unwrap_or(0.0) + 1.0;
+    w.notify(
+        "task_done",
+        json!({"cookie": t[1], "outargs": {"counter": sum}}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_the_admin_login() {
+    let r = engine_rig().await;
+    let (status, head, _) = get(r.http, "/metrics", None).await;
+    assert_eq!(status, 401);
+    assert!(head.contains("www-authenticate: basic"), "{head}");
+    let (status, _, _) = get(r.http, "/metrics", Some(("apimeister", "wrong"))).await;
+    assert_eq!(status, 401);
+    // A valid login that is not the admin's.
+    let (status, _, _) = get(r.http, "/metrics", Some(("theCustomer", "wantsThings"))).await;
+    assert_eq!(status, 401);
+    let (status, head, body) = get(r.http, "/metrics", Some(("apimeister", "meister"))).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    assert!(
+        body.contains("# TYPE jobcenter_connections gauge"),
+        "{body}"
+    );
+    let (status, _, _) = get(r.http, "/other", Some(("apimeister", "meister"))).await;
+    assert_eq!(status, 404);
+    r.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_jobs_that_ran() {
+    let r = engine_rig().await;
+    let mut w = login(r.addr, "theEmployee").await;
+    assert_eq!(w.announce("w1", "add", 1).await, json!([true, "success"]));
+    let mut c = login(r.addr, "theCustomer").await;
+    for i in 0..3 {
+        let job = create(&mut c, "calladd", json!({"input": i})).await;
+        serve_add(&mut w).await;
+        assert_eq!(c.notification("job_done").await["job_id"], job);
+    }
+    let job = create(&mut c, "raiser", json!({"x": 1})).await;
+    assert_eq!(c.notification("job_done").await["job_id"], job);
+    // One task claimed and not done, one job waiting for the busy worker.
+    create(&mut c, "calladd", json!({"input": 10})).await;
+    let _held = w.take_task().await;
+    create(&mut c, "calladd", json!({"input": 11})).await;
+
+    let (status, _, body) = get(r.http, "/metrics", Some(("apimeister", "meister"))).await;
+    assert_eq!(status, 200);
+    let expect = [
+        ("jobcenter_jobs_created_total{workflow=\"calladd\"}", 5.0),
+        ("jobcenter_jobs_created_total{workflow=\"raiser\"}", 1.0),
+        ("jobcenter_jobs_finished_total{workflow=\"calladd\"}", 3.0),
+        ("jobcenter_jobs_finished_total{workflow=\"raiser\"}", 1.0),
+        ("jobcenter_jobs_failed_total{workflow=\"raiser\"}", 1.0),
+        (
+            "jobcenter_job_latency_seconds_count{workflow=\"calladd\"}",
+            3.0,
+        ),
+        ("jobcenter_tasks_dispatched_total{action=\"add\"}", 4.0),
+        ("jobcenter_queue_depth{action=\"add\"}", 1.0),
+        ("jobcenter_connections", 2.0),
+        ("jobcenter_workers", 1.0),
+        ("jobcenter_slots_total", 1.0),
+        ("jobcenter_slots_used", 1.0),
+    ];
+    for (name, want) in expect {
+        assert_eq!(sample(&body, name), Some(want), "{name} in\n{body}");
+    }
+    assert_eq!(
+        sample(&body, "jobcenter_jobs_failed_total{workflow=\"calladd\"}"),
+        Some(0.0),
+        "{body}"
+    );
+    // The store thread synced at least once per finished job's task_done.
+    let commits = sample(&body, "jobcenter_store_commit_seconds_count").unwrap_or(0.0);
+    assert!(commits >= 4.0, "{body}");
+    let batched = sample(&body, "jobcenter_store_commit_batch_sum").unwrap_or(0.0);
+    assert!(batched >= commits, "{body}");
+
+    // The same counts in get_api_status stats.
+    let mut m = login(r.addr, "apimeister").await;
+    let stats = m.result("get_api_status", json!({"what": "stats"})).await;
+    assert_eq!(
+        stats,
+        json!({
+            "clients": 3, "dead": 0, "workers": 1,
+            "jobs": 2, "tasks": 1,
+            "jobs_created": 6, "jobs_finished": 4, "jobs_failed": 1, "tasks_dispatched": 4,
+        })
+    );
+    r.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_no_auth_lets_a_scraper_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = rig(MiniBackend::new() as Arc<_>, true, dir).await;
+    let (status, _, body) = get(r.http, "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(sample(&body, "jobcenter_connections"), Some(0.0), "{body}");
+    r.handle.shutdown().await;
+}
