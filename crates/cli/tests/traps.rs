@@ -33,8 +33,8 @@ fn with_creds(args: &[&str], who: &str, token: &str) -> tokio::process::Command 
 
 /// A password-file line for `who` with a `$5$` hash of `token`.
 fn passwd_line(who: &str, token: &str) -> String {
-    #[allow(deprecated)] // $5$ is what the JobCenter password file speaks
-    let hash = pwhash::sha256_crypt::hash(token).expect("hash a token");
+    // $5$ is what the JobCenter password file speaks
+    let hash = jobcenter_server::crypt::hash_sha256(token);
     format!("{who}:{hash}\n")
 }
 

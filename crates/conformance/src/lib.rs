@@ -101,9 +101,7 @@ pub fn password_file(users: &[(&str, &str)]) -> Result<String, HarnessError> {
     let mut out = String::new();
     for (who, token) in users {
         // `$5$` is what the reference deployments use (PROTOCOL.md §11.2); test data only.
-        #[allow(deprecated)]
-        let hash =
-            pwhash::sha256_crypt::hash(token).map_err(|e| HarnessError::Hash(e.to_string()))?;
+        let hash = jobcenter_server::crypt::hash_sha256(token);
         out.push_str(&format!("{who}:{hash}\n"));
     }
     Ok(out)
@@ -885,6 +883,13 @@ mod tests {
         let pw = password_file(&[("u", "secret")]).unwrap_or_default();
         let hash = pw.trim().strip_prefix("u:").unwrap_or_default().to_string();
         assert!(hash.starts_with("$5$"));
-        assert!(pwhash::sha256_crypt::verify("secret", &hash));
+        assert_eq!(
+            jobcenter_server::auth::crypt_matches(&hash, "secret"),
+            Ok(true)
+        );
+        assert_eq!(
+            jobcenter_server::auth::crypt_matches(&hash, "Secret"),
+            Ok(false)
+        );
     }
 }

@@ -674,7 +674,7 @@ impl Peer {
             id: id.clone().unwrap_or(Value::Null),
             text: id_text,
         };
-        let is_notification = id.as_ref().map_or(true, is_falsy_id);
+        let is_notification = id.as_ref().is_none_or(is_falsy_id);
         let entry = method
             .as_str()
             .and_then(|name| self.shared.methods.map.get(name));

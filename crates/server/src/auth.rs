@@ -374,8 +374,7 @@ pub fn check_password(contents: &str, who: &str, token: &str) -> Result<(), Auth
         .ok_or_else(|| {
             // Hash the token all the same, so that an unknown user takes about as long to
             // refuse as a wrong password and the answer time does not tell who exists.
-            #[allow(deprecated)]
-            let _ = pwhash::sha256_crypt::hash_with(UNKNOWN_USER_SETTING, token);
+            let _ = crate::crypt::crypt(token, UNKNOWN_USER_SETTING);
             AuthFailure::NoSuchUser
         })?;
     if crypt_matches(hash, token)? {
@@ -389,24 +388,10 @@ pub fn check_password(contents: &str, who: &str, token: &str) -> Result<(), Auth
 ///
 /// Other formats (including the `rounds=` variant) are [`AuthFailure::InvalidHash`].
 pub fn crypt_matches(hash: &str, token: &str) -> Result<bool, AuthFailure> {
-    let rest = hash.strip_prefix('$').ok_or(AuthFailure::InvalidHash)?;
-    let (id, rest) = rest.split_once('$').ok_or(AuthFailure::InvalidHash)?;
-    let (salt, _) = rest.split_once('$').ok_or(AuthFailure::InvalidHash)?;
-    if salt.is_empty() || salt.starts_with("rounds=") {
-        return Err(AuthFailure::InvalidHash);
-    }
-    let setting = format!("${id}${salt}$");
-    #[allow(deprecated)]
-    let computed = match id {
-        "1" => pwhash::md5_crypt::hash_with(setting.as_str(), token),
-        "5" => pwhash::sha256_crypt::hash_with(setting.as_str(), token),
-        "6" => pwhash::sha512_crypt::hash_with(setting.as_str(), token),
-        _ => return Err(AuthFailure::InvalidHash),
-    };
-    match computed {
-        Ok(c) => Ok(hashes_equal(&c, hash)),
-        Err(_) => Err(AuthFailure::InvalidHash),
-    }
+    // The same formats the password file is validated against, at start and on reload.
+    hash_format_supported(hash).map_err(|_| AuthFailure::InvalidHash)?;
+    let computed = crate::crypt::crypt(token, hash).map_err(|_| AuthFailure::InvalidHash)?;
+    Ok(hashes_equal(&computed, hash))
 }
 
 /// Compare a computed crypt string with the stored one in constant time: how long the
@@ -466,10 +451,8 @@ theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n";
 
     #[test]
     fn c29_md5_sha256_sha512_and_other_formats() {
-        #[allow(deprecated)]
-        let md5 = pwhash::md5_crypt::hash_with("$1$abcdefgh$", "pw1").unwrap_or_default();
-        #[allow(deprecated)]
-        let sha512 = pwhash::sha512_crypt::hash_with("$6$saltsalt$", "pw6").unwrap_or_default();
+        let md5 = crate::crypt::crypt("pw1", "$1$abcdefgh$").unwrap_or_default();
+        let sha512 = crate::crypt::crypt("pw6", "$6$saltsalt$").unwrap_or_default();
         assert!(md5.starts_with("$1$abcdefgh$"));
         assert!(sha512.starts_with("$6$saltsalt$"));
         assert_eq!(crypt_matches(&md5, "pw1"), Ok(true));
@@ -489,6 +472,19 @@ theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n";
             crypt_matches("$5$rounds=5000$salt$xyz", "x"),
             Err(AuthFailure::InvalidHash)
         );
+        assert_eq!(
+            crypt_matches("$5$saltsalt", "pw6"),
+            Err(AuthFailure::InvalidHash)
+        );
+        // hashes made by `openssl passwd -1/-5/-6`
+        for (hash, token) in [
+            ("$1$saltsalt$pRmHVZe5Tr199NLta1EY2.", "pw6"),
+            ("$5$saltsalt$GS.J0iOniXD56W.8I.HKCV/SniA7PIUamayUAJFekM7", "pw6"),
+            ("$6$saltsalt$vqfwhgbpDQsmrvB6w5/8F5c4CO40.Qu2BBSXMRAH03mtpJ3D3UncG8x1f8qam566S8Gqa9EQmwIXTEp9knEjA.", "pw6"),
+        ] {
+            assert_eq!(crypt_matches(hash, token), Ok(true), "{hash}");
+            assert_eq!(crypt_matches(hash, "pw1"), Ok(false), "{hash}");
+        }
         // exact comparison: a truncated hash fails
         assert_eq!(crypt_matches(&sha512[..sha512.len() - 1], "pw6"), Ok(false));
     }
@@ -658,8 +654,7 @@ theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n";
 
     #[test]
     fn a_hash_format_passes_validation_exactly_when_crypt_matches_can_check_it() {
-        #[allow(deprecated)]
-        let md5 = pwhash::md5_crypt::hash_with("$1$abcdefgh$", "pw1").unwrap_or_default();
+        let md5 = crate::crypt::crypt("pw1", "$1$abcdefgh$").unwrap_or_default();
         let mut samples = vec![
             md5,
             "$5$Re.J8ULljB$Zlp7EvuSXSqred7R/ONec5Wcx3sa0Di7r8jYj6OYJgB".to_string(),

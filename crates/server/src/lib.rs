@@ -45,6 +45,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod crypt;
 pub mod dispatch;
 mod http;
 pub mod jobs;

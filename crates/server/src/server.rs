@@ -80,7 +80,7 @@ impl Shared {
             // One line per second at most: a flood must not flood the log too.
             let now = Instant::now();
             if s.refused_logged
-                .map_or(true, |t| now.duration_since(t) >= Duration::from_secs(1))
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
             {
                 warn!(%ip, refused = s.refused, total = s.total, from_ip, "{why}, refusing connections");
                 s.refused = 0;
@@ -231,7 +231,7 @@ pub(crate) async fn run_poll_for(sh: Arc<Shared>, worker_id: WorkerId) {
         Ok(rows) => {
             let rows: Vec<PollRow> = rows
                 .into_iter()
-                .filter(|r| r.workers.as_ref().map_or(true, |w| w.contains(&worker_id)))
+                .filter(|r| r.workers.as_ref().is_none_or(|w| w.contains(&worker_id)))
                 .map(|r| PollRow {
                     workers: Some(vec![worker_id]),
                     ..r

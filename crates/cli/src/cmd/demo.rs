@@ -166,17 +166,16 @@ struct Credentials {
 }
 
 fn credentials() -> Result<Credentials, Failure> {
-    use rand::distributions::{Alphanumeric, DistString};
+    use rand::distr::{Alphanumeric, SampleString};
     let fail = |e: String| Failure::with_code(2, format!("cannot write the password file: {e}"));
     let dir = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
     let path = dir.path().join("demo.passwd");
-    let client_token = Alphanumeric.sample_string(&mut rand::thread_rng(), 20);
-    let worker_token = Alphanumeric.sample_string(&mut rand::thread_rng(), 20);
+    let client_token = Alphanumeric.sample_string(&mut rand::rng(), 20);
+    let worker_token = Alphanumeric.sample_string(&mut rand::rng(), 20);
     let line = |who: &str, token: &str| -> Result<String, Failure> {
         // SHA-256-crypt ($5$) is what the JobCenter password file format speaks (PROTOCOL.md
-        // §11.2); pwhash marks it deprecated for new systems, but compatibility decides here.
-        #[allow(deprecated)]
-        let hash = pwhash::sha256_crypt::hash(token).map_err(|e| fail(e.to_string()))?;
+        // §11.2).
+        let hash = jobcenter_server::crypt::hash_sha256(token);
         Ok(format!("{who}:{hash}\n"))
     };
     let text = line("demo-client", &client_token)? + &line("demo-worker", &worker_token)?;

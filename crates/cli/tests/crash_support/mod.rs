@@ -26,7 +26,7 @@ use crate::cli_support::{
 use jobcenter::{Action, Client, ClientConfig, ClientError, JobStatus, Worker};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
@@ -184,12 +184,12 @@ fn stable_port() -> u16 {
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse().ok())
         .unwrap_or(32768);
-    let mut rng = rand::thread_rng();
+    let mut rng = rand::rng();
     for _ in 0..100 {
         if low <= 10_000 {
             break;
         }
-        let port = rng.gen_range(10_000..low);
+        let port = rng.random_range(10_000..low);
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
@@ -430,7 +430,7 @@ pub async fn crash_test(setup: Setup, dir: &Path) {
     let seed: u64 = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().gen());
+        .unwrap_or_else(|| rand::rng().random());
     println!("{name}: seed {seed} (CRASH_SEED={seed} replays the kill moments)");
     let mut rng = StdRng::seed_from_u64(seed);
 
@@ -479,12 +479,12 @@ pub async fn crash_test(setup: Setup, dir: &Path) {
 
         if !last {
             // The random moment: let the load run, then kill -9.
-            let range = if rng.gen_ratio(1, EARLY_EVERY) {
+            let range = if rng.random_ratio(1, EARLY_EVERY) {
                 EARLY_MS
             } else {
                 setup.load_ms.clone()
             };
-            let load = Duration::from_millis(rng.gen_range(range));
+            let load = Duration::from_millis(rng.random_range(range));
             tokio::time::sleep(load).await;
             let in_flight = shared.in_flight();
             in_flight_at_kill.push(in_flight);

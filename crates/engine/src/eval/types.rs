@@ -522,15 +522,15 @@ fn validate_at(root: &Value, schema: &Value, v: &Value, depth: usize) -> bool {
             let min_ok = s
                 .get("minLength")
                 .and_then(Value::as_u64)
-                .map_or(true, |m| len >= m);
+                .is_none_or(|m| len >= m);
             let max_ok = s
                 .get("maxLength")
                 .and_then(Value::as_u64)
-                .map_or(true, |m| len <= m);
+                .is_none_or(|m| len <= m);
             let pattern_ok = s
                 .get("pattern")
                 .and_then(Value::as_str)
-                .map_or(true, |p| pattern_matches(p, text));
+                .is_none_or(|p| pattern_matches(p, text));
             min_ok && max_ok && pattern_ok
         }
         Value::Array(items) => validate_array(s, items, &sub),

@@ -868,7 +868,7 @@ impl<S: Store> Engine<S> {
             let fits = |txn: &dyn Txn, id: JobId| {
                 txn.try_job(id).is_some_and(|j| {
                     j.ready_action() == Some(actionname.as_str())
-                        && filter.as_ref().map_or(true, |f| {
+                        && filter.as_ref().is_none_or(|f| {
                             j.task_state.inargs.as_ref().is_some_and(|i| contains(i, f))
                         })
                 })

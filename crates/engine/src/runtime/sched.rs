@@ -588,7 +588,7 @@ impl<'e> Run<'e> {
                 .filter(|w| {
                     w.registrations.iter().any(|r| {
                         r.action == action.name
-                            && r.filter.as_ref().map_or(true, |f| {
+                            && r.filter.as_ref().is_none_or(|f| {
                                 object_contains(inargs_obj, &Value::Object(f.clone()))
                             })
                     })

@@ -413,7 +413,7 @@ impl Backend for MiniBackend {
                     && j.action == actionname
                     && filter
                         .as_ref()
-                        .map_or(true, |f| contains(&Value::Object(j.inargs.clone()), f))
+                        .is_none_or(|f| contains(&Value::Object(j.inargs.clone()), f))
             };
             let id = match job_id {
                 Some(id) => s.jobs.get(&id).filter(|j| fits(j)).map(|_| id),
@@ -518,7 +518,7 @@ impl Backend for MiniBackend {
                                 && j.action == action
                                 && filter
                                     .as_ref()
-                                    .map_or(true, |f| contains(&Value::Object(j.inargs.clone()), f))
+                                    .is_none_or(|f| contains(&Value::Object(j.inargs.clone()), f))
                         })
                         .count();
                     (count > 0).then(|| PollRow {

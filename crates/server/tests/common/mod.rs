@@ -31,8 +31,7 @@ pub struct TestServer {
 
 /// Password file lines: the §11.2 test vectors plus `apimeister` (password `meister`).
 pub fn password_file_contents() -> String {
-    #[allow(deprecated)]
-    let meister = pwhash::sha256_crypt::hash_with("$5$saltsaltsalt$", "meister").expect("hash");
+    let meister = jobcenter_server::crypt::crypt("meister", "$5$saltsaltsalt$").expect("hash");
     format!(
         "theCustomer:$5$Re.J8ULljB$Zlp7EvuSXSqred7R/ONec5Wcx3sa0Di7r8jYj6OYJgB\n\
 theEmployee:$5$OHFG1Ol7VMz647y$gmqS.M6i0hTtcKu9935yBn8Ck7yOdonV68hkz7mjnS/\n\

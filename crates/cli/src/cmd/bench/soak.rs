@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use jobcenter::{Action, ClientConfig, Task, Worker};
 use parking_lot::Mutex;
-use rand::Rng;
+use rand::RngExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -237,7 +237,7 @@ impl Ledger {
 
 /// A random duration around `mean` (uniform in [mean/2, 3·mean/2]).
 fn around(mean: Duration) -> Duration {
-    let f: f64 = rand::thread_rng().gen_range(0.5..1.5);
+    let f: f64 = rand::rng().random_range(0.5..1.5);
     mean.mul_f64(f)
 }
 
@@ -436,10 +436,10 @@ async fn worker_slot(ledger: Arc<Ledger>, cfg: ClientConfig, slot: usize) {
             around(plan.worker_churn)
         };
         let until = Instant::now().checked_add(life);
-        while !ledger.stop.load(Ordering::SeqCst) && until.map_or(true, |u| Instant::now() < u) {
+        while !ledger.stop.load(Ordering::SeqCst) && until.is_none_or(|u| Instant::now() < u) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let graceful = ledger.stop.load(Ordering::SeqCst) || rand::thread_rng().gen_bool(0.5);
+        let graceful = ledger.stop.load(Ordering::SeqCst) || rand::rng().random_bool(0.5);
         if graceful {
             w.shutdown(Duration::from_secs(10)).await;
             ledger.worker_graceful.fetch_add(1, Ordering::SeqCst);
@@ -452,7 +452,7 @@ async fn worker_slot(ledger: Arc<Ledger>, cfg: ClientConfig, slot: usize) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
-        let pause = rand::thread_rng().gen_range(0..100);
+        let pause = rand::rng().random_range(0..100);
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
@@ -665,7 +665,7 @@ async fn client_slot(ledger: Arc<Ledger>, cfg: ClientConfig, slot: usize) {
         if broke.is_none() && !ledger.all_done() && !exhausted {
             ledger.client_drops.fetch_add(1, Ordering::SeqCst);
         }
-        c.drop_hard(rand::thread_rng().gen_bool(0.5));
+        c.drop_hard(rand::rng().random_bool(0.5));
         if exhausted && ledger.again.lock().is_empty() {
             // Nothing left to submit from this slot; the others finish their jobs.
             if !ledger.stop.load(Ordering::SeqCst) {
