@@ -1,6 +1,6 @@
 //! JobCenter client and worker library: create jobs, wait for results, serve actions.
 //!
-//! A Rust counterpart of the Perl `JobCenter::Client::Mojo` (PROTOCOL.md §12), speaking
+//! A Rust counterpart of the Perl `JobCenter::Client::Mojo` (docs/PROTOCOL.md §12), speaking
 //! JSON-RPC 2.0 over netstrings (TCP or TLS) through [`jobcenter_rpc::Peer`].
 //!
 //! * [`Client`]: connect + authenticate ([`Client::connect`], [`ClientConfig::builder`]), run
@@ -37,7 +37,7 @@
 //!   as `Ok` with `job_id: None` and `{"error": ...}` outargs, like Perl's `call`;
 //!   [`JobResult::into_result`] and [`Client::call_typed`] turn these into
 //!   [`ClientError::NotCreated`], [`ClientError::JobFailed`] and [`ClientError::JobTimeout`].
-//! * Fixed reference bugs (PROTOCOL.md §12.16): pending calls and job waits fail with
+//! * Fixed reference bugs (docs/PROTOCOL.md §12.16): pending calls and job waits fail with
 //!   [`ClientError::Closed`] when the connection closes; the `get_job_status` notify
 //!   completion is registered before the request (§7.6); the socket is closed on a version
 //!   mismatch; incoming frames are limited (16 MiB default) and framing errors are fatal;

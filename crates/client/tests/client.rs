@@ -1,4 +1,4 @@
-//! Client behaviour (PROTOCOL.md C74–C84, C94 and the client side of C1–C24) against a
+//! Client behaviour (docs/PROTOCOL.md C74–C84, C94 and the client side of C1–C24) against a
 //! scripted server peer on loopback.
 
 mod support;

@@ -1,4 +1,4 @@
-//! Worker behaviour (PROTOCOL.md C73, C85–C93, §12.13–§12.15) against a scripted server peer.
+//! Worker behaviour (docs/PROTOCOL.md C73, C85–C93, §12.13–§12.15) against a scripted server peer.
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! Shared set-up for the end-to-end conformance tests: a real server with the JCL engine on a
 //! loopback port, connected clients and workers of our library, the reference workers of
-//! JCL.md Part 4, result matching with placeholders, and a raw netstring connection.
+//! docs/JCL.md Part 4, result matching with placeholders, and a raw netstring connection.
 //!
 //! Everything here runs the real components: [`jobcenter_server::Server`] over
 //! [`jobcenter_engine::Engine`] on a store of the test's choice ([`StoreKind`]: in memory, or
@@ -27,15 +27,15 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The JCL.md Part 4 client identity (appears as `e.client` in jobs).
+/// The docs/JCL.md Part 4 client identity (appears as `e.client` in jobs).
 pub const JC_ADMIN: &str = "jc_admin";
 /// Password of [`JC_ADMIN`] in the test password file.
 pub const JC_ADMIN_TOKEN: &str = "jcAdminSecret";
 /// The user every worker of the harness logs in as.
 pub const EMPLOYEE: &str = "theEmployee";
-/// The PROTOCOL.md §11.2 test-vector password of [`EMPLOYEE`].
+/// The docs/PROTOCOL.md §11.2 test-vector password of [`EMPLOYEE`].
 pub const EMPLOYEE_TOKEN: &str = "doesThings";
-/// The PROTOCOL.md §11.2 test-vector customer.
+/// The docs/PROTOCOL.md §11.2 test-vector customer.
 pub const CUSTOMER: &str = "theCustomer";
 /// Password of [`CUSTOMER`].
 pub const CUSTOMER_TOKEN: &str = "wantsThings";
@@ -52,7 +52,7 @@ pub const USERS: [(&str, &str); 4] = [
     (APIMEISTER, APIMEISTER_TOKEN),
 ];
 
-/// The reference actions of JCL.md Part 4.
+/// The reference actions of docs/JCL.md Part 4.
 pub const REFERENCE_ACTIONS: [&str; 5] = ["c_add", "c_fail", "c_echo", "c_soft", "c_slow"];
 
 /// How long a test waits for something that should happen soon.
@@ -83,7 +83,7 @@ pub enum HarnessError {
     Client(#[from] ClientError),
 }
 
-/// The JCL.md Part 4 fixtures of the engine crate (loaded at test time from the repository).
+/// The docs/JCL.md Part 4 fixtures of the engine crate (loaded at test time from the repository).
 pub fn part4_fixtures() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -100,7 +100,7 @@ pub fn own_fixtures() -> PathBuf {
 pub fn password_file(users: &[(&str, &str)]) -> Result<String, HarnessError> {
     let mut out = String::new();
     for (who, token) in users {
-        // `$5$` is what the reference deployments use (PROTOCOL.md §11.2); test data only.
+        // `$5$` is what the reference deployments use (docs/PROTOCOL.md §11.2); test data only.
         let hash = jobcenter_server::crypt::hash_sha256(token);
         out.push_str(&format!("{who}:{hash}\n"));
     }
@@ -447,7 +447,7 @@ pub fn c_add(inargs: &Value) -> Value {
     json!({ "counter": number(c + s) })
 }
 
-/// `c_fail`, by input `what` (JCL.md Part 4).
+/// `c_fail`, by input `what` (docs/JCL.md Part 4).
 pub fn c_fail(inargs: &Value) -> Value {
     match inargs["what"].as_str().unwrap_or("") {
         "string" => json!({"error": "plain string error"}),

@@ -223,7 +223,7 @@ async fn worker_vanishing_on_every_try_of_a_retryable_task_ends_the_job_with_a_c
     let id = h.job_id().expect("a job id");
     assert_eq!(take_task(&mut w1, "f_flaky").await.0, id);
     w1.reset();
-    // `tries: 2` allows two retries (JCL.md C38: three attempts); each goes to a worker
+    // `tries: 2` allows two retries (docs/JCL.md C38: three attempts); each goes to a worker
     // that vanishes too.
     for attempt in 2..=3 {
         let mut w = raw_worker(s.addr(), &format!("try-{attempt}"), "f_flaky").await;

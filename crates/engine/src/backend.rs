@@ -1,7 +1,7 @@
 //! The backend interface the API server drives: what the original's stored procedures offer.
 //!
 //! The API server (crate `jobcenter-server`) is the JSON-RPC front; everything about jobs,
-//! workflows, actions, workers and locks lives behind this trait (PROTOCOL.md §10). The
+//! workflows, actions, workers and locks lives behind this trait (docs/PROTOCOL.md §10). The
 //! in-process engine implements it; a PostgreSQL-backed implementation can implement it too,
 //! so several server processes can share the work.
 //!
@@ -20,7 +20,7 @@ pub type WorkerId = i64;
 /// A boxed future, as returned by [`Backend`] methods.
 pub type BackendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
 
-/// A failure reported by the backend, with the exact message of PROTOCOL.md §10.
+/// A failure reported by the backend, with the exact message of docs/PROTOCOL.md §10.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct BackendError {
@@ -37,7 +37,7 @@ impl BackendError {
     }
 }
 
-/// The arguments of `create_job` (PROTOCOL.md §10.2).
+/// The arguments of `create_job` (docs/PROTOCOL.md §10.2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateJob {
     /// Workflow name.
@@ -52,7 +52,7 @@ pub struct CreateJob {
     pub env: Option<Map<String, Value>>,
 }
 
-/// What `get_job_status` found (PROTOCOL.md §10.3).
+/// What `get_job_status` found (docs/PROTOCOL.md §10.3).
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobStatus {
     /// No such job, live or archived.
@@ -63,7 +63,7 @@ pub enum JobStatus {
     Finished(Value),
 }
 
-/// A claimed task, as `get_task` returns it (PROTOCOL.md §10.9).
+/// A claimed task, as `get_task` returns it (docs/PROTOCOL.md §10.9).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskClaim {
     /// The real job id.
@@ -76,7 +76,7 @@ pub struct TaskClaim {
     pub env: Value,
 }
 
-/// One row of `poll_tasks` (PROTOCOL.md §10.11).
+/// One row of `poll_tasks` (docs/PROTOCOL.md §10.11).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollRow {
     /// The action name (the original returns its ready channel; the name is equivalent).
@@ -110,7 +110,7 @@ pub enum Event {
     StoreRecovered,
 }
 
-/// The operations of PROTOCOL.md §10.1. All methods are cheap to call concurrently.
+/// The operations of docs/PROTOCOL.md §10.1. All methods are cheap to call concurrently.
 pub trait Backend: Send + Sync + 'static {
     /// Create a job; fails with the messages of §10.2 (no job is created then).
     fn create_job(&self, req: CreateJob) -> BackendFuture<'_, JobId>;

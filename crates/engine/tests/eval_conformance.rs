@@ -1,4 +1,4 @@
-//! Conformance cases of JCL.md Part 4 that need no workers or child jobs, run end to end
+//! Conformance cases of docs/JCL.md Part 4 that need no workers or child jobs, run end to end
 //! through the real parser and the evaluator: a minimal statement walker (let, if, case,
 //! while, repeat, try, raise_error, assert, return) drives the `eval` API the way the job
 //! runtime does, including the input/output checks and the `caught exception in` messages.

@@ -1,4 +1,4 @@
-//! Runtime error messages of expressions and maps (JCL.md §2.3 "Error texts", Appendix A;
+//! Runtime error messages of expressions and maps (docs/JCL.md §2.3 "Error texts", Appendix A;
 //! cases C07, C25, C28, C29).
 
 mod eval_support;

@@ -1,5 +1,5 @@
 //! Map evaluation: assignments, compound operators, magic assignments, `ifdef`, the object
-//! availability table and autovivification (JCL.md §1.5, §2.2, §2.4; cases C08, C18, C25, C28).
+//! availability table and autovivification (docs/JCL.md §1.5, §2.2, §2.4; cases C08, C18, C25, C28).
 
 mod eval_support;
 

@@ -271,7 +271,7 @@ pub fn expr(src: &str) -> Expr {
 }
 
 /// Parse a variable path `X.a.b[1]` as an assignment target with the default-target rule of
-/// JCL.md §1.5 for `kind`.
+/// docs/JCL.md §1.5 for `kind`.
 pub fn place(src: &str, kind: MapKind) -> Var {
     let mut p = P { t: lex(src), i: 0 };
     let parts = p.parts();

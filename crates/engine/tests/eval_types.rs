@@ -1,4 +1,4 @@
-//! Input/output type checks and their exact messages (JCL.md §2.5; cases C02–C06, C20, C28).
+//! Input/output type checks and their exact messages (docs/JCL.md §2.5; cases C02–C06, C20, C28).
 
 use jobcenter_engine::eval::types::{
     check_inputs, check_inputs_owned, check_outputs, validate, IoSpec, IoType, SchemaRegistry,

@@ -1,4 +1,4 @@
-//! The value model and every operator (JCL.md §2.3, Appendix D; cases C17, C30).
+//! The value model and every operator (docs/JCL.md §2.3, Appendix D; cases C17, C30).
 
 mod eval_support;
 

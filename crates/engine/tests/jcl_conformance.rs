@@ -1,4 +1,4 @@
-//! JCL.md Part 4, Stage A conformance cases C01–C30, run against the [`Engine`] through the
+//! docs/JCL.md Part 4, Stage A conformance cases C01–C30, run against the [`Engine`] through the
 //! `Backend` trait with in-test reference workers (`c_add`, `c_fail`, `c_echo`, `c_soft`,
 //! `c_slow`) that react to `ActionReady` events.
 

@@ -1,4 +1,4 @@
-//! Runtime tests of PROTOCOL.md §10 backend semantics through the `Backend` trait: job
+//! Runtime tests of docs/PROTOCOL.md §10 backend semantics through the `Backend` trait: job
 //! status, find_jobs containment, announce/withdraw/ping messages, filters and candidates,
 //! claims and cookies, soft-error retries, action timeouts, disconnects, archival and
 //! housekeeping. Workers are driven by hand from the test.

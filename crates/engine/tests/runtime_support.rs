@@ -1,5 +1,5 @@
 //! Test support for the runtime tests: an engine over the Part 4 fixtures, reference
-//! workers of JCL.md Part 4 driven by `ActionReady` events, and result matching with
+//! workers of docs/JCL.md Part 4 driven by `ActionReady` events, and result matching with
 //! `<J>`/`<C>`/`<T>` placeholders and numbers compared by value.
 #![allow(dead_code)]
 
@@ -14,7 +14,7 @@ use jobcenter_engine::{Engine, EngineConfig};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
-/// The fixtures folder of JCL.md Part 4.
+/// The fixtures folder of docs/JCL.md Part 4.
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jcl")
 }

@@ -1,4 +1,4 @@
-//! Compile-time checks of JCL.md §1.10 and the compile errors of Appendix A, plus the
+//! Compile-time checks of docs/JCL.md §1.10 and the compile errors of Appendix A, plus the
 //! syntax errors §1.4 lists as "not JCL". Each test asserts the exact message and line.
 
 use jobcenter_engine::compile::{Catalog, Stage};

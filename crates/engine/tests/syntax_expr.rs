@@ -1,4 +1,4 @@
-//! Expressions, literals, assignments and io-specs as the parser sees them (JCL.md §1.2,
+//! Expressions, literals, assignments and io-specs as the parser sees them (docs/JCL.md §1.2,
 //! §1.4, §1.5, §1.6): Perl precedence and associativity, raw strings, JSON-decoded
 //! defaults, lhs resolution, compound and magic assignments.
 
@@ -196,7 +196,7 @@ fn jcl_c19_string_literals_are_raw() {
             r"l1\nl2"
         ]
     );
-    // JCL.md says "6 chars" but lists 7 (a \ t b \ " c); the JSON text it gives has 7.
+    // docs/JCL.md says "6 chars" but lists 7 (a \ t b \ " c); the JSON text it gives has 7.
     assert_eq!(vals[1].chars().count(), 7);
 }
 

@@ -1,4 +1,4 @@
-//! Every JCL source of JCL.md Part 4 (tests/fixtures/jcl) parses, and compiles exactly as far
+//! Every JCL source of docs/JCL.md Part 4 (tests/fixtures/jcl) parses, and compiles exactly as far
 //! as the catalog's stage allows: Stage A sources compile, Stage B/C sources are rejected with
 //! `statement X not supported yet` / `section X not supported yet` (Part 3).
 

@@ -1,4 +1,4 @@
-//! Layout (JCL.md §1.3), comments and line ends (§1.2): what the indentation rules accept
+//! Layout (docs/JCL.md §1.3), comments and line ends (§1.2): what the indentation rules accept
 //! and reject.
 
 use jobcenter_engine::syntax::ast::*;

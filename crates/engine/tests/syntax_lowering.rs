@@ -1,4 +1,4 @@
-//! Lowering to the task graph (JCL.md §2.6): shapes, `on_error` targets, call binding, and
+//! Lowering to the task graph (docs/JCL.md §2.6): shapes, `on_error` targets, call binding, and
 //! exact step counts (C15/C16 depend on them) checked with a scripted walk of the graph.
 
 use jobcenter_engine::compile::*;

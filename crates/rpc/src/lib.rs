@@ -2,7 +2,7 @@
 //!
 //! Both the client library and the API server use [`Peer`]: it frames JSON-RPC 2.0 messages as
 //! netstrings over any `AsyncRead + AsyncWrite` stream (TCP or TLS), dispatches incoming
-//! requests and notifications to a [`Methods`] table exactly as PROTOCOL.md §5.4 prescribes,
+//! requests and notifications to a [`Methods`] table exactly as docs/PROTOCOL.md §5.4 prescribes,
 //! and matches incoming responses to outstanding [`Peer::call`]s by id.
 //!
 //! ```no_run

@@ -184,7 +184,7 @@ struct Shared {
 /// [`Peer::spawn`] starts a reader task and a writer task:
 ///
 /// * The reader decodes frames, matches responses to outstanding calls by id and dispatches
-///   requests and notifications to the [`Methods`] table (PROTOCOL.md §5.4). A handler that
+///   requests and notifications to the [`Methods`] table (docs/PROTOCOL.md §5.4). A handler that
 ///   completes without waiting is answered inline; any other handler continues in its own
 ///   task, so a slow handler never blocks the reader. Responses may therefore go out in a
 ///   different order than the requests came in.

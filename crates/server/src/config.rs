@@ -82,11 +82,11 @@ pub struct TlsConfig {
     /// Server private key (PEM; PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
     /// CA bundle (PEM). When set, clients MUST present a certificate this CA verifies
-    /// (PROTOCOL.md §2.2), which is what the `clientcert` method needs.
+    /// (docs/PROTOCOL.md §2.2), which is what the `clientcert` method needs.
     pub client_ca: Option<PathBuf>,
 }
 
-/// Authentication sources for `hello` (PROTOCOL.md §11), and the limits on checking them.
+/// Authentication sources for `hello` (docs/PROTOCOL.md §11), and the limits on checking them.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// Password file of `user:hash` lines (method `password`), read and validated at start

@@ -1,4 +1,4 @@
-//! The dispatcher of PROTOCOL.md §8: worker actions, slotgroups, offers, hand-off and polls.
+//! The dispatcher of docs/PROTOCOL.md §8: worker actions, slotgroups, offers, hand-off and polls.
 //!
 //! Plain data, no I/O: every operation returns the [`Offer`]s the caller must send as
 //! `task_ready` (and the hand-off timers it must start). The session layer owns the sockets,

@@ -1,4 +1,4 @@
-//! The job registry of PROTOCOL.md §9: which connections wait for which job's `job_done`.
+//! The job registry of docs/PROTOCOL.md §9: which connections wait for which job's `job_done`.
 
 use crate::dispatch::ConnId;
 use jobcenter_engine::backend::JobId;

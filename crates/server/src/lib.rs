@@ -1,6 +1,6 @@
 //! The JobCenter API server (jcapi compatible): listeners, sessions, auth and dispatcher.
 //!
-//! Start it with [`Server::start`] and a [`ServerConfig`]; it serves PROTOCOL.md over TCP or
+//! Start it with [`Server::start`] and a [`ServerConfig`]; it serves docs/PROTOCOL.md over TCP or
 //! TLS, authenticates `hello`, dispatches tasks to workers (§8) and tracks jobs for
 //! `job_done` (§9). Everything about jobs lives behind the
 //! [`jobcenter_engine::backend::Backend`] trait.

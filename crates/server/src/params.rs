@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-/// Perl truthiness (PROTOCOL.md conventions): absent, `null`, `false`, `0`, `0.0`, `""` and
+/// Perl truthiness (docs/PROTOCOL.md conventions): absent, `null`, `false`, `0`, `0.0`, `""` and
 /// `"0"` are false; everything else (also `{}`, `[]`, `"0.0"`) is true.
 pub fn truthy(v: Option<&Value>) -> bool {
     match v {

@@ -1,4 +1,4 @@
-//! Per-connection method handlers: every C→S method of PROTOCOL.md §7, plus worker pings.
+//! Per-connection method handlers: every C→S method of docs/PROTOCOL.md §7, plus worker pings.
 
 use crate::dispatch::ConnId;
 use crate::jobs::Waiter;

@@ -3,7 +3,7 @@
 //! `stats` has the reference's members and more (all integers):
 //! - `clients`: connection records; `dead`: of those, connections already closed whose
 //!   records are still being torn down (disconnect processing: waiting for the requests
-//!   they sent, releasing a worker's tasks), the reference's meaning (PROTOCOL.md §7.9);
+//!   they sent, releasing a worker's tasks), the reference's meaning (docs/PROTOCOL.md §7.9);
 //!   `workers`: connections with at least one announced action.
 //! - `jobs`: jobs a client of this server waits for (`create_job` with a wait, or
 //!   `get_job_status` notify); `tasks`: tasks offered to or claimed by this server's

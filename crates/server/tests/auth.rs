@@ -1,4 +1,4 @@
-//! Authentication matrix against the real server on loopback TCP and TLS (PROTOCOL.md §6.1,
+//! Authentication matrix against the real server on loopback TCP and TLS (docs/PROTOCOL.md §6.1,
 //! §7.2, §11, wire transcripts c01, c02, c09): refusals carry the original's messages, nothing
 //! but `hello` is answered before login, and the `hello` hardening (check cap, failure delay).
 

@@ -1,5 +1,5 @@
 //! Client-side methods against the server: create_job, job_done, timeouts, get_job_status,
-//! find_jobs, check_if_lock_exists (PROTOCOL.md §7.4–§7.8, §9), over loopback TCP.
+//! find_jobs, check_if_lock_exists (docs/PROTOCOL.md §7.4–§7.8, §9), over loopback TCP.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Handshake, authentication, JSON-RPC envelope and framing behaviour of a server session,
-//! over loopback TCP with a raw netstring client (PROTOCOL.md §3, §5, §6, §7.1–§7.3, §11).
+//! over loopback TCP with a raw netstring client (docs/PROTOCOL.md §3, §5, §6, §7.1–§7.3, §11).
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Workers against the server: announce/withdraw, slotgroups, offers, hand-off, polls,
-//! pings and disconnects (PROTOCOL.md §7.3, §7.10–§7.15, §8), over loopback TCP.
+//! pings and disconnects (docs/PROTOCOL.md §7.3, §7.10–§7.15, §8), over loopback TCP.
 
 mod common;
 

@@ -14,7 +14,7 @@ pub type WorkerId = i64;
 /// A point in time: milliseconds since the UNIX epoch.
 pub type Millis = u64;
 
-/// The state of a job (JCL.md §2.7, PROTOCOL.md §10.3), as the original's enum.
+/// The state of a job (docs/JCL.md §2.7, docs/PROTOCOL.md §10.3), as the original's enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
@@ -105,7 +105,7 @@ pub struct TaskClaim {
     pub deadline: Option<Millis>,
 }
 
-/// A held lock (JCL.md §2.11).
+/// A held lock (docs/JCL.md §2.11).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockRecord {
     /// The lock type (registered).
@@ -133,7 +133,7 @@ pub struct LockWait {
     pub inherit: bool,
 }
 
-/// An event queued for a subscription (JCL.md §2.13).
+/// An event queued for a subscription (docs/JCL.md §2.13).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueuedEvent {
     /// The event id (increasing).
@@ -196,7 +196,7 @@ pub struct JobRecord {
     pub state: JobState,
     /// The current task (index into the workflow's task graph).
     pub task: u64,
-    /// Tasks entered so far (JCL.md §2.7).
+    /// Tasks entered so far (docs/JCL.md §2.7).
     pub steps: i64,
     /// The step limit.
     pub max_steps: i64,

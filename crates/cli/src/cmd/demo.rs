@@ -173,7 +173,7 @@ fn credentials() -> Result<Credentials, Failure> {
     let client_token = Alphanumeric.sample_string(&mut rand::rng(), 20);
     let worker_token = Alphanumeric.sample_string(&mut rand::rng(), 20);
     let line = |who: &str, token: &str| -> Result<String, Failure> {
-        // SHA-256-crypt ($5$) is what the JobCenter password file format speaks (PROTOCOL.md
+        // SHA-256-crypt ($5$) is what the JobCenter password file format speaks (docs/PROTOCOL.md
         // §11.2).
         let hash = jobcenter_server::crypt::hash_sha256(token);
         Ok(format!("{who}:{hash}\n"))

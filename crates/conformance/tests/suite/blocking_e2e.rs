@@ -1,6 +1,6 @@
 //! The blocking facade of the client library (`jobcenter::blocking`) against the real
 //! server and engine: a plain-threads program creates jobs and a blocking worker serves
-//! them (JCL.md Part 4 `k01` → `c_add`).
+//! them (docs/JCL.md Part 4 `k01` → `c_add`).
 
 use std::time::Duration;
 

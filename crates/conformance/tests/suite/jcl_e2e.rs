@@ -1,4 +1,4 @@
-//! JCL.md Part 4 conformance cases C01–C30 (plus C38/C39, which exercise the `c_soft` and
+//! docs/JCL.md Part 4 conformance cases C01–C30 (plus C38/C39, which exercise the `c_soft` and
 //! `c_slow` reference workers) end to end: a real client creates each job over TCP with
 //! `Client::call`, the reference workers of our worker library serve the actions, and the
 //! final outargs must match (numbers by value, `<J>`/`<C>`/`<T>` placeholders).
@@ -500,7 +500,7 @@ async fn jcl_c28_runtime_errors_and_implicit_input_checks() {
     for (mode, expected) in cases {
         r.out("k40", json!({ "mode": mode }), expected).await;
     }
-    // Autovivification: emulated (`{}`) or not (`null`) are both acceptable (JCL.md).
+    // Autovivification: emulated (`{}`) or not (`null`) are both acceptable (docs/JCL.md).
     let auto = r.run("k40", json!({"mode": "autoviv"})).await;
     assert!(auto.job_id.is_some(), "{auto:?}");
     assert!(

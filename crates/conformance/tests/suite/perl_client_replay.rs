@@ -1,7 +1,7 @@
 //! "An unmodified Perl client must be able to use our server": the frames the Perl client
 //! (`JobCenter::Client::Mojo` 0.47) sent in the captured transcripts are replayed over raw
 //! TCP + netstrings against our server over the real engine, and every server frame must
-//! have the shape the Perl client parses (PROTOCOL.md §12). Credentials, job ids, cookies
+//! have the shape the Perl client parses (docs/PROTOCOL.md §12). Credentials, job ids, cookies
 //! and poll tokens are taken from our server's earlier answers; JSON member order is
 //! ignored; Perl source paths and backend decorations in error texts are not compared,
 //! only the message the client shows.
@@ -224,7 +224,7 @@ impl Replay {
     }
 
     /// A poll offer the transcript does not show (our server makes one more after a
-    /// pending backlog is served, PROTOCOL.md §8.6): answer it as the Perl worker does
+    /// pending backlog is served, docs/PROTOCOL.md §8.6): answer it as the Perl worker does
     /// (§12.13: `get_task` with the job_id unchanged) and require `[]`. False if `f` is
     /// not such an offer.
     async fn absorb_poll_offer(&mut self, n: u64, f: &Value) -> bool {

@@ -1,4 +1,4 @@
-//! PROTOCOL.md §15 items end to end with every component real: our client library and our
+//! docs/PROTOCOL.md §15 items end to end with every component real: our client library and our
 //! worker library on both ends of our server over the JCL engine (Part 4 fixtures), on
 //! 127.0.0.1. The server crate's own tests drive these items with raw scripted peers and
 //! the client crate's with a scripted server; here the libraries meet the real server.
@@ -716,7 +716,7 @@ async fn large_payloads_cross_every_hop_below_the_frame_limit() {
 
 #[tokio::test]
 async fn clenv_reaches_workflow_actions_and_children_reqauth_ignored() {
-    // PROTOCOL.md §11.5/§11.6 through the client library: `clenv` becomes `e.clenv`, an
+    // docs/PROTOCOL.md §11.5/§11.6 through the client library: `clenv` becomes `e.clenv`, an
     // action declaring the env input `clenv` receives it, child jobs inherit it; `reqauth`
     // is ignored by the password adapter.
     let dir = jobcenter_conformance::own_fixtures().join("extra");

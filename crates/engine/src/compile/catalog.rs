@@ -1,5 +1,5 @@
 //! The definitions store: every compiled version of every workflow and action, version
-//! lookup (JCL.md §2.7 step 1, §2.15) and compile-time binding of calls (§2.6).
+//! lookup (docs/JCL.md §2.7 step 1, §2.15) and compile-time binding of calls (§2.6).
 
 use super::graph::{Action, Compiled, DefId, TargetKind, Workflow};
 use super::lower;
@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-/// How much of the language the compiler accepts (JCL.md Part 3). Constructs of a later
+/// How much of the language the compiler accepts (docs/JCL.md Part 3). Constructs of a later
 /// stage are parsed and then rejected with `statement X not supported yet` (or
 /// `section X not supported yet`, `procedure definitions not supported yet`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -51,13 +51,13 @@ impl LoadReport {
     }
 }
 
-/// The base type names (JCL.md §2.5).
+/// The base type names (docs/JCL.md §2.5).
 pub const BASE_TYPES: [&str; 6] = ["null", "boolean", "number", "string", "array", "object"];
 
 /// The store of compiled definitions.
 ///
 /// Versions are numbered per name from 0, shared across kinds. Lookups follow the tag rule
-/// of JCL.md §2.7 step 1 (without tags: the highest version). Calls are bound when the
+/// of docs/JCL.md §2.7 step 1 (without tags: the highest version). Calls are bound when the
 /// caller is compiled; recompiling a callee later does not change existing callers.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -368,7 +368,7 @@ impl Catalog {
     }
 
     /// Select a version among the definitions of `name` accepted by `filter`, with the tag
-    /// rule of JCL.md §2.7 step 1: tag list `L = split(vtag, ':') ++ ["default"]`; candidates
+    /// rule of docs/JCL.md §2.7 step 1: tag list `L = split(vtag, ':') ++ ["default"]`; candidates
     /// carry a tag in `L` or no tag; the earliest tag position wins (untagged ranks last),
     /// then the highest version.
     pub fn select(
@@ -425,7 +425,7 @@ impl Catalog {
         best.map(|(_, _, d)| d)
     }
 
-    /// The workflow `create_job` runs for `name` and `vtag` (JCL.md §2.7 step 1), or `None`
+    /// The workflow `create_job` runs for `name` and `vtag` (docs/JCL.md §2.7 step 1), or `None`
     /// (`no workflow named NAME`).
     pub fn lookup_workflow(&self, name: &str, vtag: Option<&str>) -> Option<&Arc<Workflow>> {
         match self.select(name, vtag, |d| matches!(d, Compiled::Workflow(_))) {

@@ -1,11 +1,11 @@
-//! The compiled form of definitions: workflows as task graphs (JCL.md §2.6), actions with
+//! The compiled form of definitions: workflows as task graphs (docs/JCL.md §2.6), actions with
 //! their interface and config (§2.14).
 //!
 //! A [`Workflow`]'s tasks live in a `Vec` indexed by [`TaskId`]; successors are plain indexes,
 //! so walking the graph needs no string lookups. Call targets are bound at compile time to a
 //! definition id ([`DefId`], an index into the `Catalog`) and version.
 //!
-//! Lowering (exactly JCL.md §2.6, step counts depend on it):
+//! Lowering (exactly docs/JCL.md §2.6, step counts depend on it):
 //!
 //! | source | tasks (creation order) | flow |
 //! |---|---|---|
@@ -36,10 +36,10 @@ pub type TaskId = usize;
 /// Index of a compiled definition in the `Catalog` (stable for the catalog's lifetime).
 pub type DefId = usize;
 
-/// Default `max_steps` when the workflow does not configure one (JCL.md §2.7).
+/// Default `max_steps` when the workflow does not configure one (docs/JCL.md §2.7).
 pub const DEFAULT_MAX_STEPS: i64 = 99;
 
-/// Default call depth limit when the environment has no `max_depth` (JCL.md §2.7).
+/// Default call depth limit when the environment has no `max_depth` (docs/JCL.md §2.7).
 pub const DEFAULT_MAX_DEPTH: i64 = 9;
 
 /// A compiled workflow version.
@@ -60,7 +60,7 @@ pub struct Workflow {
     /// Declared outputs in declaration order (`out:`).
     pub outputs: Vec<IoSpec>,
     /// `wfenv:` constants; **every value is a JSON string** (`num = 42` → `"42"`,
-    /// `flag = true` → `"true"`; strings are their value), JCL.md §2.2.
+    /// `flag = true` → `"true"`; strings are their value), docs/JCL.md §2.2.
     pub wfenv: serde_json::Map<String, Value>,
     /// `config:` as JSON (`max_steps`, `max_depth` as numbers).
     pub config: serde_json::Map<String, Value>,
@@ -167,7 +167,7 @@ pub enum TargetKind {
     Workflow,
 }
 
-/// A call target bound at compile time (JCL.md §2.6 "Binding of calls").
+/// A call target bound at compile time (docs/JCL.md §2.6 "Binding of calls").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallTarget {
     /// Action, procedure or workflow.

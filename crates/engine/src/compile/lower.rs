@@ -1,4 +1,4 @@
-//! Compile-time checks (JCL.md §1.10, Part 3 stage gating) and lowering of a parsed
+//! Compile-time checks (docs/JCL.md §1.10, Part 3 stage gating) and lowering of a parsed
 //! definition to its compiled form (workflow task graph per §2.6, action interface/config).
 
 use super::catalog::{Catalog, Stage};
@@ -761,7 +761,7 @@ impl Builder<'_> {
         self.errors.push(CompileError::new(self.file, line, msg));
     }
 
-    /// Bind a call target (JCL.md §2.6): calls accept any kind, `callflow`/`map`/
+    /// Bind a call target (docs/JCL.md §2.6): calls accept any kind, `callflow`/`map`/
     /// `detachflow` only workflows. A workflow calling its own name binds to itself.
     fn resolve(&mut self, line: Line, name: &str, workflows_only: bool) -> CallTarget {
         if name == self.own_name {

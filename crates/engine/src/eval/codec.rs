@@ -1,6 +1,6 @@
 //! Byte codecs behind the JCL functions `b64encode`, `b64decode`, `md5`, `md5b64`.
 //!
-//! The original works on the Latin-1 bytes of a string (JCL.md Appendix D.7): a character
+//! The original works on the Latin-1 bytes of a string (docs/JCL.md Appendix D.7): a character
 //! above U+00FF is an error, and decoded bytes come back as Latin-1 characters.
 
 use super::ErrorKind;

@@ -1,4 +1,4 @@
-//! The expression evaluator: an AST expression evaluated against a [`Scope`] (JCL.md §1.4, §2.3).
+//! The expression evaluator: an AST expression evaluated against a [`Scope`] (docs/JCL.md §1.4, §2.3).
 //!
 //! The parser already applied Perl precedence, so evaluation is a plain tree walk. `&&`, `||`,
 //! `//`, `and`, `or` short-circuit and return an operand; comparisons, `!`, `not`, `xor`

@@ -1,6 +1,6 @@
 //! The Perl-compatible value model, expression evaluation, maps and type checks.
 //!
-//! - [`value`]: Perl scalar semantics over `serde_json::Value` (JCL.md §2.3);
+//! - [`value`]: Perl scalar semantics over `serde_json::Value` (docs/JCL.md §2.3);
 //! - [`types`]: input/output type checking with defaults and the exact messages (§2.5);
 //! - [`codec`]: the byte codecs behind `b64encode`/`md5`... (Latin-1 semantics, Appendix D.7);
 //! - [`scope`]: the six objects of one evaluation (availability, copy-on-write `v`);

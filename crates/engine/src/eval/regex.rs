@@ -1,4 +1,4 @@
-//! A small Perl-dialect regular-expression matcher for `expr ~ /re/` (JCL.md §1.4, Stage B).
+//! A small Perl-dialect regular-expression matcher for `expr ~ /re/` (docs/JCL.md §1.4, Stage B).
 //!
 //! JCL only needs to know **whether** a pattern matches (capture groups are not accessible),
 //! so the pattern is compiled to a small instruction program and run as a Pike VM (a set of

@@ -1,4 +1,4 @@
-//! The evaluation environment: the six objects `a e v t i o` of one evaluation (JCL.md §2.2).
+//! The evaluation environment: the six objects `a e v t i o` of one evaluation (docs/JCL.md §2.2).
 //!
 //! A [`Scope`] is built for **one** map, condition or string evaluation and dropped
 //! afterwards (so `t` starts empty every time). `a` and `e` are borrowed read-only; `v` and

@@ -1,4 +1,4 @@
-//! Input/output type checking with defaults and the original's exact messages (JCL.md §2.5).
+//! Input/output type checking with defaults and the original's exact messages (docs/JCL.md §2.5).
 //!
 //! A declaration (`in:`, `out:`, `env:` line) is an [`IoSpec`]; its type is resolved once
 //! (at compile time) to an [`IoType`] via a [`SchemaRegistry`]. [`check_inputs`] validates and
@@ -322,7 +322,7 @@ pub fn pretty_schema(schema: &Value) -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
-/// Check and complete input arguments (JCL.md §2.5 "Input check"), consuming the object:
+/// Check and complete input arguments (docs/JCL.md §2.5 "Input check"), consuming the object:
 /// declared inputs in order; absent ones get their default (not type-checked) or fail;
 /// extra keys are kept.
 pub fn check_inputs_owned(
@@ -374,7 +374,7 @@ pub fn check_inputs(
     check_inputs_owned(spec, args.clone())
 }
 
-/// Check an output object (JCL.md §2.5 "Output check"): every declared output present
+/// Check an output object (docs/JCL.md §2.5 "Output check"): every declared output present
 /// unless `optional`, of the right type; extra keys are allowed.
 pub fn check_outputs(spec: &[IoSpec], outs: &Map<String, Value>) -> Result<(), TypeError> {
     for p in spec {
@@ -415,7 +415,7 @@ pub fn check_outputs(spec: &[IoSpec], outs: &Map<String, Value>) -> Result<(), T
 // A small JSON-Schema (draft 4) validator
 // ---------------------------------------------------------------------------------------
 
-/// Does `v` validate against `schema`? Supports the draft-4 keywords listed in JCL.md §2.5
+/// Does `v` validate against `schema`? Supports the draft-4 keywords listed in docs/JCL.md §2.5
 /// (`pattern`/`patternProperties` use the Perl-subset matcher of [`super::regex`]; a
 /// pattern it cannot compile never matches).
 pub fn validate(schema: &Value, v: &Value) -> bool {

@@ -1,9 +1,9 @@
-//! Perl scalar semantics (JCL.md §2.3) on top of `serde_json::Value`: conversions and operators.
+//! Perl scalar semantics (docs/JCL.md §2.3) on top of `serde_json::Value`: conversions and operators.
 //!
 //! Values live as `serde_json::Value` in the job's objects; while an expression is evaluated
 //! they travel as [`Val`], which keeps integers exact (the full `i64`/`u64` range Perl's IV/UV
 //! covers) and floats at full precision. A float is rounded to 15 significant digits (`%.15g`,
-//! JCL.md Appendix D.4) only when it is turned back into a JSON value.
+//! docs/JCL.md Appendix D.4) only when it is turned back into a JSON value.
 //!
 //! All operators are plain functions returning `Result<Val, ErrorKind>`; the caller attaches
 //! the line number (see [`crate::eval::EvalError`]).
@@ -18,7 +18,7 @@ use super::ErrorKind;
 /// exhausting memory.
 pub const MAX_STRING_LEN: usize = 64 * 1024 * 1024;
 
-/// A runtime value of the expression evaluator (JCL.md §2.3 "Runtime values").
+/// A runtime value of the expression evaluator (docs/JCL.md §2.3 "Runtime values").
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val {
     /// JSON null / Perl `undef`.
@@ -138,7 +138,7 @@ impl Val {
         }
     }
 
-    /// Convert back to JSON. Floats are rounded to 15 significant digits (`%.15g`, JCL.md
+    /// Convert back to JSON. Floats are rounded to 15 significant digits (`%.15g`, docs/JCL.md
     /// Appendix D.4); non-finite floats become the strings Perl prints (`Inf`, `-Inf`, `NaN`).
     pub fn into_value(self) -> Value {
         match self {
@@ -218,7 +218,7 @@ impl Val {
     }
 }
 
-/// Is a JSON value true in Perl's sense (JCL.md §2.3 "Truthiness")?
+/// Is a JSON value true in Perl's sense (docs/JCL.md §2.3 "Truthiness")?
 pub fn is_true(v: &Value) -> bool {
     match v {
         Value::Null => false,

@@ -1,4 +1,4 @@
-//! Events (JCL.md §2.13): subscribe, unsubscribe, raise_event, wait_for_event.
+//! Events (docs/JCL.md §2.13): subscribe, unsubscribe, raise_event, wait_for_event.
 
 use jobcenter_store::{JobRecord, JobState, Millis, QueuedEvent, Subscription, Txn};
 use serde_json::{json, Map, Value};

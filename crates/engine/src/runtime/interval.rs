@@ -1,4 +1,4 @@
-//! Interval strings (JCL.md Appendix B) as used by action `timeout`, retry `interval`, `sleep`.
+//! Interval strings (docs/JCL.md Appendix B) as used by action `timeout`, retry `interval`, `sleep`.
 
 /// Parse an interval string to seconds (may be negative). Months count 30 days and years
 /// 365.25 days (the original adds them calendar-based; the difference only matters for

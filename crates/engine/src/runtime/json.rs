@@ -55,7 +55,7 @@ pub fn error_value(msg: impl Into<String>, class: &str) -> Value {
     Value::Object(m)
 }
 
-/// The catch rule (JCL.md §2.10 with Appendix D.1): everything is catchable except an
+/// The catch rule (docs/JCL.md §2.10 with Appendix D.1): everything is catchable except an
 /// object whose `class` is `"fatal"` or JSON `null`, and the string `"class"`.
 pub fn catchable(err: &Value) -> bool {
     match err {

@@ -1,4 +1,4 @@
-//! Locks (JCL.md §2.11): acquire, wait, inherit, release, deadlock detection.
+//! Locks (docs/JCL.md §2.11): acquire, wait, inherit, release, deadlock detection.
 
 use jobcenter_store::{JobId, JobRecord, JobState, LockRecord, LockWait, Millis, Txn};
 use serde_json::Value;

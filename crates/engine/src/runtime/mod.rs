@@ -1,7 +1,7 @@
 //! The job runtime: jobs walking their task graphs, action tasks for workers, child jobs.
 //!
-//! [`Engine`] implements the [`Backend`] trait the API server drives (PROTOCOL.md §10): it
-//! creates jobs, advances them task by task (JCL.md §2.7), hands action tasks to workers
+//! [`Engine`] implements the [`Backend`] trait the API server drives (docs/PROTOCOL.md §10): it
+//! creates jobs, advances them task by task (docs/JCL.md §2.7), hands action tasks to workers
 //! (`get_task`/`task_done`), runs blocking child jobs, retries soft errors, enforces action
 //! timeouts, and reports through [`Event`]s what the original signalled with LISTEN/NOTIFY.
 //!
@@ -24,10 +24,10 @@
 //! notify it. Housekeeping (every [`EngineConfig::housekeeping_interval`]) disconnects
 //! workers whose last ping is older than [`EngineConfig::worker_timeout`].
 //!
-//! # Choices and deviations (documented as JCL.md asks)
+//! # Choices and deviations (documented as docs/JCL.md asks)
 //!
 //! - **Routing by name.** Action tasks are queued under the action *name*; workers announce
-//!   names and serve whatever version a caller was bound to at compile time (JCL.md §2.6
+//!   names and serve whatever version a caller was bound to at compile time (docs/JCL.md §2.6
 //!   allows this). Input/output checks, `env:`, retry, timeout, filter and `retryable` come
 //!   from the bound version.
 //! - **Disconnect of a non-retryable action's worker.** The original leaves such a task in
@@ -53,7 +53,7 @@
 //!   fails with `deadlock trying to get locktype T lockvalue V path J1, J2, ...` (the path
 //!   lists, like the original, the cycle from the holder of the contested lock along the
 //!   chain to the asking job and back to the holder) instead of
-//!   hanging like the original (JCL.md §2.11 recommends this). A split parent joining its
+//!   hanging like the original (docs/JCL.md §2.11 recommends this). A split parent joining its
 //!   children counts as waiting for each of them.
 //! - **Invalid intervals.** A bad `sleep` (or `wait_for_lock` wait) interval raises
 //!   `caught exception in do_inargsmap sqlstate 22007 sqlerrm invalid input syntax for type
@@ -108,7 +108,7 @@ pub struct EngineConfig {
     pub archive_after: Duration,
     /// Workers without a ping for this long are disconnected (default 3 min).
     pub worker_timeout: Duration,
-    /// Role memberships for `role:` checks (JCL.md §2.16): role → its direct members.
+    /// Role memberships for `role:` checks (docs/JCL.md §2.16): role → its direct members.
     /// A definition with `role: R` accepts `who` equal to R or listed under R.
     pub roles: std::collections::BTreeMap<String, Vec<String>>,
     /// How long archived results stay queryable by `get_job_status` (default `None`:
@@ -588,7 +588,7 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Publish an external event (JCL.md §2.13, the original's `raise_event(D)`): jobs
+    /// Publish an external event (docs/JCL.md §2.13, the original's `raise_event(D)`): jobs
     /// waiting on a matching subscription wake up, other matching subscriptions queue it.
     pub fn raise_event(&self, event: Value) -> Result<(), BackendError> {
         if !event.is_object() {

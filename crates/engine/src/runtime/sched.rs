@@ -1,4 +1,4 @@
-//! The scheduler: jobs walking their task graphs inside one store transaction (JCL.md §2.7).
+//! The scheduler: jobs walking their task graphs inside one store transaction (docs/JCL.md §2.7).
 //!
 //! A [`Run`] is the engine's work for one transaction. Entry points put work on its queue
 //! (continue a job with a [`Flow`], hand a finished child's result to its parent) and
@@ -756,7 +756,7 @@ pub(crate) fn bound_call<'w>(
 }
 
 impl Run<'_> {
-    /// Finish a job with `out` (JCL.md §2.7 "Finishing normally", §2.10 "Uncaught").
+    /// Finish a job with `out` (docs/JCL.md §2.7 "Finishing normally", §2.10 "Uncaught").
     fn finish(&mut self, txn: &mut dyn Txn, mut job: JobRecord, out: Value, is_err: bool) {
         let zombie = !is_err && job.parent.as_ref().is_some_and(|p| !p.wait);
         job.state = if is_err {

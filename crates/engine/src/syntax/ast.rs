@@ -1,8 +1,8 @@
-//! The JCL abstract syntax tree: plain data produced by the parser (JCL.md Part 1).
+//! The JCL abstract syntax tree: plain data produced by the parser (docs/JCL.md Part 1).
 //!
 //! Every node carries the 1-based source line it starts on ([`Line`]), so compile errors and
 //! lowered tasks can point back to the source. The tree covers the **whole** grammar of
-//! JCL.md §1.8, including statements of Stages B and C and Perl blocks; whether a construct is
+//! docs/JCL.md §1.8, including statements of Stages B and C and Perl blocks; whether a construct is
 //! accepted is decided later by the compiler (`crate::compile`).
 //!
 //! Things the parser already resolves (so consumers never re-do them):
@@ -45,7 +45,7 @@ impl Definition {
     }
 }
 
-/// A workflow definition (JCL.md §1.6). Sections are `None`/empty when absent.
+/// A workflow definition (docs/JCL.md §1.6). Sections are `None`/empty when absent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowDef {
     /// Line of the `workflow NAME:` header.
@@ -81,7 +81,7 @@ pub enum ActionKind {
     Procedure,
 }
 
-/// An action or procedure definition (JCL.md §1.6).
+/// An action or procedure definition (docs/JCL.md §1.6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionDef {
     /// Line of the `action NAME:` / `procedure NAME:` header.
@@ -124,7 +124,7 @@ pub struct IoSpec {
     pub ty: String,
     /// Default value (`in:`/`env:` only), already converted to JSON: numbers → numbers,
     /// `true`/`false` → booleans, `null` → null, strings → the JSON-string-decoded raw
-    /// content (JCL.md §1.2 "Default values are different"). A present default makes the
+    /// content (docs/JCL.md §1.2 "Default values are different"). A present default makes the
     /// parameter optional.
     pub default: Option<serde_json::Value>,
     /// `optional` keyword (`out:` only).
@@ -173,7 +173,7 @@ pub struct Stmt {
     pub kind: StmtKind,
 }
 
-/// Every statement of JCL.md §1.7 / §1.8.
+/// Every statement of docs/JCL.md §1.7 / §1.8.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StmtKind {
     /// `assert COND:` + one message line (Stage A). Lowered as `if not (COND): raise_error MSG`.
@@ -424,7 +424,7 @@ pub enum SplitItem {
 }
 
 /// Either a JCL expression or a Perl block: conditions, case expressions and the values of
-/// `lock`/`unlock`/`sleep`/`raise_error` (JCL.md §1.9).
+/// `lock`/`unlock`/`sleep`/`raise_error` (docs/JCL.md §1.9).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Code {
     /// A JCL expression.
@@ -445,7 +445,7 @@ pub struct PerlBlock {
 }
 
 /// Which kind of map an assignment list is; decides the default target object, the allowed
-/// explicit targets and the meaning of magic assignments (JCL.md §1.5, §2.2).
+/// explicit targets and the meaning of magic assignments (docs/JCL.md §1.5, §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MapKind {
     /// Input map (`call`, `callflow`, `map`, `detachflow`, events, `wait_for_lock`):
@@ -496,7 +496,7 @@ pub enum MapBody {
     /// A Perl block replacing the whole list.
     Perl(PerlBlock),
     /// Assignment lines in source order. The 1-based index of an item in this list is the
-    /// `line N` of runtime error messages (JCL.md §2.3 "Error texts").
+    /// `line N` of runtime error messages (docs/JCL.md §2.3 "Error texts").
     Items(Vec<MapItem>),
 }
 
@@ -509,7 +509,7 @@ pub enum MapItem {
     Magic(Magic),
 }
 
-/// A magic assignment: copy same-named fields (JCL.md §1.5 table).
+/// A magic assignment: copy same-named fields (docs/JCL.md §1.5 table).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Magic {
     /// Source line.
@@ -574,7 +574,7 @@ impl AssignOp {
     }
 }
 
-/// The six top-level objects (JCL.md §2.2).
+/// The six top-level objects (docs/JCL.md §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Obj {
     /// `a`: the job's arguments.
@@ -648,7 +648,7 @@ pub struct Expr {
     pub kind: ExprKind,
 }
 
-/// Expression forms (JCL.md §1.4).
+/// Expression forms (docs/JCL.md §1.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ExprKind {
     /// A literal.
@@ -682,7 +682,7 @@ pub enum Literal {
     /// A decimal literal with a fraction (or an integer literal beyond `u64`).
     Float(f64),
     /// A string literal's value: the raw text between the quotes with only `\\` → `\`
-    /// (no other escape processing, JCL.md §1.2).
+    /// (no other escape processing, docs/JCL.md §1.2).
     Str(String),
 }
 
@@ -711,7 +711,7 @@ impl UnOp {
     }
 }
 
-/// Binary operators (JCL.md §1.4 table), with their exact spellings.
+/// Binary operators (docs/JCL.md §1.4 table), with their exact spellings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BinOp {
     /// `**` power (right-associative).
@@ -801,7 +801,7 @@ impl BinOp {
         }
     }
 
-    /// Perl precedence level of JCL.md §1.4 (1 = binds tightest). Unary `!`/`-`/`+` are
+    /// Perl precedence level of docs/JCL.md §1.4 (1 = binds tightest). Unary `!`/`-`/`+` are
     /// level 2, regex match level 3, `not` level 10.
     pub fn level(self) -> u8 {
         match self {
@@ -825,7 +825,7 @@ impl BinOp {
     }
 }
 
-/// The functions of JCL.md §1.4 (aliases folded into one variant). `ifdef` is not here: it
+/// The functions of docs/JCL.md §1.4 (aliases folded into one variant). `ifdef` is not here: it
 /// is represented by [`Assignment::ifdef`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Func {

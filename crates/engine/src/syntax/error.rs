@@ -8,7 +8,7 @@ pub struct CompileError {
     pub file: String,
     /// 1-based source line (0 when the error concerns the whole file).
     pub line: u32,
-    /// The message (JCL.md §1.10 texts where the original has one).
+    /// The message (docs/JCL.md §1.10 texts where the original has one).
     pub message: String,
 }
 

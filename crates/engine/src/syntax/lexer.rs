@@ -1,5 +1,5 @@
 //! Lexical layer of the parser: a cursor over the source with token readers (identifiers,
-//! numbers, strings, Perl blocks, comments) and the explicit layout checks of JCL.md §1.3.
+//! numbers, strings, Perl blocks, comments) and the explicit layout checks of docs/JCL.md §1.3.
 //!
 //! JCL is line-structured: every statement, header and assignment lives on one physical
 //! line, except Perl blocks and block comments. The parser therefore drives this cursor

@@ -2,7 +2,7 @@
 //!
 //! Entry point: [`parse`]. The AST types are in [`ast`]; errors are [`CompileError`].
 //!
-//! Choices where JCL.md leaves room (all documented at their place too):
+//! Choices where docs/JCL.md leaves room (all documented at their place too):
 //! - a decimal integer with a leading zero (`010`) is **octal** in expressions, like the
 //!   original (a `tracing` warning is logged); digits 8/9 there are an error;
 //! - `\'` in single-quoted strings is rejected (the original compiles it to broken code);

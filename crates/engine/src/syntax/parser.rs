@@ -1,4 +1,4 @@
-//! Recursive-descent parser for the complete JCL grammar (JCL.md §1.8) with Perl operator
+//! Recursive-descent parser for the complete JCL grammar (docs/JCL.md §1.8) with Perl operator
 //! precedence (§1.4), producing the AST of [`super::ast`].
 //!
 //! Syntax errors stop the parse (like the original PEG, one per file). Resolution errors
@@ -15,7 +15,7 @@ use super::ast::*;
 use super::error::CompileError;
 use super::lexer::{is_ident_char, is_ident_start, Lexer, PResult};
 
-/// The evaluation context of an expression: decides which objects it may read (JCL.md §2.2
+/// The evaluation context of an expression: decides which objects it may read (docs/JCL.md §2.2
 /// availability table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ctx {
@@ -99,7 +99,7 @@ pub(crate) fn parse_file(file: &str, src: &str) -> Result<Definition, Vec<Compil
     }
 }
 
-/// Convert an io-spec default literal to JSON (JCL.md §1.2, §1.6, Appendix D.9).
+/// Convert an io-spec default literal to JSON (docs/JCL.md §1.2, §1.6, Appendix D.9).
 fn default_json(lit: &Literal, text: &str, raw: Option<&str>) -> Result<serde_json::Value, String> {
     const BAD: &str = "invalid input syntax for type json";
     match lit {
@@ -744,7 +744,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    /// The lhs rule of JCL.md §1.5.
+    /// The lhs rule of docs/JCL.md §1.5.
     fn resolve_lhs(&mut self, kind: MapKind, mut parts: Vec<PathPart>, line: Line) -> Place {
         let first_is_letter = parts.len() > 1 && parts[0].name.chars().count() == 1;
         if !first_is_letter {
