@@ -36,22 +36,32 @@ fn strip_location(v: &mut Value) {
     }
 }
 
-/// Expected vs actual: equal, except that inside `result` any two positive integers match
-/// (job ids differ from run to run).
-fn same(expected: &Value, actual: &Value, in_result: bool) -> bool {
+/// Expected vs actual: equal, except that inside `result` a positive integer of the
+/// recording may stand for another one of ours (job ids differ from run to run), as long as
+/// it does so consistently: `ids` maps each recorded number to the one it stood for first,
+/// and no two recorded numbers may stand for the same one of ours.
+fn same(expected: &Value, actual: &Value, in_result: bool, ids: &mut BTreeMap<u64, u64>) -> bool {
     match (expected, actual) {
-        (Value::Number(e), Value::Number(a)) if in_result => {
-            e == a || (e.as_u64().is_some() && a.as_u64().is_some())
-        }
+        (Value::Number(e), Value::Number(a)) if in_result => match (e.as_u64(), a.as_u64()) {
+            (Some(e), Some(a)) if e > 0 && a > 0 => match ids.get(&e) {
+                Some(bound) => *bound == a,
+                None if ids.values().any(|v| *v == a) => false,
+                None => {
+                    ids.insert(e, a);
+                    true
+                }
+            },
+            _ => e == a,
+        },
         (Value::Object(e), Value::Object(a)) => {
             e.len() == a.len()
                 && e.iter().all(|(k, ev)| {
                     a.get(k)
-                        .is_some_and(|av| same(ev, av, in_result || k == "result"))
+                        .is_some_and(|av| same(ev, av, in_result || k == "result", ids))
                 })
         }
         (Value::Array(e), Value::Array(a)) => {
-            e.len() == a.len() && e.iter().zip(a).all(|(x, y)| same(x, y, in_result))
+            e.len() == a.len() && e.iter().zip(a).all(|(x, y)| same(x, y, in_result, ids))
         }
         (e, a) => e == a,
     }
@@ -81,6 +91,9 @@ fn hello_outcome(v: &Value) -> Option<bool> {
 }
 
 async fn replay(s: &TestServer, name: &str) {
+    // Recorded number → ours, over the whole transcript (a job id may recur on another
+    // connection).
+    let mut ids = BTreeMap::new();
     for (conn, evs) in events(name) {
         let mut client: Option<RawClient> = None;
         let mut client_closed = false;
@@ -116,7 +129,7 @@ async fn replay(s: &TestServer, name: &str) {
                     strip_location(&mut expected);
                     strip_location(&mut actual);
                     assert!(
-                        same(&expected, &actual, false),
+                        same(&expected, &actual, false, &mut ids),
                         "{ctx}:\n expected {expected}\n actual   {actual}"
                     );
                 }
@@ -184,4 +197,30 @@ async fn replay_c10_withdraw() {
     s.backend.action("radd", ActionDef::default());
     replay(&s, "c10_withdraw").await;
     s.handle.shutdown().await;
+}
+
+#[test]
+fn the_comparator_lets_numbers_stand_for_others_only_consistently() {
+    let mut ids = BTreeMap::new();
+    let r = |v: Value| json!({"id": 1, "result": v});
+    assert!(same(
+        &r(json!([5, null])),
+        &r(json!([7, null])),
+        false,
+        &mut ids
+    ));
+    assert!(same(&r(json!([5])), &r(json!([7])), false, &mut ids));
+    assert!(
+        !same(&r(json!([5])), &r(json!([8])), false, &mut ids),
+        "5 stood for 7"
+    );
+    assert!(
+        !same(&r(json!([6])), &r(json!([7])), false, &mut ids),
+        "7 is 5's"
+    );
+    assert!(
+        !same(&json!({"id": 5}), &json!({"id": 7}), false, &mut ids),
+        "outside a result numbers are compared exactly"
+    );
+    assert!(!same(&r(json!([0])), &r(json!([3])), false, &mut ids));
 }
