@@ -527,7 +527,13 @@ impl PgTxn<'_> {
         self.st.ok(r)
     }
 
-    fn all<T: FromSqlOwned>(&self, sql: &'static str, p: Params<'_>) -> Vec<T> {
+    /// Every row of `sql`, each turned into a value by `read`.
+    fn rows<T>(
+        &self,
+        sql: &'static str,
+        p: Params<'_>,
+        read: impl Fn(&postgres::Row) -> Result<T, postgres::Error>,
+    ) -> Vec<T> {
         let r = {
             let mut c = self.conn.borrow_mut();
             c.stmt(sql).and_then(|s| {
@@ -535,11 +541,16 @@ impl PgTxn<'_> {
                     .query(&s, p)
                     .map_err(pg_err)?
                     .iter()
-                    .map(|row| row.try_get::<_, T>(0).map_err(pg_err))
+                    .map(|row| read(row).map_err(pg_err))
                     .collect::<Result<Vec<T>, _>>()
             })
         };
         self.st.ok(r)
+    }
+
+    /// The first column of every row.
+    fn all<T: FromSqlOwned>(&self, sql: &'static str, p: Params<'_>) -> Vec<T> {
+        self.rows(sql, p, |row| row.try_get(0))
     }
 
     /// The first two columns of every row.
@@ -548,23 +559,7 @@ impl PgTxn<'_> {
         sql: &'static str,
         p: Params<'_>,
     ) -> Vec<(A, B)> {
-        let r = {
-            let mut c = self.conn.borrow_mut();
-            c.stmt(sql).and_then(|s| {
-                c.client
-                    .query(&s, p)
-                    .map_err(pg_err)?
-                    .iter()
-                    .map(|row| {
-                        Ok((
-                            row.try_get(0).map_err(pg_err)?,
-                            row.try_get(1).map_err(pg_err)?,
-                        ))
-                    })
-                    .collect::<Result<Vec<(A, B)>, _>>()
-            })
-        };
-        self.st.ok(r)
+        self.rows(sql, p, |row| Ok((row.try_get(0)?, row.try_get(1)?)))
     }
 
     fn next(&self, sql: &'static str) -> i64 {
