@@ -5,9 +5,10 @@
 //! - [`compile`]: compile-time checks and lowering of a workflow to its task graph;
 //! - [`eval`]: the Perl-compatible value model, the expression evaluator, maps and type checks;
 //! - [`runtime`]: jobs walking their task graphs, action tasks for workers, child jobs;
-//! - [`backend`]: the interface the API server uses (the stored procedures of the original).
+//! - [`backend`]: the interface the API server uses (the stored procedures of the original),
+//!   re-exported from the `jobcenter-backend` crate so the server need not depend on the engine.
 
-pub mod backend;
+pub use jobcenter_backend as backend;
 pub mod compile;
 pub mod eval;
 pub mod runtime;

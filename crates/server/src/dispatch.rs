@@ -5,7 +5,7 @@
 //! the timers and the backend calls; it keeps this structure behind a mutex and never holds
 //! the lock across an `await`.
 
-use jobcenter_engine::backend::{JobId, PollRow, WorkerId};
+use jobcenter_backend::{JobId, PollRow, WorkerId};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 

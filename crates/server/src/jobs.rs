@@ -1,7 +1,7 @@
 //! The job registry of docs/PROTOCOL.md §9: which connections wait for which job's `job_done`.
 
 use crate::dispatch::ConnId;
-use jobcenter_engine::backend::JobId;
+use jobcenter_backend::JobId;
 use serde_json::Value;
 use std::collections::HashMap;
 use tokio::task::AbortHandle;

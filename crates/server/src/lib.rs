@@ -3,7 +3,7 @@
 //! Start it with [`Server::start`] and a [`ServerConfig`]; it serves docs/PROTOCOL.md over TCP or
 //! TLS, authenticates `hello`, dispatches tasks to workers (§8) and tracks jobs for
 //! `job_done` (§9). Everything about jobs lives behind the
-//! [`jobcenter_engine::backend::Backend`] trait.
+//! [`jobcenter_backend::Backend`] trait.
 //!
 //! Modules: [`config`] (listeners, auth sources, timers), [`auth`] (`password` and
 //! `clientcert`), [`tls`] (rustls acceptor, client CN), [`dispatch`] (the §8 state machine,

@@ -7,7 +7,7 @@
 //! name (a created job, a claimed task, a finished job), so only loaded definitions appear.
 
 use crate::server::Shared;
-use jobcenter_engine::backend::Observer;
+use jobcenter_backend::Observer;
 use parking_lot::RwLock;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

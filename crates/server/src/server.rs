@@ -6,7 +6,7 @@ use crate::dispatch::{ConnId, Dispatcher, HandoffTimer, Offer};
 use crate::jobs::JobRegistry;
 use crate::metrics::Metrics;
 use crate::{http, session, tls, ServerError};
-use jobcenter_engine::backend::{Backend, Event, JobId, JobStatus, PollRow, WorkerId};
+use jobcenter_backend::{Backend, Event, JobId, JobStatus, PollRow, WorkerId};
 use jobcenter_rpc::{CloseReason, Methods, Peer, PeerConfig};
 use parking_lot::Mutex;
 use serde_json::{json, Value};

@@ -5,7 +5,7 @@ use crate::jobs::Waiter;
 use crate::params::{number, optional, required, task_key, truthy};
 use crate::server::{check_job, run_poll_for, send_job_done, send_offers, Shared};
 use crate::status;
-use jobcenter_engine::backend::{BackendError, CreateJob, JobStatus};
+use jobcenter_backend::{BackendError, CreateJob, JobStatus};
 use jobcenter_rpc::{CallError, HandlerError, Methods, Peer, Reply};
 use serde_json::{json, Map, Value};
 use std::future::Future;

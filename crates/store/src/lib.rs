@@ -67,6 +67,13 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// A failed store call, as the API server sees it (the message of docs/PROTOCOL.md §10).
+impl From<StoreError> for jobcenter_backend::BackendError {
+    fn from(e: StoreError) -> Self {
+        jobcenter_backend::BackendError::new(e.to_string())
+    }
+}
+
 /// One open transaction: reads see the transaction's own writes.
 ///
 /// Reads return owned records (the JSON inside a [`JobRecord`] is behind `Arc`, so a copy

@@ -208,12 +208,6 @@ impl Defs {
     }
 }
 
-impl From<StoreError> for BackendError {
-    fn from(e: StoreError) -> Self {
-        BackendError::new(e.to_string())
-    }
-}
-
 fn now_ms() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
