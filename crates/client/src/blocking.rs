@@ -207,6 +207,21 @@ impl Client {
 }
 
 /// All `create_job` options for [`Client::submit`].
+///
+/// ```no_run
+/// use jobcenter::blocking::{Client, JobOptions};
+/// use jobcenter::ClientConfig;
+/// use serde_json::json;
+/// use std::time::Duration;
+/// let client = Client::connect(ClientConfig::new("theCustomer", "wantsThings"))?;
+/// let mut opts = JobOptions::new("calladd", json!({"input": 12}));
+/// opts.vtag = Some("beta".into());
+/// opts.timeout = Some(Duration::from_secs(60));
+/// let job = client.submit(opts)?;
+/// let id = job.job_id();
+/// println!("job {id:?} gave {}", job.outcome()?.outargs);
+/// # Ok::<(), jobcenter::ClientError>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct JobOptions {
     /// Workflow name.
@@ -235,6 +250,19 @@ impl JobOptions {
 }
 
 /// The blocking worker; see [`crate::Worker`]. Handlers run on the internal runtime.
+///
+/// ```no_run
+/// use jobcenter::blocking::Worker;
+/// use jobcenter::{Action, ClientConfig, Task};
+/// use serde_json::json;
+/// let worker = Worker::connect(ClientConfig::new("theWorker", "doesThings"))?;
+/// worker.announce(Action::new("add").sync(|t: Task| {
+///     let n = t.inargs["counter"].as_i64().ok_or("no counter")?;
+///     Ok::<_, String>(json!({"counter": n + 1}))
+/// }))?;
+/// std::process::exit(worker.work().exit_code());
+/// # #[allow(unreachable_code)] Ok::<(), jobcenter::ClientError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Worker {
     rt: Arc<Runtime>,

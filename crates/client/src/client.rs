@@ -3,170 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobcenter_rpc::{CallError, HandlerFuture, Methods, Peer, PeerConfig, Reply};
-use parking_lot::{Mutex, RwLock};
+use jobcenter_rpc::{CallError, Peer};
+use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use tokio::sync::oneshot;
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
-use crate::jobs::{CreateGuard, Filter, JobCompletion, JobHandle, JobResult, JobStatus, JobTable};
+use crate::jobs::{CreateGuard, Filter, JobCompletion, JobHandle, JobResult, JobStatus};
 use crate::json::{error_value, job_id_of, obj, seconds, truthy, wrap};
-use crate::transport::{self, Stream};
-use crate::worker::WorkerShared;
-
-/// The protocol version this client speaks (the `greetings` version it requires).
-pub const API_VERSION: &str = "1.1";
-
-/// State shared between the client handle and the connection's method handlers.
-pub(crate) struct Shared {
-    pub(crate) cfg: ClientConfig,
-    pub(crate) jobs: Arc<Mutex<JobTable>>,
-    greeting: Mutex<Option<oneshot::Sender<Value>>>,
-    pub(crate) worker: WorkerShared,
-}
-
-impl Shared {
-    pub(crate) fn new(cfg: ClientConfig) -> Self {
-        Shared {
-            cfg,
-            jobs: Arc::new(Mutex::new(JobTable::default())),
-            greeting: Mutex::new(None),
-            worker: WorkerShared::default(),
-        }
-    }
-}
-
-/// Aborts a half-open connection unless disarmed (handshake failure or timeout).
-struct AbortGuard(Option<Peer>);
-
-impl Drop for AbortGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            p.abort();
-        }
-    }
-}
-
-fn ready(v: Value) -> HandlerFuture {
-    Box::pin(std::future::ready(Ok(Reply::new(v))))
-}
-
-/// The handlers a client offers the server: `greetings`, `job_done`, `ping`, `task_ready`.
-fn client_methods(shared: &Arc<Shared>) -> Methods {
-    let mut m = Methods::new();
-    let s = shared.clone();
-    m.notification("greetings", None, move |_peer, params| {
-        if let Some(tx) = s.greeting.lock().take() {
-            let _ = tx.send(Value::Object(params));
-        } else {
-            tracing::debug!("extra greetings ignored");
-        }
-        ready(Value::Null)
-    });
-    let s = shared.clone();
-    m.notification("job_done", None, move |_peer, params| {
-        match params.get("job_id").and_then(job_id_of) {
-            Some(id) => {
-                let outargs = params.get("outargs").cloned().unwrap_or(Value::Null);
-                s.jobs.lock().job_done(id, outargs);
-            }
-            None => tracing::warn!(
-                "job_done without a usable job_id: {:?}",
-                params.get("job_id")
-            ),
-        }
-        ready(Value::Null)
-    });
-    let s = shared.clone();
-    m.request("ping", None, move |_peer, _params| {
-        s.worker.record_ping();
-        ready(json!("pong!"))
-    });
-    let s = shared.clone();
-    m.notification("task_ready", None, move |peer, params| {
-        crate::worker::on_task_ready(s.clone(), peer, params);
-        ready(Value::Null)
-    });
-    m
-}
-
-/// Open the connection and run the handshake (greetings, version check, hello), bounded
-/// by `cfg.timeout`. The returned peer is authenticated.
-pub(crate) async fn open_session(shared: &Arc<Shared>) -> Result<Peer, ClientError> {
-    match tokio::time::timeout(shared.cfg.timeout, handshake(shared)).await {
-        Ok(r) => r,
-        Err(_) => {
-            tracing::warn!("timeout waiting for greeting");
-            Err(ClientError::HandshakeTimeout)
-        }
-    }
-}
-
-async fn handshake(shared: &Arc<Shared>) -> Result<Peer, ClientError> {
-    let cfg = &shared.cfg;
-    let stream = transport::open(cfg).await?;
-    let (tx, rx) = oneshot::channel();
-    *shared.greeting.lock() = Some(tx);
-    let methods = Arc::new(client_methods(shared));
-    let pcfg = PeerConfig::new(
-        cfg.max_frame,
-        format!("jobcenter client {}:{}", cfg.address, cfg.port),
-    );
-    let peer = match stream {
-        Stream::Tcp(s) => Peer::spawn(s, methods, pcfg),
-        Stream::Tls(s) => Peer::spawn(s, methods, pcfg),
-    };
-    let mut guard = AbortGuard(Some(peer.clone()));
-    let greeting = tokio::select! {
-        r = rx => r.map_err(|_| ClientError::Closed)?,
-        _ = peer.closed() => return Err(ClientError::Closed),
-    };
-    match greeting.get("version") {
-        Some(Value::String(v)) if v == API_VERSION => {}
-        other => {
-            let v = match other {
-                Some(Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-                None => "(none)".to_string(),
-            };
-            return Err(ClientError::WrongVersion(v));
-        }
-    }
-    let hello = peer
-        .call(
-            "hello",
-            obj([
-                ("who", json!(cfg.who)),
-                ("method", json!(cfg.method)),
-                ("token", json!(cfg.token)),
-            ]),
-        )
-        .await;
-    match hello {
-        Err(CallError::Rpc { code, message }) => Err(ClientError::HelloError { code, message }),
-        Err(e) => Err(e.into()),
-        Ok(Value::Array(a)) if !a.is_empty() => {
-            let msg = match a.get(1) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => String::new(),
-                Some(v) => v.to_string(),
-            };
-            if truthy(a.first()) {
-                tracing::debug!("hello: {msg}");
-                guard.0 = None;
-                Ok(peer)
-            } else {
-                Err(ClientError::Auth(msg))
-            }
-        }
-        Ok(other) => Err(ClientError::Protocol(format!(
-            "no results from hello? ({other})"
-        ))),
-    }
-}
+use crate::session::{open_session, Shared};
 
 pub(crate) struct ClientInner {
     pub(crate) shared: Arc<Shared>,
@@ -352,6 +199,17 @@ impl Client {
     }
 
     /// The status of job `job_id` (no notification).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: jobcenter::Client) -> Result<(), jobcenter::ClientError> {
+    /// use jobcenter::JobStatus;
+    /// match client.get_job_status(42).await? {
+    ///     JobStatus::Running => println!("still running"),
+    ///     JobStatus::Finished(outargs) => println!("finished: {outargs}"),
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn get_job_status(&self, job_id: i64) -> Result<JobStatus, ClientError> {
         let v = self
             .peer()
@@ -367,6 +225,16 @@ impl Client {
     /// resolves once it finishes. The completion is registered *before* the request is sent,
     /// so a `job_done` racing the status answer is never lost (§7.6), and it is delivered at
     /// most once.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: jobcenter::Client) -> Result<(), jobcenter::ClientError> {
+    /// let (status, completion) = client.get_job_status_notify(42).await?;
+    /// if let Some(done) = completion {
+    ///     // The job was running: wait for its result.
+    ///     println!("{status:?}, then {}", done.wait().await?);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn get_job_status_notify(
         &self,
         job_id: i64,
@@ -392,6 +260,14 @@ impl Client {
     /// Ids of live jobs whose inargs contain `filter` (a JSON object, or its JSON text).
     /// The filter is always sent as JSON text. A backend error (`[null, text]`) becomes
     /// [`ClientError::Backend`]. Ids arriving as strings are accepted.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: jobcenter::Client) -> Result<(), jobcenter::ClientError> {
+    /// use serde_json::json;
+    /// let ids = client.find_jobs(json!({"customer": "acme"})).await?;
+    /// println!("{} running jobs for acme", ids.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn find_jobs(&self, filter: impl Into<Filter>) -> Result<Vec<i64>, ClientError> {
         let text = filter.into().to_text();
         if text.is_empty() {
@@ -427,6 +303,16 @@ impl Client {
 
     /// Whether a lock exists: `Some(true)` held, `Some(false)` free, `None` unknown locktype.
     /// Bounded by the client `timeout` (the reference server may never answer).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: jobcenter::Client) -> Result<(), jobcenter::ClientError> {
+    /// match client.check_if_lock_exists("customer", "acme").await? {
+    ///     Some(true) => println!("held"),
+    ///     Some(false) => println!("free"),
+    ///     None => println!("no such lock type"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn check_if_lock_exists(
         &self,
         locktype: &str,
@@ -460,6 +346,14 @@ impl Client {
 
     /// `get_api_status {what}` (needs `who` = `apimeister` on the server): the result value,
     /// an object for `stats`, text for the dumps.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: jobcenter::Client) -> Result<(), jobcenter::ClientError> {
+    /// // Connected as `apimeister`:
+    /// let stats = client.get_api_status("stats").await?;
+    /// println!("{} workers connected", stats["workers"]);
+    /// # Ok(()) }
+    /// ```
     pub async fn get_api_status(&self, what: &str) -> Result<Value, ClientError> {
         if what.is_empty() {
             return Err(ClientError::Invalid("no what?".into()));
@@ -477,6 +371,15 @@ impl Client {
 
     /// Ping the server: true if it answers a text containing `pong` within `t`. On any
     /// failure (error, other answer, timeout) the connection is closed and false returned.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: jobcenter::Client) -> Result<(), jobcenter::ClientError> {
+    /// use std::time::Duration;
+    /// if !client.ping_timeout(Duration::from_secs(2)).await {
+    ///     eprintln!("server gone; the connection is closed");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn ping_timeout(&self, t: Duration) -> bool {
         let peer = self.peer();
         match peer.call_timeout("ping", json!({}), t).await {
@@ -494,6 +397,18 @@ impl Client {
     ///
     /// Cancel safe: once sent, the request completes (and is remembered) even if the
     /// returned future is dropped.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: jobcenter::Client) -> Result<(), jobcenter::ClientError> {
+    /// use jobcenter::{Action, Task};
+    /// use serde_json::json;
+    /// // At most 4 tasks at once over all actions announced into the group.
+    /// client.create_slotgroup("db", Some(4)).await?;
+    /// let worker = client.worker();
+    /// let load = Action::new("load").slotgroup("db").sync(|_t: Task| Ok::<_, String>(json!({"ok": 1})));
+    /// worker.announce(load).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn create_slotgroup(
         &self,
         name: &str,

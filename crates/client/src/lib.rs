@@ -53,22 +53,25 @@
 
 #![warn(missing_docs)]
 
+mod action;
 pub mod blocking;
 mod client;
 mod config;
 mod error;
 mod jobs;
 pub mod json;
+mod session;
 mod subprocess;
 mod transport;
 mod worker;
 
-pub use client::{Client, JobRequest, API_VERSION};
+pub use action::{Action, Task};
+pub use client::{Client, JobRequest};
 pub use config::{default_workername, ClientConfig, ClientConfigBuilder};
 pub use error::ClientError;
 pub use jobs::{Filter, JobCompletion, JobHandle, JobResult, JobStatus};
+pub use session::API_VERSION;
 pub use subprocess::Subprocess;
 pub use worker::{
-    Action, Reconnect, StopHandle, Task, WorkOutcome, Worker, WORK_CONNECTION_CLOSED, WORK_OK,
-    WORK_PING_TIMEOUT,
+    Reconnect, StopHandle, WorkOutcome, Worker, WORK_CONNECTION_CLOSED, WORK_OK, WORK_PING_TIMEOUT,
 };

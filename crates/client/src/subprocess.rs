@@ -7,8 +7,6 @@ use std::process::Stdio;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::worker::Task;
-
 /// A program to run for each task (the `subproc` mode of the Perl client).
 ///
 /// Protocol with the child: stdin receives one JSON object
@@ -72,17 +70,23 @@ impl Subprocess {
         self
     }
 
-    /// Run the child for `task`: `Ok(outargs)` (possibly not an object; the caller checks)
-    /// or `Err(error text)`.
-    pub(crate) async fn run(&self, task: &Task) -> Result<Value, String> {
+    /// Run the child for one task of `action` (its job id, inargs and, with `addenv`, its
+    /// env): `Ok(outargs)` (possibly not an object; the caller checks) or `Err(error text)`.
+    pub(crate) async fn run(
+        &self,
+        action: &str,
+        job_id: i64,
+        inargs: &Value,
+        env: Option<&Value>,
+    ) -> Result<Value, String> {
         let mut cmd = tokio::process::Command::new(&self.program);
         cmd.args(&self.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
-            .env("JOBCENTER_JOB_ID", task.job_id.to_string())
-            .env("JOBCENTER_ACTION", &task.action);
+            .env("JOBCENTER_JOB_ID", job_id.to_string())
+            .env("JOBCENTER_ACTION", action);
         for (k, v) in &self.envs {
             match v {
                 Some(v) => cmd.env(k, v),
@@ -92,8 +96,8 @@ impl Subprocess {
         if let Some(d) = &self.current_dir {
             cmd.current_dir(d);
         }
-        let mut input = json!({ "job_id": task.job_id, "inargs": task.inargs });
-        if let (Some(env), Some(m)) = (&task.env, input.as_object_mut()) {
+        let mut input = json!({ "job_id": job_id, "inargs": inargs });
+        if let (Some(env), Some(m)) = (env, input.as_object_mut()) {
             m.insert("env".into(), env.clone());
         }
         let mut child = cmd

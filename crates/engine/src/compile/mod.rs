@@ -6,6 +6,7 @@
 
 mod catalog;
 pub mod graph;
+mod load;
 mod lower;
 
 pub use crate::syntax::CompileError;

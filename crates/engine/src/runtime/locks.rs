@@ -1,25 +1,15 @@
 //! Locks (docs/JCL.md §2.11): acquire, wait, inherit, release, deadlock detection.
 
-use jobcenter_store::{JobId, JobRecord, JobState, LockRecord, LockWait, Millis, Txn};
+use jobcenter_store::{JobId, JobRecord, JobState, LockRecord, LockWait, Txn};
 use serde_json::Value;
 use tracing::debug;
 
 use super::json::error_value;
 use super::sched::{Flow, Run};
+use super::WaitPolicy;
 use crate::compile::graph::{LockValue, Task, TaskId, Workflow};
 use crate::eval::{self, caught_exception, EnvIds, Phase};
 use crate::syntax::ast::Map as AstMap;
-
-/// How long a lock task may wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WaitPolicy {
-    /// Wait as long as needed.
-    Forever,
-    /// Fail at once (`wait = 'no'`).
-    No,
-    /// Wait until this time, then fail with class `lock `.
-    Until(Millis),
-}
 
 fn raise_msg(msg: String) -> Flow {
     Flow::Raise(error_value(msg, "normal"))

@@ -208,6 +208,17 @@ impl Defs {
     }
 }
 
+/// How long a lock task may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitPolicy {
+    /// Wait as long as needed.
+    Forever,
+    /// Fail at once (`wait = 'no'`).
+    No,
+    /// Wait until this time, then fail with class `lock `.
+    Until(Millis),
+}
+
 fn now_ms() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

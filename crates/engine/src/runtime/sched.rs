@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use super::interval::parse_interval;
 use super::json::{catchable, error_value, object_contains};
-use super::locks::WaitPolicy;
+use super::WaitPolicy;
 use super::{Defs, EngineConfig};
 use crate::backend::Event;
 use crate::compile::graph::{
