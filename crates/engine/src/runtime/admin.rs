@@ -518,6 +518,15 @@ impl<S: Store> Engine<S> {
         action: String,
         enabled: bool,
     ) -> Result<bool, BackendError> {
+        let known = self
+            .defs
+            .catalog
+            .definitions()
+            .iter()
+            .any(|d| matches!(d, crate::compile::Compiled::Action(a) if a.name == action));
+        if !known {
+            return Err(BackendError::new(format!("no action named {action}")));
+        }
         let changed = if enabled {
             self.disabled.write().remove(&action)
         } else {
