@@ -1,4 +1,4 @@
-//! The types of the administrative operations (docs/PROTOCOL.md §16): what an operator sees.
+//! The types of the administrative operations (docs/PROTOCOL.md §18): what an operator sees.
 //!
 //! Plain serde structures; the API server sends them as they serialise here. Times are
 //! milliseconds since the UNIX epoch (UTC).
@@ -122,10 +122,29 @@ pub struct TaskInfo {
     pub wake_at: Option<u64>,
 }
 
+/// One task a job entered (its history).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepInfo {
+    /// The task's number in the workflow.
+    pub task: u64,
+    /// What the task is: its kind and source line, e.g. `call (line 9)`.
+    pub label: String,
+    /// When the job entered it.
+    pub at: u64,
+    /// For an action task: the action.
+    pub action: Option<String>,
+    /// For a call of a workflow: the child job.
+    pub child: Option<JobId>,
+    /// For a retried action task: the number of the last retry.
+    pub tries: Option<i64>,
+    /// The error raised at this task, if any.
+    pub error: Option<Value>,
+}
+
 /// Everything the store keeps of one job.
 ///
-/// The store keeps a job's current state, not a log of its past tasks: `steps` counts the
-/// tasks entered, `task` is the current one. An archived job keeps only its final result.
+/// A live job keeps its current state and the last tasks it entered (`history`, at most
+/// 50; `steps` counts them all). An archived job keeps only its final result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobDetail {
     /// The summary (as in a listing).
@@ -145,6 +164,8 @@ pub struct JobDetail {
     pub vars: Option<Value>,
     /// The current or last task (live jobs).
     pub current: Option<TaskInfo>,
+    /// The tasks entered, oldest first (live jobs; the last 50).
+    pub history: Vec<StepInfo>,
     /// The locks the job holds.
     pub locks: Vec<LockInfo>,
     /// The child jobs the store links to this job: the blocking child it waits for and

@@ -169,7 +169,7 @@ pub trait Backend: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
 
-    // --- Administration (docs/PROTOCOL.md §16, our extension). The defaults answer
+    // --- Administration (docs/PROTOCOL.md §18, our extension). The defaults answer
     // `admin::unsupported()`, for backends (and test fakes) without them. ---
 
     /// Jobs, live and archived, newest (highest id) first, as `q` selects.

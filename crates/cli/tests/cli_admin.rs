@@ -1,4 +1,4 @@
-//! The admin commands through the real binary (docs/PROTOCOL.md §16, README "Operating
+//! The admin commands through the real binary (docs/PROTOCOL.md §18, README "Operating
 //! it"): `jobs`, `job`, `tree`, `workers`, `locks`, `errors`, `retry`, `cancel`,
 //! `disable`/`enable`, as tables and with `--json`, as the admin and as someone else.
 
@@ -87,6 +87,13 @@ async fn admin_commands_show_a_job_that_was_just_run() {
     assert!(text.contains("division by zero"), "{text}");
     assert!(text.contains("inargs:"), "{text}");
     assert!(text.contains("\"divisor\": 0"), "{text}");
+    assert!(text.contains("history:"), "{text}");
+    assert!(
+        out.stdout.iter().any(|l| l.contains("call (line")
+            && l.contains("div")
+            && l.contains("division by zero")),
+        "{text}"
+    );
     admin(&serve, &["job", "987654"])
         .await
         .assert_code(1)

@@ -471,7 +471,7 @@ impl Client {
     }
 
     /// Send any request and return its result, for methods this library has no call of
-    /// its own for (the admin methods of docs/PROTOCOL.md §16). `params` must be a JSON
+    /// its own for (the admin methods of docs/PROTOCOL.md §18). `params` must be a JSON
     /// object.
     pub async fn request(&self, method: &str, params: Value) -> Result<Value, ClientError> {
         if !params.is_object() {

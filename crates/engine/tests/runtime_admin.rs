@@ -1,4 +1,4 @@
-//! The administrative operations of the engine (docs/PROTOCOL.md §16) through the `Backend`
+//! The administrative operations of the engine (docs/PROTOCOL.md §18) through the `Backend`
 //! trait: job listings, one job, trees, errors, locks, workers, retry, cancel, and
 //! disabled actions. Workers are driven by hand from the test.
 
@@ -235,4 +235,52 @@ async fn a_disabled_action_holds_its_tasks_back_until_enabled() {
         Ok(json!({"output": 1}))
     );
     assert_eq!(e.admin_disabled_actions().await, Ok(vec![]));
+}
+
+#[tokio::test]
+async fn the_history_records_tasks_children_retries_and_errors() {
+    let e = engine_with(part4_config());
+    e.announce("w1".into(), "c_add".into(), "jc_admin".into(), None)
+        .await
+        .expect("announce");
+    let mut rx = e.subscribe();
+    let parent = create(&e, "w_callchild", json!({"x": 3})).await;
+    let child = next_ready(&mut rx, Duration::from_secs(5))
+        .await
+        .expect("the child's task");
+    work(&e, child, json!({"counter": 3})).await;
+    assert_eq!(
+        wait_finished(&e, &mut rx, parent).await,
+        Ok(json!({"y": 3}))
+    );
+    let d = e.admin_job(parent).await.expect("job").expect("known");
+    assert_eq!(d.steps, Some(d.history.len() as i64));
+    let call = d
+        .history
+        .iter()
+        .find(|s| s.child.is_some())
+        .expect("the call step");
+    assert_eq!(call.child, Some(child));
+    assert!(call.label.starts_with("call (line "), "{}", call.label);
+    // The finished child is still linked through the parent's history.
+    let t = e.admin_tree(parent).await.expect("tree").expect("known");
+    let nodes: Vec<JobId> = t.nodes.iter().map(|n| n.job.job_id).collect();
+    assert_eq!(nodes, vec![parent, child]);
+    let c = e.admin_job(child).await.expect("job").expect("known");
+    let step = c
+        .history
+        .iter()
+        .find(|s| s.action.as_deref() == Some("c_add"))
+        .expect("the action step");
+    assert_eq!((step.tries, &step.error), (None, &None));
+
+    // A failed action task carries the error.
+    let bad = create(&e, "k01", json!({"input": 1})).await;
+    assert_eq!(next_ready(&mut rx, Duration::from_secs(5)).await, Some(bad));
+    work(&e, bad, json!({"error": {"msg": "no", "class": "normal"}})).await;
+    wait_finished(&e, &mut rx, bad).await.expect("finished");
+    let d = e.admin_job(bad).await.expect("job").expect("known");
+    let last = d.history.last().expect("a step");
+    assert_eq!(last.action.as_deref(), Some("c_add"));
+    assert_eq!(last.error, Some(json!({"msg": "no", "class": "normal"})));
 }

@@ -1,4 +1,4 @@
-//! The admin-only methods (docs/PROTOCOL.md §16, our extension): see and steer the jobs.
+//! The admin-only methods (docs/PROTOCOL.md §18, our extension): see and steer the jobs.
 //!
 //! Every method is allowed only to [`crate::ServerConfig::admin`]; anyone else gets the
 //! error `permission denied`, as `get_api_status` answers (§7.9). Params are named (an

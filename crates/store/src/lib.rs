@@ -47,7 +47,8 @@ pub mod testdb;
 pub use memory::MemoryStore;
 pub use model::{
     ArchivedJob, ChildLink, JobId, JobRecord, JobState, LockRecord, LockWait, Millis, ParentLink,
-    QueuedEvent, Registration, Subscription, TaskClaim, TaskState, WorkerId, WorkerRecord,
+    QueuedEvent, Registration, Step, Subscription, TaskClaim, TaskState, WorkerId, WorkerRecord,
+    HISTORY_MAX,
 };
 pub use pg::{PgOpenError, PgStore, PG_SCHEMA_VERSION};
 pub use spec::{StoreSpec, DEFAULT_STORE};

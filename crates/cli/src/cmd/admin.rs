@@ -1,5 +1,5 @@
 //! The admin commands (jobs, job, tree, workers, locks, errors, retry, cancel, disable,
-//! enable): the admin methods of docs/PROTOCOL.md §16, as tables or `--json`.
+//! enable): the admin methods of docs/PROTOCOL.md §18, as tables or `--json`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -159,8 +159,22 @@ fn error_text(v: &Value) -> String {
     }
 }
 
-/// Rows as a table with a header line, columns padded to their widest cell.
+/// A cell on one line: line breaks and tabs become spaces, trailing blanks go.
+fn one_line(s: &str) -> String {
+    s.trim_end()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Rows as a table with a header line, columns padded to their widest cell. Cells are put
+/// on one line (see [`one_line`]).
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| one_line(c)).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -338,6 +352,30 @@ fn render_job(v: &Value) -> String {
     if let Some(task_in) = c.get("inargs").filter(|x| !x.is_null()) {
         out.push("task inargs:".into());
         out.push(indent(&pretty(task_in)));
+    }
+    let history = v["history"].as_array().cloned().unwrap_or_default();
+    if !history.is_empty() {
+        out.push("history:".into());
+        let rows: Vec<Vec<String>> = history
+            .iter()
+            .map(|s| {
+                vec![
+                    cell(&s["task"]),
+                    cell(&s["label"]),
+                    fmt_time(&s["at"]),
+                    cell(&s["action"]),
+                    cell(&s["child"]),
+                    cell(&s["tries"]),
+                    error_text(&s["error"]),
+                ]
+            })
+            .collect();
+        out.push(indent(&table(
+            &[
+                "TASK", "WHAT", "ENTERED", "ACTION", "CHILD", "TRIES", "ERROR",
+            ],
+            &rows,
+        )));
     }
     let locks = v["locks"].as_array().cloned().unwrap_or_default();
     if !locks.is_empty() {
@@ -625,6 +663,10 @@ mod tests {
         assert_eq!(
             table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]),
             "A    BB\nxyz  1"
+        );
+        assert_eq!(
+            table(&["E", "F"], &[vec!["a\nb\n".into(), "c\td".into()]]),
+            "E    F\na b  c d"
         );
     }
 }

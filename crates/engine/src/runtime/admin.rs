@@ -1,4 +1,4 @@
-//! The administrative operations (docs/PROTOCOL.md §16): listings, one job, trees, locks,
+//! The administrative operations (docs/PROTOCOL.md §18): listings, one job, trees, locks,
 //! errors, workers, retry, cancel, and disabled actions.
 //!
 //! Reads run in a transaction of their own and change nothing (jobs are read with
@@ -14,10 +14,11 @@ use serde_json::Value;
 use super::sched::job_action;
 use super::Engine;
 use crate::backend::admin::{
-    self, ClaimInfo, JobDetail, JobQuery, JobSummary, JobTree, LockInfo, RetryOutcome, TaskInfo,
-    TreeNode, WorkerAction, WorkerInfo,
+    self, ClaimInfo, JobDetail, JobQuery, JobSummary, JobTree, LockInfo, RetryOutcome, StepInfo,
+    TaskInfo, TreeNode, WorkerAction, WorkerInfo,
 };
 use crate::backend::{BackendError, JobId};
+use crate::compile::graph::TaskId;
 
 /// Records read per page of a listing.
 const PAGE: usize = 256;
@@ -114,6 +115,7 @@ fn any_summary(txn: &dyn Txn, id: JobId) -> Option<JobSummary> {
 /// jobs naming it as parent (`by_parent`), ascending and without duplicates.
 fn linked_children(j: &JobRecord, by_parent: &[JobId]) -> Vec<JobId> {
     let mut ids: BTreeSet<JobId> = by_parent.iter().copied().collect();
+    ids.extend(j.history.iter().filter_map(|s| s.child));
     ids.extend(j.children.iter().map(|c| c.job_id));
     if let Some(c) = j.task_state.child {
         ids.insert(c);
@@ -180,6 +182,37 @@ impl ArchivePages {
 }
 
 impl<S: Store> Engine<S> {
+    /// A job's history with the tasks described (kind and source line).
+    fn history(&self, j: &JobRecord) -> Vec<StepInfo> {
+        let wf = self.defs.workflow(j.workflow_def);
+        j.history
+            .iter()
+            .map(|s| {
+                let label = wf
+                    .as_deref()
+                    .and_then(|wf| wf.task(s.task as TaskId))
+                    .map(|t| {
+                        let kind = format!("{:?}", t.kind);
+                        let name: String = kind
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric())
+                            .collect();
+                        format!("{} (line {})", name.to_ascii_lowercase(), t.line)
+                    })
+                    .unwrap_or_else(|| format!("task {}", s.task));
+                StepInfo {
+                    task: s.task,
+                    label,
+                    at: s.at,
+                    action: s.action.clone(),
+                    child: s.child,
+                    tries: s.tries,
+                    error: s.error.clone(),
+                }
+            })
+            .collect()
+    }
+
     /// [`crate::backend::Backend::admin_jobs`].
     pub(super) fn admin_jobs_now(&self, q: JobQuery) -> Result<Vec<JobSummary>, BackendError> {
         if let Some(s) = &q.state {
@@ -262,6 +295,7 @@ impl<S: Store> Engine<S> {
                     outargs: Some(a.out_args),
                     vars: None,
                     current: None,
+                    history: Vec::new(),
                     locks: Vec::new(),
                     children: Vec::new(),
                 }));
@@ -304,6 +338,7 @@ impl<S: Store> Engine<S> {
                 outargs: j.out_args.clone(),
                 vars: Some(Value::Object((*j.vars).clone())),
                 current: Some(current),
+                history: self.history(&j),
                 locks,
                 children,
             }))
