@@ -221,3 +221,27 @@ async fn cancel_disable_enable_and_permissions() {
     let st = serve.run(&["status", &held.to_string(), "--wait"]).await;
     assert_eq!(st.json_line()["outargs"], json!({"output": 13}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_admin_names_the_admin_identity() {
+    let serve = Serve::start_with(
+        &["--listen", "127.0.0.1:0", "--admin", CLIENT.0],
+        &[cli_support::examples_dir()],
+    )
+    .await;
+    // The named identity may; apimeister no longer may, for get_api_status neither.
+    run_cmd(serve.as_user(CLIENT, &["jobs", "--json"]), None)
+        .await
+        .assert_code(0);
+    run_cmd(serve.as_user(CLIENT, &["api-status"]), None)
+        .await
+        .assert_code(0);
+    for args in [vec!["jobs"], vec!["api-status"]] {
+        let out = admin(&serve, &args).await;
+        out.assert_code(1);
+        assert!(
+            out.stderr.iter().any(|l| l.contains("permission denied")),
+            "{out:#?}"
+        );
+    }
+}
