@@ -58,6 +58,13 @@ impl Cli {
             Command::ApiStatus(a) => a.conn.debug,
             Command::Ping(a) => a.conn.debug,
             Command::Work(a) => a.conn.debug,
+            Command::Jobs(a) => a.admin.conn.debug,
+            Command::Job(a) | Command::Tree(a) | Command::Retry(a) => a.admin.conn.debug,
+            Command::Workers(a) => a.conn.debug,
+            Command::Locks(a) => a.admin.conn.debug,
+            Command::Errors(a) => a.admin.conn.debug,
+            Command::Cancel(a) => a.admin.conn.debug,
+            Command::Disable(a) | Command::Enable(a) => a.admin.conn.debug,
             Command::Check(_)
             | Command::Demo(_)
             | Command::Bench(_)
@@ -188,6 +195,115 @@ pub enum Command {
     Db(DbCommand),
     /// Print a shell completion script (e.g. `jobcenter completions bash > /etc/bash_completion.d/jobcenter`).
     Completions(CompletionsArgs),
+    /// Admin: list jobs, newest first (needs the admin identity, like all admin commands).
+    Jobs(JobsArgs),
+    /// Admin: one job: state, current task, inargs, outargs, error, locks, children.
+    Job(JobIdArgs),
+    /// Admin: a job's family of parent and child jobs.
+    Tree(JobIdArgs),
+    /// Admin: the workers, their actions, slots and last ping.
+    Workers(AdminArgs),
+    /// Admin: held locks (of one type, or all) and the jobs waiting for them.
+    Locks(LocksArgs),
+    /// Admin: failed jobs and tasks waiting for a retry after an error, newest first.
+    Errors(ErrorsArgs),
+    /// Admin: retry a job's task now (a task waiting for its retry, or a failed job).
+    Retry(JobIdArgs),
+    /// Admin: abort a job; its client gets `job_done` with the error `job cancelled: ...`.
+    Cancel(CancelArgs),
+    /// Admin: stop handing the action's tasks to workers (tasks in hand finish normally).
+    Disable(ActionArgs),
+    /// Admin: hand a disabled action's tasks to workers again.
+    Enable(ActionArgs),
+}
+
+/// Options of every admin command: the connection (as the admin identity) and `--json`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Print the server's answer as one JSON line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `jobcenter jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Only jobs in this state (ready, working, childwait, lockwait, retrywait, sleeping,
+    /// eventwait, finished, error, ...).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only jobs of this workflow.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Only jobs created since T: an age (`90s`, `10m`, `2h`, `1d`), a UTC time
+    /// (`2026-12-03T14:00:00Z`) or milliseconds since the epoch.
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Only jobs with an id below this one (the next page).
+    #[arg(long, value_name = "JOB_ID")]
+    pub before: Option<i64>,
+    /// At most this many jobs (the server caps it at 1000).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// An admin command about one job.
+#[derive(Debug, Args)]
+pub struct JobIdArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// The job id.
+    pub job_id: String,
+}
+
+/// `jobcenter locks`.
+#[derive(Debug, Args)]
+pub struct LocksArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Only locks of this type.
+    pub locktype: Option<String>,
+    /// At most this many locks.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// `jobcenter errors`.
+#[derive(Debug, Args)]
+pub struct ErrorsArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Only errors since T (as `jobs --since`).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// At most this many jobs.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// `jobcenter cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// The job id.
+    pub job_id: String,
+    /// The reason, in the job's error `job cancelled: REASON` (default: `by <admin>`).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// `jobcenter disable` and `jobcenter enable`.
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// The action name.
+    pub action: String,
 }
 
 /// `jobcenter completions`.
@@ -305,12 +421,18 @@ pub struct ServeArgs {
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
     /// Open an HTTP listener serving Prometheus metrics at `/metrics` (off by default).
-    /// Access needs HTTP Basic auth as --http-admin with its password-file password.
+    /// Access needs HTTP Basic auth as --admin with its password-file password.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_listen)]
     pub http: Option<ListenAddr>,
-    /// The identity allowed in on the --http listener.
-    #[arg(long, value_name = "USER", default_value = "apimeister")]
-    pub http_admin: String,
+    /// The admin identity: the one allowed `get_api_status`, the admin methods (the
+    /// `jobs`, `job`, `cancel`, ... commands) and the --http listener.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "apimeister",
+        alias = "http-admin"
+    )]
+    pub admin: String,
     /// Serve /metrics without authentication (for a scraper; keep --http on loopback).
     #[arg(long, requires = "http")]
     pub metrics_no_auth: bool,

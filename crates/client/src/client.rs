@@ -364,6 +364,16 @@ impl Client {
             .await?)
     }
 
+    /// Send any request and return its result, for methods this library has no call of
+    /// its own for (the admin methods of docs/PROTOCOL.md §18). `params` must be a JSON
+    /// object.
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        if !params.is_object() {
+            return Err(ClientError::Invalid("params must be a JSON object".into()));
+        }
+        Ok(self.peer().call(method, params).await?)
+    }
+
     /// Ping the server with the client `timeout`; see [`Client::ping_timeout`].
     pub async fn ping(&self) -> bool {
         self.ping_timeout(self.config().timeout).await

@@ -287,6 +287,7 @@ impl TestServer {
             timers,
             limits,
             http: None,
+            admin: ServerConfig::DEFAULT_ADMIN.into(),
         };
         let handle = Server::start(config, engine.clone()).await?;
         let addr = handle

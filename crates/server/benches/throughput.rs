@@ -142,6 +142,7 @@ async fn suite(label: &str, backend: Arc<dyn Backend>, input: &'static str) {
         timers: Default::default(),
         limits: Default::default(),
         http: None,
+        admin: ServerConfig::DEFAULT_ADMIN.into(),
     };
     let handle = Server::start(config, backend).await.expect("server");
     let addr = handle.local_addrs()[0];

@@ -17,9 +17,15 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// The HTTP listener for `/metrics`; `None` (the default): no HTTP listener.
     pub http: Option<HttpConfig>,
+    /// The admin identity: the one allowed `get_api_status`, the `admin_*` methods
+    /// (docs/PROTOCOL.md §16) and the HTTP listener. Default [`ServerConfig::DEFAULT_ADMIN`].
+    pub admin: String,
 }
 
 impl ServerConfig {
+    /// The default admin identity, as the reference's `get_api_status`.
+    pub const DEFAULT_ADMIN: &'static str = "apimeister";
+
     /// A configuration with one listener and default timers.
     pub fn new(listener: ListenerConfig, auth: AuthConfig) -> Self {
         ServerConfig {
@@ -28,6 +34,7 @@ impl ServerConfig {
             timers: Timers::default(),
             limits: Limits::default(),
             http: None,
+            admin: Self::DEFAULT_ADMIN.to_string(),
         }
     }
 }
@@ -36,23 +43,18 @@ impl ServerConfig {
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     /// Bind address; port 0 picks a free port (see [`crate::ServerHandle::http_addr`]).
+    /// The identity allowed in is [`ServerConfig::admin`] (HTTP Basic auth, checked against
+    /// the password file like a `hello` with method `password`).
     pub addr: SocketAddr,
-    /// The identity allowed in (HTTP Basic auth, checked against the password file like a
-    /// `hello` with method `password`). Default [`HttpConfig::DEFAULT_ADMIN`].
-    pub admin: String,
     /// Serve `/metrics` without authentication (for a scraper on a trusted network).
     pub metrics_no_auth: bool,
 }
 
 impl HttpConfig {
-    /// The default admin identity, as the reference's `get_api_status`.
-    pub const DEFAULT_ADMIN: &'static str = "apimeister";
-
-    /// A listener on `addr` for the default admin, with authentication.
+    /// A listener on `addr`, with authentication.
     pub fn new(addr: SocketAddr) -> Self {
         HttpConfig {
             addr,
-            admin: Self::DEFAULT_ADMIN.to_string(),
             metrics_no_auth: false,
         }
     }

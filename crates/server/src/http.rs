@@ -1,7 +1,7 @@
 //! The HTTP listener (`serve --http`): `GET /metrics` in the Prometheus text format.
 //!
 //! HTTP/1.1 only (hyper). Access needs HTTP Basic authentication as the admin identity
-//! ([`crate::HttpConfig::admin`]), checked by the server's [`crate::Authenticator`] like a
+//! ([`crate::ServerConfig::admin`]), checked by the server's [`crate::Authenticator`] like a
 //! `hello` with method `password`; a failed login is answered after the configured failure
 //! delay. [`crate::HttpConfig::metrics_no_auth`] opens `/metrics` to anyone.
 
@@ -82,7 +82,7 @@ async fn handle(sh: &Shared, cfg: &HttpConfig, req: Request<Incoming>) -> Respon
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
     }
-    if !cfg.metrics_no_auth && !authorized(sh, cfg, &req).await {
+    if !cfg.metrics_no_auth && !authorized(sh, &req).await {
         let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
         r.headers_mut().insert(
             WWW_AUTHENTICATE,
@@ -116,11 +116,11 @@ fn basic_credentials(req: &Request<Incoming>) -> Option<(String, String)> {
 
 /// Whether the request carries the admin's valid credentials. A request that carried
 /// wrong ones is answered only after the failure delay, as a failed `hello`.
-async fn authorized(sh: &Shared, cfg: &HttpConfig, req: &Request<Incoming>) -> bool {
+async fn authorized(sh: &Shared, req: &Request<Incoming>) -> bool {
     let Some((user, pass)) = basic_credentials(req) else {
         return false;
     };
-    let ok = user == cfg.admin
+    let ok = user == sh.config.admin
         && sh
             .auth
             .authenticate("password", &user, &pass, None)

@@ -43,6 +43,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 pub mod auth;
 pub mod config;
 pub mod crypt;

@@ -1,5 +1,6 @@
 //! Per-connection method handlers: every C→S method of docs/PROTOCOL.md §7, plus worker pings.
 
+use crate::admin::{self, is_admin};
 use crate::dispatch::ConnId;
 use crate::jobs::Waiter;
 use crate::params::{number, optional, required, task_key, truthy};
@@ -65,6 +66,11 @@ pub(crate) fn methods(sh: &Arc<Shared>) -> Methods {
     add(&mut m, sh, "withdraw", AUTH, false, withdraw);
     add(&mut m, sh, "get_task", AUTH, false, get_task);
     add(&mut m, sh, "task_done", AUTH, true, task_done);
+    for &name in admin::METHODS {
+        add(&mut m, sh, name, AUTH, false, move |sh, peer, p| {
+            admin::call(sh, peer, name, p)
+        });
+    }
     m
 }
 
@@ -288,7 +294,7 @@ async fn check_if_lock_exists(sh: Arc<Shared>, _peer: Peer, p: Params) -> HResul
 }
 
 async fn get_api_status(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
-    if sh.who(peer.id()).as_deref() != Some("apimeister") {
+    if !is_admin(&sh, &peer) {
         return Err(fail("permission denied"));
     }
     let what = required(&p, "what", "what status?").map_err(fail)?;

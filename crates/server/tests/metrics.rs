@@ -52,6 +52,7 @@ async fn rig(backend: Arc<dyn Backend>, no_auth: bool, dir: tempfile::TempDir) -
         timers: Default::default(),
         limits: Default::default(),
         http: Some(http),
+        admin: ServerConfig::DEFAULT_ADMIN.into(),
     };
     let handle = Server::start(config, backend).await.expect("server starts");
     let addr = handle.local_addrs()[0];

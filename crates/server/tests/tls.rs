@@ -105,6 +105,7 @@ async fn bad_tls_files_fail_start() {
         timers: Default::default(),
         limits: Default::default(),
         http: None,
+        admin: ServerConfig::DEFAULT_ADMIN.into(),
     };
     let err = Server::start(config, common::MiniBackend::new())
         .await

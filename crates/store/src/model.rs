@@ -181,6 +181,31 @@ pub struct TaskState {
     pub lock: Option<LockWait>,
 }
 
+/// Most entries a job's [`JobRecord::history`] keeps; older ones are dropped (the job's
+/// `steps` still counts them).
+pub const HISTORY_MAX: usize = 50;
+
+/// One task a job entered (its history, for administration).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// The task (index into the workflow's task graph).
+    pub task: u64,
+    /// When the job entered it.
+    pub at: Millis,
+    /// For an action task: the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// For a call of a workflow: the child job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<JobId>,
+    /// For an action task that was retried: the number of the last retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tries: Option<i64>,
+    /// The error raised at this task, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+}
+
 /// A live job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -231,6 +256,10 @@ pub struct JobRecord {
     pub finished_at: Option<Millis>,
     /// When the engine wants to look at this job again (timeout, retry, sleep, archival).
     pub wake_at: Option<Millis>,
+    /// The tasks entered, oldest first, at most [`HISTORY_MAX`] (the last ones). Absent
+    /// in records written before it existed (read as empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Step>,
 }
 
 impl JobRecord {

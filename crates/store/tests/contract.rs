@@ -95,7 +95,8 @@ contract!(
     ready_index_follows_records_and_err_rolls_back,
     replacing_a_job_reindexes_only_changes_and_rolls_back,
     lock_indexes_follow_records_and_roll_back,
-    archive_moves_the_result_and_workers_index_by_name
+    archive_moves_the_result_and_workers_index_by_name,
+    admin_queries_page_jobs_archive_locks_and_children
 );
 
 fn ready_index_follows_records_and_err_rolls_back<S: Store + Counts>(store: S) {
@@ -292,4 +293,78 @@ fn archive_moves_the_result_and_workers_index_by_name<S: Store + Counts>(store: 
         })
         .unwrap_or_default();
     assert_eq!(found, (Some(serde_json::json!({"r": 1})), Some(1)));
+}
+
+fn admin_queries_page_jobs_archive_locks_and_children<S: Store + Counts>(store: S) {
+    use jobcenter_store::{JobRecord, ParentLink, Step};
+
+    let r: Result<(), StoreError> = store.transact(|t| {
+        for id in 1..=6 {
+            let mut j = job(id, JobState::Finished, None);
+            j.out_args = Some(serde_json::json!({"n": id}));
+            if id % 2 == 0 {
+                j.parent = Some(ParentLink {
+                    job_id: 1,
+                    task: 1,
+                    wait: true,
+                });
+            }
+            j.history = vec![Step {
+                task: 1,
+                at: 5,
+                action: Some("a".into()),
+                ..Step::default()
+            }];
+            t.put_job(j);
+        }
+        // 1 and 3 archived; 2, 4, 5, 6 live.
+        assert!(t.archive_job(1));
+        assert!(t.archive_job(3));
+        for (t_, v) in [("slot", "b"), ("abc", "x"), ("slot", "a")] {
+            t.put_lock(LockRecord {
+                locktype: t_.into(),
+                lockvalue: v.into(),
+                holder: 2,
+                inheritable: false,
+                lenders: vec![],
+            });
+        }
+        Ok(())
+    });
+    assert!(r.is_ok());
+    let got = store
+        .transact(|t| {
+            let ids = |v: Vec<JobRecord>| v.into_iter().map(|j| j.id).collect::<Vec<_>>();
+            Ok::<_, StoreError>((
+                ids(t.jobs_below(i64::MAX, 3)),
+                ids(t.jobs_below(5, 10)),
+                t.archived_below(i64::MAX, 10)
+                    .into_iter()
+                    .map(|a| (a.id, a.out_args))
+                    .collect::<Vec<_>>(),
+                t.archived_below(3, 10).len(),
+                t.all_locks(None, 10)
+                    .into_iter()
+                    .map(|l| format!("{}/{}", l.locktype, l.lockvalue))
+                    .collect::<Vec<_>>(),
+                t.all_locks(Some("slot"), 1).len(),
+                t.children_of(1),
+                t.job(6).map(|j| j.history),
+            ))
+        })
+        .expect("read");
+    assert_eq!(got.0, vec![6, 5, 4]);
+    assert_eq!(got.1, vec![4, 2]);
+    assert_eq!(
+        got.2,
+        vec![
+            (3, serde_json::json!({"n": 3})),
+            (1, serde_json::json!({"n": 1}))
+        ]
+    );
+    assert_eq!(got.3, 1);
+    assert_eq!(got.4, vec!["abc/x", "slot/a", "slot/b"]);
+    assert_eq!(got.5, 1);
+    assert_eq!(got.6, vec![2, 4, 6]);
+    assert_eq!(got.7.map(|h| h.len()), Some(1));
 }

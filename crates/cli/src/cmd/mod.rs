@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches and returns the process exit status.
 
+mod admin;
 pub mod bench;
 mod call;
 mod check;
@@ -62,6 +63,16 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Bench(a) => ("bench", bench::run(a).await),
         Command::Db(crate::args::DbCommand::Migrate(a)) => ("db migrate", serve::migrate(&a)),
         Command::Completions(a) => ("completions", completions(a.shell)),
+        Command::Jobs(a) => ("jobs", admin::jobs(a).await),
+        Command::Job(a) => ("job", admin::job(a).await),
+        Command::Tree(a) => ("tree", admin::tree(a).await),
+        Command::Workers(a) => ("workers", admin::workers(a).await),
+        Command::Locks(a) => ("locks", admin::locks(a).await),
+        Command::Errors(a) => ("errors", admin::errors(a).await),
+        Command::Retry(a) => ("retry", admin::retry(a).await),
+        Command::Cancel(a) => ("cancel", admin::cancel(a).await),
+        Command::Disable(a) => ("disable", admin::set_enabled(a, false).await),
+        Command::Enable(a) => ("enable", admin::set_enabled(a, true).await),
     };
     match result {
         Ok(code) => code,

@@ -76,6 +76,7 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig, Failure> {
         },
         timers: Default::default(),
         limits: limits(&a.limits)?,
+        admin: a.admin.clone(),
         http: match &a.http {
             None => None,
             Some(l) => {
@@ -86,7 +87,6 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig, Failure> {
                     .ok_or_else(|| Failure::usage("--http: no address"))?;
                 Some(HttpConfig {
                     addr,
-                    admin: a.http_admin.clone(),
                     metrics_no_auth: a.metrics_no_auth,
                 })
             }

@@ -83,6 +83,7 @@ pub async fn start(
         timers: Timers::default(),
         limits: Default::default(),
         http: None,
+        admin: ServerConfig::DEFAULT_ADMIN.into(),
     };
     Server::start(config, engine).await.expect("server starts")
 }

@@ -9,7 +9,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use jobcenter_store::{ChildLink, JobId, JobRecord, JobState, Millis, ParentLink, TaskState, Txn};
+use jobcenter_store::{
+    ChildLink, JobId, JobRecord, JobState, Millis, ParentLink, Step, TaskState, Txn, HISTORY_MAX,
+};
 use serde_json::{json, Map, Value};
 use tracing::{debug, warn};
 
@@ -158,6 +160,7 @@ impl<'e> Run<'e> {
             updated_at: self.now,
             finished_at: None,
             wake_at: None,
+            history: Vec::new(),
         }
     }
 
@@ -208,6 +211,9 @@ impl<'e> Run<'e> {
                 Flow::Goto(target)
             }
             _ => {
+                if let Some(s) = job.history.last_mut().filter(|s| s.task == job.task) {
+                    s.error = Some(err.clone());
+                }
                 let mut out = Map::new();
                 out.insert("error".into(), err);
                 Flow::Finish(Value::Object(out), true)
@@ -218,6 +224,15 @@ impl<'e> Run<'e> {
     /// Enter task `t`: count the step, check the limits, execute it.
     fn enter(&mut self, txn: &mut dyn Txn, job: &mut JobRecord, wf: &Workflow, t: TaskId) -> Flow {
         job.steps += 1;
+        close_step(job);
+        if job.history.len() >= HISTORY_MAX {
+            job.history.remove(0);
+        }
+        job.history.push(Step {
+            task: t as u64,
+            at: self.now,
+            ..Step::default()
+        });
         job.task = t as u64;
         job.task_state = TaskState::default();
         job.state = JobState::Plotting;
@@ -769,6 +784,7 @@ impl Run<'_> {
         job.finished_at = Some(self.now);
         job.updated_at = self.now;
         job.task_state.claim = None;
+        close_step(&mut job);
         // Successful jobs are archived later; failed jobs stay in the live table (§10.12);
         // zombies wait for their parent.
         job.wake_at = (!is_err && !zombie).then(|| self.now + self.cfg.archive_after_ms());
@@ -1189,5 +1205,25 @@ impl Run<'_> {
         let err = error_value(format!("job cancelled: {reason}"), "fatal");
         self.push(job, Flow::Raise(err));
         true
+    }
+}
+
+/// Complete the history entry of the job's current task from its task state (action,
+/// child, retries, error) before the task state is reset or the job finishes.
+fn close_step(job: &mut JobRecord) {
+    let ts = &job.task_state;
+    if let Some(s) = job.history.last_mut().filter(|s| s.task == job.task) {
+        if ts.action.is_some() {
+            s.action.clone_from(&ts.action);
+        }
+        if ts.child.is_some() {
+            s.child = ts.child;
+        }
+        if ts.tries.is_some() {
+            s.tries = ts.tries;
+        }
+        if s.error.is_none() && ts.error.is_some() {
+            s.error.clone_from(&ts.error);
+        }
     }
 }

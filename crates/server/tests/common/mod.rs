@@ -107,6 +107,7 @@ pub async fn start_server_with_auth(
         timers,
         limits: Default::default(),
         http: None,
+        admin: ServerConfig::DEFAULT_ADMIN.into(),
     };
     let handle = Server::start(config, backend).await.expect("server starts");
     let addr = handle.local_addrs()[0];

@@ -126,6 +126,7 @@ pub async fn start(p: &Pki, require_client_cert: bool) -> ServerHandle {
         timers: Default::default(),
         limits: Default::default(),
         http: None,
+        admin: ServerConfig::DEFAULT_ADMIN.into(),
     };
     Server::start(config, super::MiniBackend::new())
         .await

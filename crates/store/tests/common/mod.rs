@@ -30,5 +30,6 @@ pub fn job(id: JobId, state: JobState, action: Option<&str>) -> JobRecord {
         updated_at: 0,
         finished_at: None,
         wake_at: None,
+        history: Vec::new(),
     }
 }

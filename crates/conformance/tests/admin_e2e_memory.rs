@@ -1,0 +1,7 @@
+//! The `admin_e2e` suite (tests/suite/admin_e2e.rs) with the engine on the memory store.
+
+/// The store every server of this suite runs on.
+const STORE: jobcenter_conformance::StoreKind = jobcenter_conformance::StoreKind::Memory;
+
+#[path = "suite/admin_e2e.rs"]
+mod suite;
