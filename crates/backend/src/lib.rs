@@ -168,6 +168,79 @@ pub trait Backend: Send + Sync + 'static {
     fn ready_counts(&self) -> BackendFuture<'_, Vec<(String, usize)>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
+
+    // --- Administration (docs/PROTOCOL.md §16, our extension). The defaults answer
+    // `admin::unsupported()`, for backends (and test fakes) without them. ---
+
+    /// Jobs, live and archived, newest (highest id) first, as `q` selects.
+    fn admin_jobs(&self, q: admin::JobQuery) -> BackendFuture<'_, Vec<admin::JobSummary>> {
+        let _ = q;
+        admin::unsupported_future()
+    }
+
+    /// Everything the store keeps of one job; `None` if it is unknown (or purged).
+    fn admin_job(&self, job_id: JobId) -> BackendFuture<'_, Option<admin::JobDetail>> {
+        let _ = job_id;
+        admin::unsupported_future()
+    }
+
+    /// The job's family: its top ancestor and every descendant the store links, depth first.
+    /// `None` if the job is unknown.
+    fn admin_tree(&self, job_id: JobId) -> BackendFuture<'_, Option<admin::JobTree>> {
+        let _ = job_id;
+        admin::unsupported_future()
+    }
+
+    /// Held locks (of one type, or all), by type and value, at most `limit`.
+    fn admin_locks(
+        &self,
+        locktype: Option<String>,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<admin::LockInfo>> {
+        let _ = (locktype, limit);
+        admin::unsupported_future()
+    }
+
+    /// Failed jobs and tasks waiting to be retried after an error, newest first.
+    fn admin_errors(
+        &self,
+        since: Option<u64>,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<admin::JobSummary>> {
+        let _ = (since, limit);
+        admin::unsupported_future()
+    }
+
+    /// The active workers the store lists (on a shared store: those of every node).
+    fn admin_workers(&self) -> BackendFuture<'_, Vec<admin::WorkerInfo>> {
+        admin::unsupported_future()
+    }
+
+    /// Retry a job's task now: a task waiting for its retry, or the action task a job
+    /// failed at. Fails with a message saying why not.
+    fn admin_retry(&self, job_id: JobId) -> BackendFuture<'_, admin::RetryOutcome> {
+        let _ = job_id;
+        admin::unsupported_future()
+    }
+
+    /// Abort a job: it fails with `job cancelled: <reason>` (class fatal). `false` if the
+    /// job is unknown or has finished already.
+    fn admin_cancel(&self, job_id: JobId, reason: String) -> BackendFuture<'_, bool> {
+        let _ = (job_id, reason);
+        admin::unsupported_future()
+    }
+
+    /// Disable (`enabled == false`) or enable an action: a disabled action's ready tasks
+    /// are not handed to workers. Returns whether the setting changed.
+    fn admin_set_action_enabled(&self, action: String, enabled: bool) -> BackendFuture<'_, bool> {
+        let _ = (action, enabled);
+        admin::unsupported_future()
+    }
+
+    /// The disabled actions, sorted.
+    fn admin_disabled_actions(&self) -> BackendFuture<'_, Vec<String>> {
+        admin::unsupported_future()
+    }
 }
 
 /// Told by a backend what happened, for metrics. Called on the backend's own threads
@@ -181,3 +254,5 @@ pub trait Observer: Send + Sync + 'static {
     /// The store made a batch of `batch` transactions durable in `took` (one sync).
     fn store_synced(&self, took: std::time::Duration, batch: usize);
 }
+
+pub mod admin;

@@ -169,6 +169,42 @@ pub trait Txn {
             .collect()
     }
 
+    /// Administration: live jobs with an id below `below`, highest id first, at most
+    /// `limit`, read without taking them (like [`Txn::peek_job`]). The default visits every
+    /// live job; SQL backends walk the primary key.
+    fn jobs_below(&self, below: JobId, limit: usize) -> Vec<JobRecord> {
+        let mut jobs = Vec::new();
+        self.scan_jobs(&mut |j| {
+            if j.id < below {
+                jobs.push(j.clone());
+            }
+        });
+        jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.id));
+        jobs.truncate(limit);
+        jobs
+    }
+
+    /// Administration: archived jobs with an id below `below`, highest id first, at most
+    /// `limit`.
+    fn archived_below(&self, below: JobId, limit: usize) -> Vec<ArchivedJob>;
+
+    /// Administration: held locks (of `locktype`, or of every type), ordered by type and
+    /// value, at most `limit`.
+    fn all_locks(&self, locktype: Option<&str>, limit: usize) -> Vec<LockRecord>;
+
+    /// Administration: ids of the live jobs whose parent is `parent`, ascending. The
+    /// default visits every live job (there is no index on the parent).
+    fn children_of(&self, parent: JobId) -> Vec<JobId> {
+        let mut ids = Vec::new();
+        self.scan_jobs(&mut |j| {
+            if j.parent.as_ref().is_some_and(|p| p.job_id == parent) {
+                ids.push(j.id);
+            }
+        });
+        ids.sort_unstable();
+        ids
+    }
+
     /// Several nodes: record that this node is alive at `now`. Single-node stores ignore it.
     fn heartbeat(&mut self, _now: Millis) {}
 

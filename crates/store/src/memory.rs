@@ -409,6 +409,33 @@ impl Txn for MemTxn<'_> {
         }
     }
 
+    fn archived_below(&self, below: JobId, limit: usize) -> Vec<ArchivedJob> {
+        let mut jobs: Vec<ArchivedJob> = self
+            .state
+            .archive
+            .values()
+            .filter(|a| a.id < below)
+            .cloned()
+            .collect();
+        jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.id));
+        jobs.truncate(limit);
+        jobs
+    }
+
+    fn all_locks(&self, locktype: Option<&str>, limit: usize) -> Vec<LockRecord> {
+        let mut locks: Vec<LockRecord> = self
+            .state
+            .locks
+            .values()
+            .filter(|l| locktype.is_none_or(|t| l.locktype == t))
+            .cloned()
+            .collect();
+        locks
+            .sort_unstable_by(|a, b| (&a.locktype, &a.lockvalue).cmp(&(&b.locktype, &b.lockvalue)));
+        locks.truncate(limit);
+        locks
+    }
+
     fn lock(&self, locktype: &str, lockvalue: &str) -> Option<LockRecord> {
         self.state
             .locks

@@ -808,6 +808,54 @@ impl Txn for PgTxn<'_> {
         ) > 0
     }
 
+    fn jobs_below(&self, below: JobId, limit: usize) -> Vec<JobRecord> {
+        let limit = limit as i64;
+        let texts = self.all(
+            "SELECT record FROM jc_jobs WHERE id < $1 ORDER BY id DESC LIMIT $2",
+            &[&below, &limit],
+        );
+        self.st.records(texts)
+    }
+
+    fn archived_below(&self, below: JobId, limit: usize) -> Vec<ArchivedJob> {
+        let limit = limit as i64;
+        let rows = self.rows(
+            "SELECT id, workflow, version, finished_at, out_args FROM jc_archive \
+             WHERE id < $1 ORDER BY id DESC LIMIT $2",
+            &[&below, &limit],
+            |r| {
+                Ok((
+                    r.try_get::<_, i64>(0)?,
+                    r.try_get::<_, String>(1)?,
+                    r.try_get::<_, i32>(2)?,
+                    r.try_get::<_, i64>(3)?,
+                    r.try_get::<_, String>(4)?,
+                ))
+            },
+        );
+        rows.into_iter()
+            .filter_map(|(id, workflow, version, finished_at, out)| {
+                Some(ArchivedJob {
+                    id,
+                    workflow,
+                    version: version.max(0) as u32,
+                    out_args: self.st.record(Some(out))?,
+                    finished_at: finished_at.max(0) as Millis,
+                })
+            })
+            .collect()
+    }
+
+    fn all_locks(&self, locktype: Option<&str>, limit: usize) -> Vec<LockRecord> {
+        let limit = limit as i64;
+        let texts = self.all(
+            "SELECT record FROM jc_locks WHERE $1::text IS NULL OR locktype = $1 \
+             ORDER BY locktype, lockvalue LIMIT $2",
+            &[&locktype, &limit],
+        );
+        self.st.records(texts)
+    }
+
     fn locks_held_by(&self, job: JobId) -> Vec<LockRecord> {
         let texts = self.all(
             "SELECT record FROM jc_locks WHERE holder = $1 ORDER BY locktype, lockvalue",

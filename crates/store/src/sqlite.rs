@@ -719,6 +719,58 @@ impl Txn for SqlTxn<'_> {
         ) > 0
     }
 
+    fn jobs_below(&self, below: JobId, limit: usize) -> Vec<JobRecord> {
+        let texts = self.all(
+            "SELECT record FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            params![below, limit as i64],
+        );
+        self.st.records(texts)
+    }
+
+    fn archived_below(&self, below: JobId, limit: usize) -> Vec<ArchivedJob> {
+        let r = self
+            .conn
+            .prepare_cached(
+                "SELECT id, workflow, version, finished_at, out_args FROM archive \
+                 WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .and_then(|mut st| {
+                let rows = st.query_map(params![below, limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(backend);
+        self.st
+            .ok(r)
+            .into_iter()
+            .filter_map(|(id, workflow, version, finished_at, out)| {
+                Some(ArchivedJob {
+                    id,
+                    workflow,
+                    version,
+                    out_args: self.st.record(Some(out))?,
+                    finished_at: finished_at.max(0) as Millis,
+                })
+            })
+            .collect()
+    }
+
+    fn all_locks(&self, locktype: Option<&str>, limit: usize) -> Vec<LockRecord> {
+        let texts = self.all(
+            "SELECT record FROM locks WHERE ?1 IS NULL OR locktype = ?1 \
+             ORDER BY locktype, lockvalue LIMIT ?2",
+            params![locktype, limit as i64],
+        );
+        self.st.records(texts)
+    }
+
     fn locks_held_by(&self, job: JobId) -> Vec<LockRecord> {
         let texts = self.all(
             "SELECT record FROM locks WHERE holder = ?1 ORDER BY locktype, lockvalue",

@@ -62,6 +62,7 @@
 //! - **Roles** (§2.16) come from [`EngineConfig::roles`]; impersonation is the API
 //!   server's business (it passes the authenticated `who`), so `via` is never set.
 
+mod admin;
 mod events;
 mod exec;
 mod interval;
@@ -236,6 +237,9 @@ pub struct Engine<S: Store = MemoryStore> {
     pending_finished: Mutex<Vec<(u64, bool, Millis)>>,
     /// Told about finished jobs and syncs (metrics), if installed.
     observer: parking_lot::RwLock<Option<Arc<dyn Observer>>>,
+    /// Actions disabled by an administrator (`disable`): their tasks are not handed out.
+    /// This node's memory only: not persisted, not shared with other nodes.
+    disabled: parking_lot::RwLock<std::collections::BTreeSet<String>>,
 }
 
 impl<S: Store> std::fmt::Debug for Engine<S> {
@@ -269,6 +273,7 @@ impl<S: Store> Engine<S> {
             pending_events: Mutex::new(Vec::new()),
             pending_finished: Mutex::new(Vec::new()),
             observer: parking_lot::RwLock::new(None),
+            disabled: parking_lot::RwLock::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -553,6 +558,11 @@ impl<S: Store> Engine<S> {
         }
         let mut subs = self.subscribers.lock();
         for ev in events {
+            if let Event::ActionReady { action, .. } = &ev {
+                if self.action_disabled(action) {
+                    continue; // offered again when the action is enabled
+                }
+            }
             subs.retain(|s| s.send(ev.clone()).is_ok());
         }
     }
@@ -845,6 +855,9 @@ impl<S: Store> Engine<S> {
         actionname: String,
         job_id: Option<JobId>,
     ) -> Result<Option<TaskClaim>, BackendError> {
+        if self.action_disabled(&actionname) {
+            return Ok(None);
+        }
         self.transact(|run, txn| {
             let Some(w) = txn.active_worker(&workername) else {
                 return Err(BackendError::new(format!(
@@ -971,6 +984,9 @@ impl<S: Store> Engine<S> {
             }
             let mut rows = Vec::new();
             for (action, filter, ids) in groups {
+                if self.action_disabled(&action) {
+                    continue;
+                }
                 let count = txn
                     .ready_jobs(&action)
                     .filter(|id| match &filter {
@@ -1212,5 +1228,62 @@ impl<S: Store> Backend for Engine<S> {
 
     fn ready_counts(&self) -> BackendFuture<'_, Vec<(String, usize)>> {
         self.call_now(|e| e.ready_counts_now())
+    }
+
+    fn admin_jobs(
+        &self,
+        q: crate::backend::admin::JobQuery,
+    ) -> BackendFuture<'_, Vec<crate::backend::admin::JobSummary>> {
+        self.call_now(move |e| e.admin_jobs_now(q))
+    }
+
+    fn admin_job(
+        &self,
+        job_id: JobId,
+    ) -> BackendFuture<'_, Option<crate::backend::admin::JobDetail>> {
+        self.call_now(move |e| e.admin_job_now(job_id))
+    }
+
+    fn admin_tree(
+        &self,
+        job_id: JobId,
+    ) -> BackendFuture<'_, Option<crate::backend::admin::JobTree>> {
+        self.call_now(move |e| e.admin_tree_now(job_id))
+    }
+
+    fn admin_locks(
+        &self,
+        locktype: Option<String>,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<crate::backend::admin::LockInfo>> {
+        self.call_now(move |e| e.admin_locks_now(locktype, limit))
+    }
+
+    fn admin_errors(
+        &self,
+        since: Option<u64>,
+        limit: usize,
+    ) -> BackendFuture<'_, Vec<crate::backend::admin::JobSummary>> {
+        self.call_now(move |e| e.admin_errors_now(since, limit))
+    }
+
+    fn admin_workers(&self) -> BackendFuture<'_, Vec<crate::backend::admin::WorkerInfo>> {
+        self.call_now(|e| e.admin_workers_now())
+    }
+
+    fn admin_retry(&self, job_id: JobId) -> BackendFuture<'_, crate::backend::admin::RetryOutcome> {
+        self.call(move |e| e.admin_retry_now(job_id))
+    }
+
+    fn admin_cancel(&self, job_id: JobId, reason: String) -> BackendFuture<'_, bool> {
+        self.call(move |e| e.admin_cancel_now(job_id, reason))
+    }
+
+    fn admin_set_action_enabled(&self, action: String, enabled: bool) -> BackendFuture<'_, bool> {
+        self.call(move |e| e.admin_set_action_enabled_now(action, enabled))
+    }
+
+    fn admin_disabled_actions(&self) -> BackendFuture<'_, Vec<String>> {
+        ready(Ok(self.admin_disabled_actions_now()))
     }
 }
