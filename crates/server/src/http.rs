@@ -2,9 +2,10 @@
 //! status pages of [`crate::web`] (`/`, `/job/ID`, `/jobs`).
 //!
 //! HTTP/1.1 only (hyper), `GET` and `HEAD` only (else 405). Every page needs HTTP Basic
-//! authentication as the admin identity ([`crate::HttpConfig::admin`]), checked by the server's [`crate::Authenticator`] like a
-//! `hello` with method `password`; a failed login is answered after the configured failure
-//! delay. [`crate::HttpConfig::metrics_no_auth`] opens `/metrics` (and only it) to anyone.
+//! authentication as the admin identity ([`crate::HttpConfig::admin`]), checked by the
+//! server's [`crate::Authenticator`] like a `hello` with method `password`; a failed login
+//! is answered after the configured failure delay. [`crate::HttpConfig::metrics_no_auth`]
+//! opens `/metrics` (and only it) to anyone.
 
 use crate::config::HttpConfig;
 use crate::server::Shared;

@@ -8,15 +8,20 @@
 
 use crate::server::Shared;
 use crate::throughput::{Bucket, Throughput};
-use jobcenter_backend::{JobId, JobStatus};
+use jobcenter_backend::admin::{self, JobQuery, JobSummary, LockInfo, WorkerInfo};
+use jobcenter_backend::{BackendError, JobId, JobStatus};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Seconds between two loads of the overview.
 pub(crate) const REFRESH_SECONDS: u32 = 5;
 
-/// Most jobs listed by one search.
+/// Most jobs listed by one search by input arguments.
 const MAX_LISTED: usize = 200;
+
+/// Rows of the overview's locks and errors.
+const OVERVIEW_ROWS: usize = 10;
 
 /// An answer of the web pages.
 #[derive(Debug)]
@@ -150,13 +155,15 @@ nav a.brand{color:#fff;font-weight:bold;text-decoration:none;font-size:1.2em}\
 nav input,nav button{font:inherit;padding:2px 4px}\
 main{padding:0 1em 1em}h1{font-size:1.3em}h2{font-size:1.05em;margin:1.2em 0 .4em}\
 .cards{display:flex;gap:.8em;flex-wrap:wrap}\
-.card{background:#fff;border:1px solid #dde;border-radius:4px;padding:.4em .8em;min-width:7em}\
+.card{background:#fff;border:1px solid #dde;border-radius:4px;padding:.4em .8em;min-width:7em;color:inherit;text-decoration:none}\
 .card b{display:block;font-size:1.5em}\
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #dde;padding:2px 8px;text-align:left;vertical-align:top}\
 th{background:#eef1f5}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 pre{background:#fff;border:1px solid #dde;padding:.4em;margin:0;white-space:pre-wrap;word-break:break-all;max-width:60em}\
 .chart{display:flex;align-items:flex-end;gap:1px;height:60px;background:#fff;border:1px solid #dde;padding:2px;width:max-content}\
+.chart div{display:flex;flex-direction:column;justify-content:flex-end;height:100%}\
 .chart span{width:6px;background:#4a7bd0;display:block}.chart span.f{background:#d04a4a}\
+ul.tree{list-style:none;padding:0}\
 .err{color:#b00}.ok{color:#080}.muted{color:#777}";
 
 /// Suggestions for the state field of the search form (the original's job states).
@@ -165,13 +172,21 @@ const STATES: &str = "<datalist id=\"states\"><option value=\"ready\"><option va
 <option value=\"lockwait\"><option value=\"retrywait\"><option value=\"finished\">\
 <option value=\"error\"></datalist>";
 
-fn card(out: &mut String, label: &str, value: impl std::fmt::Display) {
-    let _ = write!(
-        out,
-        "<div class=\"card\"><b>{}</b>{}</div>",
-        esc(&value.to_string()),
-        esc(label)
-    );
+fn card(out: &mut String, label: &str, value: impl std::fmt::Display, href: Option<&str>) {
+    let value = esc(&value.to_string());
+    let label = esc(label);
+    match href {
+        Some(h) => {
+            let _ = write!(
+                out,
+                "<a class=\"card\" href=\"{}\"><b>{value}</b>{label}</a>",
+                esc(h)
+            );
+        }
+        None => {
+            let _ = write!(out, "<div class=\"card\"><b>{value}</b>{label}</div>");
+        }
+    }
 }
 
 /// Pretty JSON, escaped, in a `<pre>`.
@@ -180,57 +195,238 @@ fn json_block(v: &Value) -> String {
     format!("<pre>{}</pre>", esc(&text))
 }
 
-/// The overview: jobs, throughput, workers, waiting tasks.
+/// A link to a job's page.
+fn job_link(id: JobId) -> String {
+    format!("<a href=\"/job/{id}\">{id}</a>")
+}
+
+/// Milliseconds since the UNIX epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn fmt_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn opt_time(ms: Option<u64>) -> String {
+    ms.map(fmt_time).unwrap_or_default()
+}
+
+/// The message of an error value (the engine's are `{"class":..,"msg":..}`) and its class.
+fn error_text(err: &Value) -> (String, Option<String>) {
+    match err {
+        Value::String(s) => (s.clone(), None),
+        Value::Object(o) if o.get("msg").is_some_and(Value::is_string) => (
+            o["msg"].as_str().unwrap_or_default().to_string(),
+            o.get("class").and_then(Value::as_str).map(str::to_string),
+        ),
+        other => (
+            serde_json::to_string_pretty(other).unwrap_or_default(),
+            None,
+        ),
+    }
+}
+
+/// A state name, coloured for the finished ones.
+fn state_html(state: &str) -> String {
+    match state {
+        "error" => "<span class=\"err\">error</span>".to_string(),
+        "finished" => "<span class=\"ok\">finished</span>".to_string(),
+        s => esc(s),
+    }
+}
+
+/// A failed backend call, as a line of the page.
+fn backend_error(b: &mut String, what: &str, e: &BackendError) {
+    let _ = write!(
+        b,
+        "<p class=\"muted\">{}: {}</p>",
+        esc(what),
+        esc(&e.message)
+    );
+}
+
+/// A table of jobs (listings, errors, children).
+fn jobs_table(b: &mut String, jobs: &[JobSummary]) {
+    b.push_str(
+        "<table><tr><th>job</th><th>workflow</th><th>state</th><th>action</th>\
+<th>created</th><th>finished</th><th>parent</th><th>error</th></tr>",
+    );
+    for j in jobs {
+        let err = j
+            .error
+            .as_ref()
+            .map(|e| esc(&error_text(e).0))
+            .unwrap_or_default();
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+<td>{}</td><td class=\"err\">{err}</td></tr>",
+            job_link(j.job_id),
+            esc(&j.workflow),
+            state_html(&j.state),
+            esc(j.action.as_deref().unwrap_or("")),
+            opt_time(j.created_at),
+            opt_time(j.finished_at),
+            j.parent.map(job_link).unwrap_or_default(),
+        );
+    }
+    b.push_str("</table>");
+}
+
+/// The overview: jobs, throughput, workers, waiting tasks, locks, recent errors.
 async fn overview(sh: &Shared) -> String {
+    let be = &sh.backend;
+    let (jobs, store_workers, ready, disabled, locks, errors) = tokio::join!(
+        be.admin_jobs(JobQuery {
+            limit: admin::MAX_LIMIT,
+            ..JobQuery::default()
+        }),
+        be.admin_workers(),
+        be.ready_counts(),
+        be.admin_disabled_actions(),
+        be.admin_locks(None, OVERVIEW_ROWS),
+        be.admin_errors(None, OVERVIEW_ROWS),
+    );
     let mut b = String::new();
     b.push_str("<h1>Overview</h1>");
+
+    // Jobs per state, among the newest.
+    b.push_str("<h2>Jobs by state</h2>");
+    match jobs {
+        Ok(jobs) if jobs.is_empty() => b.push_str("<p class=\"muted\">No jobs yet.</p>"),
+        Ok(jobs) => {
+            let mut per_state: BTreeMap<&str, usize> = BTreeMap::new();
+            for j in &jobs {
+                *per_state.entry(j.state.as_str()).or_default() += 1;
+            }
+            b.push_str("<div class=\"cards\">");
+            for (state, n) in per_state {
+                let href = format!("/jobs?state={}", url_enc(state));
+                card(&mut b, state, n, Some(&href));
+            }
+            let _ = write!(
+                b,
+                "</div><p class=\"muted\">Among the newest {} jobs, live and archived.</p>",
+                jobs.len()
+            );
+        }
+        Err(e) => backend_error(&mut b, "Jobs by state", &e),
+    }
 
     // Jobs, as this server saw them since it started.
     let t = sh.metrics.totals();
     let waited = sh.jobs.lock().len();
-    b.push_str("<h2>Jobs</h2><div class=\"cards\">");
-    card(&mut b, "created", t.jobs_created);
+    b.push_str("<h2>This server since it started</h2><div class=\"cards\">");
+    card(&mut b, "jobs created", t.jobs_created, None);
     card(
         &mut b,
         "finished",
         t.jobs_finished - t.jobs_failed.min(t.jobs_finished),
+        None,
     );
-    card(&mut b, "failed", t.jobs_failed);
-    card(&mut b, "waited for by clients", waited);
-    card(&mut b, "tasks dispatched", t.tasks_dispatched);
-    b.push_str(
-        "</div><p class=\"muted\">Counted by this server since it started \
-(finished: without an error).</p>",
-    );
+    card(&mut b, "failed", t.jobs_failed, None);
+    card(&mut b, "waited for by clients", waited, None);
+    card(&mut b, "tasks dispatched", t.tasks_dispatched, None);
+    b.push_str("</div>");
 
     throughput(&mut b, &sh.metrics.throughput.snapshot());
-    workers(&mut b, sh);
+    workers(&mut b, sh, store_workers.as_deref().ok());
 
     // Actions with ready tasks.
+    let disabled = disabled.unwrap_or_default();
     b.push_str("<h2>Actions with waiting tasks</h2>");
-    match sh.backend.ready_counts().await {
+    match ready {
         Ok(mut counts) if !counts.is_empty() => {
             counts.sort();
             b.push_str("<table><tr><th>action</th><th>ready tasks</th></tr>");
             for (action, n) in counts {
+                let off = if disabled.contains(&action) {
+                    " <span class=\"err\">disabled</span>"
+                } else {
+                    ""
+                };
                 let _ = write!(
                     b,
-                    "<tr><td>{}</td><td class=\"n\">{n}</td></tr>",
+                    "<tr><td>{}{off}</td><td class=\"n\">{n}</td></tr>",
                     esc(&action)
                 );
             }
             b.push_str("</table>");
         }
         Ok(_) => b.push_str("<p class=\"muted\">No task waits for a worker.</p>"),
-        Err(e) => {
-            let _ = write!(b, "<p class=\"err\">{}</p>", esc(&e.message));
-        }
+        Err(e) => backend_error(&mut b, "Waiting tasks", &e),
+    }
+    if !disabled.is_empty() {
+        let list: Vec<String> = disabled.iter().map(|a| esc(a)).collect();
+        let _ = write!(
+            b,
+            "<p>Disabled actions: <span class=\"err\">{}</span></p>",
+            list.join(", ")
+        );
+    }
+
+    // Locks.
+    b.push_str("<h2>Locks</h2>");
+    match locks {
+        Ok(locks) if locks.is_empty() => b.push_str("<p class=\"muted\">No lock is held.</p>"),
+        Ok(locks) => locks_table(&mut b, &locks),
+        Err(e) => backend_error(&mut b, "Locks", &e),
+    }
+
+    // Recent errors.
+    b.push_str("<h2>Recent errors</h2>");
+    match errors {
+        Ok(errors) if errors.is_empty() => b.push_str("<p class=\"muted\">No errors.</p>"),
+        Ok(errors) => jobs_table(&mut b, &errors),
+        Err(e) => backend_error(&mut b, "Errors", &e),
     }
     let _ = write!(
         b,
         "<p class=\"muted\">This page reloads every {REFRESH_SECONDS} s.</p>"
     );
     layout("Overview", true, &b)
+}
+
+fn locks_table(b: &mut String, locks: &[LockInfo]) {
+    b.push_str(
+        "<table><tr><th>type</th><th>value</th><th>held by</th><th>lent by</th>\
+<th>waiting</th></tr>",
+    );
+    for l in locks {
+        let links = |ids: &[JobId]| {
+            ids.iter()
+                .map(|j| job_link(*j))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&l.locktype),
+            esc(&l.lockvalue),
+            job_link(l.holder),
+            if l.inheritable { " (inheritable)" } else { "" },
+            links(&l.lenders),
+            links(&l.waiters),
+        );
+    }
+    b.push_str("</table>");
 }
 
 /// Jobs per minute over the ring buffer, and a bar per interval.
@@ -276,8 +472,7 @@ fn throughput(b: &mut String, buckets: &[Bucket]) {
         let h = |n: u64| (n * 56).div_ceil(max);
         let _ = write!(
             b,
-            "<div title=\"{} finished, {} failed\" style=\"display:flex;flex-direction:column;\
-justify-content:flex-end;height:100%\"><span class=\"f\" style=\"height:{}px\"></span>\
+            "<div title=\"{} finished, {} failed\"><span class=\"f\" style=\"height:{}px\"></span>\
 <span style=\"height:{}px\"></span></div>",
             x.finished,
             x.failed,
@@ -288,8 +483,17 @@ justify-content:flex-end;height:100%\"><span class=\"f\" style=\"height:{}px\"><
     b.push_str("</div>");
 }
 
-/// The worker connections: who, from where, their actions and slot groups.
-fn workers(b: &mut String, sh: &Shared) {
+/// A slot count: whole numbers without a fraction.
+fn slots_text(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        _ => v.to_string(),
+    }
+}
+
+/// The worker connections of this server: who, from where, their actions and slot groups;
+/// with the store's view (last ping, claimed jobs) when the backend has it.
+fn workers(b: &mut String, sh: &Shared, store: Option<&[WorkerInfo]>) {
     let clients = crate::status::clients(sh);
     let list = clients.as_array().map(Vec::as_slice).unwrap_or(&[]);
     let workers: Vec<&Value> = list
@@ -302,7 +506,8 @@ fn workers(b: &mut String, sh: &Shared) {
         .collect();
     let _ = write!(
         b,
-        "<h2>Workers</h2><p class=\"muted\">{} connections, {} of them workers.</p>",
+        "<h2>Workers</h2><p class=\"muted\">{} connections to this server, {} of them \
+workers.</p>",
         list.len(),
         workers.len()
     );
@@ -311,7 +516,7 @@ fn workers(b: &mut String, sh: &Shared) {
     }
     b.push_str(
         "<table><tr><th>worker</th><th>login</th><th>from</th><th>actions</th>\
-<th>slots used / total</th></tr>",
+<th>slots used / total</th><th>working on</th><th>last ping</th></tr>",
     );
     for w in workers {
         let name = w["workername"].as_str().unwrap_or("");
@@ -339,13 +544,28 @@ fn workers(b: &mut String, sh: &Shared) {
                     "{}: {} / {}<br>",
                     esc(group),
                     info["used"],
-                    esc(&info["slots"].to_string())
+                    slots_text(&info["slots"])
                 );
             }
         }
+        let known = w["worker_id"]
+            .as_i64()
+            .and_then(|id| store?.iter().find(|s| s.worker_id == id));
+        let (working, ping) = match known {
+            Some(s) => (
+                s.working_on
+                    .iter()
+                    .map(|j| job_link(*j))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                fmt_time(s.last_ping),
+            ),
+            None => (String::new(), String::new()),
+        };
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{actions}</td><td>{slots}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{actions}</td><td>{slots}</td>\
+<td>{working}</td><td>{ping}</td></tr>",
             esc(name),
             esc(who),
             esc(from)
@@ -366,32 +586,193 @@ fn status_html(status: &JobStatus) -> &'static str {
     }
 }
 
+fn no_such_job(job_id: JobId) -> Page {
+    not_found(
+        "No such job",
+        &format!("There is no job {job_id}, live or archived."),
+    )
+}
+
+fn server_error(title: &str, e: &BackendError) -> Page {
+    Page::Html(
+        hyper::StatusCode::INTERNAL_SERVER_ERROR,
+        layout(
+            title,
+            false,
+            &format!(
+                "<h1>{}</h1><p class=\"err\">{}</p>",
+                esc(title),
+                esc(&e.message)
+            ),
+        ),
+    )
+}
+
+/// An error row of a table: the message, and its class.
+fn error_row(b: &mut String, label: &str, err: &Value) {
+    let (text, class) = error_text(err);
+    let _ = write!(
+        b,
+        "<tr><th>{label}</th><td><pre class=\"err\">{}</pre>",
+        esc(&text)
+    );
+    if let Some(class) = class {
+        let _ = write!(b, "<span class=\"muted\">class {}</span>", esc(&class));
+    }
+    b.push_str("</td></tr>");
+}
+
 /// `/job/ID`.
 async fn job_page(sh: &Shared, id: &str) -> Page {
     let Some(job_id) = id.parse::<JobId>().ok().filter(|j| *j > 0) else {
         return not_found("No such job", &format!("{} is not a job id.", esc(id)));
     };
-    let status = match sh.backend.get_job_status(job_id).await {
-        Ok(s) => s,
-        Err(e) => {
-            return Page::Html(
-                hyper::StatusCode::INTERNAL_SERVER_ERROR,
-                layout(
-                    "Error",
-                    false,
-                    &format!(
-                        "<h1>Job {job_id}</h1><p class=\"err\">{}</p>",
-                        esc(&e.message)
-                    ),
-                ),
-            )
+    let (detail, tree) = tokio::join!(sh.backend.admin_job(job_id), sh.backend.admin_tree(job_id));
+    let d = match detail {
+        Ok(Some(d)) => d,
+        Ok(None) => return no_such_job(job_id),
+        Err(e) if e.message == admin::UNSUPPORTED => return job_status_page(sh, job_id).await,
+        Err(e) => return server_error(&format!("Job {job_id}"), &e),
+    };
+    let j = &d.summary;
+    let mut b = format!(
+        "<h1>Job {job_id} <span class=\"muted\">{}</span></h1><table>",
+        esc(&j.workflow)
+    );
+    let mut row = |label: &str, html: String| {
+        if !html.is_empty() {
+            let _ = write!(b, "<tr><th>{label}</th><td>{html}</td></tr>");
         }
     };
-    if status == JobStatus::Unknown {
-        return not_found(
-            "No such job",
-            &format!("There is no job {job_id}, live or archived."),
+    row(
+        "workflow",
+        format!("{} (version {})", esc(&j.workflow), j.version),
+    );
+    row("state", state_html(&j.state));
+    row("created", opt_time(j.created_at));
+    row("last change", opt_time(j.updated_at));
+    row("finished", opt_time(j.finished_at));
+    row("parent", j.parent.map(job_link).unwrap_or_default());
+    row(
+        "steps",
+        match (d.steps, d.max_steps) {
+            (Some(s), Some(m)) => format!("{s} of at most {m}"),
+            (Some(s), None) => s.to_string(),
+            _ => String::new(),
+        },
+    );
+    row("depth", d.depth.map(|x| x.to_string()).unwrap_or_default());
+    if j.archived {
+        row("archived", "only the final result is kept".to_string());
+    }
+    if let Some(err) = &j.error {
+        error_row(&mut b, "error", err);
+    }
+    b.push_str("</table>");
+
+    if let Some(t) = &d.current {
+        let _ = write!(
+            b,
+            "<h2>{} task</h2><table>",
+            if j.finished_at.is_some() {
+                "Last"
+            } else {
+                "Current"
+            }
         );
+        let mut row = |label: &str, html: String| {
+            if !html.is_empty() {
+                let _ = write!(b, "<tr><th>{label}</th><td>{html}</td></tr>");
+            }
+        };
+        row("task", t.task.to_string());
+        row("action", esc(t.action.as_deref().unwrap_or("")));
+        row("tries", t.tries.map(|x| x.to_string()).unwrap_or_default());
+        if let Some(c) = &t.claim {
+            row(
+                "claimed by",
+                format!(
+                    "{} (worker {}) at {}{}",
+                    esc(c.worker.as_deref().unwrap_or("a stopped worker")),
+                    c.worker_id,
+                    fmt_time(c.claimed_at),
+                    c.deadline
+                        .map(|d| format!(", times out at {}", fmt_time(d)))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        row("child job", t.child.map(job_link).unwrap_or_default());
+        if let Some((lt, lv)) = &t.lock_wait {
+            row("waits for lock", format!("{} {}", esc(lt), esc(lv)));
+        }
+        row("wakes at", opt_time(t.wake_at));
+        row(
+            "task inargs",
+            t.inargs.as_ref().map(json_block).unwrap_or_default(),
+        );
+        if let Some(err) = &t.error {
+            error_row(&mut b, "task error", err);
+        }
+        b.push_str("</table>");
+    }
+
+    for (title, v) in [
+        ("Input arguments", &d.inargs),
+        ("Output", &d.outargs),
+        ("Variables", &d.vars),
+    ] {
+        if let Some(v) = v {
+            let _ = write!(b, "<h2>{title}</h2>{}", json_block(v));
+        }
+    }
+    if !d.locks.is_empty() {
+        b.push_str("<h2>Locks held</h2>");
+        locks_table(&mut b, &d.locks);
+    }
+    if !d.children.is_empty() {
+        b.push_str("<h2>Children</h2>");
+        jobs_table(&mut b, &d.children);
+    }
+    match tree {
+        Ok(Some(t)) if t.nodes.len() > 1 => {
+            b.push_str("<h2>Job tree</h2><ul class=\"tree\">");
+            for n in &t.nodes {
+                let me = n.job.job_id == job_id;
+                let _ = write!(
+                    b,
+                    "<li style=\"margin-left:{}em\">{}{} {} {}{}</li>",
+                    n.level * 2,
+                    if me { "<b>" } else { "" },
+                    job_link(n.job.job_id),
+                    esc(&n.job.workflow),
+                    state_html(&n.job.state),
+                    if me { "</b>" } else { "" },
+                );
+            }
+            b.push_str("</ul>");
+        }
+        Ok(_) => {}
+        Err(e) => backend_error(&mut b, "Job tree", &e),
+    }
+    b.push_str(
+        "<p class=\"muted\">The store keeps a job's current state, not a log of its past \
+tasks: steps counts the tasks entered.</p>",
+    );
+    Page::Html(
+        hyper::StatusCode::OK,
+        layout(&format!("Job {job_id}"), false, &b),
+    )
+}
+
+/// `/job/ID` for a backend without the administrative queries: what `get_job_status` says.
+async fn job_status_page(sh: &Shared, job_id: JobId) -> Page {
+    let status = match sh.backend.get_job_status(job_id).await {
+        Ok(s) => s,
+        Err(e) => return server_error(&format!("Job {job_id}"), &e),
+    };
+    if status == JobStatus::Unknown {
+        return no_such_job(job_id);
     }
     let mut b = format!(
         "<h1>Job {job_id}</h1><table><tr><th>state</th><td>{}</td></tr>",
@@ -399,27 +780,7 @@ async fn job_page(sh: &Shared, id: &str) -> Page {
     );
     if let JobStatus::Finished(out) = &status {
         if let Some(err) = out.get("error") {
-            // The engine's errors are `{"class":..,"msg":..}`; others are shown as JSON.
-            let (class, text) = match err {
-                Value::String(s) => (None, s.clone()),
-                Value::Object(o) if o.get("msg").is_some_and(Value::is_string) => (
-                    o.get("class").and_then(Value::as_str),
-                    o["msg"].as_str().unwrap_or_default().to_string(),
-                ),
-                other => (
-                    None,
-                    serde_json::to_string_pretty(other).unwrap_or_default(),
-                ),
-            };
-            let _ = write!(
-                b,
-                "<tr><th>error</th><td><pre class=\"err\">{}</pre>",
-                esc(&text)
-            );
-            if let Some(class) = class {
-                let _ = write!(b, "<span class=\"muted\">class {}</span>", esc(class));
-            }
-            b.push_str("</td></tr>");
+            error_row(&mut b, "error", err);
         }
         let _ = write!(b, "<tr><th>outargs</th><td>{}</td></tr>", json_block(out));
     }
@@ -431,7 +792,8 @@ async fn job_page(sh: &Shared, id: &str) -> Page {
 }
 
 /// `/jobs?id=N` goes to the job's page; `/jobs?inargs={...}` lists the live jobs whose
-/// input arguments contain that object.
+/// input arguments contain that object; otherwise `/jobs?workflow=W&state=S&before=ID`
+/// lists jobs, newest first, a page at a time.
 async fn search(sh: &Shared, q: &[(String, String)]) -> Page {
     let get = |name: &str| {
         q.iter()
@@ -441,34 +803,80 @@ async fn search(sh: &Shared, q: &[(String, String)]) -> Page {
     if let Some(id) = get("id") {
         return Page::Redirect(format!("/job/{}", url_enc(&id)));
     }
-    let mut b = String::from("<h1>Find jobs</h1>");
+    if let Some(inargs) = get("inargs") {
+        return find_by_inargs(sh, &inargs).await;
+    }
     let workflow = get("workflow");
     let state = get("state");
-    if workflow.is_some() || state.is_some() {
-        let _ = write!(
-            b,
-            "<p class=\"err\">Searching by workflow ({}) or state ({}) needs the backend's \
-job list, which this backend does not offer yet.</p>",
-            esc(workflow.as_deref().unwrap_or("any")),
-            esc(state.as_deref().unwrap_or("any"))
-        );
-    }
-    let Some(inargs) = get("inargs") else {
-        if workflow.is_none() && state.is_none() {
-            b.push_str(
-                "<p>Give a job id, or a JSON object the jobs' input arguments contain \
-(for example <code>{&quot;input&quot;:12}</code>).</p>",
+    let before = match get("before").map(|b| b.parse::<JobId>()) {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(_)) => {
+            let b = "<h1>Find jobs</h1><p class=\"err\">before must be a job id</p>";
+            return Page::Html(
+                hyper::StatusCode::BAD_REQUEST,
+                layout("Find jobs", false, b),
             );
         }
-        return Page::Html(hyper::StatusCode::OK, layout("Find jobs", false, &b));
     };
-    let filter = match serde_json::from_str::<Value>(&inargs) {
+    let mut title = String::from("Jobs");
+    if let Some(w) = &workflow {
+        let _ = write!(title, " of {w}");
+    }
+    if let Some(s) = &state {
+        let _ = write!(title, " in state {s}");
+    }
+    let mut b = format!("<h1>{}</h1>", esc(&title));
+    let query = JobQuery {
+        state: state.clone(),
+        workflow: workflow.clone(),
+        since: None,
+        before,
+        limit: admin::DEFAULT_LIMIT,
+    };
+    match sh.backend.admin_jobs(query).await {
+        Ok(jobs) if jobs.is_empty() => b.push_str("<p class=\"muted\">None.</p>"),
+        Ok(jobs) => {
+            jobs_table(&mut b, &jobs);
+            if jobs.len() >= admin::DEFAULT_LIMIT {
+                if let Some(last) = jobs.last() {
+                    let mut href = format!("/jobs?before={}", last.job_id);
+                    if let Some(w) = &workflow {
+                        let _ = write!(href, "&workflow={}", url_enc(w));
+                    }
+                    if let Some(s) = &state {
+                        let _ = write!(href, "&state={}", url_enc(s));
+                    }
+                    let _ = write!(b, "<p><a href=\"{}\">Older jobs</a></p>", esc(&href));
+                }
+            }
+        }
+        Err(e) if e.message == admin::UNSUPPORTED => {
+            let _ = write!(
+                b,
+                "<p class=\"muted\">{}. Search by id or by input arguments \
+(<code>{{&quot;input&quot;:12}}</code>).</p>",
+                esc(&e.message)
+            );
+        }
+        Err(e) => {
+            let _ = write!(b, "<p class=\"err\">{}</p>", esc(&e.message));
+            return Page::Html(hyper::StatusCode::BAD_REQUEST, layout(&title, false, &b));
+        }
+    }
+    Page::Html(hyper::StatusCode::OK, layout(&title, false, &b))
+}
+
+/// `/jobs?inargs={...}`: the live jobs whose input arguments contain that object.
+async fn find_by_inargs(sh: &Shared, inargs: &str) -> Page {
+    let mut b = String::from("<h1>Find jobs</h1>");
+    let filter = match serde_json::from_str::<Value>(inargs) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
             let _ = write!(
                 b,
                 "<p class=\"err\">inargs must be a JSON object, not {}</p>",
-                esc(&inargs)
+                esc(inargs)
             );
             return Page::Html(
                 hyper::StatusCode::BAD_REQUEST,
@@ -494,7 +902,8 @@ job list, which this backend does not offer yet.</p>",
                     .unwrap_or(JobStatus::Unknown);
                 let _ = write!(
                     b,
-                    "<tr><td><a href=\"/job/{id}\">{id}</a></td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td></tr>",
+                    job_link(*id),
                     status_html(&status)
                 );
             }

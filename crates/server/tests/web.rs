@@ -19,6 +19,10 @@ const SOURCES: &[(&str, &str)] = &[
         "workflow echoflow:\nin:\n    text string\nout:\n    text string\nwfomap:\n    text = v.text\ndo:\n    call echo:\n        text = a.text\n    into:\n        text = o.text\n",
     ),
     (
+        "parent.wf",
+        "workflow parent:\nin:\n    text string\nout:\n    text string\nwfomap:\n    text = v.text\ndo:\n    call echoflow:\n        text = a.text\n    into:\n        text = o.text\n",
+    ),
+    (
         "refuse.wf",
         "workflow refuse:\nin:\n    text string\nout:\n    text string optional\ndo:\n    raise_error 'refused: ' . a.text\n",
     ),
@@ -138,7 +142,7 @@ async fn overview_shows_jobs_throughput_workers_and_waiting_tasks() {
     let failed = create(&mut c, "refuse", json!({"text": "no"})).await;
     assert_eq!(c.notification("job_done").await["job_id"], failed);
     // One task held by the only worker, one waiting for it.
-    create(&mut c, "echoflow", json!({"text": "held"})).await;
+    let held = create(&mut c, "echoflow", json!({"text": "held"})).await;
     let _held = w.take_task().await;
     create(&mut c, "echoflow", json!({"text": "waits"})).await;
 
@@ -154,15 +158,34 @@ async fn overview_shows_jobs_throughput_workers_and_waiting_tasks() {
     );
     assert!(head.contains("cache-control: no-store"), "{head}");
     assert!(body.contains("<meta http-equiv=\"refresh\""), "{body}");
-    // Jobs: 6 created, 3 finished without an error, 1 failed.
-    for (n, label) in [(6, "created"), (3, "finished"), (1, "failed")] {
+    // Jobs by state (from the store), linked to their listings.
+    for (n, state) in [(3, "finished"), (1, "error"), (1, "working"), (1, "ready")] {
+        assert!(
+            body.contains(&format!(
+                "<a class=\"card\" href=\"/jobs?state={state}\"><b>{n}</b>{state}</a>"
+            )),
+            "{n} {state} in {body}"
+        );
+    }
+    // This server's counters: 6 created, 3 finished without an error, 1 failed.
+    for (n, label) in [(6, "jobs created"), (3, "finished"), (1, "failed")] {
         assert!(
             body.contains(&format!("<b>{n}</b>{label}</div>")),
             "{n} {label} in {body}"
         );
     }
-    // Throughput: the last minute saw all of them (unless the test straddled an interval
-    // boundary of the ring buffer, the last 5 minutes certainly did).
+    // Recent errors: the failed job, with its message.
+    assert!(
+        body.contains(&format!("<a href=\"/job/{failed}\">")),
+        "{body}"
+    );
+    assert!(body.contains("refused: no"), "{body}");
+    // The worker is working on the held job.
+    assert!(
+        body.contains(&format!("<td><a href=\"/job/{held}\">{held}</a></td>")),
+        "{body}"
+    );
+    // Throughput: the last 5 minutes saw all of them (the server started just now).
     assert!(
         body.contains(
             "<tr><td>last 5 minutes</td><td class=\"n\">6</td><td class=\"n\">4</td><td class=\"n\">1</td></tr>"
@@ -194,31 +217,57 @@ async fn job_page_shows_values_as_text() {
     assert_eq!(c.notification("job_done").await["job_id"], done);
     let (status, _, body) = get(r.http, &format!("/job/{done}"), ADMIN).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains(&format!("<h1>Job {done}</h1>")), "{body}");
-    assert!(body.contains("finished"), "{body}");
-    // The output, as JSON text: the quote is JSON-escaped, then everything HTML-escaped.
     assert!(
-        body.contains("&lt;script&gt;alert(\\&quot;x\\&quot;)&lt;/script&gt;&amp;&#39;"),
+        body.contains(&format!(
+            "<h1>Job {done} <span class=\"muted\">echoflow</span></h1>"
+        )),
         "{body}"
     );
+    assert!(
+        body.contains("<span class=\"ok\">finished</span>"),
+        "{body}"
+    );
+    // The values, as JSON text: the quote is JSON-escaped, then everything
+    // HTML-escaped.
+    let json_escaped = "&lt;script&gt;alert(\\&quot;x\\&quot;)&lt;/script&gt;&amp;&#39;";
+    // In the inargs, the outargs and the variables.
+    assert_eq!(body.matches(json_escaped).count(), 3, "{body}");
+    assert!(body.contains("<h2>Input arguments</h2>"), "{body}");
+    assert!(body.contains("<h2>Output</h2>"), "{body}");
     assert!(!body.contains("<script"), "{body}");
-
     let failed = create(&mut c, "refuse", json!({"text": SCRIPT})).await;
     assert_eq!(c.notification("job_done").await["job_id"], failed);
     let (status, _, body) = get(r.http, &format!("/job/{failed}"), ADMIN).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("failed"), "{body}");
+    assert!(body.contains("<span class=\"err\">error</span>"), "{body}");
     assert!(
         body.contains(&format!("refused: {SCRIPT_ESCAPED}")),
         "{body}"
     );
     assert!(!body.contains("<script"), "{body}");
 
-    // A running job.
-    let running = create(&mut c, "echoflow", json!({"text": "slow"})).await;
-    let (status, _, body) = get(r.http, &format!("/job/{running}"), ADMIN).await;
+    // A running job, with a child: the tree, the current task.
+    let parent = create(&mut c, "parent", json!({"text": "slow"})).await;
+    let task = w.take_task().await;
+    let child = task[0].as_i64().expect("child job id");
+    assert_ne!(child, parent);
+    let (status, _, body) = get(r.http, &format!("/job/{parent}"), ADMIN).await;
     assert_eq!(status, 200);
-    assert!(body.contains("running"), "{body}");
+    assert!(body.contains("childwait"), "{body}");
+    assert!(body.contains("<h2>Children</h2>"), "{body}");
+    assert!(body.contains("<h2>Job tree</h2>"), "{body}");
+    assert!(
+        body.contains(&format!("<a href=\"/job/{child}\">")),
+        "{body}"
+    );
+    let (status, _, body) = get(r.http, &format!("/job/{child}"), ADMIN).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<h2>Current task</h2>"), "{body}");
+    assert!(body.contains("claimed by</th><td>w1"), "{body}");
+    assert!(
+        body.contains(&format!("<th>parent</th><td><a href=\"/job/{parent}\">")),
+        "{body}"
+    );
     r.handle.shutdown().await;
 }
 
@@ -256,8 +305,59 @@ async fn search_by_id_and_by_inargs() {
     assert!(body.contains("not &lt;script&gt;"), "{body}");
     assert!(!body.contains("<script"), "{body}");
 
+    // By workflow and state, from the store's job list.
+    let (status, _, body) = get(r.http, "/jobs?workflow=echoflow&state=ready", ADMIN).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<h1>Jobs of echoflow in state ready</h1>"),
+        "{body}"
+    );
+    for job in [a, b, other] {
+        assert!(body.contains(&format!("<a href=\"/job/{job}\">")), "{body}");
+    }
+    let (_, _, body) = get(r.http, "/jobs?workflow=refuse", ADMIN).await;
+    assert!(body.contains("None."), "{body}");
+    let (status, _, body) = get(r.http, "/jobs?state=%3Cb%3E", ADMIN).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("unknown state &lt;b&gt;"), "{body}");
+    let (status, _, _) = get(r.http, "/jobs?before=x", ADMIN).await;
+    assert_eq!(status, 400);
+
     let (status, _, body) = get(r.http, "/jobs", ADMIN).await;
     assert_eq!(status, 200);
     assert!(body.contains("<form action=\"/jobs\""), "{body}");
+    assert!(body.contains(&format!("<a href=\"/job/{a}\">")), "{body}");
+    r.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_without_admin_queries_still_gets_pages() {
+    let backend = MiniBackend::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = rig(backend.clone() as Arc<_>, false, dir).await;
+    let job = backend.quiet_job("add", json!({"counter": 1}));
+    backend.finish(
+        job,
+        json!({"error": {"class": "normal", "msg": "<b>bad</b>"}}),
+    );
+
+    let (status, _, body) = get(r.http, "/", ADMIN).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("this backend does not support administrative operations"),
+        "{body}"
+    );
+    assert!(body.contains("<h2>Throughput</h2>"), "{body}");
+    // The job page falls back on get_job_status.
+    let (status, _, body) = get(r.http, &format!("/job/{job}"), ADMIN).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<span class=\"err\">failed</span>"), "{body}");
+    assert!(body.contains("&lt;b&gt;bad&lt;/b&gt;"), "{body}");
+    assert!(!body.contains("<b>bad"), "{body}");
+    let (status, _, _) = get(r.http, &format!("/job/{}", job + 1), ADMIN).await;
+    assert_eq!(status, 404);
+    let (status, _, body) = get(r.http, "/jobs?workflow=add", ADMIN).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("does not support"), "{body}");
     r.handle.shutdown().await;
 }
