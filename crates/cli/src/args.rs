@@ -420,8 +420,9 @@ pub struct ServeArgs {
     /// CA (PEM) to verify client certificates; TLS clients must then present one.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
-    /// Open an HTTP listener serving Prometheus metrics at `/metrics` (off by default).
-    /// Access needs HTTP Basic auth as --admin with its password-file password.
+    /// Open an HTTP listener serving Prometheus metrics at `/metrics` and the status page at
+    /// `/` (off by default). Access needs HTTP Basic auth as --admin with its password-file
+    /// password.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_listen)]
     pub http: Option<ListenAddr>,
     /// The admin identity: the one allowed `get_api_status`, the admin methods (the

@@ -1,16 +1,22 @@
-//! The HTTP listener (`serve --http`): `GET /metrics` in the Prometheus text format.
+//! The HTTP listener (`serve --http`): `GET /metrics` in the Prometheus text format, and the
+//! status pages of [`crate::web`] (`/`, `/job/ID`, `/jobs`).
 //!
-//! HTTP/1.1 only (hyper). Access needs HTTP Basic authentication as the admin identity
-//! ([`crate::ServerConfig::admin`]), checked by the server's [`crate::Authenticator`] like a
-//! `hello` with method `password`; a failed login is answered after the configured failure
-//! delay. [`crate::HttpConfig::metrics_no_auth`] opens `/metrics` to anyone.
+//! HTTP/1.1 only (hyper), `GET` and `HEAD` only (else 405). Every page needs HTTP Basic
+//! authentication as the admin identity ([`crate::ServerConfig::admin`]), checked by the
+//! server's [`crate::Authenticator`] like a `hello` with method `password`; a failed login
+//! is answered after the configured failure delay. [`crate::HttpConfig::metrics_no_auth`]
+//! opens `/metrics` (and only it) to anyone.
 
 use crate::config::HttpConfig;
 use crate::server::Shared;
+use crate::web;
 use base64::Engine as _;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE,
+    LOCATION, REFERRER_POLICY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -70,32 +76,65 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
 }
 
 async fn handle(sh: &Shared, cfg: &HttpConfig, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.uri().path() != "/metrics" {
-        return text(StatusCode::NOT_FOUND, "not found\n");
-    }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
-    }
-    if !cfg.metrics_no_auth && !authorized(sh, &req).await {
+    let path = req.uri().path();
+    let open = cfg.metrics_no_auth && path == "/metrics";
+    if !open && !authorized(sh, &req).await {
         let mut r = text(StatusCode::UNAUTHORIZED, "authentication required\n");
         r.headers_mut().insert(
             WWW_AUTHENTICATE,
-            hyper::header::HeaderValue::from_static("Basic realm=\"jobcenter\""),
+            HeaderValue::from_static("Basic realm=\"jobcenter\", charset=\"UTF-8\""),
         );
         return r;
     }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    if path != "/metrics" {
+        return match web::route(sh, path, req.uri().query()).await {
+            web::Page::Html(status, body) => html(status, body),
+            web::Page::Redirect(to) => {
+                let mut r = text(StatusCode::SEE_OTHER, "see other\n");
+                if let Ok(v) = HeaderValue::from_str(&to) {
+                    r.headers_mut().insert(LOCATION, v);
+                }
+                r
+            }
+        };
+    }
     let body = sh.metrics.render(sh).await;
     let mut r = Response::new(Full::new(Bytes::from(body)));
-    r.headers_mut().insert(
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+    r
+}
+
+/// An HTML page, never cached, with no script allowed to run and no framing.
+fn html(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
         CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(METRICS_CONTENT_TYPE),
+        HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     r
 }
 

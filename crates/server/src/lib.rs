@@ -10,7 +10,8 @@
 //! plain data), [`jobs`] (the §9 registry), [`params`] (Perl-style param helpers); the
 //! private `session` module holds the method handlers and `server` the connection lifecycle;
 //! the private `http` and `metrics` modules serve Prometheus metrics at `GET /metrics` on
-//! the optional HTTP listener ([`HttpConfig`]).
+//! the optional HTTP listener ([`HttpConfig`]), and the private `web` module the admin's
+//! status pages there (`/`, `/job/ID`, `/jobs`), with `throughput` keeping their job counts.
 //!
 //! Behaviour choices where the reference is defective or the spec leaves room:
 //! - REF-BUGs fixed as required: an offer handed off after 10 s is stored again for the next
@@ -55,7 +56,9 @@ pub mod params;
 mod server;
 mod session;
 mod status;
+mod throughput;
 pub mod tls;
+mod web;
 
 pub use auth::{AuthFileError, AuthFilesLoaded, AuthStats, Authenticator};
 pub use config::{AuthConfig, HttpConfig, Limits, ListenerConfig, ServerConfig, Timers, TlsConfig};

@@ -7,6 +7,7 @@
 //! name (a created job, a claimed task, a finished job), so only loaded definitions appear.
 
 use crate::server::Shared;
+use crate::throughput::{JobEvent, Throughput};
 use jobcenter_backend::Observer;
 use parking_lot::RwLock;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -76,6 +77,8 @@ pub(crate) struct Metrics {
     /// Per-action dispatch counters, likewise.
     actions: RwLock<HashMap<String, Counter>>,
     totals: [AtomicU64; 4],
+    /// Per-interval job counts of the last minutes (the status page's throughput).
+    pub(crate) throughput: Throughput,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -176,6 +179,7 @@ impl Metrics {
             workflows: RwLock::new(HashMap::new()),
             actions: RwLock::new(HashMap::new()),
             totals: Default::default(),
+            throughput: Throughput::new(),
         }
     }
 
@@ -203,6 +207,7 @@ impl Metrics {
     pub(crate) fn job_created(&self, workflow: &str) {
         self.workflow(workflow).created.inc();
         self.totals[0].fetch_add(1, Ordering::Relaxed);
+        self.throughput.record(JobEvent::Created);
     }
 
     /// A worker claimed a task of `action`.
@@ -278,6 +283,7 @@ impl Observer for Metrics {
             c.failed.inc();
             self.totals[2].fetch_add(1, Ordering::Relaxed);
         }
+        self.throughput.record(JobEvent::Finished { failed });
     }
 
     fn store_synced(&self, took: Duration, batch: usize) {

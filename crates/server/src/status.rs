@@ -46,7 +46,8 @@ pub(crate) fn api_status(sh: &Shared, what: &str) -> Value {
     }
 }
 
-fn clients(sh: &Shared) -> Value {
+/// Every connection: its id, address, login and worker state (for `clients` and the status page).
+pub(crate) fn clients(sh: &Shared) -> Value {
     let mut list: Vec<(u64, String, Option<String>)> = sh
         .conns
         .lock()

@@ -3,17 +3,10 @@
 
 mod common;
 
-use common::{login, password_file_contents, MiniBackend, RawClient};
-use jobcenter_engine::backend::Backend;
-use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
-use jobcenter_server::{
-    AuthConfig, HttpConfig, ListenerConfig, Server, ServerConfig, ServerHandle,
-};
+use common::http::{get, rig, Rig};
+use common::{login, MiniBackend, RawClient};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const SOURCES: &[(&str, &str)] = &[
     (
@@ -30,79 +23,9 @@ const SOURCES: &[(&str, &str)] = &[
     ),
 ];
 
-struct Rig {
-    handle: ServerHandle,
-    addr: SocketAddr,
-    http: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-async fn rig(backend: Arc<dyn Backend>, no_auth: bool, dir: tempfile::TempDir) -> Rig {
-    let pw = dir.path().join("passwd");
-    std::fs::write(&pw, password_file_contents()).expect("write passwd");
-    let mut http = HttpConfig::new("127.0.0.1:0".parse().expect("addr"));
-    http.metrics_no_auth = no_auth;
-    let config = ServerConfig {
-        listeners: vec![ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"))],
-        auth: AuthConfig {
-            password_file: Some(pw),
-            failure_delay: std::time::Duration::ZERO,
-            ..AuthConfig::default()
-        },
-        timers: Default::default(),
-        limits: Default::default(),
-        http: Some(http),
-        admin: ServerConfig::DEFAULT_ADMIN.into(),
-    };
-    let handle = Server::start(config, backend).await.expect("server starts");
-    let addr = handle.local_addrs()[0];
-    let http = handle.http_addr().expect("http listener");
-    Rig {
-        handle,
-        addr,
-        http,
-        _dir: dir,
-    }
-}
-
-/// The engine over a SQLite file (durable: its store thread commits in batches).
+/// The engine over a SQLite file with [`SOURCES`].
 async fn engine_rig() -> Rig {
-    let mut cat = Catalog::with_stage(Stage::C);
-    for (file, src) in SOURCES {
-        if let Err(e) = cat.compile(file, src) {
-            panic!("{file} does not compile: {e:?}");
-        }
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = jobcenter_store::SqliteStore::open(dir.path().join("jc.db")).expect("store");
-    let engine = Engine::new(cat, store, EngineConfig::default()).start();
-    rig(engine as Arc<_>, false, dir).await
-}
-
-/// A plain HTTP/1.1 GET; returns the status, the header block and the body.
-async fn get(addr: SocketAddr, path: &str, auth: Option<(&str, &str)>) -> (u16, String, String) {
-    use base64::Engine as _;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    if let Some((u, p)) = auth {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-        req.push_str(&format!("Authorization: Basic {b64}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut s = TcpStream::connect(addr).await.expect("connect http");
-    s.write_all(req.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    tokio::time::timeout(common::WAIT, s.read_to_end(&mut raw))
-        .await
-        .expect("http answer in time")
-        .expect("read");
-    let raw = String::from_utf8(raw).expect("utf-8");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("header end");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, head.to_ascii_lowercase(), body.to_string())
+    common::http::engine_rig(SOURCES).await
 }
 
 /// The value of the sample line `name` (with its labels) in a scrape.

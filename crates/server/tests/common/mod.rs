@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod http;
 pub mod tls;
 
 use bytes::{Buf, BytesMut};
