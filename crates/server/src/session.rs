@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 type Params = Map<String, Value>;
 type Watch = tokio::sync::watch::Receiver<u64>;
@@ -457,7 +457,7 @@ fn start_pinging(sh: &Arc<Shared>, peer: &Peer) {
     if c.ping.is_some() {
         return;
     }
-    let task = tokio::spawn(ping_loop(sh.clone(), peer.clone()));
+    let task = tokio::spawn(ping_loop(sh.clone(), peer.clone()).instrument(peer.span().clone()));
     c.ping = Some(task.abort_handle());
 }
 
