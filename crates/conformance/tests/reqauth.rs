@@ -198,5 +198,29 @@ async fn reqauth_plugin_checks_every_create_job_on_the_wire() {
         r,
         json!({"jsonrpc": "2.0", "id": id, "result": [null, NOT_ALLOWED]})
     );
+
+    // A reload (SIGHUP in `serve`) reads the file again: a bad file changes nothing, a good
+    // one takes effect at the next create_job.
+    let path = dir.path().join("reqauth");
+    let good = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read: {e}"));
+    std::fs::write(&path, format!("{good}{CUSTOMER}:plaintext\n"))
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let handle = s.handle().unwrap_or_else(|| panic!("no handle"));
+    assert!(handle.reload_auth().is_err());
+    let r = answer(&mut other_user, id, &frame, &mut Vec::new()).await;
+    assert_eq!(r["result"], json!([null, NOT_ALLOWED]), "{r}");
+    let hash = jobcenter_server::crypt::crypt(BILLING, "$5$customer$")
+        .unwrap_or_else(|e| panic!("crypt: {e}"));
+    std::fs::write(&path, format!("{good}{CUSTOMER}:{hash}:shop\n"))
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    assert!(handle.reload_auth().is_ok());
+    let mut seen = Vec::new();
+    let r = answer(&mut other_user, id, &frame, &mut seen).await;
+    let job4 = r["result"][0].clone();
+    assert!(job4.is_u64(), "{r}");
+    assert_eq!(
+        job_done(&mut other_user, &job4, &mut seen).await,
+        json!({"scope": {"authscope": "shop"}})
+    );
     s.shutdown().await;
 }

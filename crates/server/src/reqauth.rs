@@ -170,7 +170,9 @@ impl ReqAuth for ReqAuthFile {
     }
 
     fn describe(&self) -> String {
-        format!("token file {} ({} tokens)", self.path.display(), self.len())
+        let n = self.len();
+        let s = if n == 1 { "" } else { "s" };
+        format!("token file {} ({n} token{s})", self.path.display())
     }
 
     fn reload(&self) -> Result<(), AuthFileError> {
