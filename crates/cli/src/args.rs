@@ -126,6 +126,36 @@ pub fn parse_listen(s: &str) -> Result<ListenAddr, String> {
     })
 }
 
+/// A `--listen-auth` value: the `hello` methods one listener accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAuth {
+    /// The listener, exactly as given to `--listen` or `--listen-tls`.
+    pub listen: String,
+    /// The methods it accepts (at least one, no duplicates).
+    pub methods: Vec<jobcenter_server::AuthMethod>,
+}
+
+/// Parse a `--listen-auth HOST:PORT=METHOD[,METHOD]` value.
+pub fn parse_listen_auth(s: &str) -> Result<ListenAuth, String> {
+    let (listen, list) = s
+        .split_once('=')
+        .ok_or_else(|| "want HOST:PORT=METHODS, e.g. 0.0.0.0:6523=clientcert".to_string())?;
+    if listen.is_empty() {
+        return Err("no listener before the =".into());
+    }
+    let mut methods = Vec::new();
+    for m in list.split(',') {
+        let m: jobcenter_server::AuthMethod = m.trim().parse()?;
+        if !methods.contains(&m) {
+            methods.push(m);
+        }
+    }
+    Ok(ListenAuth {
+        listen: listen.to_string(),
+        methods,
+    })
+}
+
 /// The topics of `api-status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ApiTopic {
@@ -400,6 +430,17 @@ pub struct ServeArgs {
     /// TLS listener address (repeatable); needs --tls-cert and --tls-key.
     #[arg(long = "listen-tls", value_name = "HOST:PORT", value_parser = parse_listen)]
     pub listen_tls: Vec<ListenAddr>,
+    /// Allow only these hello methods on one listener (repeatable, one per listener):
+    /// `HOST:PORT=password`, `HOST:PORT=clientcert` or `HOST:PORT=password,clientcert`,
+    /// HOST:PORT written as in its --listen or --listen-tls. Other listeners accept every
+    /// configured method.
+    #[arg(long = "listen-auth", value_name = "HOST:PORT=METHODS", value_parser = parse_listen_auth)]
+    pub listen_auth: Vec<ListenAuth>,
+    /// Per-request tokens for `create_job` (PROTOCOL.md §11.5): `who:crypt-hash[:scope]`
+    /// lines; every create_job must then carry `reqauth: {"token": ...}` matching a line of
+    /// its connection's identity. Checked at start, reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub reqauth_file: Option<PathBuf>,
     /// Workflow (.wf) and action (.ac) files or folders to load (repeatable).
     #[arg(long = "load", value_name = "PATH")]
     pub load: Vec<PathBuf>,
@@ -521,6 +562,15 @@ pub struct CallArgs {
     /// Client environment as a JSON object.
     #[arg(long)]
     pub clenv: Option<String>,
+    /// Per-request authentication as a JSON object, e.g. {"token":"..."} for a server with
+    /// --reqauth-file (better given in the environment: command lines are visible to all).
+    #[arg(
+        long,
+        value_name = "JSON",
+        env = "JOBCENTER_REQAUTH",
+        hide_env_values = true
+    )]
+    pub reqauth: Option<String>,
     /// JSON lines of {"wfname":..,"inargs":..} (or bare inargs objects with --wfname), `-` for
     /// stdin (read and sent line by line).
     #[arg(long, value_name = "FILE")]

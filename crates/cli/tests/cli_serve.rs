@@ -423,3 +423,101 @@ async fn serve_http_serves_metrics_to_the_admin_only() {
         "{ok}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_listen_auth_restricts_a_listener_and_bad_values_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = self_signed(dir.path(), "server");
+    let path = |p: &PathBuf| p.to_str().expect("utf-8 path").to_string();
+    let (cert_s, key_s) = (path(&cert), path(&key));
+    // A TLS listener for client certificates only: a right password is refused there.
+    let mut serve = Serve::start_with(
+        &[
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert_s,
+            "--tls-key",
+            &key_s,
+            "--listen-auth",
+            "127.0.0.1:0=clientcert",
+        ],
+        &[examples_dir()],
+    )
+    .await;
+    let started = serve.proc.seen_stderr.join("\n");
+    assert!(started.contains("(tls; hello: clientcert)"), "{started}");
+    let out = serve
+        .run(&["ping", "--tls", "--tls-ca", &cert_s, "--timeout", "5"])
+        .await;
+    out.assert_code(2);
+    let line = serve.proc.stderr_line("hello failed").await;
+    assert!(
+        line.contains("reason=authentication method password not allowed on this listener"),
+        "{line}"
+    );
+
+    // Values that cannot be right stop the start with a usage error (exit 2).
+    let passwd = password_file(dir.path());
+    for (args, needle) in [
+        (
+            vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--listen-auth",
+                "127.0.0.1:1=password",
+            ],
+            "no --listen or --listen-tls 127.0.0.1:1",
+        ),
+        (
+            vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--listen-auth",
+                "127.0.0.1:0=clientcert",
+            ],
+            "clientcert needs a TLS listener",
+        ),
+        (
+            vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--listen-auth",
+                "127.0.0.1:0=kerberos",
+            ],
+            "unknown authentication method",
+        ),
+        (
+            vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--listen-auth",
+                "127.0.0.1:0=password",
+                "--listen-auth",
+                "127.0.0.1:0=password",
+            ],
+            "given twice",
+        ),
+    ] {
+        let mut cmd = jobcenter(["serve", "--passwd"]);
+        cmd.arg(&passwd).args(&args);
+        let out = run_cmd(cmd, None).await;
+        out.assert_code(2);
+        assert!(out.stderr.join("\n").contains(needle), "{args:?}: {out:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reqauth_file_with_a_bad_line_stops_the_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = password_file(dir.path());
+    let reqauth = dir.path().join("reqauth");
+    std::fs::write(&reqauth, "# tokens\ntheCustomer:not-a-hash:ops\n").expect("write");
+    let mut cmd = jobcenter(["serve", "--listen", "127.0.0.1:0", "--passwd"]);
+    cmd.arg(&passwd).arg("--reqauth-file").arg(&reqauth);
+    let out = run_cmd(cmd, None).await;
+    out.assert_code(2);
+    let want = format!("{}:2: not a supported password hash", reqauth.display());
+    assert!(out.stderr.join("\n").contains(&want), "{out:#?}");
+    assert!(!out.stderr.join("\n").contains("not-a-hash"), "{out:#?}");
+}

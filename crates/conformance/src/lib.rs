@@ -267,6 +267,19 @@ impl TestServer {
         Self::serve(engine, timers, limits, tempfile::tempdir()?, None).await
     }
 
+    /// Like [`TestServer::start`] (memory store) with the server's [`AuthConfig`], which
+    /// holds the test password file, adjusted by `auth` (e.g. a `reqauth` plug-in).
+    pub async fn with_auth(
+        jcl_dir: impl AsRef<Path>,
+        timers: Timers,
+        auth: impl FnOnce(&mut AuthConfig),
+    ) -> Result<TestServer, HarnessError> {
+        let cat = catalog(jcl_dir.as_ref())?;
+        let engine = Engine::new(cat, MemoryStore::new(), part4_engine_config()).start();
+        let dir = tempfile::tempdir()?;
+        Self::serve_with(engine, timers, Limits::default(), dir, None, auth).await
+    }
+
     async fn serve(
         engine: Arc<dyn Backend>,
         timers: Timers,
@@ -274,16 +287,29 @@ impl TestServer {
         dir: tempfile::TempDir,
         db: Option<TestDatabase>,
     ) -> Result<TestServer, HarnessError> {
+        Self::serve_with(engine, timers, limits, dir, db, |_| {}).await
+    }
+
+    async fn serve_with(
+        engine: Arc<dyn Backend>,
+        timers: Timers,
+        limits: Limits,
+        dir: tempfile::TempDir,
+        db: Option<TestDatabase>,
+        adjust: impl FnOnce(&mut AuthConfig),
+    ) -> Result<TestServer, HarnessError> {
         let pw = dir.path().join("passwd");
         std::fs::write(&pw, users_password_file()?)?;
+        let mut auth = AuthConfig {
+            password_file: Some(pw),
+            clientcert_file: None,
+            dev_allow_any: false,
+            ..AuthConfig::default()
+        };
+        adjust(&mut auth);
         let config = ServerConfig {
             listeners: vec![ListenerConfig::tcp(SocketAddr::from(([127, 0, 0, 1], 0)))],
-            auth: AuthConfig {
-                password_file: Some(pw),
-                clientcert_file: None,
-                dev_allow_any: false,
-                ..AuthConfig::default()
-            },
+            auth,
             timers,
             limits,
             http: None,

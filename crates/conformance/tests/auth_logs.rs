@@ -21,6 +21,9 @@ use tracing_subscriber::Layer;
 const WRONG_TOKEN: &str = "WrongGuessTokenQ7x";
 /// The token of a raw `hello` refused for a missing `method`.
 const RAW_TOKEN: &str = "RawHelloTokenZ3k";
+/// A per-request token (`reqauth`) sent with a `create_job` (ignored without a plug-in,
+/// but its frame is logged at trace level all the same).
+const REQAUTH_TOKEN: &str = "PerRequestTokenK8w";
 
 /// One captured event or span: level, target and every field as text.
 #[derive(Debug, Clone)]
@@ -101,7 +104,7 @@ fn snapshot() -> Vec<Captured> {
 /// Every token the scenario uses.
 fn tokens() -> Vec<&'static str> {
     let mut t: Vec<&str> = USERS.iter().map(|(_, t)| *t).collect();
-    t.extend([WRONG_TOKEN, RAW_TOKEN]);
+    t.extend([WRONG_TOKEN, RAW_TOKEN, REQAUTH_TOKEN]);
     t
 }
 
@@ -163,6 +166,20 @@ async fn scenario() {
         .unwrap_or_else(|e| panic!("raw hello: {e}"));
     assert_eq!(r["result"], json!([false, "you're not welcome!"]));
     assert!(raw.closed_within(jobcenter_conformance::WAIT).await);
+    let mut raw = RawConn::login(s.addr(), JC_ADMIN, JC_ADMIN_TOKEN)
+        .await
+        .unwrap_or_else(|e| panic!("raw login: {e}"));
+    let r = raw
+        .request(
+            "c1",
+            "create_job",
+            json!({"wfname": "k01", "vtag": null, "timeout": 300, "inargs": {"input": 2},
+                "reqauth": {"secret": REQAUTH_TOKEN}}),
+            &mut other,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("raw create_job: {e}"));
+    assert!(r["result"][0].is_u64(), "{r}");
     client.close();
     drop(worker);
     s.shutdown().await;

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::codec::Decoder;
-use tracing::{debug, error, trace, warn};
+use tracing::{debug, error, trace, warn, Instrument};
 
 /// What running a handler under `catch_unwind` yields.
 type HandlerOutcome = Result<Result<Reply, HandlerError>, Box<dyn std::any::Any + Send>>;
@@ -59,6 +59,10 @@ pub struct PeerConfig {
     pub congest_at: usize,
     /// Close the connection when queued output makes no progress for this long.
     pub output_stall_timeout: Option<Duration>,
+    /// The span the connection's reader and writer tasks and its handlers run in, so that
+    /// every line they log carries its fields. A field named `conn`, if the span declares
+    /// it, is set to [`Peer::id`] before any task starts. Default: no span.
+    pub span: tracing::Span,
 }
 
 impl PeerConfig {
@@ -71,6 +75,7 @@ impl PeerConfig {
             max_output: usize::MAX / 4,
             congest_at: DEFAULT_CONGEST_AT,
             output_stall_timeout: None,
+            span: tracing::Span::none(),
         }
     }
 }
@@ -154,6 +159,7 @@ struct Pending {
 struct Shared {
     id: u64,
     label: String,
+    span: tracing::Span,
     id_prefix: String,
     methods: Arc<Methods>,
     state: Mutex<Option<String>>,
@@ -276,6 +282,7 @@ impl Peer {
         R: AsyncRead + Send + Unpin + 'static,
     {
         let id = NEXT_PEER_ID.fetch_add(1, Ordering::Relaxed);
+        cfg.span.record("conn", id);
         let (congested_tx, congested) = watch::channel(false);
         let space = Arc::new(Notify::new());
         let over_output = Arc::new(AtomicBool::new(false));
@@ -286,6 +293,7 @@ impl Peer {
         let shared = Arc::new(Shared {
             id,
             label: cfg.label,
+            span: cfg.span,
             id_prefix: format!("jc{id}-"),
             methods,
             state: Mutex::new(None),
@@ -312,8 +320,9 @@ impl Peer {
             done_tx: watch::channel(false).0,
         });
         let peer = Peer { shared };
-        tokio::spawn(writer_task(peer.clone()));
-        tokio::spawn(reader_task(peer.clone(), r, cfg.max_frame));
+        let span = peer.shared.span.clone();
+        tokio::spawn(writer_task(peer.clone()).instrument(span.clone()));
+        tokio::spawn(reader_task(peer.clone(), r, cfg.max_frame).instrument(span));
         debug!(peer = %peer.shared.label, id, "connection started");
         peer
     }
@@ -321,6 +330,11 @@ impl Peer {
     /// A process-wide unique id of this connection.
     pub fn id(&self) -> u64 {
         self.shared.id
+    }
+
+    /// The span given in [`PeerConfig`] (record fields on it, e.g. who logged in).
+    pub fn span(&self) -> &tracing::Span {
+        &self.shared.span
     }
 
     /// The label given in [`PeerConfig`].
@@ -708,11 +722,15 @@ impl Peer {
             Some(outcome) => peer.finish_handler(outcome, &reply_id, is_notification, &method),
             None => {
                 peer.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-                tokio::spawn(async move {
-                    let _done = InFlight(&peer.shared);
-                    let outcome = fut.await;
-                    peer.finish_handler(outcome, &reply_id, is_notification, &method);
-                });
+                let span = peer.shared.span.clone();
+                tokio::spawn(
+                    async move {
+                        let _done = InFlight(&peer.shared);
+                        let outcome = fut.await;
+                        peer.finish_handler(outcome, &reply_id, is_notification, &method);
+                    }
+                    .instrument(span),
+                );
             }
         }
     }
@@ -763,9 +781,12 @@ impl ReplyId {
 }
 
 /// A frame as it may appear in a log: frames that carry a `token` (a `hello` with its
-/// password) are summarised, never shown.
+/// password) or a `reqauth` (a `create_job` with per-request credentials, §11.5) are
+/// summarised, never shown.
 fn loggable(payload: &[u8]) -> std::borrow::Cow<'_, str> {
-    if payload.windows(7).any(|w| w == b"\"token\"") {
+    if payload.windows(7).any(|w| w == b"\"token\"")
+        || payload.windows(9).any(|w| w == b"\"reqauth\"")
+    {
         std::borrow::Cow::Owned(format!(
             "<{} bytes, not shown: it carries a token>",
             payload.len()
@@ -1057,6 +1078,9 @@ mod tests {
         let shown = loggable(hello);
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("not shown"));
+        let create = br#"{"jsonrpc":"2.0","id":2,"method":"create_job","params":{"wfname":"w","inargs":{},"reqauth":{"key":"s3cret"}}}"#;
+        let shown = loggable(create);
+        assert!(!shown.contains("s3cret"), "{shown}");
         let ping = br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{}}"#;
         assert_eq!(loggable(ping), String::from_utf8_lossy(ping));
     }

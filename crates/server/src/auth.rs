@@ -14,6 +14,10 @@ pub enum AuthFailure {
     /// The `method` param names no configured adapter.
     #[error("no such authentication method {0}")]
     NoSuchMethod(String),
+    /// The listener the connection came in on does not allow this method
+    /// ([`crate::ListenerConfig::auth`]).
+    #[error("authentication method {0} not allowed on this listener")]
+    NotOnListener(String),
     /// No password-file line for this user.
     #[error("no such user")]
     NoSuchUser,
@@ -275,10 +279,14 @@ impl Authenticator {
         })
     }
 
-    /// Read and validate the files again. On success the new contents take effect at the
-    /// next `hello`; on any error the previous contents stay (all or nothing).
+    /// Read and validate the files again, and reload the per-request authenticator
+    /// ([`AuthConfig::request_auth`]). On success the new contents take effect at the next
+    /// `hello`; on any error the previous contents stay (all or nothing).
     pub fn reload(&self) -> Result<AuthFilesLoaded, AuthFileError> {
         let files = load_files(&self.cfg)?;
+        if let Some(r) = &self.cfg.request_auth {
+            r.reload()?;
+        }
         let loaded = files.loaded;
         *self.files.write() = files;
         Ok(loaded)

@@ -1,7 +1,9 @@
 //! Server configuration: listeners, TLS files, authentication sources and protocol timers.
 
+use crate::reqauth::ReqAuth;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything [`crate::Server::start`] needs besides the backend.
@@ -67,12 +69,67 @@ pub struct ListenerConfig {
     pub addr: SocketAddr,
     /// TLS settings; `None` for plain TCP.
     pub tls: Option<TlsConfig>,
+    /// The `hello` methods this listener accepts (the reference's per-listener `auth`
+    /// list, which it does not enforce; we do: docs/PROTOCOL.md §2.1, §14 Q18). A `hello`
+    /// with another method is refused like a wrong password. `None`: every configured
+    /// method.
+    pub auth: Option<Vec<AuthMethod>>,
 }
 
 impl ListenerConfig {
     /// A plain TCP listener.
     pub fn tcp(addr: SocketAddr) -> Self {
-        ListenerConfig { addr, tls: None }
+        ListenerConfig {
+            addr,
+            tls: None,
+            auth: None,
+        }
+    }
+
+    /// Whether a `hello` with `method` may log in on this listener.
+    pub fn allows(&self, method: &str) -> bool {
+        self.auth
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|m| m.name() == method))
+    }
+}
+
+/// A `hello` authentication method (docs/PROTOCOL.md §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// `password`: the token is checked against the password file (§11.2).
+    Password,
+    /// `clientcert`: the TLS client certificate's CN is checked against the CN file (§11.3).
+    Clientcert,
+}
+
+impl AuthMethod {
+    /// The name a `hello` gives in its `method` param.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::Password => "password",
+            AuthMethod::Clientcert => "clientcert",
+        }
+    }
+}
+
+impl std::fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for AuthMethod {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "password" => Ok(AuthMethod::Password),
+            "clientcert" => Ok(AuthMethod::Clientcert),
+            _ => Err(format!(
+                "unknown authentication method {s:?} (want password or clientcert)"
+            )),
+        }
     }
 }
 
@@ -106,6 +163,9 @@ pub struct AuthConfig {
     /// the connection closed, so that guesses cannot be tried at speed. The wait holds no
     /// check slot. Default [`AuthConfig::DEFAULT_FAILURE_DELAY`]; zero answers at once.
     pub failure_delay: Duration,
+    /// The per-request authenticator of `create_job` (`reqauth`, docs/PROTOCOL.md §11.5),
+    /// asked on every connection. `None` (the default): `reqauth` is ignored.
+    pub request_auth: Option<Arc<dyn ReqAuth>>,
 }
 
 impl AuthConfig {
@@ -126,6 +186,7 @@ impl Default for AuthConfig {
             dev_allow_any: false,
             max_concurrent_checks: Self::default_max_concurrent_checks(),
             failure_delay: Self::DEFAULT_FAILURE_DELAY,
+            request_auth: None,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! [`jobcenter_backend::Backend`] trait.
 //!
 //! Modules: [`config`] (listeners, auth sources, timers), [`auth`] (`password` and
-//! `clientcert`), [`tls`] (rustls acceptor, client CN), [`dispatch`] (the §8 state machine,
+//! `clientcert`), [`reqauth`] (the per-request authentication plug-in), [`tls`] (rustls acceptor, client CN), [`dispatch`] (the §8 state machine,
 //! plain data), [`jobs`] (the §9 registry), [`params`] (Perl-style param helpers); the
 //! private `session` module holds the method handlers and `server` the connection lifecycle;
 //! the private `http` and `metrics` modules serve Prometheus metrics at `GET /metrics` on
@@ -33,7 +33,10 @@
 //!   notification marked it while the claim was in flight (the reference drops it, and the
 //!   new job then waits up to 60 s for the periodic poll).
 //! - Slot counts are validated as in the reference (`> 0`, fractions allowed, §14 Q34).
-//! - All configured auth methods work on every listener (no per-listener lists, §14 Q18).
+//! - A listener may allow only some `hello` methods ([`ListenerConfig::auth`]); the
+//!   reference parses such lists but does not enforce them (§14 Q18).
+//! - `reqauth` (§11.5): an optional [`ReqAuth`] plug-in ([`AuthConfig::request_auth`],
+//!   e.g. [`ReqAuthFile`]) checks every `create_job`; without one `reqauth` is ignored.
 //! - [`AuthConfig::dev_allow_any`] accepts every `hello`: development only, insecure.
 //! - Nothing but `hello` is answered before login: `ping` needs state `auth` too (-32002),
 //!   where the reference answers it (§6.1).
@@ -53,6 +56,7 @@ mod http;
 pub mod jobs;
 mod metrics;
 pub mod params;
+pub mod reqauth;
 mod server;
 mod session;
 mod status;
@@ -61,7 +65,10 @@ pub mod tls;
 mod web;
 
 pub use auth::{AuthFileError, AuthFilesLoaded, AuthStats, Authenticator};
-pub use config::{AuthConfig, HttpConfig, Limits, ListenerConfig, ServerConfig, Timers, TlsConfig};
+pub use config::{
+    AuthConfig, AuthMethod, HttpConfig, Limits, ListenerConfig, ServerConfig, Timers, TlsConfig,
+};
+pub use reqauth::{ReqAuth, ReqAuthFile, ReqAuthRequest};
 pub use server::{Server, ServerHandle, GREETING_FRAME};
 
 use std::net::SocketAddr;

@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::field::Empty;
+use tracing::{debug, info, info_span, warn, Instrument, Span};
 
 /// The greeting every connection gets first (C1), byte for byte.
 pub const GREETING_FRAME: &[u8] =
@@ -102,7 +103,11 @@ pub(crate) struct ConnInfo {
     pub(crate) peer: Peer,
     pub(crate) from: SocketAddr,
     pub(crate) who: Option<String>,
+    /// The `hello` method it logged in with.
+    pub(crate) method: Option<String>,
     pub(crate) peer_cn: Option<String>,
+    /// Index of the listener it came in on, in [`ServerConfig::listeners`].
+    pub(crate) listener: usize,
     pub(crate) ping: Option<AbortHandle>,
 }
 
@@ -334,11 +339,11 @@ impl Server {
         let methods = Arc::new(session::methods(&sh));
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
-        for (listener, addr, acceptor) in bound {
+        for (ix, (listener, addr, acceptor)) in bound.into_iter().enumerate() {
             addrs.push(addr);
             tasks.push(tokio::spawn(accept_loop(
                 sh.clone(),
-                listener,
+                (ix, listener),
                 acceptor,
                 methods.clone(),
             )));
@@ -459,7 +464,7 @@ impl Drop for ActiveGuard {
 
 async fn accept_loop(
     sh: Arc<Shared>,
-    listener: TcpListener,
+    (listener_ix, listener): (usize, TcpListener),
     tls: Option<TlsAcceptor>,
     methods: Arc<Methods>,
 ) {
@@ -485,12 +490,22 @@ async fn accept_loop(
         let sh = sh.clone();
         let tls = tls.clone();
         let methods = methods.clone();
-        tokio::spawn(async move {
+        let listener = listener_ix;
+        // Every line logged about this connection, by the server or its peer, carries these.
+        let span = info_span!("conn", peer = %from, conn = Empty, who = Empty);
+        let conn_span = span.clone();
+        let task = async move {
             let _guard = guard;
             let _socket = socket;
             let deadline = accepted + sh.config.limits.handshake_timeout;
+            let conn = Conn {
+                from,
+                listener,
+                span: conn_span,
+                deadline,
+            };
             match tls {
-                None => serve(sh, stream, from, None, methods, deadline).await,
+                None => serve(sh, stream, conn, None, methods).await,
                 Some(acceptor) => {
                     match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => {
@@ -500,29 +515,45 @@ async fn accept_loop(
                                 .peer_certificates()
                                 .and_then(|c| c.first())
                                 .and_then(|c| tls::cert_common_name(c));
-                            serve(sh, s, from, cn, methods, deadline).await
+                            serve(sh, s, conn, cn, methods).await
                         }
                         Ok(Err(e)) => info!(%from, error = %e, "TLS handshake failed"),
                         Err(_) => info!(%from, "TLS handshake timed out"),
                     }
                 }
             }
-        });
+        };
+        tokio::spawn(task.instrument(span));
     }
 }
 
+/// An accepted connection: where from, on which listener, its span, its login deadline.
+struct Conn {
+    from: SocketAddr,
+    /// Index of the listener in [`ServerConfig::listeners`].
+    listener: usize,
+    span: Span,
+    /// A connection that has not logged in by then is closed.
+    deadline: Instant,
+}
+
 /// Serve one connection: greeting, the JSON-RPC peer, then disconnect processing. A
-/// connection that has not logged in by `login_deadline` is closed.
+/// connection that has not logged in by its deadline is closed.
 async fn serve<S>(
     sh: Arc<Shared>,
     mut io: S,
-    from: SocketAddr,
+    c: Conn,
     peer_cn: Option<String>,
     methods: Arc<Methods>,
-    login_deadline: Instant,
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let Conn {
+        from,
+        listener,
+        span,
+        deadline: login_deadline,
+    } = c;
     if sh.shutting_down.load(Ordering::SeqCst) {
         return;
     }
@@ -550,6 +581,7 @@ async fn serve<S>(
         cfg.max_in_flight = limits.max_in_flight;
         cfg.max_output = limits.max_output;
         cfg.output_stall_timeout = Some(limits.output_stall_timeout);
+        cfg.span = span;
         let peer = Peer::spawn(io, methods, cfg);
         conns.insert(
             peer.id(),
@@ -557,7 +589,9 @@ async fn serve<S>(
                 peer: peer.clone(),
                 from,
                 who: None,
+                method: None,
                 peer_cn,
+                listener,
                 ping: None,
             },
         );

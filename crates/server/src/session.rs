@@ -1,9 +1,11 @@
 //! Per-connection method handlers: every C→S method of docs/PROTOCOL.md §7, plus worker pings.
 
 use crate::admin::{self, is_admin};
+use crate::auth::AuthFailure;
 use crate::dispatch::ConnId;
 use crate::jobs::Waiter;
 use crate::params::{number, optional, required, task_key, truthy};
+use crate::reqauth::ReqAuthRequest;
 use crate::server::{check_job, run_poll_for, send_job_done, send_offers, Shared};
 use crate::status;
 use jobcenter_backend::{BackendError, CreateJob, JobStatus};
@@ -12,7 +14,7 @@ use serde_json::{json, Map, Value};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 type Params = Map<String, Value>;
 type Watch = tokio::sync::watch::Receiver<u64>;
@@ -101,23 +103,31 @@ async fn hello(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
     let method = required(&p, "method", "no method?").map_err(fail)?;
     let token = required(&p, "token", "no token?").map_err(fail)?;
     let conn = peer.id();
-    let (cn, from) = {
+    let (cn, from, listener) = {
         let conns = sh.conns.lock();
         let c = conns.get(&conn);
         (
             c.and_then(|c| c.peer_cn.clone()),
             c.map_or_else(|| "?".to_string(), |c| c.from.to_string()),
+            c.and_then(|c| sh.config.listeners.get(c.listener)),
         )
     };
-    match sh
-        .auth
-        .authenticate(&method, &who, &token, cn.as_deref())
-        .await
-    {
+    // The listener's own list of methods comes first (§2.1, §14 Q18: enforced here).
+    let outcome = match listener {
+        Some(l) if !l.allows(&method) => Err(AuthFailure::NotOnListener(method.clone())),
+        _ => {
+            sh.auth
+                .authenticate(&method, &who, &token, cn.as_deref())
+                .await
+        }
+    };
+    match outcome {
         Ok(()) => {
             if let Some(c) = sh.conns.lock().get_mut(&conn) {
                 c.who = Some(who.clone());
+                c.method = Some(method.clone());
             }
+            peer.span().record("who", who.as_str());
             peer.set_state(Some("auth"));
             info!(conn, %from, %who, %method, "hello ok");
             reply(json!([true, format!("welcome to the clientapi {who}!")]))
@@ -128,6 +138,7 @@ async fn hello(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
             peer.set_state(None);
             if let Some(c) = sh.conns.lock().get_mut(&conn) {
                 c.who = None;
+                c.method = None;
             }
             // Answer a failure only after a while, so that guesses cannot be tried at speed.
             let delay = sh.auth.config().failure_delay;
@@ -146,7 +157,7 @@ fn who(sh: &Shared, conn: ConnId) -> String {
 
 async fn create_job(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
     let wfname = required(&p, "wfname", "no workflowname?").map_err(fail)?;
-    let env = match p.get("clenv") {
+    let mut env = match p.get("clenv") {
         Some(Value::Object(o)) => {
             let mut env = Map::new();
             env.insert("clenv".into(), Value::Object(o.clone()));
@@ -154,6 +165,15 @@ async fn create_job(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
         }
         _ => None,
     };
+    // The reference's order: workflow name, environment, per-request authenticator, inargs.
+    match request_auth(&sh, &peer, &p, &wfname).await {
+        Ok(None) => {}
+        Ok(Some(scope)) => {
+            env.get_or_insert_with(Map::new)
+                .insert("authscope".into(), json!({ "authscope": scope }));
+        }
+        Err(refusal) => return refusal,
+    }
     let inargs = match p.get("inargs") {
         Some(Value::Object(o)) => o.clone(),
         _ => return Err(fail("inargs should be a hashref")),
@@ -207,6 +227,43 @@ async fn create_job(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
                 tokio::spawn(check_job(sh2, job));
             }))
         }
+    }
+}
+
+/// Run the per-request authenticator of §11.5, if one is configured: `Ok(None)` without
+/// one, `Ok(Some(scope))` when it allows the request, and the `[null, message]` answer
+/// (as an `Err` to return at once) when it refuses.
+async fn request_auth(
+    sh: &Arc<Shared>,
+    peer: &Peer,
+    p: &Params,
+    wfname: &str,
+) -> Result<Option<Value>, HResult> {
+    let Some(plugin) = sh.auth.config().request_auth.clone() else {
+        return Ok(None);
+    };
+    let req = {
+        let conns = sh.conns.lock();
+        let c = conns.get(&peer.id());
+        ReqAuthRequest {
+            who: c.and_then(|c| c.who.clone()).unwrap_or_default(),
+            method: c.and_then(|c| c.method.clone()).unwrap_or_default(),
+            peer_cn: c.and_then(|c| c.peer_cn.clone()),
+            from: c.map_or_else(|| ([0, 0, 0, 0], 0).into(), |c| c.from),
+            wfname: wfname.to_string(),
+            reqauth: p.get("reqauth").cloned(),
+        }
+    };
+    let span = tracing::Span::current();
+    let decision = tokio::task::spawn_blocking(move || span.in_scope(|| plugin.check(&req)))
+        .await
+        .unwrap_or_else(|e| {
+            warn!(error = %e, "the per-request authenticator failed");
+            Err("reqauth: check failed".to_string())
+        });
+    match decision {
+        Ok(scope) => Ok(Some(scope)),
+        Err(message) => Err(reply(json!([null, message]))),
     }
 }
 
@@ -406,7 +463,7 @@ fn start_pinging(sh: &Arc<Shared>, peer: &Peer) {
     if c.ping.is_some() {
         return;
     }
-    let task = tokio::spawn(ping_loop(sh.clone(), peer.clone()));
+    let task = tokio::spawn(ping_loop(sh.clone(), peer.clone()).instrument(peer.span().clone()));
     c.ping = Some(task.abort_handle());
 }
 

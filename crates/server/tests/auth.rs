@@ -4,9 +4,12 @@
 
 mod common;
 
-use common::tls::{call, connector_with, pki, read_frame, read_frame_or_error, server_name, start};
+use common::tls::{
+    call, connector, connector_with, pki, read_frame, read_frame_or_error, server_name, start,
+    start_listeners, tls_listener,
+};
 use common::{MiniBackend, RawClient, TestServer, WAIT};
-use jobcenter_server::{AuthStats, Timers, GREETING_FRAME};
+use jobcenter_server::{AuthMethod, AuthStats, ListenerConfig, Timers, GREETING_FRAME};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -360,4 +363,79 @@ async fn auth_failure_delay_does_not_slow_a_successful_hello() {
     let _c = s.login("theCustomer").await;
     assert!(t0.elapsed() < WAIT);
     s.handle.shutdown().await;
+}
+
+/// A `hello` over TLS (with the `worker.example` certificate) on `addr`: its result, and
+/// whether the server closed the connection after it.
+async fn tls_hello(
+    addr: std::net::SocketAddr,
+    p: &common::tls::Pki,
+    params: Value,
+) -> (Value, bool) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    let mut s = connector(p, true)
+        .connect(server_name(), tcp)
+        .await
+        .expect("handshake");
+    read_frame(&mut s).await.expect("greeting");
+    let r = call(&mut s, "hello", params).await;
+    let result = r["result"].clone();
+    let closed = if result[0] == json!(true) {
+        // still open: a call that needs login works
+        let r = call(&mut s, "ping", json!({})).await;
+        assert_eq!(r["result"], json!("pong?"));
+        false
+    } else {
+        read_frame(&mut s).await.is_none()
+    };
+    (result, closed)
+}
+
+#[tokio::test]
+async fn auth_listener_allows_only_its_methods() {
+    let p = pki();
+    // 0: TLS, clientcert only (the reference's example config); 1: TLS, every method;
+    // 2: plain TCP, password only
+    let restricted = ListenerConfig {
+        auth: Some(vec![AuthMethod::Clientcert]),
+        ..tls_listener(&p, true)
+    };
+    let plain = ListenerConfig {
+        auth: Some(vec![AuthMethod::Password]),
+        ..ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"))
+    };
+    let h = start_listeners(&p, vec![restricted, tls_listener(&p, true), plain], true).await;
+    let addrs = h.local_addrs().to_vec();
+    let password = hello("theEmployee", "doesThings");
+    let cert = json!({"who": "theEmployee", "method": "clientcert", "token": "x"});
+    let welcome = json!([true, "welcome to the clientapi theEmployee!"]);
+    // the right password on the clientcert-only listener: the normal refusal, then the close
+    assert_eq!(
+        tls_hello(addrs[0], &p, password.clone()).await,
+        (json!([false, NOT_WELCOME]), true)
+    );
+    // the certificate works there
+    assert_eq!(
+        tls_hello(addrs[0], &p, cert.clone()).await,
+        (welcome.clone(), false)
+    );
+    // both work on the unrestricted TLS listener: the refusal above was the listener's
+    assert_eq!(
+        tls_hello(addrs[1], &p, password.clone()).await,
+        (welcome.clone(), false)
+    );
+    assert_eq!(
+        tls_hello(addrs[1], &p, cert).await,
+        (welcome.clone(), false)
+    );
+    // the password-only plain listener: password in, clientcert refused like a bad password
+    let mut c = RawClient::connect(addrs[2]).await;
+    assert_eq!(c.result("hello", password).await, welcome);
+    let mut c = RawClient::connect(addrs[2]).await;
+    expect_not_welcome(
+        &mut c,
+        json!({"who": "theEmployee", "method": "clientcert", "token": "x"}),
+    )
+    .await;
+    h.shutdown().await;
 }

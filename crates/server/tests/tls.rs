@@ -100,6 +100,7 @@ async fn bad_tls_files_fail_start() {
                 key: dir.path().join("missing.key"),
                 client_ca: None,
             }),
+            auth: None,
         }],
         auth: AuthConfig::default(),
         timers: Default::default(),

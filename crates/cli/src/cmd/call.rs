@@ -26,6 +26,7 @@ struct JobSpec {
 struct Common {
     job_timeout: Option<Duration>,
     clenv: Option<Value>,
+    reqauth: Option<Value>,
 }
 
 /// How a single `call` ended.
@@ -73,7 +74,16 @@ pub async fn run(a: CallArgs) -> Result<u8, Failure> {
         .as_deref()
         .map(|t| parse_object("--clenv", t))
         .transpose()?;
-    let common = Common { job_timeout, clenv };
+    let reqauth = a
+        .reqauth
+        .as_deref()
+        .map(|t| parse_object("--reqauth", t))
+        .transpose()?;
+    let common = Common {
+        job_timeout,
+        clenv,
+        reqauth,
+    };
     let cfg = client_config(&a.conn)?;
     let connect = || async {
         Client::connect(cfg.clone())
@@ -197,6 +207,9 @@ fn request(client: &Client, spec: JobSpec, common: &Common) -> jobcenter::JobReq
     }
     if let Some(c) = &common.clenv {
         req = req.clenv(c.clone());
+    }
+    if let Some(r) = &common.reqauth {
+        req = req.reqauth(r.clone());
     }
     req
 }

@@ -9,12 +9,12 @@ use jobcenter_engine::compile::TargetKind;
 use jobcenter_engine::{Catalog, Engine, EngineConfig, Stage};
 use jobcenter_server::auth::{load_cn_file, load_password_file};
 use jobcenter_server::{
-    AuthConfig, AuthFilesLoaded, HttpConfig, Limits, ListenerConfig, Server, ServerConfig,
-    TlsConfig,
+    AuthConfig, AuthFilesLoaded, AuthMethod, HttpConfig, Limits, ListenerConfig, ReqAuth,
+    ReqAuthFile, Server, ServerConfig, TlsConfig,
 };
-use jobcenter_store::{MemoryStore, PgStore, SqliteStore, StoreSpec};
+use jobcenter_store::{MemoryStore, PgStore, SqliteStore, StoreSpec, SyncMode};
 
-use crate::args::{JclArgs, LimitArgs, ServeArgs};
+use crate::args::{JclArgs, LimitArgs, ListenAuth, ServeArgs};
 use crate::cmd::{Failure, ShutdownSignal};
 
 /// The default listener: loopback only, the protocol's port.
@@ -29,35 +29,58 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig, Failure> {
              anyone in",
         ));
     }
-    let mut listeners: Vec<ListenerConfig> = a
-        .listen
-        .iter()
-        .flat_map(|l| l.addrs.iter().copied())
-        .map(ListenerConfig::tcp)
-        .collect();
+    let auth_of = listen_auth(a)?;
+    let methods_for = |text: &str| {
+        auth_of
+            .iter()
+            .find(|l| l.listen == text)
+            .map(|l| l.methods.clone())
+    };
+    let mut listeners: Vec<ListenerConfig> = Vec::new();
+    for l in &a.listen {
+        for addr in &l.addrs {
+            listeners.push(ListenerConfig {
+                auth: methods_for(&l.text),
+                ..ListenerConfig::tcp(*addr)
+            });
+        }
+    }
     if !a.listen_tls.is_empty() {
         let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) else {
             return Err(Failure::usage(
                 "--listen-tls needs --tls-cert and --tls-key",
             ));
         };
-        for addr in a.listen_tls.iter().flat_map(|l| l.addrs.iter()) {
-            listeners.push(ListenerConfig {
-                addr: *addr,
-                tls: Some(TlsConfig {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    client_ca: a.tls_ca.clone(),
-                }),
-            });
+        for l in &a.listen_tls {
+            for addr in &l.addrs {
+                listeners.push(ListenerConfig {
+                    addr: *addr,
+                    tls: Some(TlsConfig {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        client_ca: a.tls_ca.clone(),
+                    }),
+                    auth: methods_for(&l.text),
+                });
+            }
         }
     }
     if listeners.is_empty() {
         let addr: SocketAddr = DEFAULT_LISTEN
             .parse()
             .map_err(|_| Failure::usage("bad default listen address"))?;
-        listeners.push(ListenerConfig::tcp(addr));
+        listeners.push(ListenerConfig {
+            auth: methods_for(DEFAULT_LISTEN),
+            ..ListenerConfig::tcp(addr)
+        });
     }
+    let request_auth = match &a.reqauth_file {
+        None => None,
+        Some(p) => {
+            let f = ReqAuthFile::open(p).map_err(|e| Failure::usage(e.to_string()))?;
+            Some(Arc::new(f) as Arc<dyn ReqAuth>)
+        }
+    };
     if a.insecure_dev_auth {
         eprintln!("jobcenter serve: WARNING: --insecure-dev-auth lets anyone in");
     }
@@ -73,6 +96,7 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig, Failure> {
                 .auth_max_checks
                 .unwrap_or_else(AuthConfig::default_max_concurrent_checks),
             failure_delay,
+            request_auth,
         },
         timers: Default::default(),
         limits: limits(&a.limits)?,
@@ -92,6 +116,39 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig, Failure> {
             }
         },
     })
+}
+
+/// The `--listen-auth` values, checked: each names a listener given by `--listen` or
+/// `--listen-tls` (or the default one) once, and `clientcert` only a TLS listener.
+fn listen_auth(a: &ServeArgs) -> Result<Vec<ListenAuth>, Failure> {
+    let plain: Vec<&str> = if a.listen.is_empty() && a.listen_tls.is_empty() {
+        vec![DEFAULT_LISTEN]
+    } else {
+        a.listen.iter().map(|l| l.text.as_str()).collect()
+    };
+    let tls: Vec<&str> = a.listen_tls.iter().map(|l| l.text.as_str()).collect();
+    for (i, l) in a.listen_auth.iter().enumerate() {
+        let is_tls = tls.contains(&l.listen.as_str());
+        if !is_tls && !plain.contains(&l.listen.as_str()) {
+            return Err(Failure::usage(format!(
+                "--listen-auth {}: no --listen or --listen-tls {} (write the address as there)",
+                l.listen, l.listen
+            )));
+        }
+        if a.listen_auth[..i].iter().any(|o| o.listen == l.listen) {
+            return Err(Failure::usage(format!(
+                "--listen-auth {} is given twice",
+                l.listen
+            )));
+        }
+        if !is_tls && l.methods.contains(&AuthMethod::Clientcert) {
+            return Err(Failure::usage(format!(
+                "--listen-auth {}: clientcert needs a TLS listener (--listen-tls with --tls-ca)",
+                l.listen
+            )));
+        }
+    }
+    Ok(a.listen_auth.clone())
 }
 
 /// The server's limits from the options.
@@ -217,12 +274,18 @@ pub async fn run(a: ServeArgs) -> Result<u8, Failure> {
         .count();
     let backend = start_engine(catalog, &a.store, a.node.as_deref(), engine_config)
         .map_err(|e| Failure::with_code(2, e))?;
-    eprintln!("jobcenter serve: jobs are kept in {}", a.store);
+    let store = store_name(&a.store);
+    eprintln!("jobcenter serve: jobs are kept in {store}");
+    let mut auth = auth_mode(a.insecure_dev_auth, auth_loaded);
+    if let Some(r) = &config.auth.request_auth {
+        auth.push_str(&format!(", reqauth {}", r.describe()));
+    }
     let summary = Summary {
-        store: a.store.to_string(),
+        store,
+        promise: store_promise(&a.store),
         defs,
         workflows,
-        auth: auth_mode(a.insecure_dev_auth, auth_loaded),
+        auth,
         insecure: a.insecure_dev_auth,
     };
     serve(config, summary, backend).await
@@ -231,10 +294,59 @@ pub async fn run(a: ServeArgs) -> Result<u8, Failure> {
 /// What the start-up summary tells besides the listen addresses.
 struct Summary {
     store: String,
+    promise: &'static str,
     defs: usize,
     workflows: usize,
     auth: String,
     insecure: bool,
+}
+
+/// The store as it may be logged: a PostgreSQL URL without its password or options.
+fn store_name(spec: &StoreSpec) -> String {
+    match spec {
+        StoreSpec::Postgres(url) => {
+            let url = url.split('?').next().unwrap_or_default();
+            match (url.find("://"), url.rfind('@')) {
+                (Some(s), Some(at)) if at > s => {
+                    let user = url[s + 3..at].split(':').next().unwrap_or_default();
+                    format!("{}{}{}", &url[..s + 3], user, &url[at..])
+                }
+                _ => url.to_string(),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What the store promises about an answered request (for the start-up summary).
+fn store_promise(spec: &StoreSpec) -> &'static str {
+    match spec {
+        StoreSpec::Memory => "nothing survives a restart",
+        StoreSpec::Sqlite { sync, .. } => match sync {
+            SyncMode::Full => "answered requests survive a crash and a power cut",
+            SyncMode::Normal => {
+                "answered requests survive a crash; a power cut can lose the last ones"
+            }
+            SyncMode::Off => "never synced: a crash can lose anything (tests only)",
+        },
+        StoreSpec::Postgres(_) => {
+            "answered requests are committed to PostgreSQL (shared by every node)"
+        }
+    }
+}
+
+/// One listener for the start-up summary: address, TLS, the hello methods it accepts.
+fn describe_listener(l: &ListenerConfig, bound: SocketAddr) -> String {
+    let kind = match &l.tls {
+        None => "tcp",
+        Some(t) if t.client_ca.is_some() => "tls, client certificate required",
+        Some(_) => "tls",
+    };
+    let auth = match &l.auth {
+        None => "any method".to_string(),
+        Some(m) => m.iter().map(|m| m.name()).collect::<Vec<_>>().join(","),
+    };
+    format!("{bound} ({kind}; hello: {auth})")
 }
 
 /// `jobcenter db migrate`: open the store (which creates or checks its schema) and exit.
@@ -293,6 +405,14 @@ async fn serve(
     summary: Summary,
     backend: Arc<dyn Backend>,
 ) -> Result<u8, Failure> {
+    let listener_configs = config.listeners.clone();
+    let http_auth = config.http.as_ref().map(|h| {
+        if h.metrics_no_auth {
+            format!("admin {}; /metrics without authentication", config.admin)
+        } else {
+            format!("admin {}", config.admin)
+        }
+    });
     let handle = Server::start(config, backend)
         .await
         .map_err(|e| Failure::with_code(2, e.to_string()))?;
@@ -300,12 +420,25 @@ async fn serve(
     let mut hangup = Hangup::install();
     let addrs: Vec<String> = handle.local_addrs().iter().map(|a| a.to_string()).collect();
     let listen = addrs.join(", ");
+    let listeners = listener_configs
+        .iter()
+        .zip(handle.local_addrs())
+        .map(|(l, a)| describe_listener(l, *a))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let http = match (handle.http_addr(), http_auth) {
+        (Some(a), Some(auth)) => format!("http://{a}/ ({auth})"),
+        _ => "off".to_string(),
+    };
     tracing::info!(
         %listen,
+        %listeners,
         store = %summary.store,
+        promise = summary.promise,
         definitions = summary.defs,
         workflows = summary.workflows,
         auth = %summary.auth,
+        %http,
         "jobcenter serve started"
     );
     if summary.insecure {

@@ -139,6 +139,7 @@ where
         .env_remove("JOBCENTER_PORT")
         .env_remove("JOBCENTER_WHO")
         .env_remove("JOBCENTER_TOKEN")
+        .env_remove("JOBCENTER_REQAUTH")
         .env_remove("RUST_LOG")
         // A `serve` that a test starts without `--store` must not write ./jobcenter.db
         // into the source tree; `Serve` passes a SQLite file in its own directory.

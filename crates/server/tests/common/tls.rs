@@ -107,18 +107,40 @@ impl Pki {
 /// A TLS server on 127.0.0.1:0 with the `clientcert` method (CN file [`CN_FILE`]). With
 /// `require_client_cert`, clients must present a certificate the PKI's CA verifies.
 pub async fn start(p: &Pki, require_client_cert: bool) -> ServerHandle {
+    start_listeners(p, vec![tls_listener(p, require_client_cert)], false).await
+}
+
+/// A TLS listener on 127.0.0.1:0 with the PKI's files, accepting every method.
+pub fn tls_listener(p: &Pki, require_client_cert: bool) -> ListenerConfig {
     let d = p.dir.path();
+    ListenerConfig {
+        addr: "127.0.0.1:0".parse().expect("addr"),
+        tls: Some(TlsConfig {
+            cert: d.join("server.pem"),
+            key: d.join("server.key"),
+            client_ca: require_client_cert.then(|| d.join("ca.pem")),
+        }),
+        auth: None,
+    }
+}
+
+/// A server with these listeners, the `clientcert` method (CN file [`CN_FILE`]) and, with
+/// `passwords`, the `password` method with the test password file.
+pub async fn start_listeners(
+    p: &Pki,
+    listeners: Vec<ListenerConfig>,
+    passwords: bool,
+) -> ServerHandle {
+    let d = p.dir.path();
+    let password_file = passwords.then(|| {
+        let pw = d.join("passwd");
+        std::fs::write(&pw, super::password_file_contents()).expect("write passwd");
+        pw
+    });
     let config = ServerConfig {
-        listeners: vec![ListenerConfig {
-            addr: "127.0.0.1:0".parse().expect("addr"),
-            tls: Some(TlsConfig {
-                cert: d.join("server.pem"),
-                key: d.join("server.key"),
-                client_ca: require_client_cert.then(|| d.join("ca.pem")),
-            }),
-        }],
+        listeners,
         auth: AuthConfig {
-            password_file: None,
+            password_file,
             clientcert_file: Some(d.join("cns")),
             dev_allow_any: false,
             ..AuthConfig::default()
