@@ -219,7 +219,7 @@ pub enum Command {
     /// Run the whole system in one process: server, worker and client, with example workflows.
     Demo(DemoArgs),
     /// Measure a JobCenter server (ours or the Perl jcapi) against the raw loopback limit.
-    Bench(crate::cmd::bench::BenchArgs),
+    Bench(BenchArgs),
     /// Manage a store: `db migrate` creates or upgrades its schema and exits.
     #[command(subcommand)]
     Db(DbCommand),
@@ -696,6 +696,136 @@ pub struct DemoArgs {
     /// file of a temporary directory that is removed at the end).
     #[arg(long, value_name = "STORE")]
     pub store: Option<jobcenter_store::StoreSpec>,
+}
+
+/// What the submitters do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// End-to-end jobs: create_job, a worker runs the action, job_done.
+    Call,
+    /// Bare `ping` round trips.
+    Ping,
+    /// `get_job_status` of one finished job.
+    Status,
+    /// Open `--clients` idle authenticated connections and report the server's memory
+    /// per connection (needs `--embedded`, which then runs the server as a child process,
+    /// or `--server-pid`).
+    Idle,
+}
+
+/// Options of `jobcenter bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Server to measure (ignored with --embedded).
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Identity of the worker connections (default: the same as --who).
+    #[arg(long, env = "JOBCENTER_WORKER_WHO")]
+    pub worker_who: Option<String>,
+    /// Secret of the worker connections (default: the same as --token).
+    #[arg(long, env = "JOBCENTER_WORKER_TOKEN", hide_env_values = true)]
+    pub worker_token: Option<Secret>,
+    /// Start our server in this process on a free loopback port (any who/token accepted).
+    #[arg(long)]
+    pub embedded: bool,
+    /// Backend of the embedded server.
+    #[arg(long, value_enum, default_value = "engine")]
+    pub backend: BackendKind,
+    /// Store of the embedded engine: `memory`, or `sqlite:PATH[?sync=full|normal|off]`
+    /// (give a fresh file: an existing one is reused with its jobs).
+    #[arg(long, value_name = "STORE", default_value = "memory")]
+    pub store: jobcenter_store::StoreSpec,
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "call")]
+    pub mode: Mode,
+    /// Worker connections.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Slots per worker connection.
+    #[arg(long, default_value_t = 100)]
+    pub slots: u32,
+    /// The action the workers announce; its handler returns {"counter": counter + step}
+    /// (step default 1) plus the "pad" it got. Default `add` (`addpad` with --payload).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Workflow to call. Default `calladd` (`callpad` with --payload), with the stub backend
+    /// the action itself.
+    #[arg(long)]
+    pub wfname: Option<String>,
+    /// Inargs template; "$n" is the job number, "$n+K" adds K, "$pad" the --payload text.
+    /// Default {"input":"$n"} (plus "pad":"$pad" with --payload), with the stub backend
+    /// {"counter":"$n","step":3}.
+    #[arg(long)]
+    pub inargs: Option<String>,
+    /// Expected outargs template (same placeholders). Default {"output":"$n+3"} (plus the
+    /// pad with --payload), with the stub backend {"counter":"$n+3"}.
+    #[arg(long)]
+    pub expect: Option<String>,
+    /// Add a "pad" string of this many bytes to the inargs (unless the template has "$pad").
+    #[arg(long, default_value_t = 0)]
+    pub payload: usize,
+    /// Client (submitter) connections.
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// Operations in total (jobs, pings or status queries).
+    #[arg(long, default_value_t = 10_000)]
+    pub jobs: u64,
+    /// Operations in flight in total, spread over the client connections.
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: usize,
+    /// Unmeasured operations first (default: a tenth of --jobs, at most 1000).
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// With --embedded: run the server in a child process, so its CPU time (and with
+    /// --mode idle its memory) is measured apart from the load generator.
+    #[arg(long)]
+    pub server_process: bool,
+    /// An external server's process id on this machine, to report its CPU time per
+    /// operation and (with --mode idle) its memory.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Chaos soak instead of a measurement: --jobs jobs through clients that drop and
+    /// workers that disconnect at random, then check that no job was lost, no result came
+    /// twice, no answered task ran twice, and (with --server-pid or --server-process) how
+    /// the server's memory behaved. --in-flight is spread over --clients as usual.
+    #[arg(long)]
+    pub soak: bool,
+    /// With --soak: mean seconds a worker connection lives before it disconnects (half of
+    /// the time with tasks in hand) and reconnects; 0: never.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub worker_churn: f64,
+    /// With --soak: mean seconds a client connection lives before it drops with jobs
+    /// outstanding (their results are then read by id); 0: never.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub client_churn: f64,
+    /// With --soak: seconds between samples of the server's memory.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub sample: f64,
+    /// Internal: run only the embedded server, print its port, stop at stdin EOF.
+    #[arg(long, hide = true)]
+    pub serve_only: bool,
+}
+
+/// Which backend the embedded server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// The JCL engine (in memory) with the bench workflows `calladd` and `callpad`.
+    Engine,
+    /// Pass-through: every workflow is one task of the bench action (no JCL engine).
+    Stub,
+}
+
+impl BackendKind {
+    /// The command-line spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Engine => "engine",
+            BackendKind::Stub => "stub",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use jobcenter_rpc::{HandlerError, Peer, Reply};
 use serde_json::{json, Map, Value};
 use tracing::info;
 
-use crate::server::Shared;
+use crate::state::Shared;
 
 type Params = Map<String, Value>;
 type HResult = Result<Reply, HandlerError>;

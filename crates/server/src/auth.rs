@@ -1,6 +1,7 @@
 //! `hello` authentication: the `password` (crypt hashes) and `clientcert` (TLS CN) methods (§11).
 
 use crate::config::AuthConfig;
+pub use crate::config::AuthFileError;
 use parking_lot::RwLock;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -47,30 +48,6 @@ pub enum AuthFailure {
     /// The check itself could not run (it panicked, or the server is stopping).
     #[error("password check failed: {0}")]
     CheckFailed(String),
-}
-
-/// Why a password or CN file could not be loaded (at start or on a reload).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthFileError {
-    /// The file could not be read.
-    #[error("cannot read {file}: {reason}")]
-    Unreadable {
-        /// The file.
-        file: String,
-        /// The operating system's reason.
-        reason: String,
-    },
-    /// A line is not what the file must hold. The line itself is not shown: it may hold
-    /// a password hash.
-    #[error("{file}:{line}: {reason}")]
-    BadLine {
-        /// The file.
-        file: String,
-        /// The line number, from 1.
-        line: usize,
-        /// What is wrong with it.
-        reason: String,
-    },
 }
 
 /// How many entries the loaded authentication files hold (`None`: no such file configured).

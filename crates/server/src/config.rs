@@ -1,6 +1,6 @@
-//! Server configuration: listeners, TLS files, authentication sources and protocol timers.
+//! Server configuration: listeners, TLS files, authentication sources (and the errors of their files), the `reqauth` plug-in interface, protocol timers.
 
-use crate::reqauth::ReqAuth;
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -251,5 +251,70 @@ impl Default for Limits {
             max_output: 16 * 1024 * 1024,
             output_stall_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// Why a password or CN file could not be loaded (at start or on a reload).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFileError {
+    /// The file could not be read.
+    #[error("cannot read {file}: {reason}")]
+    Unreadable {
+        /// The file.
+        file: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// A line is not what the file must hold. The line itself is not shown: it may hold
+    /// a password hash.
+    #[error("{file}:{line}: {reason}")]
+    BadLine {
+        /// The file.
+        file: String,
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// What a per-request authenticator is asked about: the connection's identity and the
+/// request's `reqauth` param.
+#[derive(Debug, Clone)]
+pub struct ReqAuthRequest {
+    /// The identity the connection logged in as (`hello`'s `who`).
+    pub who: String,
+    /// The `hello` method it logged in with (`password`, `clientcert`).
+    pub method: String,
+    /// The subject CN of its verified TLS client certificate, if any.
+    pub peer_cn: Option<String>,
+    /// Where the connection comes from.
+    pub from: SocketAddr,
+    /// The workflow `create_job` asks for.
+    pub wfname: String,
+    /// `params.reqauth` as sent (`None` when absent); it may hold secrets: never log it.
+    pub reqauth: Option<Value>,
+}
+
+/// A per-request authenticator (§11.5), called for every `create_job` before anything else
+/// is checked but the workflow name.
+///
+/// `Ok(scope)` lets the job be created; its environment gets
+/// `authscope: {"authscope": scope}`. `Err(message)` refuses it: `create_job` answers
+/// `[null, message]` and creates no job. The message goes to the client, so it should not
+/// tell more than needed; [`ReqAuth::check`] may log the real reason (never the secret).
+///
+/// `check` may block (hashing, a file): the server calls it on tokio's blocking pool.
+pub trait ReqAuth: Send + Sync + std::fmt::Debug {
+    /// Decide on one `create_job`.
+    fn check(&self, req: &ReqAuthRequest) -> Result<Value, String>;
+
+    /// A short description for the start-up summary, e.g. `token file /etc/jc/reqauth`.
+    fn describe(&self) -> String;
+
+    /// Read its configuration again (`serve` does it on SIGHUP, with the password file).
+    /// On an error the configuration in use stays. The default does nothing.
+    fn reload(&self) -> Result<(), AuthFileError> {
+        Ok(())
     }
 }

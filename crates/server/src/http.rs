@@ -8,7 +8,8 @@
 //! opens `/metrics` (and only it) to anyone.
 
 use crate::config::HttpConfig;
-use crate::server::Shared;
+use crate::metrics::Live;
+use crate::state::Shared;
 use crate::web;
 use base64::Engine as _;
 use http_body_util::Full;
@@ -110,7 +111,19 @@ async fn handle(sh: &Shared, cfg: &HttpConfig, req: Request<Incoming>) -> Respon
             }
         };
     }
-    let body = sh.metrics.render(sh).await;
+    let live = {
+        let connections = sh.conns.lock().len();
+        let d = sh.dispatch.lock();
+        let (slots_total, slots_used) = d.slot_totals();
+        (connections, d.worker_count(), slots_total, slots_used)
+    };
+    let body = sh.metrics.render(Live {
+        connections: live.0,
+        workers: live.1,
+        slots_total: live.2,
+        slots_used: live.3,
+        ready_counts: sh.backend.ready_counts().await,
+    });
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));

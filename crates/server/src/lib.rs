@@ -59,6 +59,7 @@ pub mod params;
 pub mod reqauth;
 mod server;
 mod session;
+mod state;
 mod status;
 mod throughput;
 pub mod tls;

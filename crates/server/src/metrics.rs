@@ -6,7 +6,6 @@
 //! are bounded: a workflow or action label is made only after the backend accepted the
 //! name (a created job, a claimed task, a finished job), so only loaded definitions appear.
 
-use crate::server::Shared;
 use crate::throughput::{JobEvent, Throughput};
 use jobcenter_backend::Observer;
 use parking_lot::RwLock;
@@ -237,20 +236,14 @@ impl Metrics {
         }
     }
 
-    /// Read the gauges from the server's tables and the backend, and encode everything
-    /// in the Prometheus (OpenMetrics) text format.
-    pub(crate) async fn render(&self, sh: &Shared) -> String {
-        let connections = sh.conns.lock().len();
-        let (workers, slots_total, slots_used) = {
-            let d = sh.dispatch.lock();
-            let (total, used) = d.slot_totals();
-            (d.worker_count(), total, used)
-        };
-        self.connections.set(gauge(connections as u64));
-        self.workers.set(gauge(workers as u64));
-        self.slots_total.set(slots_total);
-        self.slots_used.set(gauge(slots_used));
-        match sh.backend.ready_counts().await {
+    /// Set the gauges from `live` (read from the server's tables and the backend by the
+    /// caller), and encode everything in the Prometheus (OpenMetrics) text format.
+    pub(crate) fn render(&self, live: Live) -> String {
+        self.connections.set(gauge(live.connections as u64));
+        self.workers.set(gauge(live.workers as u64));
+        self.slots_total.set(live.slots_total);
+        self.slots_used.set(gauge(live.slots_used));
+        match live.ready_counts {
             Ok(counts) => {
                 self.queue_depth.clear();
                 for (action, n) in counts {
@@ -267,6 +260,20 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The gauges read at scrape time: from the server's tables and the backend.
+pub(crate) struct Live {
+    /// Open connections.
+    pub(crate) connections: usize,
+    /// Connections with announced actions.
+    pub(crate) workers: usize,
+    /// Slots of all announced actions (infinite slots count as +Inf).
+    pub(crate) slots_total: f64,
+    /// Slots in use.
+    pub(crate) slots_used: u64,
+    /// Ready tasks per action, or why they could not be counted.
+    pub(crate) ready_counts: Result<Vec<(String, usize)>, jobcenter_backend::BackendError>,
 }
 
 fn gauge(n: u64) -> i64 {

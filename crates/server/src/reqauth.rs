@@ -2,52 +2,11 @@
 //! plug-in interface and [`ReqAuthFile`], a file of per-request tokens.
 
 use crate::auth::{crypt_matches, hash_format_supported, AuthFileError};
+pub use crate::config::{ReqAuth, ReqAuthRequest};
 use parking_lot::RwLock;
 use serde_json::Value;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// What a per-request authenticator is asked about: the connection's identity and the
-/// request's `reqauth` param.
-#[derive(Debug, Clone)]
-pub struct ReqAuthRequest {
-    /// The identity the connection logged in as (`hello`'s `who`).
-    pub who: String,
-    /// The `hello` method it logged in with (`password`, `clientcert`).
-    pub method: String,
-    /// The subject CN of its verified TLS client certificate, if any.
-    pub peer_cn: Option<String>,
-    /// Where the connection comes from.
-    pub from: SocketAddr,
-    /// The workflow `create_job` asks for.
-    pub wfname: String,
-    /// `params.reqauth` as sent (`None` when absent); it may hold secrets: never log it.
-    pub reqauth: Option<Value>,
-}
-
-/// A per-request authenticator (§11.5), called for every `create_job` before anything else
-/// is checked but the workflow name.
-///
-/// `Ok(scope)` lets the job be created; its environment gets
-/// `authscope: {"authscope": scope}`. `Err(message)` refuses it: `create_job` answers
-/// `[null, message]` and creates no job. The message goes to the client, so it should not
-/// tell more than needed; [`ReqAuth::check`] may log the real reason (never the secret).
-///
-/// `check` may block (hashing, a file): the server calls it on tokio's blocking pool.
-pub trait ReqAuth: Send + Sync + std::fmt::Debug {
-    /// Decide on one `create_job`.
-    fn check(&self, req: &ReqAuthRequest) -> Result<Value, String>;
-
-    /// A short description for the start-up summary, e.g. `token file /etc/jc/reqauth`.
-    fn describe(&self) -> String;
-
-    /// Read its configuration again (`serve` does it on SIGHUP, with the password file).
-    /// On an error the configuration in use stays. The default does nothing.
-    fn reload(&self) -> Result<(), AuthFileError> {
-        Ok(())
-    }
-}
 
 /// The refusal when `reqauth` has no `token` string.
 pub const NO_TOKEN: &str = "reqauth: no token?";
@@ -186,6 +145,7 @@ impl ReqAuth for ReqAuthFile {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::net::SocketAddr;
 
     fn request(who: &str, reqauth: Option<Value>) -> ReqAuthRequest {
         ReqAuthRequest {

@@ -6,7 +6,7 @@ use crate::dispatch::ConnId;
 use crate::jobs::Waiter;
 use crate::params::{number, optional, required, task_key, truthy};
 use crate::reqauth::ReqAuthRequest;
-use crate::server::{check_job, run_poll_for, send_job_done, send_offers, Shared};
+use crate::state::{check_job, run_poll_for, send_job_done, send_offers, Shared};
 use crate::status;
 use jobcenter_backend::{BackendError, CreateJob, JobStatus};
 use jobcenter_rpc::{CallError, HandlerError, Methods, Peer, Reply};
@@ -488,7 +488,7 @@ async fn ping_loop(sh: Arc<Shared>, peer: Peer) {
                     (d.alive(conn), d.worker_id(conn))
                 };
                 if let (true, Some(id)) = (was_stuck, worker_id) {
-                    tokio::spawn(crate::server::run_poll_for(sh.clone(), id));
+                    tokio::spawn(crate::state::run_poll_for(sh.clone(), id));
                 }
                 if let Some(id) = worker_id {
                     match sh.backend.ping(id).await {
@@ -539,7 +539,7 @@ async fn get_task(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
         let mut d = sh.dispatch.lock();
         if d.alive(conn) {
             if let Some(worker_id) = d.worker_id(conn) {
-                tokio::spawn(crate::server::run_poll_for(sh.clone(), worker_id));
+                tokio::spawn(crate::state::run_poll_for(sh.clone(), worker_id));
             }
         }
         let Some(t) = d.take_offer(&key) else {

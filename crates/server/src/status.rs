@@ -12,7 +12,7 @@
 //!   without an error), `jobs_failed`, `tasks_dispatched` (claimed by a worker). Finished
 //!   jobs are those the backend finished while this server observed it.
 
-use crate::server::Shared;
+use crate::state::Shared;
 use serde_json::{json, Value};
 
 /// The result of `get_api_status` for `what` (permission already checked).

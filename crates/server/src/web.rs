@@ -6,7 +6,7 @@
 //! pages are also sent with a Content-Security-Policy that allows no script at all.
 //! Authentication and the HTTP method are checked by the caller (`http.rs`).
 
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::throughput::{Bucket, Throughput};
 use jobcenter_backend::admin::{self, JobQuery, JobSummary, LockInfo, WorkerInfo};
 use jobcenter_backend::{BackendError, JobId, JobStatus};

@@ -14,25 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::stub::StubBackend;
-
-/// Which backend the embedded server runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendKind {
-    /// The JCL engine (in memory) with the bench workflows `calladd` and `callpad`.
-    Engine,
-    /// Pass-through: every workflow is one task of the bench action (no JCL engine).
-    Stub,
-}
-
-impl BackendKind {
-    /// The command-line spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Engine => "engine",
-            BackendKind::Stub => "stub",
-        }
-    }
-}
+use crate::args::BackendKind;
 
 /// The JCL sources the embedded engine loads (embedded so the binary runs anywhere).
 pub const SOURCES: [(&str, &str); 4] = [
