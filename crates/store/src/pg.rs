@@ -21,7 +21,7 @@
 //! lock, so nodes starting together do not race); a database with a newer schema is refused.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::Mutex;
 use postgres::fallible_iterator::FallibleIterator;
@@ -143,6 +143,92 @@ struct Inner {
     lost: Option<StoreError>,
     /// Payloads to `NOTIFY` in the open batch.
     outbox: Vec<String>,
+    /// Jobs written by the open batch's finished transactions and not yet sent (see
+    /// [`Dirty`]).
+    dirty: Dirty,
+}
+
+/// Write-behind of job rows: `put_job` keeps the newest version of each job of the open batch
+/// here, and all of them go to PostgreSQL in one multi-row upsert ([`write_jobs`]) at
+/// `sync`, or earlier when a query over the job table's indexes must see them. Reads of a job
+/// by id are answered from here first (the batch holds the row lock of every job it read or
+/// created, so no other node changes them meanwhile); cookie look-ups check here first too.
+/// A job that changes several times in one batch (created, claimed, done) is sent once, and
+/// a transaction that only writes jobs needs no savepoint: its writes are dropped, not rolled
+/// back, when it fails.
+type Dirty = BTreeMap<JobId, JobRecord>;
+
+/// The one statement that writes many job rows (the columns as arrays, one element per job).
+const UPSERT_JOBS: &str = "INSERT INTO jc_jobs (id, ready_action, cookie, claim_worker, wake_at, \
+        subscribed, lock_type, lock_value, record) \
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], \
+        $6::boolean[], $7::text[], $8::text[], $9::text[]) \
+     ON CONFLICT (id) DO UPDATE SET ready_action = excluded.ready_action, \
+        cookie = excluded.cookie, claim_worker = excluded.claim_worker, \
+        wake_at = excluded.wake_at, subscribed = excluded.subscribed, \
+        lock_type = excluded.lock_type, lock_value = excluded.lock_value, \
+        record = excluded.record";
+
+/// Send the jobs of `rows` (one statement, one round trip).
+fn write_jobs(conn: &mut Conn, rows: &Dirty) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let n = rows.len();
+    let mut id = Vec::with_capacity(n);
+    let mut ready_action = Vec::with_capacity(n);
+    let mut cookie = Vec::with_capacity(n);
+    let mut claim_worker = Vec::with_capacity(n);
+    let mut wake_at = Vec::with_capacity(n);
+    let mut subscribed = Vec::with_capacity(n);
+    let mut lock_type = Vec::with_capacity(n);
+    let mut lock_value = Vec::with_capacity(n);
+    let mut record = Vec::with_capacity(n);
+    for job in rows.values() {
+        let row = JobRow::of(job)?;
+        id.push(row.id);
+        ready_action.push(row.ready_action);
+        cookie.push(row.cookie);
+        claim_worker.push(row.claim_worker);
+        wake_at.push(row.wake_at);
+        subscribed.push(row.subscribed);
+        lock_type.push(row.lock_type);
+        lock_value.push(row.lock_value);
+        record.push(row.record);
+    }
+    let st = conn.stmt(UPSERT_JOBS)?;
+    conn.client
+        .execute(
+            &st,
+            &[
+                &id,
+                &ready_action,
+                &cookie,
+                &claim_worker,
+                &wake_at,
+                &subscribed,
+                &lock_type,
+                &lock_value,
+                &record,
+            ],
+        )
+        .map(|_| ())
+        .map_err(pg_err)
+}
+
+impl Inner {
+    /// Send the batch's buffered job rows. A failure loses the batch (its transactions
+    /// have finished; their rows cannot be taken back one by one).
+    fn flush_dirty(&mut self) -> Result<(), StoreError> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.dirty);
+        match write_jobs(&mut self.conn, &rows) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(lose_batch(self, e)),
+        }
+    }
 }
 
 /// The shared PostgreSQL store of one node (see the module documentation).
@@ -200,6 +286,7 @@ impl PgStore {
                 release_pending: false,
                 lost: None,
                 outbox: Vec::new(),
+                dirty: Dirty::new(),
             })),
             url: url.to_string(),
             node,
@@ -282,6 +369,7 @@ impl PgStore {
     fn count(&self, sql: &'static str) -> usize {
         let mut g = self.inner.lock();
         g.as_mut()
+            .and_then(|i| i.flush_dirty().ok().map(|()| i))
             .and_then(|i| i.conn.client.query_one(sql, &[]).ok())
             .map(|r| r.get::<_, i64>(0) as usize)
             .unwrap_or(0)
@@ -360,6 +448,7 @@ fn lose_batch(inner: &mut Inner, e: StoreError) -> StoreError {
     inner.in_batch = false;
     inner.release_pending = false;
     inner.outbox.clear();
+    inner.dirty.clear();
     e
 }
 
@@ -388,18 +477,32 @@ impl Store for PgStore {
         };
         let mut txn = PgTxn {
             conn: RefCell::new(&mut inner.conn),
+            dirty: RefCell::new(&mut inner.dirty),
+            pending: RefCell::new(Dirty::new()),
+            broken: Cell::new(false),
             node: &self.node,
             st: TxnState::default(),
             savepoint: Cell::new(Some(savepoint)),
         };
         let result = f(&mut txn);
         let opened = txn.savepoint.get().is_none();
+        let broken = txn.broken.get();
+        let pending = txn.pending.into_inner();
         let failed = txn.st.into_failure();
+        if broken {
+            // Rows of earlier transactions of the batch could not be sent: the batch is lost.
+            let e = failed.unwrap_or_else(|| StoreError::Backend("writing jobs failed".into()));
+            return Err(lose_batch(inner, e).into());
+        }
         let result = match (result, failed) {
             (Ok(v), None) => Ok(v),
             (Ok(_), Some(e)) => Err(E::from(e)),
             (Err(e), _) => Err(e),
         };
+        if result.is_ok() {
+            // This transaction's job writes join the batch's; a failed one's are dropped.
+            inner.dirty.extend(pending);
+        }
         if opened {
             inner.release_pending = result.is_ok();
             if result.is_err() {
@@ -420,9 +523,13 @@ impl Store for PgStore {
     }
 
     fn max_batch(&self) -> usize {
-        // Every transaction of a batch is a subtransaction; past 64 of them PostgreSQL's
-        // snapshots of *other* sessions get slower (subxid cache overflow).
-        64
+        // A transaction that writes more than jobs is a subtransaction (savepoint); past 64
+        // of those in one batch PostgreSQL's snapshots of *other* sessions get slower (subxid
+        // cache overflow). Job writes need none (write-behind, see `Dirty`); what still opens
+        // one (worker, lock and archive rows, heartbeats) is a few per batch. 256 calls per
+        // commit: the commit's WAL flush, during which the store thread waits, is shared by
+        // four times as many calls as with the former bound of 64.
+        256
     }
 
     fn publish(&self, payload: String) {
@@ -445,6 +552,7 @@ impl Store for PgStore {
             inner.outbox.clear();
             return Ok(());
         }
+        inner.flush_dirty()?;
         for body in std::mem::take(&mut inner.outbox) {
             let payload = format!("{}\n{}", self.node, body);
             let r = inner.conn.stmt("SELECT pg_notify($1, $2)").and_then(|s| {
@@ -478,6 +586,12 @@ impl Store for PgStore {
 /// One transaction (a savepoint of the open batch).
 struct PgTxn<'a> {
     conn: RefCell<&'a mut Conn>,
+    /// The batch's unsent job rows (earlier transactions).
+    dirty: RefCell<&'a mut Dirty>,
+    /// This transaction's unsent job rows: join `dirty` if it succeeds.
+    pending: RefCell<Dirty>,
+    /// Sending `dirty` failed: the batch is lost.
+    broken: Cell<bool>,
     node: &'a str,
     /// Failure, job cache (rows read with their row lock, or written; rows read without a
     /// lock are not kept) and earliest wake-up.
@@ -489,9 +603,60 @@ struct PgTxn<'a> {
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
 impl PgTxn<'_> {
+    /// Send the batch's buffered job rows (earlier transactions: outside this transaction's
+    /// savepoint, which must not roll them back).
+    fn flush_batch(&self) {
+        let rows = std::mem::take(&mut **self.dirty.borrow_mut());
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(e) = write_jobs(&mut self.conn.borrow_mut(), &rows) {
+            self.broken.set(true);
+            self.st.fail(e);
+        }
+    }
+
+    /// Before a statement over the job table's indexes (or that changes it): send every
+    /// buffered job row, the batch's and this transaction's (after its savepoint).
+    fn see_jobs(&self) {
+        self.flush_batch();
+        if self.pending.borrow().is_empty() {
+            return;
+        }
+        self.before_write();
+        let rows = std::mem::take(&mut *self.pending.borrow_mut());
+        let r = write_jobs(&mut self.conn.borrow_mut(), &rows);
+        self.st.ok(r);
+    }
+
+    /// A job row this batch wrote and has not sent: its newest version (the batch holds the
+    /// row's lock, or the row is new).
+    fn buffered(&self, id: JobId) -> Option<JobRecord> {
+        self.dirty.borrow().get(&id).cloned()
+    }
+
+    /// The job whose claim carries `cookie` among the versions this transaction or batch
+    /// holds (newer than the table's rows); `None`: ask the table (and check its answer with
+    /// [`PgTxn::stale`]).
+    fn cookie_known(&self, cookie: &str) -> Option<JobRecord> {
+        let hit = |j: &JobRecord| j.cookie() == Some(cookie);
+        if let Some(j) = self.st.find_cached(hit) {
+            return Some(j);
+        }
+        let found = self.dirty.borrow().values().find(|j| hit(j)).cloned();
+        found
+    }
+
+    /// Whether the table's row of `id` is older than what this transaction or batch knows.
+    fn stale(&self, id: JobId) -> bool {
+        self.st.cached(id).is_some() || self.dirty.borrow().contains_key(&id)
+    }
+
     /// Open the savepoint before the first write.
     fn before_write(&self) {
         if let Some(sql) = self.savepoint.take() {
+            // Earlier transactions' rows first: a rollback to this savepoint must keep them.
+            self.flush_batch();
             let r = self
                 .conn
                 .borrow_mut()
@@ -576,12 +741,19 @@ const READY_PAGE: i64 = 16;
 
 impl Txn for PgTxn<'_> {
     fn next_job_id(&mut self) -> JobId {
-        self.next("SELECT nextval('jc_job_ids')")
+        let id = self.next("SELECT nextval('jc_job_ids')");
+        // A fresh id has no row: the engine's first read of the new job costs no query.
+        self.st.remember(id, None);
+        id
     }
 
     fn job(&self, id: JobId) -> Option<JobRecord> {
         if let Some(cached) = self.st.cached(id) {
             return cached;
+        }
+        if let Some(job) = self.buffered(id) {
+            self.st.remember(id, Some(job.clone()));
+            return Some(job);
         }
         let text = self.one(
             "SELECT record FROM jc_jobs WHERE id = $1 FOR UPDATE",
@@ -596,6 +768,9 @@ impl Txn for PgTxn<'_> {
         if let Some(cached) = self.st.cached(id) {
             return cached;
         }
+        if let Some(job) = self.buffered(id) {
+            return Some(job);
+        }
         let text = self.one("SELECT record FROM jc_jobs WHERE id = $1", &[&id]);
         self.st.record(text)
     }
@@ -603,6 +778,10 @@ impl Txn for PgTxn<'_> {
     fn try_job(&self, id: JobId) -> Option<JobRecord> {
         if let Some(cached) = self.st.cached(id) {
             return cached;
+        }
+        if let Some(job) = self.buffered(id) {
+            self.st.remember(id, Some(job.clone()));
+            return Some(job);
         }
         let text = self.one(
             "SELECT record FROM jc_jobs WHERE id = $1 FOR UPDATE SKIP LOCKED",
@@ -621,30 +800,8 @@ impl Txn for PgTxn<'_> {
     }
 
     fn put_job(&mut self, job: JobRecord) {
-        let row = match JobRow::of(&job) {
-            Ok(r) => r,
-            Err(e) => return self.st.fail(e),
-        };
-        self.run(
-            "INSERT INTO jc_jobs (id, ready_action, cookie, claim_worker, wake_at, subscribed, \
-                lock_type, lock_value, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (id) DO UPDATE SET ready_action = excluded.ready_action, \
-                cookie = excluded.cookie, claim_worker = excluded.claim_worker, \
-                wake_at = excluded.wake_at, subscribed = excluded.subscribed, \
-                lock_type = excluded.lock_type, lock_value = excluded.lock_value, \
-                record = excluded.record",
-            &[
-                &row.id,
-                &row.ready_action,
-                &row.cookie,
-                &row.claim_worker,
-                &row.wake_at,
-                &row.subscribed,
-                &row.lock_type,
-                &row.lock_value,
-                &row.record,
-            ],
-        );
+        // Sent with the batch's other job rows (write-behind, see `Dirty`).
+        self.pending.borrow_mut().insert(job.id, job.clone());
         self.st.written(job);
     }
 
@@ -660,6 +817,7 @@ impl Txn for PgTxn<'_> {
                 return false;
             }
         };
+        self.see_jobs();
         self.run("DELETE FROM jc_jobs WHERE id = $1", &[&id]);
         self.st.remember(id, None);
         let version = job.version as i32;
@@ -709,6 +867,10 @@ impl Txn for PgTxn<'_> {
     }
 
     fn job_with_cookie(&self, cookie: &str) -> Option<JobRecord> {
+        if let Some(job) = self.cookie_known(cookie) {
+            self.st.remember(job.id, Some(job.clone()));
+            return Some(job);
+        }
         let r = {
             let mut c = self.conn.borrow_mut();
             c.stmt("SELECT id, record FROM jc_jobs WHERE cookie = $1 FOR UPDATE")
@@ -718,8 +880,9 @@ impl Txn for PgTxn<'_> {
                 })
         };
         let (id, text) = self.st.ok(r)?;
-        if let Some(cached) = self.st.cached(id) {
-            return cached;
+        if self.stale(id) {
+            // This batch changed the job since: its claim no longer carries the cookie.
+            return None;
         }
         let job: Option<JobRecord> = self.st.record(Some(text));
         self.st.remember(id, job.clone());
@@ -727,12 +890,17 @@ impl Txn for PgTxn<'_> {
     }
 
     fn job_by_cookie(&self, cookie: &str) -> Option<JobId> {
-        self.one("SELECT id FROM jc_jobs WHERE cookie = $1", &[&cookie])
+        if let Some(job) = self.cookie_known(cookie) {
+            return Some(job.id);
+        }
+        let id: JobId = self.one("SELECT id FROM jc_jobs WHERE cookie = $1", &[&cookie])?;
+        (!self.stale(id)).then_some(id)
     }
 
     fn ready_jobs<'a>(&'a self, action: &str) -> Box<dyn Iterator<Item = JobId> + 'a> {
         let action = action.to_string();
         Box::new(Paged::new(READY_PAGE as usize, move |after| {
+            self.see_jobs();
             self.all(
                 "SELECT id FROM jc_jobs WHERE ready_action = $1 AND id > $2 ORDER BY id \
                  LIMIT $3",
@@ -742,6 +910,7 @@ impl Txn for PgTxn<'_> {
     }
 
     fn jobs_claimed_by(&self, worker: WorkerId) -> Vec<JobId> {
+        self.see_jobs();
         self.all(
             "SELECT id FROM jc_jobs WHERE claim_worker = $1 ORDER BY id",
             &[&worker],
@@ -749,6 +918,7 @@ impl Txn for PgTxn<'_> {
     }
 
     fn due_jobs(&self, now: Millis, limit: usize) -> Vec<JobId> {
+        self.see_jobs();
         self.all(
             "SELECT id FROM jc_jobs WHERE wake_at IS NOT NULL AND wake_at <= $1 \
              ORDER BY wake_at, id LIMIT $2",
@@ -757,6 +927,7 @@ impl Txn for PgTxn<'_> {
     }
 
     fn next_wake(&self) -> Option<Millis> {
+        self.see_jobs();
         self.one::<Option<i64>>(
             "SELECT min(wake_at) FROM jc_jobs WHERE wake_at IS NOT NULL",
             &[],
@@ -766,6 +937,7 @@ impl Txn for PgTxn<'_> {
     }
 
     fn scan_jobs(&self, f: &mut dyn FnMut(&JobRecord)) {
+        self.see_jobs();
         let texts: Vec<String> = self.all("SELECT record FROM jc_jobs", &[]);
         for t in texts {
             if let Some(j) = self.st.record::<JobRecord>(Some(t)) {
@@ -865,6 +1037,7 @@ impl Txn for PgTxn<'_> {
     }
 
     fn lock_waiters(&self, locktype: &str, lockvalue: &str) -> Vec<JobId> {
+        self.see_jobs();
         self.all(
             "SELECT id FROM jc_jobs WHERE lock_type = $1 AND lock_value = $2 ORDER BY id",
             &[&locktype, &lockvalue],
@@ -876,6 +1049,7 @@ impl Txn for PgTxn<'_> {
     }
 
     fn subscribed_jobs(&self) -> Vec<JobId> {
+        self.see_jobs();
         self.all("SELECT id FROM jc_jobs WHERE subscribed ORDER BY id", &[])
     }
 

@@ -118,6 +118,16 @@ impl TxnState {
         self.jobs.borrow().get(&id).cloned()
     }
 
+    /// A job this transaction read or wrote whose newest version satisfies `f`.
+    pub(crate) fn find_cached(&self, f: impl Fn(&JobRecord) -> bool) -> Option<JobRecord> {
+        self.jobs
+            .borrow()
+            .values()
+            .flatten()
+            .find(|j| f(j))
+            .cloned()
+    }
+
     /// Remember what this transaction now knows of a job.
     pub(crate) fn remember(&self, id: JobId, job: Option<JobRecord>) {
         self.jobs.borrow_mut().insert(id, job);

@@ -505,7 +505,10 @@ const READY_PAGE: i64 = 64;
 
 impl Txn for SqlTxn<'_> {
     fn next_job_id(&mut self) -> JobId {
-        self.counter("last_job_id")
+        let id = self.counter("last_job_id");
+        // A fresh id has no row: the engine's first read of the new job costs no query.
+        self.st.remember(id, None);
+        id
     }
 
     fn job(&self, id: JobId) -> Option<JobRecord> {

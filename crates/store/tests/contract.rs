@@ -96,8 +96,86 @@ contract!(
     replacing_a_job_reindexes_only_changes_and_rolls_back,
     lock_indexes_follow_records_and_roll_back,
     archive_moves_the_result_and_workers_index_by_name,
-    admin_queries_page_jobs_archive_locks_and_children
+    admin_queries_page_jobs_archive_locks_and_children,
+    cookies_and_reads_follow_the_newest_version_within_a_batch
 );
+
+/// Later transactions of one batch see what earlier ones wrote, by id and by cookie, before
+/// any sync (PostgreSQL keeps the job rows of the open batch in memory until then), a stale
+/// cookie is not found although the table still has it, a failed transaction's writes are
+/// gone, and everything is there after the sync.
+fn cookies_and_reads_follow_the_newest_version_within_a_batch<S: Store + Counts>(store: S) {
+    let claimed = |id: JobId, cookie: &str| {
+        let mut j = job(id, JobState::Working, Some("x"));
+        j.task_state.claim = Some(TaskClaim {
+            cookie: cookie.into(),
+            worker_id: 1,
+            claimed_at: 0,
+            deadline: None,
+        });
+        j
+    };
+    let ok = |r: Result<(), StoreError>| assert!(r.is_ok(), "{r:?}");
+    ok(store.transact(|t| {
+        t.put_job(claimed(1, "old"));
+        Ok(())
+    }));
+    ok(store.sync());
+    // Batch 2: a new claim of job 1 and a new job 2, in two transactions, not synced.
+    ok(store.transact(|t| {
+        t.put_job(claimed(1, "new"));
+        Ok(())
+    }));
+    ok(store.transact(|t| {
+        t.put_job(claimed(2, "two"));
+        Ok(())
+    }));
+    let seen = store
+        .transact(|t| {
+            Ok::<_, StoreError>((
+                t.job_by_cookie("old"),
+                t.job_with_cookie("old").map(|j| j.id),
+                t.job_with_cookie("new").map(|j| j.id),
+                t.job_by_cookie("two"),
+                t.job(2).and_then(|j| j.cookie().map(str::to_string)),
+                t.peek_job(1).and_then(|j| j.cookie().map(str::to_string)),
+            ))
+        })
+        .ok();
+    assert_eq!(
+        seen,
+        Some((
+            None,
+            None,
+            Some(1),
+            Some(2),
+            Some("two".to_string()),
+            Some("new".to_string())
+        ))
+    );
+    // A failed transaction's writes are dropped; the batch's earlier ones stay.
+    let r: Result<(), StoreError> = store.transact(|t| {
+        t.put_job(claimed(3, "three"));
+        t.put_job(claimed(2, "changed"));
+        Err(StoreError::Backend("undo".into()))
+    });
+    assert!(r.is_err());
+    ok(store.sync());
+    let seen = store
+        .transact(|t| {
+            Ok::<_, StoreError>((
+                t.job(3).is_none(),
+                t.job_by_cookie("three"),
+                t.job_by_cookie("changed"),
+                t.job_by_cookie("two"),
+                t.job_by_cookie("new"),
+                t.jobs_claimed_by(1),
+            ))
+        })
+        .ok();
+    assert_eq!(seen, Some((true, None, None, Some(2), Some(1), vec![1, 2])));
+    assert_eq!(store.live(), 2);
+}
 
 fn ready_index_follows_records_and_err_rolls_back<S: Store + Counts>(store: S) {
     let r: Result<(), StoreError> = store.transact(|t| {

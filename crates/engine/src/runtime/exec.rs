@@ -16,7 +16,10 @@
 //! sync. If that sync then fails, a claim the worker was told about is rolled back and the
 //! task is offered again: at least once, never lost. The first sync that works after a
 //! failure emits [`Event::StoreRecovered`], so the API server polls for such tasks and
-//! retries what failed meanwhile.
+//! retries what failed meanwhile. A `get_job_status` that finds the job still running (or
+//! unknown) is answered the same way: only a result must be durable before it is told
+//! ([`work_deciding`]). The API server asks that after every `create_job`; as a call that
+//! waits for the sync it would sync the worker's claim that followed on its own.
 //!
 //! A batch of such calls alone (no answer waiting for durability, no event) is not synced at
 //! once: its changes stay in the open batch and are made durable with the next batch that
@@ -54,16 +57,18 @@ pub(crate) enum Answer {
     Now,
 }
 
-/// Wrap `f` as a work item whose answer goes to the returned future.
-pub(crate) fn work<S, T, F>(f: F, when: Answer) -> (Work<S>, BackendFuture<'static, T>)
+/// Wrap `f` as a work item whose answer goes to the returned future; `f` also says when
+/// the answer may leave, which may depend on its result (a `get_job_status` that finds the
+/// job still running promises nothing durable).
+pub(crate) fn work_deciding<S, T, F>(f: F) -> (Work<S>, BackendFuture<'static, T>)
 where
     S: Store,
     T: Send + 'static,
-    F: FnOnce(&Engine<S>) -> Result<T, BackendError> + Send + 'static,
+    F: FnOnce(&Engine<S>) -> (Result<T, BackendError>, Answer) + Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let item: Work<S> = Box::new(move |engine: &Engine<S>| {
-        let result = f(engine);
+        let (result, when) = f(engine);
         if when == Answer::Now {
             let _ = tx.send(result);
             return None;

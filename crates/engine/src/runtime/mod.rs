@@ -359,10 +359,20 @@ impl<S: Store> Engine<S> {
         T: Send + 'static,
         F: FnOnce(&Self) -> Result<T, BackendError> + Send + 'static,
     {
+        self.call_deciding(move |e| (f(e), when))
+    }
+
+    /// Like [`Engine::call`], but `f` says by its result whether the answer must wait for
+    /// the sync of its batch (module `exec`).
+    fn call_deciding<T, F>(&self, f: F) -> BackendFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Self) -> (Result<T, BackendError>, exec::Answer) + Send + 'static,
+    {
         match self.executor.get() {
-            None => ready(f(self)),
+            None => ready(f(self).0),
             Some(tx) => {
-                let (item, answer) = exec::work(f, when);
+                let (item, answer) = exec::work_deciding(f);
                 if tx.send(item).is_err() {
                     return ready(Err(BackendError::new("the engine has stopped")));
                 }
@@ -1166,7 +1176,17 @@ impl<S: Store> Backend for Engine<S> {
     }
 
     fn get_job_status(&self, job_id: JobId) -> BackendFuture<'_, JobStatus> {
-        self.call(move |e| e.get_job_status_now(job_id))
+        // Only a result must be durable before it is told; "still running" (or "unknown")
+        // promises nothing, so it does not make its batch sync (the server asks after every
+        // `create_job`, which would otherwise sync the next claim on its own).
+        self.call_deciding(move |e| {
+            let status = e.get_job_status_now(job_id);
+            let when = match status {
+                Ok(JobStatus::Running | JobStatus::Unknown) => exec::Answer::Now,
+                _ => exec::Answer::AfterSync,
+            };
+            (status, when)
+        })
     }
 
     fn find_jobs(&self, filter: Value) -> BackendFuture<'_, Vec<JobId>> {
