@@ -245,3 +245,51 @@ async fn three_nodes_one_database_one_killed_every_job_ends_once() {
         n.proc.signal("TERM");
     }
 }
+
+/// The admin views on two nodes of one database (docs/PROTOCOL.md §18): both list the job
+/// and the worker (the store's rows), only the worker's own node knows its connection and
+/// slots (`local`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_views_on_two_nodes() {
+    let db = TestDatabase::create().expect("test database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = password_file(dir.path());
+    let a = start_node(db.url(), &passwd).await;
+    let b = start_node(db.url(), &passwd).await;
+    let runs: Runs = Arc::default();
+    let _w = worker(b.port, 1, runs.clone(), Duration::ZERO).await;
+    let client = Client::connect(config(CLIENT, a.port))
+        .await
+        .expect("client connects");
+    let r = client
+        .call("calladd", json!({"input": 1}))
+        .await
+        .expect("calladd");
+    assert_eq!(r.outargs, json!({"output": 4}));
+    let id = r.job_id.expect("created");
+    for (node, port) in [("a", a.port), ("b", b.port)] {
+        let admin = Client::connect(config(cli_support::MEISTER, port))
+            .await
+            .expect("admin connects");
+        let jobs = admin
+            .request("admin_jobs", json!({}))
+            .await
+            .expect("admin_jobs");
+        assert_eq!(jobs[0]["job_id"], id, "{node}: {jobs}");
+        assert_eq!(jobs[0]["state"], "finished", "{node}: {jobs}");
+        let ws = admin
+            .request("admin_workers", json!({}))
+            .await
+            .expect("admin_workers");
+        let w = &ws["workers"][0];
+        assert_eq!(w["name"], "multinode-worker-1", "{node}: {ws}");
+        assert_eq!(
+            w["local"].is_object(),
+            node == "b",
+            "{node}: only the worker's node knows its connection: {ws}"
+        );
+        admin.close();
+    }
+    client.close();
+    drop((a, b));
+}
