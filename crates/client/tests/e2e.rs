@@ -75,6 +75,8 @@ async fn e2e_call_through_worker_all_modes() {
         }
         other => panic!("{other:?}"),
     }
+    // In flight drops after `task_done` was sent, possibly after `job_done` arrived.
+    assert_eq!(w.shutdown(std::time::Duration::from_secs(10)).await, 0);
     assert_eq!(w.in_flight(), 0);
 }
 
