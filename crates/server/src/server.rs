@@ -2,22 +2,22 @@
 
 use crate::auth::{AuthFileError, AuthFilesLoaded, AuthStats, Authenticator};
 use crate::config::ServerConfig;
-use crate::dispatch::{ConnId, Dispatcher, HandoffTimer};
+use crate::dispatch::{ConnId, Dispatcher};
 use crate::jobs::JobRegistry;
 use crate::metrics::Metrics;
-use crate::state::{check_job, run_poll, run_poll_for, send_offers, ConnInfo, Shared, Sockets};
+use crate::state::{check_job_now, run_poll, run_poll_for, send_offers, ConnInfo, Shared, Sockets};
 use crate::{http, session, tls, ServerError};
 use jobcenter_backend::{Backend, Event};
 use jobcenter_rpc::{CloseReason, Methods, Peer, PeerConfig};
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -34,28 +34,28 @@ const HANDLERS_GRACE: Duration = Duration::from_secs(30);
 /// How long [`ServerHandle::shutdown`] waits for connections to finish closing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
-/// Fires hand-off timers (§8.4). One task and a FIFO instead of one sleeping task per
-/// offer: every timer has the same delay, so deadlines arrive in order.
-async fn handoff_loop(sh: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<(Instant, HandoffTimer)>) {
-    let mut queue: VecDeque<(Instant, HandoffTimer)> = VecDeque::new();
+/// Fires hand-off timers (§8.4). One task and a FIFO ([`crate::state::HandoffQueue`]) instead of one
+/// sleeping task per offer: every timer has the same delay, so deadlines arrive in order,
+/// and the task sleeps until the first one is due without being woken by every offer.
+async fn handoff_loop(sh: Arc<Shared>) {
     loop {
-        let next = queue.front().map(|(due, _)| *due);
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(item) => queue.push_back(item),
-                None => return,
-            },
-            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                let now = Instant::now();
-                while queue.front().is_some_and(|(due, _)| *due <= now) {
-                    let Some((_, timer)) = queue.pop_front() else { break };
-                    let next = sh.dispatch.lock().handoff(&timer.key, timer.token);
-                    if !next.is_empty() {
-                        debug!(key = %timer.key, moved = next.len(), "offer not claimed in time, handing off");
-                    }
-                    send_offers(&sh, next);
-                }
+        let Some(next) = sh.handoffs.next_due() else {
+            let woken = sh.handoffs.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if sh.handoffs.next_due().is_none() {
+                woken.await;
             }
+            continue;
+        };
+        tokio::time::sleep_until(next).await;
+        let now = Instant::now();
+        while let Some(timer) = sh.handoffs.pop_due(now) {
+            let next = sh.dispatch.lock().handoff(&timer.key, timer.token);
+            if !next.is_empty() {
+                debug!(key = %timer.key, moved = next.len(), "offer not claimed in time, handing off");
+            }
+            send_offers(&sh, next);
         }
     }
 }
@@ -104,7 +104,6 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         backend.set_observer(metrics.clone());
         let events = backend.subscribe();
-        let (handoff_tx, handoff_rx) = mpsc::unbounded_channel();
         let sh = Arc::new(Shared {
             backend,
             auth,
@@ -119,7 +118,7 @@ impl Server {
             active: watch::channel(0).0,
             shutdown_tx: watch::channel(false).0,
             store_recovered: watch::channel(0).0,
-            handoff_tx,
+            handoffs: Default::default(),
         });
         let methods = Arc::new(session::methods(&sh));
         let mut tasks = Vec::new();
@@ -140,7 +139,7 @@ impl Server {
         }
         tasks.push(tokio::spawn(event_loop(sh.clone(), events)));
         tasks.push(tokio::spawn(poll_loop(sh.clone())));
-        tasks.push(tokio::spawn(handoff_loop(sh.clone(), handoff_rx)));
+        tasks.push(tokio::spawn(handoff_loop(sh.clone())));
         Ok(ServerHandle {
             shared: sh,
             addrs,
@@ -463,9 +462,9 @@ async fn event_loop(sh: Arc<Shared>, mut events: tokio::sync::mpsc::UnboundedRec
                 return;
             }
             Some(Event::JobFinished(job)) => {
-                // most jobs have nobody waiting once they finish: skip the task then
+                // most jobs have nobody waiting once they finish: skip the check then
                 if sh.jobs.lock().is_registered(job) {
-                    tokio::spawn(check_job(sh.clone(), job));
+                    check_job_now(sh.clone(), job);
                 }
             }
             Some(Event::ActionReady {

@@ -6,7 +6,7 @@ use crate::dispatch::ConnId;
 use crate::jobs::Waiter;
 use crate::params::{number, optional, required, task_key, truthy};
 use crate::reqauth::ReqAuthRequest;
-use crate::state::{check_job, run_poll_for, send_job_done, send_offers, Shared};
+use crate::state::{check_job_now, run_poll_for, send_job_done, send_offers, Shared};
 use crate::status;
 use jobcenter_backend::{BackendError, CreateJob, JobStatus};
 use jobcenter_rpc::{CallError, HandlerError, Methods, Peer, Reply};
@@ -224,7 +224,7 @@ async fn create_job(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
                     });
                     sh2.jobs.lock().set_timer(job, timer.abort_handle());
                 }
-                tokio::spawn(check_job(sh2, job));
+                check_job_now(sh2, job);
             }))
         }
     }

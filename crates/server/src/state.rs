@@ -11,12 +11,13 @@ use jobcenter_backend::{Backend, JobId, JobStatus, PollRow, WorkerId};
 use jobcenter_rpc::Peer;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -121,7 +122,7 @@ pub(crate) struct Shared {
     /// Counts [`Event::StoreRecovered`]: what failed on the store is retried on a change.
     pub(crate) store_recovered: watch::Sender<u64>,
     /// Hand-off timers, all with the same delay, so they arrive in deadline order.
-    pub(crate) handoff_tx: mpsc::UnboundedSender<(Instant, HandoffTimer)>,
+    pub(crate) handoffs: HandoffQueue,
 }
 
 impl Shared {
@@ -162,13 +163,53 @@ pub(crate) fn send_offers(sh: &Arc<Shared>, offers: impl IntoIterator<Item = Off
             None => debug!(conn = offer.conn, "offer for a vanished connection"),
         }
         if let Some(timer) = offer.handoff {
-            let due = tokio::time::Instant::now() + sh.timers().handoff;
-            let _ = sh.handoff_tx.send((due, timer));
+            sh.handoffs.push(sh.timers().handoff, timer);
         }
     }
 }
 
 /// Send `job_done` to a connection if it still exists.
+/// The pending hand-off timers (§8.4) in due order, fired by one task
+/// (`server::handoff_loop`). Every timer has the same delay, so a new one is never due
+/// before those queued: the task is woken only when the queue was empty, not per offer.
+#[derive(Default)]
+pub(crate) struct HandoffQueue {
+    queue: Mutex<VecDeque<(Instant, HandoffTimer)>>,
+    /// Woken when a timer is queued into an empty queue.
+    pub(crate) wake: Notify,
+}
+
+impl HandoffQueue {
+    /// Queue a timer due `delay` from now.
+    pub(crate) fn push(&self, delay: Duration, timer: HandoffTimer) {
+        let was_empty = {
+            let mut q = self.queue.lock();
+            // Computed under the lock, so the queue stays in due order.
+            let due = Instant::now() + delay;
+            q.push_back((due, timer));
+            q.len() == 1
+        };
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+
+    /// When the first queued timer is due, if any.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.queue.lock().front().map(|(due, _)| *due)
+    }
+
+    /// Take the first timer if it is due at `now`.
+    pub(crate) fn pop_due(&self, now: Instant) -> Option<HandoffTimer> {
+        let mut q = self.queue.lock();
+        if q.front().is_some_and(|(due, _)| *due <= now) {
+            q.pop_front().map(|(_, t)| t)
+        } else {
+            None
+        }
+    }
+}
+
 pub(crate) fn send_job_done(sh: &Shared, conn: ConnId, job_id: Value, outargs: Value) {
     if let Some(peer) = sh.peer(conn) {
         let _ = peer.notify("job_done", json!({"job_id": job_id, "outargs": outargs}));
@@ -177,6 +218,18 @@ pub(crate) fn send_job_done(sh: &Shared, conn: ConnId, job_id: Value, outargs: V
 
 /// Check a job once; if it finished, notify everybody registered for it (§9). If the
 /// store fails, check again once it works: the waiters would wait forever otherwise.
+/// Run [`check_job`] right here when it finishes without waiting (the memory store
+/// answers at once), and in its own task otherwise: no task hand-off per finished job on
+/// the fast path.
+pub(crate) fn check_job_now(sh: Arc<Shared>, job: JobId) {
+    let mut fut = Box::pin(check_job(sh, job));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if fut.as_mut().poll(&mut cx).is_pending() {
+        // Polled again by the task, which registers its real waker then.
+        tokio::spawn(fut);
+    }
+}
+
 pub(crate) async fn check_job(sh: Arc<Shared>, job: JobId) {
     loop {
         // Subscribed before asking, so a recovery right after the failure is not missed.
