@@ -63,8 +63,10 @@
 //!   server's business (it passes the authenticated `who`), so `via` is never set.
 
 mod admin;
+mod calls;
 mod events;
 mod exec;
+mod finish;
 mod interval;
 mod json;
 mod locks;
