@@ -45,10 +45,19 @@ async fn announce(w: &Worker, a: Action) {
     }
 }
 
-/// Announce every action of `actions` on `w`.
-async fn announce_all(w: &Worker, actions: impl IntoIterator<Item = Action>) {
-    for a in actions {
-        announce(w, a).await;
+/// Announce the reference actions on `w` with `slots` each, recording into `rec`, under
+/// the worker name `name` if one is given.
+async fn announce_reference(w: &Worker, rec: &Recorder, slots: Option<u32>, name: Option<&str>) {
+    for a in reference_actions(rec, slots) {
+        announce(
+            w,
+            if let Some(n) = name {
+                a.workername(n)
+            } else {
+                a
+            },
+        )
+        .await;
     }
 }
 
@@ -61,29 +70,23 @@ async fn submit(c: &Client, wfname: &str, inargs: Value) -> JobHandle {
         .unwrap_or_else(|e| panic!("submit: {e}"))
 }
 
-/// A server (fast timers) whose only `c_add` worker is [`gated_add`]: each task it gets is
-/// reported on `entered` and waits for a permit of `gate`.
-struct Gated {
-    s: TestServer,
-    gate: Arc<Semaphore>,
-    entered: mpsc::UnboundedReceiver<i64>,
-    /// The gated worker (kept connected for the test's length).
-    _w: Worker,
-}
-
-/// [`Gated`] with `slots` slots for `c_add`.
-async fn gated_server(slots: u32) -> Gated {
+/// A server (fast timers) whose only `c_add` worker (returned last, to keep it connected)
+/// is [`gated_add`] with `slots` slots: each task it gets is reported on the receiver and
+/// waits for a permit of the semaphore.
+async fn gated_server(
+    slots: u32,
+) -> (
+    TestServer,
+    Arc<Semaphore>,
+    mpsc::UnboundedReceiver<i64>,
+    Worker,
+) {
     let s = server(fast_timers()).await;
     let gate = Arc::new(Semaphore::new(0));
     let (tx, entered) = mpsc::unbounded_channel();
     let w = worker(&s).await;
     announce(&w, gated_add(slots, gate.clone(), tx)).await;
-    Gated {
-        s,
-        gate,
-        entered,
-        _w: w,
-    }
+    (s, gate, entered, w)
 }
 
 /// `c_add` whose handler reports each job id on `entered`, then waits for a permit of
@@ -123,7 +126,7 @@ async fn c33_c37_c38_result_before_single_job_done_with_library_worker() {
     let s = server(fast_timers()).await;
     let rec = Recorder::new();
     let w = worker(&s).await;
-    announce_all(&w, reference_actions(&rec, Some(4))).await;
+    announce_reference(&w, &rec, Some(4), None).await;
     let mut c = match RawConn::login(s.addr(), JC_ADMIN, JC_ADMIN_TOKEN).await {
         Ok(c) => c,
         Err(e) => panic!("raw login: {e}"),
@@ -171,12 +174,7 @@ async fn c33_c37_c38_result_before_single_job_done_with_library_worker() {
 
 #[tokio::test]
 async fn c39_create_job_timeout_then_real_result_by_status() {
-    let Gated {
-        s,
-        gate,
-        mut entered,
-        _w,
-    } = gated_server(1).await;
+    let (s, gate, mut entered, _w) = gated_server(1).await;
     let c = client(&s).await;
     let start = Instant::now();
     let res = c
@@ -208,12 +206,7 @@ async fn c39_create_job_timeout_then_real_result_by_status() {
 
 #[tokio::test]
 async fn c42_c44_c45_c80_status_and_notify_from_a_second_client() {
-    let Gated {
-        s,
-        gate,
-        mut entered,
-        _w,
-    } = gated_server(1).await;
+    let (s, gate, mut entered, _w) = gated_server(1).await;
     let creator = client(&s).await;
     let other = client(&s).await;
     let h = submit(&creator, "k01", json!({"input": 41})).await;
@@ -254,7 +247,7 @@ async fn c45_notify_on_finished_job_sends_no_job_done() {
     let s = server(fast_timers()).await;
     let rec = Recorder::new();
     let w = worker(&s).await;
-    announce_all(&w, reference_actions(&rec, None)).await;
+    announce_reference(&w, &rec, None, None).await;
     let job = client(&s)
         .await
         .call("k01", json!({"input": 1}))
@@ -290,12 +283,7 @@ async fn c45_notify_on_finished_job_sends_no_job_done() {
 
 #[tokio::test]
 async fn c49_client_vanishes_jobs_complete_and_new_client_gets_results() {
-    let Gated {
-        s,
-        gate,
-        mut entered,
-        _w,
-    } = gated_server(3).await;
+    let (s, gate, mut entered, _w) = gated_server(3).await;
     let c = client(&s).await;
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -388,7 +376,7 @@ async fn c58_unclaimed_offer_goes_to_the_library_worker_after_handoff() {
     assert_eq!(r["result"], json!([true, "success"]));
     let rec = Recorder::new();
     let w = worker(&s).await;
-    announce_all(&w, reference_actions(&rec, Some(1))).await;
+    announce_reference(&w, &rec, Some(1), None).await;
     let c = client(&s).await;
     // Idle workers take turns (C59), so within a few jobs the lazy one gets an offer.
     let mut offered_to_lazy = None;
@@ -422,20 +410,8 @@ async fn c59_idle_library_workers_take_turns() {
     let s = server(quiet_timers(Duration::from_secs(10))).await;
     let (rec1, rec2) = (Recorder::new(), Recorder::new());
     let (w1, w2) = (worker(&s).await, worker(&s).await);
-    announce_all(
-        &w1,
-        reference_actions(&rec1, Some(1))
-            .into_iter()
-            .map(|a| a.workername("w1")),
-    )
-    .await;
-    announce_all(
-        &w2,
-        reference_actions(&rec2, Some(1))
-            .into_iter()
-            .map(|a| a.workername("w2")),
-    )
-    .await;
+    announce_reference(&w1, &rec1, Some(1), Some("w1")).await;
+    announce_reference(&w2, &rec2, Some(1), Some("w2")).await;
     let c = client(&s).await;
     let mut who = Vec::new();
     for i in 0..6 {
@@ -462,7 +438,7 @@ async fn c66_soft_error_reoffers_reach_the_library_worker_with_tries() {
     let s = server(fast_timers()).await;
     let rec = Recorder::new();
     let w = worker(&s).await;
-    announce_all(&w, reference_actions(&rec, None)).await;
+    announce_reference(&w, &rec, None, None).await;
     let c = client(&s).await;
     let res = c
         .call("k33", json!({"x": 1}))
@@ -544,7 +520,7 @@ async fn c68_jobs_ready_before_announce_are_served_soon_after() {
     let rec = Recorder::new();
     let w = worker(&s).await;
     let start = Instant::now();
-    announce_all(&w, reference_actions(&rec, None)).await;
+    announce_reference(&w, &rec, None, None).await;
     let res = tokio::time::timeout(WAIT, h)
         .await
         .unwrap_or_else(|_| panic!("job not served within {WAIT:?} of the announce"));
@@ -567,13 +543,7 @@ async fn c71_worker_disconnects_holding_task_another_worker_finishes_job() {
     assert_eq!(next_entered(&mut entered).await, id);
     let rec = Recorder::new();
     let second = worker(&s).await;
-    announce_all(
-        &second,
-        reference_actions(&rec, None)
-            .into_iter()
-            .map(|a| a.workername("second")),
-    )
-    .await;
+    announce_reference(&second, &rec, None, Some("second")).await;
     // ... and vanishes while holding it.
     first.client().close();
     first.client().closed().await;
@@ -597,20 +567,8 @@ async fn many_concurrent_jobs_two_workers_none_lost() {
     let s = server(fast_timers()).await;
     let (rec1, rec2) = (Recorder::new(), Recorder::new());
     let (w1, w2) = (worker(&s).await, worker(&s).await);
-    announce_all(
-        &w1,
-        reference_actions(&rec1, Some(8))
-            .into_iter()
-            .map(|a| a.workername("many-1")),
-    )
-    .await;
-    announce_all(
-        &w2,
-        reference_actions(&rec2, Some(8))
-            .into_iter()
-            .map(|a| a.workername("many-2")),
-    )
-    .await;
+    announce_reference(&w1, &rec1, Some(8), Some("many-1")).await;
+    announce_reference(&w2, &rec2, Some(8), Some("many-2")).await;
     let c = client(&s).await;
     let start = Instant::now();
     let results: Vec<(usize, Option<i64>, Value)> = futures::stream::iter(0..JOBS)
@@ -663,7 +621,7 @@ async fn c93_work_keeps_running_on_server_pings_then_stop_code() {
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
     let rec = Recorder::new();
-    announce_all(&w, reference_actions(&rec, None)).await;
+    announce_reference(&w, &rec, None, None).await;
     let work = tokio::spawn({
         let w = w.clone();
         async move { w.work().await }
@@ -694,7 +652,7 @@ async fn c93_work_returns_92_when_the_server_does_not_ping() {
     let w = Worker::connect(cfg)
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
-    announce_all(&w, reference_actions(&Recorder::new(), None)).await;
+    announce_reference(&w, &Recorder::new(), None, None).await;
     let code = tokio::time::timeout(WAIT, w.work())
         .await
         .unwrap_or_else(|_| panic!("work() did not end"));
@@ -710,7 +668,7 @@ async fn large_payloads_cross_every_hop_below_the_frame_limit() {
     let s = server(fast_timers()).await;
     let rec = Recorder::new();
     let w = worker(&s).await;
-    announce_all(&w, reference_actions(&rec, None)).await;
+    announce_reference(&w, &rec, None, None).await;
     let c = client(&s).await;
     let blob = "x".repeat(900_000);
     let res = c
@@ -785,13 +743,7 @@ async fn many_clients_and_workers_at_once_no_job_lost() {
     let mut workers = Vec::new();
     for (k, rec) in recs.iter().enumerate() {
         let w = worker(&s).await;
-        announce_all(
-            &w,
-            reference_actions(rec, Some(4))
-                .into_iter()
-                .map(|a| a.workername(format!("mw-{k}"))),
-        )
-        .await;
+        announce_reference(&w, rec, Some(4), Some(&format!("mw-{k}"))).await;
         workers.push(w);
     }
     let mut tasks = Vec::new();
@@ -870,12 +822,7 @@ async fn c88_odd_handler_results_end_the_job_instead_of_hanging() {
 
 #[tokio::test]
 async fn c39_sub_second_job_timeout_is_not_rounded_to_forever() {
-    let Gated {
-        s,
-        gate,
-        mut entered,
-        _w,
-    } = gated_server(1).await;
+    let (s, gate, mut entered, _w) = gated_server(1).await;
     let c = client(&s).await;
     let start = Instant::now();
     let res = tokio::time::timeout(
