@@ -727,11 +727,8 @@ async fn jcl_c42_version_tags() {
         let id = h
             .engine
             .create_job(jobcenter_engine::backend::CreateJob {
-                wfname: "k38".into(),
-                inargs: support::obj(json!({"x": 1})),
                 vtag: vtag.map(str::to_string),
-                who: "jc_admin".into(),
-                env: None,
+                ..support::job_request("k38", json!({"x": 1}))
             })
             .await
             .expect("created");
@@ -755,15 +752,8 @@ async fn jcl_c40_events_subscribe_raise_wait_timeout_external() {
     let h = Harness::new().await;
     let e = h.engine.clone();
     let mut events = e.subscribe();
-    let create = |wf: &str, key: &str| {
-        e.create_job(jobcenter_engine::backend::CreateJob {
-            wfname: wf.into(),
-            inargs: support::obj(json!({ "key": key })),
-            vtag: None,
-            who: "jc_admin".into(),
-            env: None,
-        })
-    };
+    let create =
+        |wf: &str, key: &str| e.create_job(support::job_request(wf, json!({ "key": key })));
     let own_id = create("k28", "abc").await.expect("created");
     // External event for a waiting job.
     let id = create("k30", "k30key").await.expect("created");

@@ -172,6 +172,25 @@ impl Harness {
     }
 }
 
+/// A `create_job` request for `wf` with `inargs` (an object) by `jc_admin`, no version tag.
+pub fn job_request(wf: &str, inargs: Value) -> CreateJob {
+    CreateJob {
+        wfname: wf.into(),
+        inargs: obj(inargs),
+        vtag: None,
+        who: "jc_admin".into(),
+        env: None,
+    }
+}
+
+/// Create a [`job_request`] job; panics if it is rejected.
+pub async fn create<B: Backend>(engine: &Arc<B>, wf: &str, inargs: Value) -> JobId {
+    engine
+        .create_job(job_request(wf, inargs))
+        .await
+        .expect("job created")
+}
+
 /// Create a job and wait (at most 10 s) for it to finish.
 pub async fn run_job<B: Backend>(
     engine: &Arc<B>,
@@ -180,13 +199,7 @@ pub async fn run_job<B: Backend>(
 ) -> Result<(JobId, Value), String> {
     let mut events = engine.subscribe();
     let id = engine
-        .create_job(CreateJob {
-            wfname: wf.into(),
-            inargs: inargs.as_object().cloned().unwrap_or_default(),
-            vtag: None,
-            who: "jc_admin".into(),
-            env: None,
-        })
+        .create_job(job_request(wf, inargs))
         .await
         .map_err(|e| e.message)?;
     wait_finished(engine, &mut events, id)
@@ -194,11 +207,22 @@ pub async fn run_job<B: Backend>(
         .map(|v| (id, v))
 }
 
-/// Wait for `JobFinished(id)` on `events`, then fetch the status.
+/// Wait (at most 10 s) for `JobFinished(id)` on `events`, then fetch the status.
 pub async fn wait_finished<B: Backend>(
     engine: &Arc<B>,
     events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
     id: JobId,
+) -> Result<Value, String> {
+    wait_finished_within(engine, events, id, Duration::from_secs(10)).await
+}
+
+/// Wait (at most `limit`) for `JobFinished(id)` on `events`, then fetch the status: the
+/// final output, or why there is none.
+pub async fn wait_finished_within<B: Backend>(
+    engine: &Arc<B>,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    id: JobId,
+    limit: Duration,
 ) -> Result<Value, String> {
     let wait = async {
         while let Some(ev) = events.recv().await {
@@ -208,7 +232,7 @@ pub async fn wait_finished<B: Backend>(
         }
         false
     };
-    match tokio::time::timeout(Duration::from_secs(10), wait).await {
+    match tokio::time::timeout(limit, wait).await {
         Ok(true) => {}
         _ => return Err(format!("job {id} did not finish")),
     }
@@ -237,6 +261,7 @@ pub fn matches(expected: &Value, actual: &Value) -> bool {
     }
 }
 
+/// `<J>`, `<C1>`, `<T>`: capitals and digits in angle brackets.
 fn is_placeholder(p: &str) -> bool {
     p.len() >= 3
         && p.starts_with('<')
@@ -246,7 +271,9 @@ fn is_placeholder(p: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
-fn text_matches(pattern: &str, text: &str) -> bool {
+/// Text comparison where each placeholder of `pattern` (`<J>`, `<C1>`...) stands for one or
+/// more digits and everything else must be equal.
+pub fn text_matches(pattern: &str, text: &str) -> bool {
     match pattern.find('<') {
         None => pattern == text,
         Some(i) => {
