@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod http;
+pub mod peers;
 pub mod tls;
 
 use bytes::{Buf, BytesMut};
