@@ -369,33 +369,7 @@ async fn jcl_c27_environment_wfenv_max_depth_ids_action_env() {
 #[tokio::test]
 async fn jcl_c28_runtime_errors_and_implicit_input_checks() {
     let h = Harness::new().await;
-    let cases = [
-        (
-            "strictref",
-            json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm Can't use string (\"abc\") as a HASH ref while \"strict refs\" in use at line 1.", "class": "normal"}}),
-        ),
-        (
-            "badinput",
-            json!({"error": {"msg": "caught exception in do_inargsmap sqlstate P0001 sqlerrm input argument \"counter\" has wrong type string (should be number)", "class": "normal"}}),
-        ),
-        (
-            "numraise",
-            json!({"error": {"msg": "caught exception in do_inargsmap sqlstate P0001 sqlerrm input argument \"msg\" has wrong type number (should be string)", "class": "normal"}}),
-        ),
-        (
-            "undefraise",
-            json!({"error": {"msg": null, "class": "normal"}}),
-        ),
-        (
-            "notarray",
-            json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm Can't use string (\"abc\") as an ARRAY ref while \"strict refs\" in use at line 1.", "class": "normal"}}),
-        ),
-        (
-            "keysfail",
-            json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm not an object", "class": "normal"}}),
-        ),
-    ];
-    for (mode, expected) in cases {
+    for (mode, expected) in support::jcl_error_cases("k40") {
         assert_out(&h.run("k40", json!({ "mode": mode })).await, expected);
     }
     // Autovivification: either emulated (`{}`) or not (`null`) is acceptable.
@@ -407,18 +381,8 @@ async fn jcl_c28_runtime_errors_and_implicit_input_checks() {
 #[tokio::test]
 async fn jcl_c29_error_phase_prefixes_and_line_numbers() {
     let h = Harness::new().await;
-    let cases = [
-        ("line2", "caught exception in do_eval sqlstate 38000 sqlerrm Illegal division by zero at line 2."),
-        ("mod", "caught exception in do_eval sqlstate 38000 sqlerrm Illegal modulus zero at line 1."),
-        ("cond", "caught exception in do_boolcode sqlstate 38000 sqlerrm Illegal division by zero at line 1."),
-        ("casediv", "caught exception in do_stringcode sqlstate 38000 sqlerrm Illegal division by zero at line 1."),
-        ("omapdiv", "caught exception in do_outargsmap sqlstate 38000 sqlerrm Illegal division by zero at line 1."),
-    ];
-    for (mode, msg) in cases {
-        assert_out(
-            &h.run("k42", json!({ "mode": mode })).await,
-            json!({"error": {"msg": msg, "class": "normal"}}),
-        );
+    for (mode, expected) in support::jcl_error_cases("k42") {
+        assert_out(&h.run("k42", json!({ "mode": mode })).await, expected);
     }
 }
 

@@ -314,6 +314,17 @@ pub fn assert_rejected(actual: &Result<Value, String>, msg: &str) {
     }
 }
 
+/// The expected outputs shared with the end-to-end suite (`fixtures/jcl_error_cases.json`):
+/// the `[mode, outargs]` pairs of workflow `wf` (`k40`: C28, `k42`: C29).
+pub fn jcl_error_cases(wf: &str) -> Vec<(String, Value)> {
+    let all: Value = serde_json::from_str(include_str!("fixtures/jcl_error_cases.json"))
+        .expect("fixtures/jcl_error_cases.json is JSON");
+    let cases: Vec<(String, Value)> =
+        serde_json::from_value(all[wf].clone()).unwrap_or_else(|e| panic!("{wf}: {e}"));
+    assert!(!cases.is_empty(), "no cases for {wf}");
+    cases
+}
+
 /// An object literal helper.
 pub fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
