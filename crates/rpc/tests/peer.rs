@@ -609,21 +609,27 @@ async fn after_hook_runs_after_the_reply_is_queued() {
     }
 }
 
-#[tokio::test]
-async fn rpc_error_with_data_is_accepted_on_receive() {
-    let (peer, mut raw, _) = server_and_raw().await;
+/// `peer` calls method `x` and the raw side answers with `answer` plus the `jsonrpc` and
+/// `id` members: what the call returns.
+async fn call_answered_with(peer: &Peer, raw: &mut Raw, answer: Value) -> Result<Value, CallError> {
     let call = tokio::spawn({
         let p = peer.clone();
         async move { p.call("x", json!({})).await }
     });
     let req = raw.next().await.expect("request");
-    raw.send(
-        &json!({"jsonrpc":"2.0","id":req["id"],"error":{"code":-1,"message":"m","data":[1]}})
-            .to_string(),
-    )
-    .await;
+    let mut frame = answer;
+    frame["jsonrpc"] = json!("2.0");
+    frame["id"] = req["id"].clone();
+    raw.send(&frame.to_string()).await;
+    guard(call).await.expect("join")
+}
+
+#[tokio::test]
+async fn rpc_error_with_data_is_accepted_on_receive() {
+    let (peer, mut raw, _) = server_and_raw().await;
+    let answer = json!({"error": {"code": -1, "message": "m", "data": [1]}});
     assert_eq!(
-        guard(call).await.expect("join"),
+        call_answered_with(&peer, &mut raw, answer).await,
         Err(CallError::Rpc {
             code: -1,
             message: "m".into()
@@ -635,17 +641,11 @@ async fn rpc_error_with_data_is_accepted_on_receive() {
 #[tokio::test]
 async fn invalid_error_object_for_outstanding_call_is_fatal() {
     let (peer, mut raw, _) = server_and_raw().await;
-    let call = tokio::spawn({
-        let p = peer.clone();
-        async move { p.call("x", json!({})).await }
-    });
-    let req = raw.next().await.expect("request");
-    raw.send(
-        &json!({"jsonrpc":"2.0","id":req["id"],"error":{"code":-1,"message":"m","extra":1}})
-            .to_string(),
-    )
-    .await;
-    assert_eq!(guard(call).await.expect("join"), Err(CallError::Closed));
+    let answer = json!({"error": {"code": -1, "message": "m", "extra": 1}});
+    assert_eq!(
+        call_answered_with(&peer, &mut raw, answer).await,
+        Err(CallError::Closed)
+    );
     let seen = raw.until_eof().await;
     assert_eq!(
         seen,
