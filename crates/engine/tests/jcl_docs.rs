@@ -25,11 +25,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobcenter_engine::backend::{Backend, CreateJob, Event, JobId};
+use jobcenter_engine::backend::{Backend, CreateJob, JobId};
 use jobcenter_engine::compile::{Catalog, Stage};
 use jobcenter_engine::{Engine, EngineConfig};
 use serde_json::{json, Value};
-use support::{job_request, matches, text_matches, wait_finished_within};
+use support::{job_request, matches, serve_actions, text_matches, wait_finished_within};
 
 /// One fenced `jcl` block and what the text after it expects.
 #[derive(Debug)]
@@ -216,33 +216,15 @@ const ACTIONS: [&str; 5] = ["add", "fail", "flaky", "slow", "echo"];
 const WHO: &str = "theCustomer";
 
 async fn start_workers(engine: &Arc<Engine>) {
-    let mut events = engine.subscribe();
-    for a in ACTIONS {
-        engine
-            .announce(WORKER.into(), a.into(), WHO.into(), None)
-            .await
-            .unwrap_or_else(|e| panic!("announce {a}: {}", e.message));
-    }
-    let e2 = engine.clone();
-    tokio::spawn(async move {
-        let mut attempts = HashMap::new();
-        while let Some(ev) = events.recv().await {
-            let Event::ActionReady { action, job_id, .. } = ev else {
-                continue;
-            };
-            let Ok(Some(claim)) = e2
-                .get_task(WORKER.into(), action.clone(), Some(job_id))
-                .await
-            else {
-                continue;
-            };
-            if let Some(out) =
-                worker_answer(&action, job_id, &claim.inargs, &claim.env, &mut attempts)
-            {
-                let _ = e2.task_done(claim.cookie, out).await;
-            }
-        }
-    });
+    let mut attempts = HashMap::new();
+    serve_actions(
+        engine,
+        WORKER,
+        WHO,
+        &ACTIONS,
+        move |action, job, inargs, env| worker_answer(action, job, inargs, env, &mut attempts),
+    )
+    .await;
 }
 
 /// Create a job and wait (at most 20 s) for its final output; `Err(message)` if rejected.

@@ -104,6 +104,45 @@ pub fn reference_result(
     }
 }
 
+/// Announce `actions` as worker `worker` of user `who`, then claim every task offered for
+/// them (`ActionReady`) and finish it with what `answer(action, job, inargs, env)` gives
+/// (`None`: the task is never answered).
+pub async fn serve_actions<F>(
+    engine: &Arc<Engine>,
+    worker: &str,
+    who: &str,
+    actions: &[&str],
+    mut answer: F,
+) where
+    F: FnMut(&str, JobId, &Value, &Value) -> Option<Value> + Send + 'static,
+{
+    let mut events = engine.subscribe();
+    for a in actions {
+        engine
+            .announce(worker.into(), a.to_string(), who.into(), None)
+            .await
+            .unwrap_or_else(|e| panic!("announce {a}: {}", e.message));
+    }
+    let e2 = engine.clone();
+    let worker = worker.to_string();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            let Event::ActionReady { action, job_id, .. } = ev else {
+                continue;
+            };
+            let Ok(Some(claim)) = e2
+                .get_task(worker.clone(), action.clone(), Some(job_id))
+                .await
+            else {
+                continue;
+            };
+            if let Some(out) = answer(&action, job_id, &claim.inargs, &claim.env) {
+                let _ = e2.task_done(claim.cookie, out).await;
+            }
+        }
+    });
+}
+
 impl Harness {
     /// Engine over the fixtures with the Part 4 config, reference workers announced.
     pub async fn new() -> Harness {
@@ -114,40 +153,24 @@ impl Harness {
     pub async fn with(catalog: Catalog, config: EngineConfig, actions: &[&str]) -> Harness {
         let engine = Engine::new(catalog, jobcenter_store::MemoryStore::new(), config).start();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let mut events = engine.subscribe();
-        for a in actions {
-            engine
-                .announce(WORKER.into(), a.to_string(), "jc_admin".into(), None)
-                .await
-                .expect("announce reference worker");
-        }
-        let e2 = engine.clone();
         let rec = received.clone();
-        tokio::spawn(async move {
-            let mut attempts = HashMap::new();
-            while let Some(ev) = events.recv().await {
-                let Event::ActionReady { action, job_id, .. } = ev else {
-                    continue;
-                };
-                let Ok(Some(claim)) = e2
-                    .get_task(WORKER.into(), action.clone(), Some(job_id))
-                    .await
-                else {
-                    continue;
-                };
+        let mut attempts = HashMap::new();
+        serve_actions(
+            &engine,
+            WORKER,
+            "jc_admin",
+            actions,
+            move |action, job_id, inargs, env| {
                 rec.lock().push(Received {
-                    action: action.clone(),
+                    action: action.to_string(),
                     job_id,
-                    inargs: claim.inargs.clone(),
-                    env: claim.env.clone(),
+                    inargs: inargs.clone(),
+                    env: env.clone(),
                 });
-                if let Some(out) =
-                    reference_result(&action, &claim.inargs, &mut attempts, job_id, &claim.env)
-                {
-                    let _ = e2.task_done(claim.cookie, out).await;
-                }
-            }
-        });
+                reference_result(action, inargs, &mut attempts, job_id, env)
+            },
+        )
+        .await;
         Harness { engine, received }
     }
 
