@@ -7,7 +7,7 @@ use std::path::Path;
 
 use cli_support::{action, closed_port, fixtures_dir, job_id, run, Proc, Serve, BOUND, WORKER};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::pipe;
 
 /// Call calladd with a worker serving `add` by `script`; returns the call's output.
@@ -57,18 +57,10 @@ async fn work_script_invalid_json_gives_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_sigterm_drains_the_task_in_flight_then_exits_0() {
     let serve = Serve::examples().await;
-    let fifos = tempfile::tempdir().expect("tempdir");
-    mkfifo(&fifos.path().join("started"));
-    mkfifo(&fifos.path().join("go"));
-    // Held read-write, so neither side ever sees end-of-file or blocks on open.
-    let started = pipe::OpenOptions::new()
-        .read_write(true)
-        .open_receiver(fifos.path().join("started"))
-        .expect("open the started FIFO");
-    let mut started = BufReader::new(started).lines();
+    let mut fifos = Fifos::new();
 
     let mut cmd = serve.as_user(WORKER, &["work", "--action", &action("add", "block.sh")]);
-    cmd.env("JC_TEST_FIFOS", fifos.path());
+    cmd.env("JC_TEST_FIFOS", fifos.dir.path());
     let mut worker = Proc::spawn("jobcenter work", cmd);
     worker.stderr_line("jobcenter work: serving").await;
 
@@ -76,20 +68,13 @@ async fn work_sigterm_drains_the_task_in_flight_then_exits_0() {
         "jobcenter call",
         serve.client(&["call", "calladd", r#"{"input": 0}"#]),
     );
-    let line = tokio::time::timeout(BOUND, started.next_line())
-        .await
-        .expect("the action script starts within the bound")
-        .expect("read the started FIFO");
-    assert_eq!(line.as_deref(), Some("started"));
+    fifos.started("the action script").await;
 
     worker.signal("TERM");
     worker.stderr_line("draining").await;
     assert!(worker.running(), "the worker waits for its task in flight");
 
-    let mut go = pipe::OpenOptions::new()
-        .read_write(true)
-        .open_sender(fifos.path().join("go"))
-        .expect("open the go FIFO");
+    let mut go = fifos.go();
     go.write_all(b"go\n").await.expect("release the script");
 
     let out = call.finish().await;
@@ -134,14 +119,7 @@ async fn work_addenv_passes_the_task_environment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_slots_2_runs_two_tasks_at_once() {
     let serve = Serve::examples().await;
-    let fifos = tempfile::tempdir().expect("tempdir");
-    mkfifo(&fifos.path().join("started"));
-    mkfifo(&fifos.path().join("go"));
-    let started = pipe::OpenOptions::new()
-        .read_write(true)
-        .open_receiver(fifos.path().join("started"))
-        .expect("open the started FIFO");
-    let mut started = BufReader::new(started).lines();
+    let mut fifos = Fifos::new();
     let mut cmd = serve.as_user(
         WORKER,
         &[
@@ -152,7 +130,7 @@ async fn work_slots_2_runs_two_tasks_at_once() {
             &action("add", "block.sh"),
         ],
     );
-    cmd.env("JC_TEST_FIFOS", fifos.path());
+    cmd.env("JC_TEST_FIFOS", fifos.dir.path());
     let mut worker = Proc::spawn("jobcenter work --slots 2", cmd);
     worker.stderr_line("jobcenter work: serving").await;
     let calls: Vec<Proc> = (0..2)
@@ -166,16 +144,9 @@ async fn work_slots_2_runs_two_tasks_at_once() {
         .collect();
     // Both scripts are running before either is released.
     for n in 1..=2 {
-        let line = tokio::time::timeout(BOUND, started.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("task {n} of 2 did not start within the bound"))
-            .expect("read the started FIFO");
-        assert_eq!(line.as_deref(), Some("started"));
+        fifos.started(&format!("task {n} of 2")).await;
     }
-    let mut go = pipe::OpenOptions::new()
-        .read_write(true)
-        .open_sender(fifos.path().join("go"))
-        .expect("open the go FIFO");
+    let mut go = fifos.go();
     go.write_all(b"go\ngo\n")
         .await
         .expect("release the scripts");
@@ -347,6 +318,47 @@ async fn work_filter_routes_tasks_to_the_matching_worker() {
 }
 
 /// Make a named pipe with mkfifo(1).
+/// The FIFOs `started` (the script writes a line when it starts) and `go` (it waits for a
+/// line there) of `block.sh`, in a temporary folder for `JC_TEST_FIFOS`.
+struct Fifos {
+    dir: tempfile::TempDir,
+    started: Lines<BufReader<pipe::Receiver>>,
+}
+
+impl Fifos {
+    fn new() -> Fifos {
+        let dir = tempfile::tempdir().expect("tempdir");
+        mkfifo(&dir.path().join("started"));
+        mkfifo(&dir.path().join("go"));
+        // Held read-write, so neither side ever sees end-of-file or blocks on open.
+        let started = pipe::OpenOptions::new()
+            .read_write(true)
+            .open_receiver(dir.path().join("started"))
+            .expect("open the started FIFO");
+        Fifos {
+            dir,
+            started: BufReader::new(started).lines(),
+        }
+    }
+
+    /// Wait (within [`BOUND`]) for the next `started` line of `what`.
+    async fn started(&mut self, what: &str) {
+        let line = tokio::time::timeout(BOUND, self.started.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not start within the bound"))
+            .expect("read the started FIFO");
+        assert_eq!(line.as_deref(), Some("started"));
+    }
+
+    /// The writing end of `go` (read-write too).
+    fn go(&self) -> pipe::Sender {
+        pipe::OpenOptions::new()
+            .read_write(true)
+            .open_sender(self.dir.path().join("go"))
+            .expect("open the go FIFO")
+    }
+}
+
 fn mkfifo(path: &Path) {
     let status = std::process::Command::new("mkfifo")
         .arg(path)

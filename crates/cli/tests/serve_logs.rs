@@ -75,12 +75,7 @@ async fn serve_json_logs_carry_connection_and_job_spans_and_no_secret_at_trace_l
     drop(worker);
     serve.signal("TERM");
     let out = serve.finish().await;
-    let records: Vec<Value> = out
-        .stderr
-        .iter()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect();
+    let records = out.json_records();
     let find = |what: &str, pred: &dyn Fn(&Value) -> bool| -> Value {
         records
             .iter()

@@ -518,12 +518,7 @@ async fn trap9_serve_log_format_json_writes_one_object_per_line() {
     serve.stderr_line("hello failed").await;
     serve.signal("TERM");
     let out = serve.finish().await;
-    let records: Vec<Value> = out
-        .stderr
-        .iter()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect();
+    let records = out.json_records();
     let started = records
         .iter()
         .find(|r| r["fields"]["message"] == json!("jobcenter serve started"))

@@ -81,6 +81,9 @@ pub enum HarnessError {
     /// A client could not connect or a call failed.
     #[error("client: {0}")]
     Client(#[from] ClientError),
+    /// A fixture file is not what it should be.
+    #[error("fixture: {0}")]
+    Fixture(String),
 }
 
 /// The docs/JCL.md Part 4 fixtures of the engine crate (loaded at test time from the repository).
@@ -89,6 +92,22 @@ pub fn part4_fixtures() -> PathBuf {
         env!("CARGO_MANIFEST_DIR"),
         "/../engine/tests/fixtures/jcl"
     ))
+}
+
+/// The expected outputs shared with the engine's own Part 4 tests
+/// (`engine/tests/fixtures/jcl_error_cases.json`): the `[mode, outargs]` pairs of workflow
+/// `wf` (`k40`: C28, `k42`: C29).
+pub fn jcl_error_cases(wf: &str) -> Result<Vec<(String, Value)>, HarnessError> {
+    let all: Value = serde_json::from_str(include_str!(
+        "../../engine/tests/fixtures/jcl_error_cases.json"
+    ))
+    .map_err(|e| HarnessError::Fixture(e.to_string()))?;
+    let cases: Vec<(String, Value)> = serde_json::from_value(all[wf].clone())
+        .map_err(|e| HarnessError::Fixture(format!("{wf}: {e}")))?;
+    if cases.is_empty() {
+        return Err(HarnessError::Fixture(format!("no cases for {wf}")));
+    }
+    Ok(cases)
 }
 
 /// Fixtures of this crate (`tests/fixtures`).

@@ -8,14 +8,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use jobcenter::{Action, JobStatus, Task};
+use jobcenter::{Action, Client, JobHandle, JobResult, JobStatus, Task};
 use jobcenter_conformance::{
     own_fixtures, part4_engine_config, part4_fixtures, quiet_timers, RawConn, RawError, Recorder,
     StoreKind, TestServer, EMPLOYEE, EMPLOYEE_TOKEN, JC_ADMIN, JC_ADMIN_TOKEN, WAIT,
 };
 use jobcenter_engine::{Catalog, Stage};
 use jobcenter_server::{Limits, Timers};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Timers that never interfere (see [`quiet_timers`]).
 fn quiet() -> Timers {
@@ -58,6 +58,23 @@ async fn raw_worker(addr: SocketAddr, name: &str, action: &str) -> RawConn {
 /// Wait for the `task_ready` of `action` and claim it: the job id and the cookie.
 async fn take_task(w: &mut RawConn, action: &str) -> (i64, String) {
     w.take_task(action).await.expect("a task")
+}
+
+/// Create a `wfname` job with `inargs` on `c` (the handle for its outcome).
+async fn submit(c: &Client, wfname: &str, inargs: Value) -> JobHandle {
+    c.job(wfname)
+        .inargs(inargs)
+        .submit()
+        .await
+        .expect("create_job")
+}
+
+/// The outcome of `h` within [`WAIT`]; `stuck` says what it means if it never comes.
+async fn outcome(h: JobHandle, stuck: &str) -> JobResult {
+    tokio::time::timeout(WAIT, h.outcome())
+        .await
+        .unwrap_or_else(|_| panic!("{stuck}"))
+        .expect("outcome")
 }
 
 /// `text` as the first part of a netstring frame: the header and all but the last `keep_back`
@@ -109,12 +126,7 @@ async fn reset_mid_frame_frees_the_connection_and_the_others_are_served() {
     // Jobs in flight on the healthy connections while the third one breaks mid-frame.
     let mut handles = Vec::new();
     for i in 0..20i64 {
-        let h = c
-            .job("k01")
-            .inargs(json!({"input": i}))
-            .submit()
-            .await
-            .expect("create_job");
+        let h = submit(&c, "k01", json!({"input": i})).await;
         handles.push((i, h));
     }
     let frame = json!({"jsonrpc": "2.0", "id": "cut", "method": "create_job",
@@ -134,10 +146,7 @@ async fn reset_mid_frame_frees_the_connection_and_the_others_are_served() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     for (i, h) in handles {
-        let r = tokio::time::timeout(WAIT, h.outcome())
-            .await
-            .unwrap_or_else(|_| panic!("job {i} stuck"))
-            .expect("outcome");
+        let r = outcome(h, &format!("job {i} stuck")).await;
         assert_eq!(r.outargs, json!({"output": i + 1}));
     }
     // Half a frame never becomes a request.
@@ -149,12 +158,7 @@ async fn worker_reset_mid_task_done_hands_the_task_to_another_worker() {
     let s = server(quiet(), Limits::default()).await;
     let mut w1 = raw_worker(s.addr(), "vanishing", "c_add").await;
     let c = s.client().await.expect("client");
-    let h = c
-        .job("k01")
-        .inargs(json!({"input": 41}))
-        .submit()
-        .await
-        .expect("create_job");
+    let h = submit(&c, "k01", json!({"input": 41})).await;
     let id = h.job_id().expect("a job id");
     let (job_id, cookie) = take_task(&mut w1, "c_add").await;
     assert_eq!(job_id, id);
@@ -169,10 +173,7 @@ async fn worker_reset_mid_task_done_hands_the_task_to_another_worker() {
     // c_add is not retryable: the task goes back to ready for the next worker.
     let rec = Recorder::new();
     let _w2 = s.reference_worker(&rec).await.expect("second worker");
-    let r = tokio::time::timeout(WAIT, h.outcome())
-        .await
-        .expect("the job is stuck with the vanished worker")
-        .expect("outcome");
+    let r = outcome(h, "the job is stuck with the vanished worker").await;
     assert_eq!(r.outargs, json!({"output": 42}));
     assert_eq!(rec.for_job(id).len(), 1, "the second worker ran it once");
     assert_eq!(
@@ -186,22 +187,14 @@ async fn worker_vanishing_with_a_retryable_task_is_retried_on_another_worker() {
     let s = server(quiet(), Limits::default()).await;
     let mut w1 = raw_worker(s.addr(), "vanishing", "f_flaky").await;
     let c = s.client().await.expect("client");
-    let h = c
-        .job("f_callflaky")
-        .inargs(json!({"x": 7}))
-        .submit()
-        .await
-        .expect("create_job");
+    let h = submit(&c, "f_callflaky", json!({"x": 7})).await;
     let id = h.job_id().expect("a job id");
     assert_eq!(take_task(&mut w1, "f_flaky").await.0, id);
     w1.reset();
     // The soft error `worker disconnected` is retried (after 1 s) elsewhere.
     let w2 = s.worker().await.expect("second worker");
     w2.announce(flaky_action()).await.expect("announce");
-    let r = tokio::time::timeout(WAIT, h.outcome())
-        .await
-        .expect("the retry never came")
-        .expect("outcome");
+    let r = outcome(h, "the retry never came").await;
     assert_eq!(r.outargs, json!({"y": 8}));
     assert_eq!(
         c.get_job_status(id).await.expect("status"),
@@ -214,12 +207,7 @@ async fn worker_vanishing_on_every_try_of_a_retryable_task_ends_the_job_with_a_c
     let s = server(quiet(), Limits::default()).await;
     let c = s.client().await.expect("client");
     let mut w1 = raw_worker(s.addr(), "try-1", "f_flaky").await;
-    let h = c
-        .job("f_callflaky")
-        .inargs(json!({"x": 7}))
-        .submit()
-        .await
-        .expect("create_job");
+    let h = submit(&c, "f_callflaky", json!({"x": 7})).await;
     let id = h.job_id().expect("a job id");
     assert_eq!(take_task(&mut w1, "f_flaky").await.0, id);
     w1.reset();
@@ -266,22 +254,14 @@ async fn half_open_worker_with_a_task_is_closed_by_the_ping_timeout_and_the_task
     let s = server(pinging(), Limits::default()).await;
     let mut w1 = raw_worker(s.addr(), "silent", "c_add").await;
     let c = s.client().await.expect("client");
-    let h = c
-        .job("k01")
-        .inargs(json!({"input": 1}))
-        .submit()
-        .await
-        .expect("create_job");
+    let h = submit(&c, "k01", json!({"input": 1})).await;
     let id = h.job_id().expect("a job id");
     assert_eq!(take_task(&mut w1, "c_add").await.0, id);
     // From now on the first worker neither reads nor writes, and never closes: to the
     // server it is a peer that vanished without a FIN.
     let rec = Recorder::new();
     let _w2 = s.reference_worker(&rec).await.expect("second worker");
-    let r = tokio::time::timeout(WAIT, h.outcome())
-        .await
-        .expect("the job is stuck with the silent worker")
-        .expect("outcome");
+    let r = outcome(h, "the job is stuck with the silent worker").await;
     assert_eq!(r.outargs, json!({"output": 2}));
     assert_eq!(rec.for_job(id).len(), 1);
     // The server closed the silent connection (after the pings it sent meanwhile).
@@ -331,12 +311,7 @@ async fn worker_answering_then_closing_at_once_never_gets_its_task_run_again() {
     let mut handles = Vec::new();
     for i in 0..ROUNDS {
         let mut w = raw_worker(s.addr(), &format!("quick-{i}"), "c_add").await;
-        let h = c
-            .job("k01")
-            .inargs(json!({"input": 1000 + i}))
-            .submit()
-            .await
-            .expect("create_job");
+        let h = submit(&c, "k01", json!({"input": 1000 + i})).await;
         let (_, cookie) = take_task(&mut w, "c_add").await;
         w.send(&json!({"jsonrpc": "2.0", "method": "task_done",
             "params": {"cookie": cookie, "outargs": {"counter": -1}}}))
@@ -350,10 +325,7 @@ async fn worker_answering_then_closing_at_once_never_gets_its_task_run_again() {
     let rec = Recorder::new();
     let _standby = s.reference_worker(&rec).await.expect("standby worker");
     for (id, h) in handles {
-        let r = tokio::time::timeout(WAIT, h.outcome())
-            .await
-            .expect("job stuck")
-            .expect("outcome");
+        let r = outcome(h, "job stuck").await;
         assert_eq!(
             r.outargs,
             json!({"output": -1}),
@@ -408,12 +380,7 @@ async fn late_disconnect_of_a_withdrawn_worker_leaves_its_successor_under_the_sa
         .expect("announce");
     let c = s.client().await.expect("client");
     let base = s.handle().expect("a server").connection_count();
-    let first = c
-        .job("k01")
-        .inargs(json!({"input": 1}))
-        .submit()
-        .await
-        .expect("create_job");
+    let first = submit(&c, "k01", json!({"input": 1})).await;
     let (id1, cookie1) = take_task(&mut new, "c_add").await;
     assert_eq!(Some(id1), first.job_id());
     // The old connection goes now.
@@ -421,12 +388,7 @@ async fn late_disconnect_of_a_withdrawn_worker_leaves_its_successor_under_the_sa
     drop(old);
     connections_down_to(&s, base - 1).await;
     // The new worker still holds its task and still gets and claims new ones.
-    let second = c
-        .job("k01")
-        .inargs(json!({"input": 2}))
-        .submit()
-        .await
-        .expect("create_job");
+    let second = submit(&c, "k01", json!({"input": 2})).await;
     let (id2, cookie2) = take_task(&mut new, "c_add").await;
     assert_eq!(Some(id2), second.job_id());
     for (cookie, counter) in [(cookie1, -1), (cookie2, -2)] {
@@ -436,10 +398,7 @@ async fn late_disconnect_of_a_withdrawn_worker_leaves_its_successor_under_the_sa
             .expect("task_done");
     }
     for (h, out) in [(first, -1), (second, -2)] {
-        let r = tokio::time::timeout(WAIT, h.outcome())
-            .await
-            .expect("job stuck")
-            .expect("outcome");
+        let r = outcome(h, "job stuck").await;
         assert_eq!(r.outargs, json!({"output": out}));
     }
 }
@@ -451,22 +410,14 @@ async fn withdrawn_worker_vanishing_with_a_task_in_hand_releases_it() {
     let s = server(quiet(), Limits::default()).await;
     let mut w1 = raw_worker(s.addr(), "leaving", "c_add").await;
     let c = s.client().await.expect("client");
-    let h = c
-        .job("k01")
-        .inargs(json!({"input": 41}))
-        .submit()
-        .await
-        .expect("create_job");
+    let h = submit(&c, "k01", json!({"input": 41})).await;
     let (job_id, _cookie) = take_task(&mut w1, "c_add").await;
     assert_eq!(Some(job_id), h.job_id());
     withdraw(&mut w1, "c_add").await;
     w1.reset();
     let rec = Recorder::new();
     let _w2 = s.reference_worker(&rec).await.expect("second worker");
-    let r = tokio::time::timeout(WAIT, h.outcome())
-        .await
-        .expect("the task stayed with the worker that left")
-        .expect("outcome");
+    let r = outcome(h, "the task stayed with the worker that left").await;
     assert_eq!(r.outargs, json!({"output": 42}));
     assert_eq!(rec.for_job(job_id).len(), 1);
 }

@@ -369,33 +369,7 @@ async fn jcl_c27_environment_wfenv_max_depth_ids_action_env() {
 #[tokio::test]
 async fn jcl_c28_runtime_errors_and_implicit_input_checks() {
     let h = Harness::new().await;
-    let cases = [
-        (
-            "strictref",
-            json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm Can't use string (\"abc\") as a HASH ref while \"strict refs\" in use at line 1.", "class": "normal"}}),
-        ),
-        (
-            "badinput",
-            json!({"error": {"msg": "caught exception in do_inargsmap sqlstate P0001 sqlerrm input argument \"counter\" has wrong type string (should be number)", "class": "normal"}}),
-        ),
-        (
-            "numraise",
-            json!({"error": {"msg": "caught exception in do_inargsmap sqlstate P0001 sqlerrm input argument \"msg\" has wrong type number (should be string)", "class": "normal"}}),
-        ),
-        (
-            "undefraise",
-            json!({"error": {"msg": null, "class": "normal"}}),
-        ),
-        (
-            "notarray",
-            json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm Can't use string (\"abc\") as an ARRAY ref while \"strict refs\" in use at line 1.", "class": "normal"}}),
-        ),
-        (
-            "keysfail",
-            json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm not an object", "class": "normal"}}),
-        ),
-    ];
-    for (mode, expected) in cases {
+    for (mode, expected) in support::jcl_error_cases("k40") {
         assert_out(&h.run("k40", json!({ "mode": mode })).await, expected);
     }
     // Autovivification: either emulated (`{}`) or not (`null`) is acceptable.
@@ -407,18 +381,8 @@ async fn jcl_c28_runtime_errors_and_implicit_input_checks() {
 #[tokio::test]
 async fn jcl_c29_error_phase_prefixes_and_line_numbers() {
     let h = Harness::new().await;
-    let cases = [
-        ("line2", "caught exception in do_eval sqlstate 38000 sqlerrm Illegal division by zero at line 2."),
-        ("mod", "caught exception in do_eval sqlstate 38000 sqlerrm Illegal modulus zero at line 1."),
-        ("cond", "caught exception in do_boolcode sqlstate 38000 sqlerrm Illegal division by zero at line 1."),
-        ("casediv", "caught exception in do_stringcode sqlstate 38000 sqlerrm Illegal division by zero at line 1."),
-        ("omapdiv", "caught exception in do_outargsmap sqlstate 38000 sqlerrm Illegal division by zero at line 1."),
-    ];
-    for (mode, msg) in cases {
-        assert_out(
-            &h.run("k42", json!({ "mode": mode })).await,
-            json!({"error": {"msg": msg, "class": "normal"}}),
-        );
+    for (mode, expected) in support::jcl_error_cases("k42") {
+        assert_out(&h.run("k42", json!({ "mode": mode })).await, expected);
     }
 }
 
@@ -727,11 +691,8 @@ async fn jcl_c42_version_tags() {
         let id = h
             .engine
             .create_job(jobcenter_engine::backend::CreateJob {
-                wfname: "k38".into(),
-                inargs: support::obj(json!({"x": 1})),
                 vtag: vtag.map(str::to_string),
-                who: "jc_admin".into(),
-                env: None,
+                ..support::job_request("k38", json!({"x": 1}))
             })
             .await
             .expect("created");
@@ -755,15 +716,8 @@ async fn jcl_c40_events_subscribe_raise_wait_timeout_external() {
     let h = Harness::new().await;
     let e = h.engine.clone();
     let mut events = e.subscribe();
-    let create = |wf: &str, key: &str| {
-        e.create_job(jobcenter_engine::backend::CreateJob {
-            wfname: wf.into(),
-            inargs: support::obj(json!({ "key": key })),
-            vtag: None,
-            who: "jc_admin".into(),
-            env: None,
-        })
-    };
+    let create =
+        |wf: &str, key: &str| e.create_job(support::job_request(wf, json!({ "key": key })));
     let own_id = create("k28", "abc").await.expect("created");
     // External event for a waiting job.
     let id = create("k30", "k30key").await.expect("created");

@@ -18,14 +18,18 @@
 //! The example actions are served by the workers below (`add`, `fail`, `flaky`, `slow`,
 //! `echo`), exactly as the document describes them.
 
+#[path = "runtime_support.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobcenter_engine::backend::{Backend, CreateJob, Event, JobId, JobStatus};
+use jobcenter_engine::backend::{Backend, CreateJob, JobId};
 use jobcenter_engine::compile::{Catalog, Stage};
 use jobcenter_engine::{Engine, EngineConfig};
 use serde_json::{json, Value};
+use support::{job_request, matches, serve_actions, text_matches, wait_finished_within};
 
 /// One fenced `jcl` block and what the text after it expects.
 #[derive(Debug)]
@@ -170,52 +174,6 @@ fn parse_doc(text: &str) -> (Vec<Block>, Vec<ExprExample>) {
     (blocks, exprs)
 }
 
-/// Does `actual` match `expected`? Numbers by value; inside strings, `<J>`-style
-/// placeholders (capitals and digits in angle brackets) match one or more digits.
-fn matches(expected: &Value, actual: &Value) -> bool {
-    match (expected, actual) {
-        (Value::String(p), Value::Number(_)) if is_placeholder(p) => true,
-        (Value::String(p), Value::String(s)) => text_matches(p, s),
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| matches(x, y))
-        }
-        (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(k, v)| b.get(k).is_some_and(|w| matches(v, w)))
-        }
-        (a, b) => a == b,
-    }
-}
-
-/// `<J>`, `<C1>`, `<T>`: capitals and digits in angle brackets.
-fn is_placeholder(p: &str) -> bool {
-    p.len() >= 3
-        && p.starts_with('<')
-        && p.ends_with('>')
-        && p[1..p.len() - 1]
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-}
-
-fn text_matches(pattern: &str, text: &str) -> bool {
-    let Some(open) = pattern.find('<') else {
-        return pattern == text;
-    };
-    let close = pattern[open..].find('>').map(|c| open + c);
-    let Some(close) = close.filter(|&c| is_placeholder(&pattern[open..=c])) else {
-        return text.starts_with(&pattern[..=open])
-            && text_matches(&pattern[open + 1..], &text[open + 1..]);
-    };
-    if !text.starts_with(&pattern[..open]) {
-        return false;
-    }
-    let rest = &text[open..];
-    let digits = rest.chars().take_while(char::is_ascii_digit).count();
-    digits > 0 && text_matches(&pattern[close + 1..], &rest[digits..])
-}
-
 /// The example workers of docs/JCL.md ("The example actions").
 fn worker_answer(
     action: &str,
@@ -258,33 +216,15 @@ const ACTIONS: [&str; 5] = ["add", "fail", "flaky", "slow", "echo"];
 const WHO: &str = "theCustomer";
 
 async fn start_workers(engine: &Arc<Engine>) {
-    let mut events = engine.subscribe();
-    for a in ACTIONS {
-        engine
-            .announce(WORKER.into(), a.into(), WHO.into(), None)
-            .await
-            .unwrap_or_else(|e| panic!("announce {a}: {}", e.message));
-    }
-    let e2 = engine.clone();
-    tokio::spawn(async move {
-        let mut attempts = HashMap::new();
-        while let Some(ev) = events.recv().await {
-            let Event::ActionReady { action, job_id, .. } = ev else {
-                continue;
-            };
-            let Ok(Some(claim)) = e2
-                .get_task(WORKER.into(), action.clone(), Some(job_id))
-                .await
-            else {
-                continue;
-            };
-            if let Some(out) =
-                worker_answer(&action, job_id, &claim.inargs, &claim.env, &mut attempts)
-            {
-                let _ = e2.task_done(claim.cookie, out).await;
-            }
-        }
-    });
+    let mut attempts = HashMap::new();
+    serve_actions(
+        engine,
+        WORKER,
+        WHO,
+        &ACTIONS,
+        move |action, job, inargs, env| worker_answer(action, job, inargs, env, &mut attempts),
+    )
+    .await;
 }
 
 /// Create a job and wait (at most 20 s) for its final output; `Err(message)` if rejected.
@@ -297,30 +237,17 @@ async fn run_job(
     let mut events = engine.subscribe();
     let id = engine
         .create_job(CreateJob {
-            wfname: wf.into(),
-            inargs: inargs.as_object().cloned().unwrap_or_default(),
             vtag,
             who: WHO.into(),
-            env: None,
+            ..job_request(wf, inargs)
         })
         .await
         .map_err(|e| e.message)?;
-    let finished = async {
-        while let Some(ev) = events.recv().await {
-            if ev == Event::JobFinished(id) {
-                return true;
-            }
-        }
-        false
-    };
-    match tokio::time::timeout(Duration::from_secs(20), finished).await {
-        Ok(true) => {}
-        _ => return Ok(json!({ "test harness": format!("job {id} did not finish") })),
-    }
-    match engine.get_job_status(id).await {
-        Ok(JobStatus::Finished(v)) => Ok(v),
-        other => Ok(json!({ "test harness": format!("status {other:?}") })),
-    }
+    Ok(
+        wait_finished_within(engine, &mut events, id, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| json!({ "test harness": e })),
+    )
 }
 
 /// The name of the definition in a JCL block (`workflow NAME:` / `action NAME:`).

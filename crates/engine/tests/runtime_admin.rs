@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobcenter_engine::backend::admin::JobQuery;
-use jobcenter_engine::backend::{Backend, CreateJob, Event, JobId};
+use jobcenter_engine::backend::{Backend, Event, JobId};
 use jobcenter_engine::{Engine, EngineConfig};
 use serde_json::{json, Value};
-use support::{fixture_catalog, part4_config, wait_finished};
+use support::{create, fixture_catalog, part4_config, wait_finished};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const CALLCHILD: &str = "workflow w_callchild:\nin:\n    x number\nout:\n    y number optional\nwfomap:\n    y = ifdef(v.y)\ndo:\n    call k45child:\n        x = a.x\n    into:\n        y = o.y\n";
@@ -22,18 +22,6 @@ fn engine_with(config: EngineConfig) -> Arc<Engine> {
     cat.compile("w_callchild.wf", CALLCHILD)
         .expect("workflow compiles");
     Engine::new(cat, jobcenter_store::MemoryStore::new(), config).start()
-}
-
-async fn create(e: &Arc<Engine>, wf: &str, inargs: Value) -> JobId {
-    e.create_job(CreateJob {
-        wfname: wf.into(),
-        inargs: inargs.as_object().cloned().unwrap_or_default(),
-        vtag: None,
-        who: "jc_admin".into(),
-        env: None,
-    })
-    .await
-    .expect("job created")
 }
 
 /// The next `ActionReady` (of any job), within 5 s; `None` if there is none by then.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use jobcenter_engine::backend::{Backend, CreateJob, Event, JobId, JobStatus, PollRow};
 use jobcenter_engine::{Engine, EngineConfig};
 use serde_json::{json, Value};
-use support::{fixture_catalog, part4_config, wait_finished};
+use support::{create, fixture_catalog, part4_config, wait_finished};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Extra definitions: actions with the configs under test and a workflow calling each.
@@ -61,18 +61,6 @@ fn engine_with(config: EngineConfig) -> Arc<Engine> {
 
 fn engine() -> Arc<Engine> {
     engine_with(part4_config())
-}
-
-async fn create(e: &Arc<Engine>, wf: &str, inargs: Value) -> JobId {
-    e.create_job(CreateJob {
-        wfname: wf.into(),
-        inargs: inargs.as_object().cloned().unwrap_or_default(),
-        vtag: None,
-        who: "jc_admin".into(),
-        env: None,
-    })
-    .await
-    .expect("job created")
 }
 
 /// The next `ActionReady` for `job` (other events are skipped), within 5 s.
@@ -819,11 +807,8 @@ async fn roles_restrict_create_job_and_announce() {
         .insert("admins".into(), vec!["jc_admin".into()]);
     let e = Engine::new(cat, jobcenter_store::MemoryStore::new(), config).start();
     let as_who = |who: &str| CreateJob {
-        wfname: "r_wf".into(),
-        inargs: support::obj(json!({"x": 1})),
-        vtag: None,
         who: who.into(),
-        env: None,
+        ..support::job_request("r_wf", json!({"x": 1}))
     };
     assert!(e.create_job(as_who("jc_admin")).await.is_ok(), "member");
     assert!(

@@ -5,21 +5,11 @@
 #[path = "runtime_support.rs"]
 mod support;
 
-use jobcenter_engine::backend::{Backend, CreateJob, JobStatus};
+use jobcenter_engine::backend::{Backend, JobStatus};
 use jobcenter_engine::Engine;
 use jobcenter_store::SqliteStore;
 use serde_json::json;
-use support::{fixture_catalog, part4_config, wait_finished};
-
-fn create(wfname: &str, inargs: serde_json::Value) -> CreateJob {
-    CreateJob {
-        wfname: wfname.into(),
-        inargs: support::obj(inargs),
-        vtag: None,
-        who: "jc_admin".into(),
-        env: None,
-    }
-}
+use support::{fixture_catalog, job_request, part4_config, wait_finished};
 
 #[tokio::test]
 async fn claimed_task_is_offered_again_after_restart_and_results_survive() {
@@ -37,7 +27,7 @@ async fn claimed_task_is_offered_again_after_restart_and_results_survive() {
             .await
             .expect("announce");
         let done_job = e
-            .create_job(create("k01", json!({"input": 1})))
+            .create_job(job_request("k01", json!({"input": 1})))
             .await
             .expect("created");
         let claim = e
@@ -53,7 +43,7 @@ async fn claimed_task_is_offered_again_after_restart_and_results_survive() {
             Ok(json!({"output": 2}))
         );
         let claimed_job = e
-            .create_job(create("k01", json!({"input": 5})))
+            .create_job(job_request("k01", json!({"input": 5})))
             .await
             .expect("created");
         let claim = e
@@ -100,7 +90,7 @@ async fn claimed_task_is_offered_again_after_restart_and_results_survive() {
         Ok(json!({"output": 6}))
     );
     let next = e
-        .create_job(create("k02", json!({"o": {}})))
+        .create_job(job_request("k02", json!({"o": {}})))
         .await
         .expect("created");
     assert!(next > claimed_job, "ids continue after a restart");
@@ -123,9 +113,12 @@ async fn deeply_nested_input_is_read_back_after_restart() {
             part4_config(),
         )
         .start();
-        e.create_job(create("k01", json!({"input": 5, "deep": deep.clone()})))
-            .await
-            .expect("created")
+        e.create_job(job_request(
+            "k01",
+            json!({"input": 5, "deep": deep.clone()}),
+        ))
+        .await
+        .expect("created")
     };
     let e = Engine::new(
         fixture_catalog(),

@@ -104,6 +104,45 @@ pub fn reference_result(
     }
 }
 
+/// Announce `actions` as worker `worker` of user `who`, then claim every task offered for
+/// them (`ActionReady`) and finish it with what `answer(action, job, inargs, env)` gives
+/// (`None`: the task is never answered).
+pub async fn serve_actions<F>(
+    engine: &Arc<Engine>,
+    worker: &str,
+    who: &str,
+    actions: &[&str],
+    mut answer: F,
+) where
+    F: FnMut(&str, JobId, &Value, &Value) -> Option<Value> + Send + 'static,
+{
+    let mut events = engine.subscribe();
+    for a in actions {
+        engine
+            .announce(worker.into(), a.to_string(), who.into(), None)
+            .await
+            .unwrap_or_else(|e| panic!("announce {a}: {}", e.message));
+    }
+    let e2 = engine.clone();
+    let worker = worker.to_string();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            let Event::ActionReady { action, job_id, .. } = ev else {
+                continue;
+            };
+            let Ok(Some(claim)) = e2
+                .get_task(worker.clone(), action.clone(), Some(job_id))
+                .await
+            else {
+                continue;
+            };
+            if let Some(out) = answer(&action, job_id, &claim.inargs, &claim.env) {
+                let _ = e2.task_done(claim.cookie, out).await;
+            }
+        }
+    });
+}
+
 impl Harness {
     /// Engine over the fixtures with the Part 4 config, reference workers announced.
     pub async fn new() -> Harness {
@@ -114,40 +153,24 @@ impl Harness {
     pub async fn with(catalog: Catalog, config: EngineConfig, actions: &[&str]) -> Harness {
         let engine = Engine::new(catalog, jobcenter_store::MemoryStore::new(), config).start();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let mut events = engine.subscribe();
-        for a in actions {
-            engine
-                .announce(WORKER.into(), a.to_string(), "jc_admin".into(), None)
-                .await
-                .expect("announce reference worker");
-        }
-        let e2 = engine.clone();
         let rec = received.clone();
-        tokio::spawn(async move {
-            let mut attempts = HashMap::new();
-            while let Some(ev) = events.recv().await {
-                let Event::ActionReady { action, job_id, .. } = ev else {
-                    continue;
-                };
-                let Ok(Some(claim)) = e2
-                    .get_task(WORKER.into(), action.clone(), Some(job_id))
-                    .await
-                else {
-                    continue;
-                };
+        let mut attempts = HashMap::new();
+        serve_actions(
+            &engine,
+            WORKER,
+            "jc_admin",
+            actions,
+            move |action, job_id, inargs, env| {
                 rec.lock().push(Received {
-                    action: action.clone(),
+                    action: action.to_string(),
                     job_id,
-                    inargs: claim.inargs.clone(),
-                    env: claim.env.clone(),
+                    inargs: inargs.clone(),
+                    env: env.clone(),
                 });
-                if let Some(out) =
-                    reference_result(&action, &claim.inargs, &mut attempts, job_id, &claim.env)
-                {
-                    let _ = e2.task_done(claim.cookie, out).await;
-                }
-            }
-        });
+                reference_result(action, inargs, &mut attempts, job_id, env)
+            },
+        )
+        .await;
         Harness { engine, received }
     }
 
@@ -172,6 +195,25 @@ impl Harness {
     }
 }
 
+/// A `create_job` request for `wf` with `inargs` (an object) by `jc_admin`, no version tag.
+pub fn job_request(wf: &str, inargs: Value) -> CreateJob {
+    CreateJob {
+        wfname: wf.into(),
+        inargs: obj(inargs),
+        vtag: None,
+        who: "jc_admin".into(),
+        env: None,
+    }
+}
+
+/// Create a [`job_request`] job; panics if it is rejected.
+pub async fn create<B: Backend>(engine: &Arc<B>, wf: &str, inargs: Value) -> JobId {
+    engine
+        .create_job(job_request(wf, inargs))
+        .await
+        .expect("job created")
+}
+
 /// Create a job and wait (at most 10 s) for it to finish.
 pub async fn run_job<B: Backend>(
     engine: &Arc<B>,
@@ -180,13 +222,7 @@ pub async fn run_job<B: Backend>(
 ) -> Result<(JobId, Value), String> {
     let mut events = engine.subscribe();
     let id = engine
-        .create_job(CreateJob {
-            wfname: wf.into(),
-            inargs: inargs.as_object().cloned().unwrap_or_default(),
-            vtag: None,
-            who: "jc_admin".into(),
-            env: None,
-        })
+        .create_job(job_request(wf, inargs))
         .await
         .map_err(|e| e.message)?;
     wait_finished(engine, &mut events, id)
@@ -194,11 +230,22 @@ pub async fn run_job<B: Backend>(
         .map(|v| (id, v))
 }
 
-/// Wait for `JobFinished(id)` on `events`, then fetch the status.
+/// Wait (at most 10 s) for `JobFinished(id)` on `events`, then fetch the status.
 pub async fn wait_finished<B: Backend>(
     engine: &Arc<B>,
     events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
     id: JobId,
+) -> Result<Value, String> {
+    wait_finished_within(engine, events, id, Duration::from_secs(10)).await
+}
+
+/// Wait (at most `limit`) for `JobFinished(id)` on `events`, then fetch the status: the
+/// final output, or why there is none.
+pub async fn wait_finished_within<B: Backend>(
+    engine: &Arc<B>,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    id: JobId,
+    limit: Duration,
 ) -> Result<Value, String> {
     let wait = async {
         while let Some(ev) = events.recv().await {
@@ -208,7 +255,7 @@ pub async fn wait_finished<B: Backend>(
         }
         false
     };
-    match tokio::time::timeout(Duration::from_secs(10), wait).await {
+    match tokio::time::timeout(limit, wait).await {
         Ok(true) => {}
         _ => return Err(format!("job {id} did not finish")),
     }
@@ -237,6 +284,7 @@ pub fn matches(expected: &Value, actual: &Value) -> bool {
     }
 }
 
+/// `<J>`, `<C1>`, `<T>`: capitals and digits in angle brackets.
 fn is_placeholder(p: &str) -> bool {
     p.len() >= 3
         && p.starts_with('<')
@@ -246,7 +294,9 @@ fn is_placeholder(p: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
-fn text_matches(pattern: &str, text: &str) -> bool {
+/// Text comparison where each placeholder of `pattern` (`<J>`, `<C1>`...) stands for one or
+/// more digits and everything else must be equal.
+pub fn text_matches(pattern: &str, text: &str) -> bool {
     match pattern.find('<') {
         None => pattern == text,
         Some(i) => {
@@ -285,6 +335,17 @@ pub fn assert_rejected(actual: &Result<Value, String>, msg: &str) {
         Err(e) => assert_eq!(e, msg),
         Ok(v) => panic!("expected rejection {msg:?}, job finished with {v}"),
     }
+}
+
+/// The expected outputs shared with the end-to-end suite (`fixtures/jcl_error_cases.json`):
+/// the `[mode, outargs]` pairs of workflow `wf` (`k40`: C28, `k42`: C29).
+pub fn jcl_error_cases(wf: &str) -> Vec<(String, Value)> {
+    let all: Value = serde_json::from_str(include_str!("fixtures/jcl_error_cases.json"))
+        .expect("fixtures/jcl_error_cases.json is JSON");
+    let cases: Vec<(String, Value)> =
+        serde_json::from_value(all[wf].clone()).unwrap_or_else(|e| panic!("{wf}: {e}"));
+    assert!(!cases.is_empty(), "no cases for {wf}");
+    cases
 }
 
 /// An object literal helper.

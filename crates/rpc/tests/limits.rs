@@ -2,8 +2,11 @@
 //! on purpose: requests in flight, unread output (back-pressure, congestion, the stall
 //! deadline and the hard cap), and request ids echoed exactly as sent.
 
+mod common;
+
+use common::{boxed, guard};
 use jobcenter_rpc::wire::SERVER_MAX_FRAME;
-use jobcenter_rpc::{CloseReason, HandlerError, HandlerFuture, Methods, Peer, PeerConfig, Reply};
+use jobcenter_rpc::{CloseReason, HandlerError, Methods, Peer, PeerConfig, Reply};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,22 +14,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
-
-/// Upper bound for any single wait in these tests (a hang guard, not synchronisation).
-const GUARD: Duration = Duration::from_secs(10);
-
-async fn guard<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(GUARD, f)
-        .await
-        .expect("test step timed out")
-}
-
-fn boxed<F>(f: F) -> HandlerFuture
-where
-    F: std::future::Future<Output = Result<Reply, HandlerError>> + Send + 'static,
-{
-    Box::pin(f)
-}
 
 /// A listening socket and a raw client connected to it with a small receive buffer (so that
 /// a client that does not read fills up quickly).
@@ -44,7 +31,7 @@ fn frame(payload: &str) -> Vec<u8> {
 }
 
 /// Poll `cond` until it holds (a condition on state that changes by itself, checked at a
-/// short interval, bounded by [`GUARD`]).
+/// short interval, bounded by [`common::GUARD`]).
 async fn until(mut cond: impl FnMut() -> bool) {
     guard(async {
         while !cond() {

@@ -1,6 +1,8 @@
 //! Two real peers (or a peer and a raw socket) over loopback TCP: dispatch per §5.4,
 //! calls in both directions, ordering, closing. Checklist items C9–C24.
+mod common;
 
+use common::{boxed, guard};
 use futures::{SinkExt, StreamExt};
 use jobcenter_rpc::wire::{NetstringCodec, CLIENT_MAX_FRAME, SERVER_MAX_FRAME};
 use jobcenter_rpc::{
@@ -15,22 +17,6 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::codec::{FramedRead, FramedWrite};
-
-/// Upper bound for any single wait in these tests (a hang guard, not synchronisation).
-const GUARD: Duration = Duration::from_secs(5);
-
-async fn guard<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(GUARD, f)
-        .await
-        .expect("test step timed out")
-}
-
-fn boxed<F>(f: F) -> HandlerFuture
-where
-    F: std::future::Future<Output = Result<Reply, HandlerError>> + Send + 'static,
-{
-    Box::pin(f)
-}
 
 /// The method table used by the "server" side in these tests.
 fn server_methods(release: Arc<Notify>) -> Methods {
@@ -134,6 +120,22 @@ impl Raw {
         }
         assert_eq!(v["jsonrpc"], "2.0");
         Some(v)
+    }
+
+    /// Send `request` and assert that the next frame is `answer`.
+    async fn exchange(&mut self, request: &str, answer: Value) {
+        self.send(request).await;
+        assert_eq!(self.next().await, Some(answer), "the answer to {request}");
+    }
+
+    /// Send `request` and assert that the next frame is `answer`, to the byte.
+    async fn exchange_text(&mut self, request: &str, answer: &str) {
+        self.send(request).await;
+        assert_eq!(
+            self.next_text().await.as_deref(),
+            Some(answer),
+            "the answer to {request}"
+        );
     }
 
     /// Read until EOF; returns the frames seen on the way.
@@ -285,21 +287,17 @@ async fn c18_state_gating_32002_exact_text() {
 #[tokio::test]
 async fn c14_unknown_method_gets_32601_and_stays_open() {
     let (_p, mut raw, _) = server_and_raw().await;
-    raw.send(r#"{"jsonrpc":"2.0","id":"x","method":"frobnicate","params":{"x":1}}"#)
-        .await;
-    assert_eq!(
-        raw.next_text().await.as_deref(),
-        Some(r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"Method not found."}}"#)
-    );
+    raw.exchange_text(
+        r#"{"jsonrpc":"2.0","id":"x","method":"frobnicate","params":{"x":1}}"#,
+        r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"Method not found."}}"#,
+    )
+    .await;
     // Unknown notification: answered too, with id null; a non-string method never matches.
-    raw.send(r#"{"jsonrpc":"2.0","method":"frobnicate","params":{"x":1}}"#)
-        .await;
-    assert_eq!(
-        raw.next().await,
-        Some(
-            json!({"jsonrpc":"2.0","id":null,"error":{"code":-32601,"message":"Method not found."}})
-        )
-    );
+    raw.exchange(
+        r#"{"jsonrpc":"2.0","method":"frobnicate","params":{"x":1}}"#,
+        json!({"jsonrpc":"2.0","id":null,"error":{"code":-32601,"message":"Method not found."}}),
+    )
+    .await;
     raw.send(r#"{"jsonrpc":"2.0","id":"m","method":5,"params":{}}"#)
         .await;
     assert_eq!(raw.next().await.expect("frame")["error"]["code"], -32601);
@@ -309,23 +307,9 @@ async fn c14_unknown_method_gets_32601_and_stays_open() {
 #[tokio::test]
 async fn c15_request_method_as_notification_gets_32000_id_null() {
     let (_p, mut raw, _) = server_and_raw().await;
-    raw.send(r#"{"jsonrpc":"2.0","method":"hello","params":{"who":"a","method":"password","token":"t"}}"#)
-        .await;
-    assert_eq!(
-        raw.next_text().await.as_deref(),
-        Some(
-            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Method is not a notification."}}"#
-        )
-    );
+    raw.exchange_text(r#"{"jsonrpc":"2.0","method":"hello","params":{"who":"a","method":"password","token":"t"}}"#, r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Method is not a notification."}}"#).await;
     // "id":null counts as a notification as well.
-    raw.send(r#"{"jsonrpc":"2.0","id":null,"method":"ping","params":{}}"#)
-        .await;
-    assert_eq!(
-        raw.next().await,
-        Some(
-            json!({"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Method is not a notification."}})
-        )
-    );
+    raw.exchange(r#"{"jsonrpc":"2.0","id":null,"method":"ping","params":{}}"#, json!({"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Method is not a notification."}})).await;
     raw.assert_alive().await;
 }
 
@@ -351,14 +335,7 @@ async fn c16_missing_or_scalar_params_get_32600_and_stay_open() {
 #[tokio::test]
 async fn c17_array_params_get_32602() {
     let (_p, mut raw, _) = server_and_raw().await;
-    raw.send(r#"{"jsonrpc":"2.0","id":"ap","method":"echo","params":[1]}"#)
-        .await;
-    assert_eq!(
-        raw.next().await,
-        Some(
-            json!({"jsonrpc":"2.0","id":"ap","error":{"code":-32602,"message":"This method expects named params."}})
-        )
-    );
+    raw.exchange(r#"{"jsonrpc":"2.0","id":"ap","method":"echo","params":[1]}"#, json!({"jsonrpc":"2.0","id":"ap","error":{"code":-32602,"message":"This method expects named params."}})).await;
     raw.assert_alive().await;
 }
 
@@ -369,43 +346,21 @@ async fn dispatch_check_order_state_after_params() {
     raw.send(r#"{"jsonrpc":"2.0","id":"o","method":"create_job","params":[]}"#)
         .await;
     assert_eq!(raw.next().await.expect("frame")["error"]["code"], -32602);
-    raw.send(r#"{"jsonrpc":"2.0","id":"o","method":"create_job","params":{}}"#)
-        .await;
-    assert_eq!(
-        raw.next().await,
-        Some(
-            json!({"jsonrpc":"2.0","id":"o","error":{"code":-32002,"message":"This method requires connection state auth"}})
-        )
-    );
+    raw.exchange(r#"{"jsonrpc":"2.0","id":"o","method":"create_job","params":{}}"#, json!({"jsonrpc":"2.0","id":"o","error":{"code":-32002,"message":"This method requires connection state auth"}})).await;
 }
 
 #[tokio::test]
 async fn c19_handler_error_gets_32001() {
     let (_p, mut raw, _) = server_and_raw().await;
-    raw.send(r#"{"jsonrpc":"2.0","id":"h","method":"hello","params":{}}"#)
-        .await;
-    assert_eq!(
-        raw.next().await,
-        Some(
-            json!({"jsonrpc":"2.0","id":"h","error":{"code":-32001,"message":"Method threw error: no who?"}})
-        )
-    );
+    raw.exchange(r#"{"jsonrpc":"2.0","id":"h","method":"hello","params":{}}"#, json!({"jsonrpc":"2.0","id":"h","error":{"code":-32001,"message":"Method threw error: no who?"}})).await;
     // A failing notification handler is answered with id null (REF-QUIRK, C65).
-    raw.send(r#"{"jsonrpc":"2.0","method":"task_done","params":{"cookie":"c"}}"#)
-        .await;
-    assert_eq!(
-        raw.next().await,
-        Some(
-            json!({"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Method threw error: task_done: no outargs!?"}})
-        )
-    );
+    raw.exchange(r#"{"jsonrpc":"2.0","method":"task_done","params":{"cookie":"c"}}"#, json!({"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"Method threw error: task_done: no outargs!?"}})).await;
     // A panicking after-hook does not disturb the answer or the connection.
-    raw.send(r#"{"jsonrpc":"2.0","id":"hp","method":"hook_panics","params":{}}"#)
-        .await;
-    assert_eq!(
-        raw.next().await,
-        Some(json!({"jsonrpc":"2.0","id":"hp","result":"ok"}))
-    );
+    raw.exchange(
+        r#"{"jsonrpc":"2.0","id":"hp","method":"hook_panics","params":{}}"#,
+        json!({"jsonrpc":"2.0","id":"hp","result":"ok"}),
+    )
+    .await;
     // A panicking handler becomes -32001 as well and the connection survives.
     raw.send(r#"{"jsonrpc":"2.0","id":"b","method":"boom","params":{}}"#)
         .await;
@@ -430,14 +385,11 @@ async fn notifications_get_no_result_unless_called_with_truthy_id() {
     .await;
     // Nothing came back for those two: the next frame is the ping answer.
     raw.assert_alive().await;
-    raw.send(
+    raw.exchange(
         r#"{"jsonrpc":"2.0","id":"t","method":"task_done","params":{"cookie":"c","outargs":{}}}"#,
+        json!({"jsonrpc":"2.0","id":"t","result":[]}),
     )
     .await;
-    assert_eq!(
-        raw.next().await,
-        Some(json!({"jsonrpc":"2.0","id":"t","result":[]}))
-    );
 }
 
 #[tokio::test]
@@ -477,27 +429,17 @@ async fn c23_ids_unique_truthy_strings_and_numeric_ids_echoed() {
         let r = guard(c).await.expect("join").expect("result");
         assert!(r.is_string());
     }
-    raw.send(r#"{"jsonrpc":"2.0","id":42,"method":"ping","params":{}}"#)
-        .await;
-    assert_eq!(
-        raw.next_text().await.as_deref(),
-        Some(r#"{"jsonrpc":"2.0","id":42,"result":"pong?"}"#)
-    );
+    raw.exchange_text(
+        r#"{"jsonrpc":"2.0","id":42,"method":"ping","params":{}}"#,
+        r#"{"jsonrpc":"2.0","id":42,"result":"pong?"}"#,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn c24_id_zero_is_a_notification_and_gets_32000_with_that_id() {
     let (_p, mut raw, _) = server_and_raw().await;
-    raw.send(
-        r#"{"jsonrpc":"2.0","method":"create_job","params":{"wfname":"x","inargs":{}},"id":0}"#,
-    )
-    .await;
-    assert_eq!(
-        raw.next_text().await.as_deref(),
-        Some(
-            r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32000,"message":"Method is not a notification."}}"#
-        )
-    );
+    raw.exchange_text(r#"{"jsonrpc":"2.0","method":"create_job","params":{"wfname":"x","inargs":{}},"id":0}"#, r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32000,"message":"Method is not a notification."}}"#).await;
     for id in [r#""0""#, r#""""#] {
         raw.send(&format!(
             r#"{{"jsonrpc":"2.0","method":"ping","params":{{}},"id":{id}}}"#
@@ -667,21 +609,27 @@ async fn after_hook_runs_after_the_reply_is_queued() {
     }
 }
 
-#[tokio::test]
-async fn rpc_error_with_data_is_accepted_on_receive() {
-    let (peer, mut raw, _) = server_and_raw().await;
+/// `peer` calls method `x` and the raw side answers with `answer` plus the `jsonrpc` and
+/// `id` members: what the call returns.
+async fn call_answered_with(peer: &Peer, raw: &mut Raw, answer: Value) -> Result<Value, CallError> {
     let call = tokio::spawn({
         let p = peer.clone();
         async move { p.call("x", json!({})).await }
     });
     let req = raw.next().await.expect("request");
-    raw.send(
-        &json!({"jsonrpc":"2.0","id":req["id"],"error":{"code":-1,"message":"m","data":[1]}})
-            .to_string(),
-    )
-    .await;
+    let mut frame = answer;
+    frame["jsonrpc"] = json!("2.0");
+    frame["id"] = req["id"].clone();
+    raw.send(&frame.to_string()).await;
+    guard(call).await.expect("join")
+}
+
+#[tokio::test]
+async fn rpc_error_with_data_is_accepted_on_receive() {
+    let (peer, mut raw, _) = server_and_raw().await;
+    let answer = json!({"error": {"code": -1, "message": "m", "data": [1]}});
     assert_eq!(
-        guard(call).await.expect("join"),
+        call_answered_with(&peer, &mut raw, answer).await,
         Err(CallError::Rpc {
             code: -1,
             message: "m".into()
@@ -693,17 +641,11 @@ async fn rpc_error_with_data_is_accepted_on_receive() {
 #[tokio::test]
 async fn invalid_error_object_for_outstanding_call_is_fatal() {
     let (peer, mut raw, _) = server_and_raw().await;
-    let call = tokio::spawn({
-        let p = peer.clone();
-        async move { p.call("x", json!({})).await }
-    });
-    let req = raw.next().await.expect("request");
-    raw.send(
-        &json!({"jsonrpc":"2.0","id":req["id"],"error":{"code":-1,"message":"m","extra":1}})
-            .to_string(),
-    )
-    .await;
-    assert_eq!(guard(call).await.expect("join"), Err(CallError::Closed));
+    let answer = json!({"error": {"code": -1, "message": "m", "extra": 1}});
+    assert_eq!(
+        call_answered_with(&peer, &mut raw, answer).await,
+        Err(CallError::Closed)
+    );
     let seen = raw.until_eof().await;
     assert_eq!(
         seen,

@@ -1,23 +1,17 @@
 //! The peer over TLS (tokio-rustls, ring): calls both ways, large frames that exercise the
 //! flush-after-write path, and a graceful close.
 
+mod common;
+
+use common::guard;
 use jobcenter_rpc::wire::{CLIENT_MAX_FRAME, SERVER_MAX_FRAME};
 use jobcenter_rpc::{CallError, CloseReason, HandlerFuture, Methods, Peer, PeerConfig};
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, ServerName};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-
-const GUARD: Duration = Duration::from_secs(10);
-
-async fn guard<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(GUARD, f)
-        .await
-        .expect("test step timed out")
-}
 
 fn echo_methods() -> Methods {
     let mut m = Methods::new();

@@ -94,56 +94,57 @@ pub fn hash_format_supported(hash: &str) -> Result<(), &'static str> {
 /// `user:hash[:more fields]` with a supported hash ([`hash_format_supported`]). Returns the
 /// number of users.
 pub fn validate_password_file(file: &str, contents: &str) -> Result<usize, AuthFileError> {
-    let mut users = 0;
-    for (i, line) in contents.lines().enumerate() {
-        if ignored_line(line) {
-            continue;
-        }
-        let bad = |reason: &str| AuthFileError::BadLine {
-            file: file.to_string(),
-            line: i + 1,
-            reason: reason.to_string(),
-        };
+    validate_lines(file, contents, |line| {
         let mut fields = line.split(':');
         let user = fields.next().unwrap_or_default();
         let Some(hash) = fields.next() else {
-            return Err(bad("expected user:hash"));
+            return Err("expected user:hash");
         };
         if user.is_empty() {
-            return Err(bad("empty user name"));
+            return Err("empty user name");
         }
-        hash_format_supported(hash).map_err(bad)?;
-        users += 1;
-    }
-    Ok(users)
+        hash_format_supported(hash)
+    })
 }
 
 /// Check CN-file contents: every line that is not blank or a `#` comment must be
 /// `cn:user1,user2,...` with a non-empty CN and no empty user name. Returns the number of
 /// CN lines.
 pub fn validate_cn_file(file: &str, contents: &str) -> Result<usize, AuthFileError> {
-    let mut cns = 0;
+    validate_lines(file, contents, |line| {
+        let Some((cn, users)) = line.split_once(':') else {
+            return Err("expected cn:user1,user2");
+        };
+        if cn.is_empty() {
+            return Err("empty cn");
+        }
+        if users.split(',').any(str::is_empty) {
+            return Err("empty user name in the user list");
+        }
+        Ok(())
+    })
+}
+
+/// Check each line of an auth file that is not blank or a comment with `check` (which says
+/// what is wrong with a bad line); the number of lines checked, or the first bad one.
+fn validate_lines(
+    file: &str,
+    contents: &str,
+    check: impl Fn(&str) -> Result<(), &'static str>,
+) -> Result<usize, AuthFileError> {
+    let mut n = 0;
     for (i, line) in contents.lines().enumerate() {
         if ignored_line(line) {
             continue;
         }
-        let bad = |reason: &str| AuthFileError::BadLine {
+        check(line).map_err(|reason| AuthFileError::BadLine {
             file: file.to_string(),
             line: i + 1,
             reason: reason.to_string(),
-        };
-        let Some((cn, users)) = line.split_once(':') else {
-            return Err(bad("expected cn:user1,user2"));
-        };
-        if cn.is_empty() {
-            return Err(bad("empty cn"));
-        }
-        if users.split(',').any(str::is_empty) {
-            return Err(bad("empty user name in the user list"));
-        }
-        cns += 1;
+        })?;
+        n += 1;
     }
-    Ok(cns)
+    Ok(n)
 }
 
 fn read_auth_file(path: &Path) -> Result<String, AuthFileError> {

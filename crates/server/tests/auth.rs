@@ -5,11 +5,11 @@
 mod common;
 
 use common::tls::{
-    call, connector, connector_with, pki, read_frame, read_frame_or_error, server_name, start,
-    start_listeners, tls_listener,
+    call, connector, connector_with, greeted_session, pki, read_frame, read_frame_or_error,
+    server_name, start, start_listeners, tls_listener,
 };
 use common::{MiniBackend, RawClient, TestServer, WAIT};
-use jobcenter_server::{AuthMethod, AuthStats, ListenerConfig, Timers, GREETING_FRAME};
+use jobcenter_server::{AuthMethod, AuthStats, ListenerConfig, Timers};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -213,16 +213,8 @@ async fn auth_client_cert_with_a_wrong_cn_is_not_welcome() {
         ("other.example", "theEmployee"),
     ] {
         let cert = p.client_cert(cn);
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
-        let mut s = connector_with(&p, Some(&cert))
-            .connect(server_name(), tcp)
-            .await
-            .expect("handshake: the certificate itself is valid");
-        let g = read_frame(&mut s).await.expect("greeting");
-        assert_eq!(
-            format!("{}:{},", g.len(), String::from_utf8_lossy(&g)).as_bytes(),
-            GREETING_FRAME
-        );
+        // The certificate itself is valid: the handshake succeeds.
+        let mut s = greeted_session(addr, &connector_with(&p, Some(&cert))).await;
         let r = call(
             &mut s,
             "hello",
@@ -372,12 +364,7 @@ async fn tls_hello(
     p: &common::tls::Pki,
     params: Value,
 ) -> (Value, bool) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
-    let mut s = connector(p, true)
-        .connect(server_name(), tcp)
-        .await
-        .expect("handshake");
-    read_frame(&mut s).await.expect("greeting");
+    let mut s = greeted_session(addr, &connector(p, true)).await;
     let r = call(&mut s, "hello", params).await;
     let result = r["result"].clone();
     let closed = if result[0] == json!(true) {

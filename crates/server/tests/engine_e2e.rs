@@ -448,16 +448,7 @@ async fn c66_soft_error_retries_with_the_engine() {
     w.announce("w-soft", "soft", 1).await;
     let mut c = login(r.addr, "theCustomer").await;
     let job = create(&mut c, "callsoft", json!({"x": 1})).await;
-    let mut tries = Vec::new();
-    for _ in 0..4 {
-        let t = w.take_task().await;
-        tries.push(t[3].get("tries").cloned().unwrap_or(Value::Null));
-        w.notify(
-            "task_done",
-            json!({"cookie": t[1], "outargs": {"error": {"class":"soft","msg":"x"}}}),
-        )
-        .await;
-    }
+    let tries = w.fail_softly(4).await;
     assert_eq!(tries, vec![Value::Null, json!(1), json!(2), json!(3)]);
     let done = c.notification("job_done").await;
     assert_eq!(done["job_id"], job);

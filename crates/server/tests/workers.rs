@@ -474,16 +474,7 @@ async fn c66_soft_errors_are_retried_with_tries_in_env() {
     w.announce("w1", "flaky", 1).await;
     let mut c = s.login("theCustomer").await;
     let job = create(&mut c, "flaky", json!({})).await;
-    let mut tries = Vec::new();
-    for _ in 0..4 {
-        let t = w.take_task().await;
-        tries.push(t[3].get("tries").cloned().unwrap_or(Value::Null));
-        w.notify(
-            "task_done",
-            json!({"cookie": t[1], "outargs": {"error": {"class":"soft","msg":"x"}}}),
-        )
-        .await;
-    }
+    let tries = w.fail_softly(4).await;
     assert_eq!(tries, vec![Value::Null, json!(1), json!(2), json!(3)]);
     assert_eq!(
         c.notification("job_done").await,

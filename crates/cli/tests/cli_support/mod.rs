@@ -64,6 +64,15 @@ pub struct Output {
 }
 
 impl Output {
+    /// The stderr lines that are JSON log records (`--log-format json`), parsed.
+    pub fn json_records(&self) -> Vec<serde_json::Value> {
+        self.stderr
+            .iter()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    }
+
     /// The only stdout line, parsed as JSON (panics with the whole output otherwise).
     pub fn json_line(&self) -> serde_json::Value {
         assert_eq!(self.stdout.len(), 1, "want one stdout line: {self:#?}");

@@ -4,7 +4,9 @@
 //! final outargs must match (numbers by value, `<J>`/`<C>`/`<T>` placeholders).
 
 use jobcenter::{Client, JobResult, Worker};
-use jobcenter_conformance::{fast_timers, matches, part4_fixtures, Recorder, TestServer, JC_ADMIN};
+use jobcenter_conformance::{
+    fast_timers, jcl_error_cases, matches, part4_fixtures, Recorder, TestServer, JC_ADMIN,
+};
 use serde_json::{json, Value};
 
 /// Server + engine over the Part 4 fixtures, one reference worker, one `jc_admin` client.
@@ -468,36 +470,15 @@ async fn jcl_c27_environment_wfenv_max_depth_ids_action_env() {
     assert!(matches(&env, &got[0].env), "worker env {}", got[0].env);
 }
 
+/// The expected `[mode, outargs]` pairs of `wf` shared with the engine's tests.
+fn cases(wf: &str) -> Vec<(String, Value)> {
+    jcl_error_cases(wf).unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[tokio::test]
 async fn jcl_c28_runtime_errors_and_implicit_input_checks() {
     let r = rig().await;
-    let cases = [
-        (
-            "strictref",
-            json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm Can't use string (\"abc\") as a HASH ref while \"strict refs\" in use at line 1.", "class": "normal"}}),
-        ),
-        (
-            "badinput",
-            json!({"error": {"msg": "caught exception in do_inargsmap sqlstate P0001 sqlerrm input argument \"counter\" has wrong type string (should be number)", "class": "normal"}}),
-        ),
-        (
-            "numraise",
-            json!({"error": {"msg": "caught exception in do_inargsmap sqlstate P0001 sqlerrm input argument \"msg\" has wrong type number (should be string)", "class": "normal"}}),
-        ),
-        (
-            "undefraise",
-            json!({"error": {"msg": null, "class": "normal"}}),
-        ),
-        (
-            "notarray",
-            json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm Can't use string (\"abc\") as an ARRAY ref while \"strict refs\" in use at line 1.", "class": "normal"}}),
-        ),
-        (
-            "keysfail",
-            json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm not an object", "class": "normal"}}),
-        ),
-    ];
-    for (mode, expected) in cases {
+    for (mode, expected) in cases("k40") {
         r.out("k40", json!({ "mode": mode }), expected).await;
     }
     // Autovivification: emulated (`{}`) or not (`null`) are both acceptable (docs/JCL.md).
@@ -513,20 +494,8 @@ async fn jcl_c28_runtime_errors_and_implicit_input_checks() {
 #[tokio::test]
 async fn jcl_c29_error_phase_prefixes_and_line_numbers() {
     let r = rig().await;
-    let cases = [
-        ("line2", "caught exception in do_eval sqlstate 38000 sqlerrm Illegal division by zero at line 2."),
-        ("mod", "caught exception in do_eval sqlstate 38000 sqlerrm Illegal modulus zero at line 1."),
-        ("cond", "caught exception in do_boolcode sqlstate 38000 sqlerrm Illegal division by zero at line 1."),
-        ("casediv", "caught exception in do_stringcode sqlstate 38000 sqlerrm Illegal division by zero at line 1."),
-        ("omapdiv", "caught exception in do_outargsmap sqlstate 38000 sqlerrm Illegal division by zero at line 1."),
-    ];
-    for (mode, msg) in cases {
-        r.out(
-            "k42",
-            json!({ "mode": mode }),
-            json!({"error": {"msg": msg, "class": "normal"}}),
-        )
-        .await;
+    for (mode, expected) in cases("k42") {
+        r.out("k42", json!({ "mode": mode }), expected).await;
     }
 }
 

@@ -111,6 +111,18 @@ impl Replay {
         }
     }
 
+    /// Answer the server's ping `f` on connection `n` as the Perl client does (`pong!`),
+    /// checking its shape, and count it.
+    async fn pong(&mut self, n: u64, f: &Value) {
+        assert_eq!(f["params"], json!({}), "server ping params");
+        assert!(f["id"].is_string(), "server ping id is a string: {f}");
+        let pong = json!({"jsonrpc": "2.0", "id": f["id"], "result": "pong!"});
+        if let Err(e) = self.conn(n).send(&pong).await {
+            panic!("c{n}: pong: {e}");
+        }
+        self.pings.entry(n).or_default().0 += 1;
+    }
+
     fn conn(&mut self, n: u64) -> &mut RawConn {
         self.conns
             .get_mut(&n)
@@ -127,13 +139,7 @@ impl Replay {
             };
             trace(n, "<-", &f);
             if f["method"] == "ping" && f.get("id").is_some() {
-                assert_eq!(f["params"], json!({}), "server ping params");
-                assert!(f["id"].is_string(), "server ping id is a string: {f}");
-                let pong = json!({"jsonrpc": "2.0", "id": f["id"], "result": "pong!"});
-                if let Err(e) = self.conn(n).send(&pong).await {
-                    panic!("c{n}: pong: {e}");
-                }
-                self.pings.entry(n).or_default().0 += 1;
+                self.pong(n, &f).await;
                 continue;
             }
             return f;
@@ -267,13 +273,7 @@ impl Replay {
                     continue;
                 }
                 assert_eq!(f["method"], "ping", "c{n}: expected a server ping, got {f}");
-                assert_eq!(f["params"], json!({}), "server ping params");
-                assert!(f["id"].is_string(), "server ping id is a string: {f}");
-                let pong = json!({"jsonrpc": "2.0", "id": f["id"], "result": "pong!"});
-                if let Err(e) = self.conn(n).send(&pong).await {
-                    panic!("c{n}: pong: {e}");
-                }
-                self.pings.entry(n).or_default().0 += 1;
+                self.pong(n, &f).await;
                 return;
             }
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use jobcenter::{Action, Client, JobStatus, Task, Worker};
+use jobcenter::{Action, Client, JobHandle, JobStatus, Task, Worker};
 use jobcenter_conformance::{
     c_add, fast_timers, part4_fixtures, reference_actions, RawConn, Recorder, TestServer, EMPLOYEE,
     EMPLOYEE_TOKEN, JC_ADMIN, JC_ADMIN_TOKEN, WAIT,
@@ -43,6 +43,50 @@ async fn announce(w: &Worker, a: Action) {
     if let Err(e) = w.announce(a).await {
         panic!("announce: {e}");
     }
+}
+
+/// Announce the reference actions on `w` with `slots` each, recording into `rec`, under
+/// the worker name `name` if one is given.
+async fn announce_reference(w: &Worker, rec: &Recorder, slots: Option<u32>, name: Option<&str>) {
+    for a in reference_actions(rec, slots) {
+        announce(
+            w,
+            if let Some(n) = name {
+                a.workername(n)
+            } else {
+                a
+            },
+        )
+        .await;
+    }
+}
+
+/// Create a `wfname` job with `inargs` on `c` without waiting for it.
+async fn submit(c: &Client, wfname: &str, inargs: Value) -> JobHandle {
+    c.job(wfname)
+        .inargs(inargs)
+        .submit()
+        .await
+        .unwrap_or_else(|e| panic!("submit: {e}"))
+}
+
+/// A server (fast timers) whose only `c_add` worker (returned last, to keep it connected)
+/// is [`gated_add`] with `slots` slots: each task it gets is reported on the receiver and
+/// waits for a permit of the semaphore.
+async fn gated_server(
+    slots: u32,
+) -> (
+    TestServer,
+    Arc<Semaphore>,
+    mpsc::UnboundedReceiver<i64>,
+    Worker,
+) {
+    let s = server(fast_timers()).await;
+    let gate = Arc::new(Semaphore::new(0));
+    let (tx, entered) = mpsc::unbounded_channel();
+    let w = worker(&s).await;
+    announce(&w, gated_add(slots, gate.clone(), tx)).await;
+    (s, gate, entered, w)
 }
 
 /// `c_add` whose handler reports each job id on `entered`, then waits for a permit of
@@ -82,9 +126,7 @@ async fn c33_c37_c38_result_before_single_job_done_with_library_worker() {
     let s = server(fast_timers()).await;
     let rec = Recorder::new();
     let w = worker(&s).await;
-    for a in reference_actions(&rec, Some(4)) {
-        announce(&w, a).await;
-    }
+    announce_reference(&w, &rec, Some(4), None).await;
     let mut c = match RawConn::login(s.addr(), JC_ADMIN, JC_ADMIN_TOKEN).await {
         Ok(c) => c,
         Err(e) => panic!("raw login: {e}"),
@@ -132,11 +174,7 @@ async fn c33_c37_c38_result_before_single_job_done_with_library_worker() {
 
 #[tokio::test]
 async fn c39_create_job_timeout_then_real_result_by_status() {
-    let s = server(fast_timers()).await;
-    let gate = Arc::new(Semaphore::new(0));
-    let (tx, mut entered) = mpsc::unbounded_channel();
-    let w = worker(&s).await;
-    announce(&w, gated_add(1, gate.clone(), tx)).await;
+    let (s, gate, mut entered, _w) = gated_server(1).await;
     let c = client(&s).await;
     let start = Instant::now();
     let res = c
@@ -168,19 +206,10 @@ async fn c39_create_job_timeout_then_real_result_by_status() {
 
 #[tokio::test]
 async fn c42_c44_c45_c80_status_and_notify_from_a_second_client() {
-    let s = server(fast_timers()).await;
-    let gate = Arc::new(Semaphore::new(0));
-    let (tx, mut entered) = mpsc::unbounded_channel();
-    let w = worker(&s).await;
-    announce(&w, gated_add(1, gate.clone(), tx)).await;
+    let (s, gate, mut entered, _w) = gated_server(1).await;
     let creator = client(&s).await;
     let other = client(&s).await;
-    let h = creator
-        .job("k01")
-        .inargs(json!({"input": 41}))
-        .submit()
-        .await
-        .unwrap_or_else(|e| panic!("submit: {e}"));
+    let h = submit(&creator, "k01", json!({"input": 41})).await;
     let id = h.job_id().unwrap_or_else(|| panic!("created"));
     assert_eq!(next_entered(&mut entered).await, id);
     // C42/C44: running → Running, and with notify a completion follows.
@@ -218,9 +247,7 @@ async fn c45_notify_on_finished_job_sends_no_job_done() {
     let s = server(fast_timers()).await;
     let rec = Recorder::new();
     let w = worker(&s).await;
-    for a in reference_actions(&rec, None) {
-        announce(&w, a).await;
-    }
+    announce_reference(&w, &rec, None, None).await;
     let job = client(&s)
         .await
         .call("k01", json!({"input": 1}))
@@ -256,20 +283,11 @@ async fn c45_notify_on_finished_job_sends_no_job_done() {
 
 #[tokio::test]
 async fn c49_client_vanishes_jobs_complete_and_new_client_gets_results() {
-    let s = server(fast_timers()).await;
-    let gate = Arc::new(Semaphore::new(0));
-    let (tx, mut entered) = mpsc::unbounded_channel();
-    let w = worker(&s).await;
-    announce(&w, gated_add(3, gate.clone(), tx)).await;
+    let (s, gate, mut entered, _w) = gated_server(3).await;
     let c = client(&s).await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        let h = c
-            .job("k01")
-            .inargs(json!({"input": i * 10}))
-            .submit()
-            .await
-            .unwrap_or_else(|e| panic!("submit: {e}"));
+        let h = submit(&c, "k01", json!({"input": i * 10})).await;
         ids.push(h.job_id().unwrap_or_else(|| panic!("created")));
         // The handle is dropped: the client stops caring, like a process that goes away.
     }
@@ -323,13 +341,7 @@ async fn c56_one_slot_means_one_task_at_a_time() {
     let c = client(&s).await;
     let mut handles = Vec::new();
     for i in 0..6 {
-        handles.push(
-            c.job("k01")
-                .inargs(json!({"input": i}))
-                .submit()
-                .await
-                .unwrap_or_else(|e| panic!("submit: {e}")),
-        );
+        handles.push(submit(&c, "k01", json!({"input": i})).await);
     }
     for (i, h) in handles.into_iter().enumerate() {
         assert_eq!(
@@ -364,9 +376,7 @@ async fn c58_unclaimed_offer_goes_to_the_library_worker_after_handoff() {
     assert_eq!(r["result"], json!([true, "success"]));
     let rec = Recorder::new();
     let w = worker(&s).await;
-    for a in reference_actions(&rec, Some(1)) {
-        announce(&w, a).await;
-    }
+    announce_reference(&w, &rec, Some(1), None).await;
     let c = client(&s).await;
     // Idle workers take turns (C59), so within a few jobs the lazy one gets an offer.
     let mut offered_to_lazy = None;
@@ -400,12 +410,8 @@ async fn c59_idle_library_workers_take_turns() {
     let s = server(quiet_timers(Duration::from_secs(10))).await;
     let (rec1, rec2) = (Recorder::new(), Recorder::new());
     let (w1, w2) = (worker(&s).await, worker(&s).await);
-    for a in reference_actions(&rec1, Some(1)) {
-        announce(&w1, a.workername("w1")).await;
-    }
-    for a in reference_actions(&rec2, Some(1)) {
-        announce(&w2, a.workername("w2")).await;
-    }
+    announce_reference(&w1, &rec1, Some(1), Some("w1")).await;
+    announce_reference(&w2, &rec2, Some(1), Some("w2")).await;
     let c = client(&s).await;
     let mut who = Vec::new();
     for i in 0..6 {
@@ -432,9 +438,7 @@ async fn c66_soft_error_reoffers_reach_the_library_worker_with_tries() {
     let s = server(fast_timers()).await;
     let rec = Recorder::new();
     let w = worker(&s).await;
-    for a in reference_actions(&rec, None) {
-        announce(&w, a).await;
-    }
+    announce_reference(&w, &rec, None, None).await;
     let c = client(&s).await;
     let res = c
         .call("k33", json!({"x": 1}))
@@ -479,21 +483,11 @@ async fn c67_busy_slotgroup_offers_the_pending_action_at_once() {
     announce(&w, add).await;
     announce(&w, fail).await;
     let c = client(&s).await;
-    let h1 = c
-        .job("k01")
-        .inargs(json!({"input": 1}))
-        .submit()
-        .await
-        .unwrap_or_else(|e| panic!("submit: {e}"));
+    let h1 = submit(&c, "k01", json!({"input": 1})).await;
     let id1 = h1.job_id().unwrap_or_default();
     assert_eq!(next_entered(&mut entered).await, id1);
     // The slotgroup is busy: the c_fail job waits (pending) until c_add is done.
-    let h2 = c
-        .job("k08a")
-        .inargs(json!({"what": "ok"}))
-        .submit()
-        .await
-        .unwrap_or_else(|e| panic!("submit: {e}"));
+    let h2 = submit(&c, "k08a", json!({"what": "ok"})).await;
     let id2 = h2.job_id().unwrap_or_default();
     assert!(
         tokio::time::timeout(Duration::from_millis(200), entered.recv())
@@ -520,20 +514,13 @@ async fn c68_jobs_ready_before_announce_are_served_soon_after() {
     // Poll every 60 s as the reference: the job must still be served right after announce.
     let s = server(quiet_timers(Duration::from_secs(10))).await;
     let c = client(&s).await;
-    let h = c
-        .job("k01")
-        .inargs(json!({"input": 7}))
-        .submit()
-        .await
-        .unwrap_or_else(|e| panic!("submit: {e}"));
+    let h = submit(&c, "k01", json!({"input": 7})).await;
     let id = h.job_id().unwrap_or_default();
     assert_eq!(c.get_job_status(id).await.ok(), Some(JobStatus::Running));
     let rec = Recorder::new();
     let w = worker(&s).await;
     let start = Instant::now();
-    for a in reference_actions(&rec, None) {
-        announce(&w, a).await;
-    }
+    announce_reference(&w, &rec, None, None).await;
     let res = tokio::time::timeout(WAIT, h)
         .await
         .unwrap_or_else(|_| panic!("job not served within {WAIT:?} of the announce"));
@@ -550,20 +537,13 @@ async fn c71_worker_disconnects_holding_task_another_worker_finishes_job() {
     let first = worker(&s).await;
     announce(&first, gated_add(1, gate.clone(), tx).workername("first")).await;
     let c = client(&s).await;
-    let h = c
-        .job("k01")
-        .inargs(json!({"input": 99}))
-        .submit()
-        .await
-        .unwrap_or_else(|e| panic!("submit: {e}"));
+    let h = submit(&c, "k01", json!({"input": 99})).await;
     let id = h.job_id().unwrap_or_default();
     // The first worker has claimed the task (c_add is not retryable) ...
     assert_eq!(next_entered(&mut entered).await, id);
     let rec = Recorder::new();
     let second = worker(&s).await;
-    for a in reference_actions(&rec, None) {
-        announce(&second, a.workername("second")).await;
-    }
+    announce_reference(&second, &rec, None, Some("second")).await;
     // ... and vanishes while holding it.
     first.client().close();
     first.client().closed().await;
@@ -587,12 +567,8 @@ async fn many_concurrent_jobs_two_workers_none_lost() {
     let s = server(fast_timers()).await;
     let (rec1, rec2) = (Recorder::new(), Recorder::new());
     let (w1, w2) = (worker(&s).await, worker(&s).await);
-    for a in reference_actions(&rec1, Some(8)) {
-        announce(&w1, a.workername("many-1")).await;
-    }
-    for a in reference_actions(&rec2, Some(8)) {
-        announce(&w2, a.workername("many-2")).await;
-    }
+    announce_reference(&w1, &rec1, Some(8), Some("many-1")).await;
+    announce_reference(&w2, &rec2, Some(8), Some("many-2")).await;
     let c = client(&s).await;
     let start = Instant::now();
     let results: Vec<(usize, Option<i64>, Value)> = futures::stream::iter(0..JOBS)
@@ -645,9 +621,7 @@ async fn c93_work_keeps_running_on_server_pings_then_stop_code() {
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
     let rec = Recorder::new();
-    for a in reference_actions(&rec, None) {
-        announce(&w, a).await;
-    }
+    announce_reference(&w, &rec, None, None).await;
     let work = tokio::spawn({
         let w = w.clone();
         async move { w.work().await }
@@ -678,9 +652,7 @@ async fn c93_work_returns_92_when_the_server_does_not_ping() {
     let w = Worker::connect(cfg)
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
-    for a in reference_actions(&Recorder::new(), None) {
-        announce(&w, a).await;
-    }
+    announce_reference(&w, &Recorder::new(), None, None).await;
     let code = tokio::time::timeout(WAIT, w.work())
         .await
         .unwrap_or_else(|_| panic!("work() did not end"));
@@ -696,9 +668,7 @@ async fn large_payloads_cross_every_hop_below_the_frame_limit() {
     let s = server(fast_timers()).await;
     let rec = Recorder::new();
     let w = worker(&s).await;
-    for a in reference_actions(&rec, None) {
-        announce(&w, a).await;
-    }
+    announce_reference(&w, &rec, None, None).await;
     let c = client(&s).await;
     let blob = "x".repeat(900_000);
     let res = c
@@ -773,9 +743,7 @@ async fn many_clients_and_workers_at_once_no_job_lost() {
     let mut workers = Vec::new();
     for (k, rec) in recs.iter().enumerate() {
         let w = worker(&s).await;
-        for a in reference_actions(rec, Some(4)) {
-            announce(&w, a.workername(format!("mw-{k}"))).await;
-        }
+        announce_reference(&w, rec, Some(4), Some(&format!("mw-{k}"))).await;
         workers.push(w);
     }
     let mut tasks = Vec::new();
@@ -854,11 +822,7 @@ async fn c88_odd_handler_results_end_the_job_instead_of_hanging() {
 
 #[tokio::test]
 async fn c39_sub_second_job_timeout_is_not_rounded_to_forever() {
-    let s = server(fast_timers()).await;
-    let gate = Arc::new(Semaphore::new(0));
-    let (tx, mut entered) = mpsc::unbounded_channel();
-    let w = worker(&s).await;
-    announce(&w, gated_add(1, gate.clone(), tx)).await;
+    let (s, gate, mut entered, _w) = gated_server(1).await;
     let c = client(&s).await;
     let start = Instant::now();
     let res = tokio::time::timeout(

@@ -185,6 +185,25 @@ pub fn server_name() -> ServerName<'static> {
     ServerName::try_from("localhost").expect("name")
 }
 
+/// A TLS session with the listener at `addr` through `connector` whose greeting was read
+/// and checked to be [`jobcenter_server::GREETING_FRAME`]; panics if the handshake fails.
+pub async fn greeted_session(
+    addr: std::net::SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    let mut s = connector
+        .connect(server_name(), tcp)
+        .await
+        .expect("handshake");
+    let g = read_frame(&mut s).await.expect("greeting");
+    assert_eq!(
+        format!("{}:{},", g.len(), String::from_utf8_lossy(&g)).as_bytes(),
+        jobcenter_server::GREETING_FRAME
+    );
+    s
+}
+
 /// Read one netstring; `None` at end of stream or on a read error.
 pub async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> Option<Vec<u8>> {
     read_frame_or_error(s).await.ok()
