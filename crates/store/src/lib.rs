@@ -206,6 +206,14 @@ pub trait Txn {
         ids
     }
 
+    /// Administration: the actions disabled by an administrator (`disable`), sorted. Kept
+    /// in the store, so the setting survives restarts and holds on every node.
+    fn disabled_actions(&self) -> Vec<String>;
+
+    /// Administration: disable (`disabled == true`) or enable `action`. Returns whether the
+    /// setting changed.
+    fn set_action_disabled(&mut self, action: &str, disabled: bool) -> bool;
+
     /// Several nodes: record that this node is alive at `now`. Single-node stores ignore it.
     fn heartbeat(&mut self, _now: Millis) {}
 

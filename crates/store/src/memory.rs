@@ -24,6 +24,8 @@ pub(crate) struct State {
     active_by_name: HashMap<String, WorkerId>,
     pub(crate) locks: HashMap<(String, String), LockRecord>,
     locks_by_holder: HashMap<JobId, BTreeSet<(String, String)>, IdHash>,
+    /// Actions an administrator disabled.
+    disabled_actions: BTreeSet<String>,
 }
 
 /// A hasher for integer ids (Fibonacci hashing): ids are small, dense and not chosen by
@@ -273,6 +275,8 @@ pub(crate) enum Undo {
     Archive(JobId, Option<ArchivedJob>),
     Worker(WorkerId, Option<WorkerRecord>),
     Lock((String, String), Option<LockRecord>),
+    /// An action's disabled flag before the change.
+    Disabled(String, bool),
 }
 
 /// A transaction over [`State`].
@@ -296,6 +300,13 @@ impl MemTxn<'_> {
                 }
                 Undo::Lock(key, old) => {
                     self.state.set_lock(key, old);
+                }
+                Undo::Disabled(action, was) => {
+                    if was {
+                        self.state.disabled_actions.insert(action);
+                    } else {
+                        self.state.disabled_actions.remove(&action);
+                    }
                 }
             }
         }
@@ -434,6 +445,23 @@ impl Txn for MemTxn<'_> {
             .sort_unstable_by(|a, b| (&a.locktype, &a.lockvalue).cmp(&(&b.locktype, &b.lockvalue)));
         locks.truncate(limit);
         locks
+    }
+
+    fn disabled_actions(&self) -> Vec<String> {
+        self.state.disabled_actions.iter().cloned().collect()
+    }
+
+    fn set_action_disabled(&mut self, action: &str, disabled: bool) -> bool {
+        let changed = if disabled {
+            self.state.disabled_actions.insert(action.to_string())
+        } else {
+            self.state.disabled_actions.remove(action)
+        };
+        if changed {
+            self.undo
+                .push(Undo::Disabled(action.to_string(), !disabled));
+        }
+        changed
     }
 
     fn lock(&self, locktype: &str, lockvalue: &str) -> Option<LockRecord> {

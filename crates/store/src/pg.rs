@@ -33,7 +33,7 @@ use crate::sql::{encode, ms, JobRow, Paged, TxnState};
 use crate::{Store, StoreError, Txn};
 
 /// The schema version this build writes and reads (`jc_schema.version`).
-pub const PG_SCHEMA_VERSION: i32 = 1;
+pub const PG_SCHEMA_VERSION: i32 = 2;
 
 /// The `LISTEN`/`NOTIFY` channel of the nodes.
 pub const CHANNEL: &str = "jobcenter";
@@ -86,6 +86,11 @@ CREATE TABLE jc_workers (
 );
 CREATE INDEX jc_workers_name ON jc_workers (name, id);
 CREATE TABLE jc_nodes (node TEXT PRIMARY KEY, heartbeat BIGINT NOT NULL);
+";
+
+/// From version 1 to 2: the actions an administrator disabled (`disable`).
+const MIGRATE_V2: &str = "
+CREATE TABLE jc_disabled_actions (action TEXT PRIMARY KEY);
 ";
 
 fn pg_err(e: postgres::Error) -> StoreError {
@@ -414,6 +419,7 @@ fn migrate(client: &mut Client) -> Result<(), String> {
             ));
         }
         tx.batch_execute(SCHEMA_V1).map_err(e)?;
+        tx.batch_execute(MIGRATE_V2).map_err(e)?;
         tx.batch_execute("CREATE TABLE jc_schema (version INTEGER NOT NULL)")
             .map_err(e)?;
         tx.execute(
@@ -431,6 +437,14 @@ fn migrate(client: &mut Client) -> Result<(), String> {
         .and_then(|r| r.get(0));
     match version {
         Some(v) if v == PG_SCHEMA_VERSION => tx.commit().map_err(e),
+        Some(1) => {
+            tx.batch_execute(MIGRATE_V2).map_err(e)?;
+            tx.execute("UPDATE jc_schema SET version = 2", &[])
+                .map_err(e)?;
+            tx.commit().map_err(e)?;
+            tracing::info!(from = 1, to = 2, "migrated the PostgreSQL schema");
+            Ok(())
+        }
         Some(v) if v > PG_SCHEMA_VERSION => Err(format!(
             "store schema version {v} is newer than this jobcenter supports \
              ({PG_SCHEMA_VERSION}); use the jobcenter version that wrote it, or a newer one"
@@ -943,6 +957,27 @@ impl Txn for PgTxn<'_> {
             if let Some(j) = self.st.record::<JobRecord>(Some(t)) {
                 f(&j);
             }
+        }
+    }
+
+    fn disabled_actions(&self) -> Vec<String> {
+        self.all(
+            "SELECT action FROM jc_disabled_actions ORDER BY action",
+            &[],
+        )
+    }
+
+    fn set_action_disabled(&mut self, action: &str, disabled: bool) -> bool {
+        if disabled {
+            self.run(
+                "INSERT INTO jc_disabled_actions (action) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&action],
+            ) > 0
+        } else {
+            self.run(
+                "DELETE FROM jc_disabled_actions WHERE action = $1",
+                &[&action],
+            ) > 0
         }
     }
 

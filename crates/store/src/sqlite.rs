@@ -33,7 +33,7 @@ use crate::sql::{decode, encode, ms, JobRow, Paged, TxnState};
 use crate::{Store, StoreError, Txn};
 
 /// The schema version this build writes and reads (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a JobCenter store: "JCst".
 pub const APPLICATION_ID: i64 = 0x4A43_7374;
@@ -77,6 +77,11 @@ CREATE TABLE locks (
 CREATE INDEX locks_holder ON locks (holder);
 CREATE TABLE workers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, record TEXT NOT NULL);
 CREATE INDEX workers_name ON workers (name, id);
+";
+
+/// From version 1 to 2: the actions an administrator disabled (`disable`).
+const MIGRATE_V2: &str = "
+CREATE TABLE disabled_actions (action TEXT PRIMARY KEY) WITHOUT ROWID;
 ";
 
 /// How hard `COMMIT` works to make a batch durable (`PRAGMA synchronous`).
@@ -310,6 +315,7 @@ fn prepare(conn: &Connection, sync: SyncMode) -> Result<(), String> {
             .map_err(sql)?;
         if app == 0 && version == 0 && tables == 0 {
             conn.execute_batch(SCHEMA_V1).map_err(sql)?;
+            conn.execute_batch(MIGRATE_V2).map_err(sql)?;
             conn.pragma_update(None, "application_id", APPLICATION_ID)
                 .map_err(sql)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -330,6 +336,11 @@ fn prepare(conn: &Connection, sync: SyncMode) -> Result<(), String> {
         }
         if version < 1 {
             return Err(format!("unknown store schema version {version}"));
+        }
+        if version < 2 {
+            conn.execute_batch(MIGRATE_V2).map_err(sql)?;
+            conn.pragma_update(None, "user_version", 2).map_err(sql)?;
+            tracing::info!(from = version, to = 2, "migrated the store schema");
         }
         Ok(())
     })();
@@ -692,6 +703,24 @@ impl Txn for SqlTxn<'_> {
             })
             .map_err(backend);
         self.st.ok(r)
+    }
+
+    fn disabled_actions(&self) -> Vec<String> {
+        self.all("SELECT action FROM disabled_actions ORDER BY action", [])
+    }
+
+    fn set_action_disabled(&mut self, action: &str, disabled: bool) -> bool {
+        if disabled {
+            self.run(
+                "INSERT INTO disabled_actions (action) VALUES (?1) ON CONFLICT DO NOTHING",
+                params![action],
+            ) > 0
+        } else {
+            self.run(
+                "DELETE FROM disabled_actions WHERE action = ?1",
+                params![action],
+            ) > 0
+        }
     }
 
     fn lock(&self, locktype: &str, lockvalue: &str) -> Option<LockRecord> {

@@ -97,8 +97,39 @@ contract!(
     lock_indexes_follow_records_and_roll_back,
     archive_moves_the_result_and_workers_index_by_name,
     admin_queries_page_jobs_archive_locks_and_children,
-    cookies_and_reads_follow_the_newest_version_within_a_batch
+    cookies_and_reads_follow_the_newest_version_within_a_batch,
+    disabled_actions_are_kept_sorted_and_roll_back
 );
+
+/// The disabled actions: set and cleared (reporting whether anything changed), listed
+/// sorted, kept across a sync, and a failed transaction's change is undone.
+fn disabled_actions_are_kept_sorted_and_roll_back<S: Store + Counts>(store: S) {
+    let r = store.transact(|t| {
+        assert!(t.disabled_actions().is_empty());
+        assert!(t.set_action_disabled("zeta", true));
+        assert!(t.set_action_disabled("alpha", true));
+        assert!(!t.set_action_disabled("alpha", true), "already disabled");
+        assert!(!t.set_action_disabled("other", false), "never disabled");
+        Ok::<_, StoreError>(t.disabled_actions())
+    });
+    assert_eq!(r, Ok(vec!["alpha".to_string(), "zeta".to_string()]));
+    store.sync().expect("sync");
+    let r: Result<(), StoreError> = store.transact(|t| {
+        assert!(t.set_action_disabled("alpha", false));
+        assert!(t.set_action_disabled("beta", true));
+        assert_eq!(t.disabled_actions(), vec!["beta", "zeta"]);
+        Err(StoreError::Backend("undo".into()))
+    });
+    assert!(r.is_err());
+    let r = store.transact(|t| Ok::<_, StoreError>(t.disabled_actions()));
+    assert_eq!(r, Ok(vec!["alpha".to_string(), "zeta".to_string()]));
+    let r = store.transact(|t| {
+        assert!(t.set_action_disabled("zeta", false));
+        Ok::<_, StoreError>(t.disabled_actions())
+    });
+    assert_eq!(r, Ok(vec!["alpha".to_string()]));
+    store.sync().expect("sync");
+}
 
 /// Later transactions of one batch see what earlier ones wrote, by id and by cookie, before
 /// any sync (PostgreSQL keeps the job rows of the open batch in memory until then), a stale

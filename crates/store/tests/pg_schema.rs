@@ -69,3 +69,40 @@ fn an_unreachable_server_is_a_clear_error() {
         "{e}"
     );
 }
+
+#[test]
+fn a_version_1_schema_is_migrated_to_keep_disabled_actions() {
+    let db = db();
+    drop(PgStore::open(db.url()).expect("create"));
+    // What version 1 looked like: no table of disabled actions.
+    sql(
+        db.url(),
+        "DROP TABLE jc_disabled_actions; UPDATE jc_schema SET version = 1",
+    );
+    let s = PgStore::open(db.url()).expect("migrates");
+    let r = s.transact(|t| {
+        assert!(t.set_action_disabled("add", true));
+        Ok::<_, StoreError>(t.disabled_actions())
+    });
+    assert_eq!(r, Ok(vec!["add".to_string()]));
+    s.sync().expect("sync");
+    drop(s);
+    let s = PgStore::open(db.url()).expect("reopen");
+    let r = s.transact(|t| Ok::<_, StoreError>(t.disabled_actions()));
+    assert_eq!(r, Ok(vec!["add".to_string()]));
+    drop(s);
+    let version = std::thread::spawn({
+        let url = db.url().to_string();
+        move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            let row = c
+                .query_one("SELECT max(version) FROM jc_schema", &[])
+                .expect("version");
+            row.get::<_, i32>(0)
+        }
+    })
+    .join()
+    .expect("thread");
+    assert_eq!(version, PG_SCHEMA_VERSION);
+    assert_eq!(PG_SCHEMA_VERSION, 2);
+}

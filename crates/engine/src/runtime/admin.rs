@@ -7,9 +7,10 @@
 //! [`SCAN_MAX`] records looked at for one answer.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
-use jobcenter_store::{ArchivedJob, JobRecord, JobState, LockRecord, Store, Txn};
-use serde_json::Value;
+use jobcenter_store::{ArchivedJob, JobRecord, JobState, LockRecord, Store, StoreError, Txn};
+use serde_json::{json, Value};
 
 use super::sched::job_action;
 use super::Engine;
@@ -26,6 +27,10 @@ const PAGE: usize = 256;
 pub(super) const SCAN_MAX: usize = 100_000;
 /// Most jobs in a tree.
 const TREE_MAX: usize = 1000;
+/// The key of what a node publishes to the other nodes of a shared store when it changed the
+/// disabled actions: `{"disabled_actions": [...]}` (the new list), or `null` if the list is
+/// too long to publish (then they read it from the store).
+const DISABLED_KEY: &str = "disabled_actions";
 
 /// The state names a job listing accepts.
 const STATES: &[&str] = &[
@@ -546,8 +551,11 @@ impl<S: Store> Engine<S> {
         !d.is_empty() && d.contains(action)
     }
 
-    /// [`crate::backend::Backend::admin_set_action_enabled`]. Enabling offers the action's
-    /// ready tasks again (an `ActionReady` event for each).
+    /// [`crate::backend::Backend::admin_set_action_enabled`]. The setting is kept in the
+    /// store (it survives restarts, and every node of a shared store follows it); this
+    /// node's copy changes at once, the other nodes get the new list with the commit (see
+    /// [`Engine::disabled_from_other_node`]). Enabling offers the action's ready tasks again
+    /// (an `ActionReady` event for each).
     pub(super) fn admin_set_action_enabled_now(
         &self,
         action: String,
@@ -562,28 +570,109 @@ impl<S: Store> Engine<S> {
         if !known {
             return Err(BackendError::new(format!("no action named {action}")));
         }
-        let changed = if enabled {
-            self.disabled.write().remove(&action)
-        } else {
-            self.disabled.write().insert(action.clone())
+        let changed = {
+            let mut cur = self.disabled.write();
+            let (changed, now) = self.store.transact(|txn| {
+                let changed = txn.set_action_disabled(&action, !enabled);
+                Ok::<_, StoreError>((changed, txn.disabled_actions()))
+            })?;
+            *cur = now.into_iter().collect();
+            if changed && self.store.shared() {
+                // Delivered with this batch's commit, before the events of later batches.
+                let msg = json!({ DISABLED_KEY: &*cur }).to_string();
+                self.store.publish(if msg.len() <= super::PUBLISH_CHUNK {
+                    msg
+                } else {
+                    json!({ DISABLED_KEY: null }).to_string()
+                });
+            }
+            changed
         };
         if changed && enabled {
-            self.transact(|run, txn| {
-                let ids: Vec<JobId> = txn.ready_jobs(&action).collect();
-                for id in ids {
-                    let Some(job) = txn.peek_job(id) else {
-                        continue;
-                    };
-                    if let (Some(def), Some(inargs)) =
-                        (job_action(run.defs, &job), job.task_state.inargs.as_ref())
-                    {
-                        run.notify_ready(txn, id, def, inargs);
-                    }
-                }
-                Ok(())
-            })?;
+            self.offer_ready(&action)?;
         }
         Ok(changed)
+    }
+
+    /// Read the disabled actions from the store into this node's copy (at start, and every
+    /// node round on a shared store in case a change was not heard). The ready tasks of
+    /// actions enabled meanwhile are offered again. Returns whether anything changed.
+    pub(super) fn reload_disabled_now(&self) -> Result<bool, BackendError> {
+        let enabled = {
+            // Held across the read: a newer list from another node is not overwritten.
+            let mut cur = self.disabled.write();
+            let now: BTreeSet<String> = self
+                .store
+                .transact(|txn| Ok::<_, StoreError>(txn.disabled_actions()))?
+                .into_iter()
+                .collect();
+            if *cur == now {
+                return Ok(false);
+            }
+            let enabled: Vec<String> = cur.difference(&now).cloned().collect();
+            *cur = now;
+            enabled
+        };
+        for action in enabled {
+            self.offer_ready(&action)?;
+        }
+        Ok(true)
+    }
+
+    /// Shared store, listener thread: another node published `payload`. If it is a new list
+    /// of disabled actions, take it (at once, so the events that follow it are filtered by
+    /// it) and return `true`; the ready tasks of actions it enables are offered on the store
+    /// thread.
+    pub(super) fn disabled_from_other_node(self: &Arc<Self>, payload: &str) -> bool {
+        let Ok(Value::Object(msg)) = serde_json::from_str::<Value>(payload) else {
+            return false;
+        };
+        let Some(list) = msg.get(DISABLED_KEY) else {
+            return false;
+        };
+        let Some(list) = list.as_array() else {
+            // Too long to publish: read it from the store.
+            drop(self.call(|e| e.reload_disabled_now()));
+            return true;
+        };
+        let now: BTreeSet<String> = list
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        let enabled: Vec<String> = {
+            let mut cur = self.disabled.write();
+            let enabled = cur.difference(&now).cloned().collect();
+            *cur = now;
+            enabled
+        };
+        if !enabled.is_empty() {
+            // Nobody waits for the answer.
+            drop(self.call(move |e| {
+                for action in &enabled {
+                    e.offer_ready(action)?;
+                }
+                Ok(())
+            }));
+        }
+        true
+    }
+
+    /// An `ActionReady` event for each ready task of `action`.
+    fn offer_ready(&self, action: &str) -> Result<(), BackendError> {
+        self.transact(|run, txn| {
+            let ids: Vec<JobId> = txn.ready_jobs(action).collect();
+            for id in ids {
+                let Some(job) = txn.peek_job(id) else {
+                    continue;
+                };
+                if let (Some(def), Some(inargs)) =
+                    (job_action(run.defs, &job), job.task_state.inargs.as_ref())
+                {
+                    run.notify_ready(txn, id, def, inargs);
+                }
+            }
+            Ok(())
+        })
     }
 
     /// [`crate::backend::Backend::admin_disabled_actions`].
