@@ -242,6 +242,12 @@ pub trait Backend: Send + Sync + 'static {
     fn admin_disabled_actions(&self) -> BackendFuture<'_, Vec<String>> {
         admin::unsupported_future()
     }
+
+    /// The exact number of live (not yet archived) jobs in each state: (state name, count),
+    /// by name, states without jobs left out.
+    fn admin_state_counts(&self) -> BackendFuture<'_, Vec<(String, u64)>> {
+        admin::unsupported_future()
+    }
 }
 
 /// Told by a backend what happened, for metrics. Called on the backend's own threads

@@ -60,6 +60,8 @@ struct JobIndexes {
     wake: BTreeSet<(Millis, JobId)>,
     subscribed: BTreeSet<JobId>,
     lock_waiters: HashMap<(String, String), BTreeSet<JobId>>,
+    /// Live children by parent id (administration: `children_of`, trees).
+    by_parent: HashMap<JobId, BTreeSet<JobId>, IdHash>,
 }
 
 impl JobIndexes {
@@ -119,6 +121,24 @@ impl JobIndexes {
         }
         self.subscribed.remove(&job.id);
         self.unindex_lock(job);
+        self.unindex_parent(job);
+    }
+
+    fn unindex_parent(&mut self, job: &JobRecord) {
+        if let Some(p) = &job.parent {
+            if let Some(set) = self.by_parent.get_mut(&p.job_id) {
+                set.remove(&job.id);
+                if set.is_empty() {
+                    self.by_parent.remove(&p.job_id);
+                }
+            }
+        }
+    }
+
+    fn index_parent(&mut self, job: &JobRecord) {
+        if let Some(p) = &job.parent {
+            self.by_parent.entry(p.job_id).or_default().insert(job.id);
+        }
     }
 
     fn index(&mut self, job: &JobRecord) {
@@ -133,6 +153,7 @@ impl JobIndexes {
             self.subscribed.insert(job.id);
         }
         self.index_lock(job);
+        self.index_parent(job);
     }
 
     /// `old` is replaced by `new` (the same job): update only the entries that differ.
@@ -172,6 +193,10 @@ impl JobIndexes {
         if old.waiting_lock() != new.waiting_lock() {
             self.unindex_lock(old);
             self.index_lock(new);
+        }
+        if old.parent.as_ref().map(|p| p.job_id) != new.parent.as_ref().map(|p| p.job_id) {
+            self.unindex_parent(old);
+            self.index_parent(new);
         }
     }
 }
@@ -412,6 +437,15 @@ impl Txn for MemTxn<'_> {
 
     fn next_wake(&self) -> Option<Millis> {
         self.state.idx.wake.first().map(|(t, _)| *t)
+    }
+
+    fn children_of(&self, parent: JobId) -> Vec<JobId> {
+        self.state
+            .idx
+            .by_parent
+            .get(&parent)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn scan_jobs(&self, f: &mut dyn FnMut(&JobRecord)) {

@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Params};
 
-use crate::model::{ArchivedJob, JobId, JobRecord, LockRecord, Millis, WorkerId, WorkerRecord};
+use crate::model::{
+    ArchivedJob, JobId, JobRecord, JobState, LockRecord, Millis, WorkerId, WorkerRecord,
+};
 use crate::sql::{decode, encode, ms, JobRow, Paged, TxnState};
 use crate::{Store, StoreError, Txn};
 
@@ -79,9 +81,16 @@ CREATE TABLE workers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, record TEXT NO
 CREATE INDEX workers_name ON workers (name, id);
 ";
 
-/// From version 1 to 2: the actions an administrator disabled (`disable`).
+/// From version 1 to 2: the actions an administrator disabled (`disable`); the job's state
+/// and parent as indexed columns (exact counts per state, children by index).
 const MIGRATE_V2: &str = "
 CREATE TABLE disabled_actions (action TEXT PRIMARY KEY) WITHOUT ROWID;
+ALTER TABLE jobs ADD COLUMN state TEXT;
+ALTER TABLE jobs ADD COLUMN parent INTEGER;
+UPDATE jobs SET state = json_extract(record, '$.state'),
+    parent = json_extract(record, '$.parent.job_id');
+CREATE INDEX jobs_state ON jobs (state, id);
+CREATE INDEX jobs_parent ON jobs (parent, id) WHERE parent IS NOT NULL;
 ";
 
 /// How hard `COMMIT` works to make a batch durable (`PRAGMA synchronous`).
@@ -543,12 +552,13 @@ impl Txn for SqlTxn<'_> {
         };
         self.run(
             "INSERT INTO jobs (id, ready_action, cookie, claim_worker, wake_at, subscribed, \
-                lock_type, lock_value, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                lock_type, lock_value, state, parent, record) \
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
              ON CONFLICT (id) DO UPDATE SET ready_action = excluded.ready_action, \
                 cookie = excluded.cookie, claim_worker = excluded.claim_worker, \
                 wake_at = excluded.wake_at, subscribed = excluded.subscribed, \
                 lock_type = excluded.lock_type, lock_value = excluded.lock_value, \
-                record = excluded.record",
+                state = excluded.state, parent = excluded.parent, record = excluded.record",
             params![
                 row.id,
                 row.ready_action,
@@ -558,6 +568,8 @@ impl Txn for SqlTxn<'_> {
                 row.subscribed,
                 row.lock_type,
                 row.lock_value,
+                row.state,
+                row.parent,
                 row.record,
             ],
         );
@@ -703,6 +715,39 @@ impl Txn for SqlTxn<'_> {
             })
             .map_err(backend);
         self.st.ok(r)
+    }
+
+    fn count_by_state(&self) -> Vec<(String, u64)> {
+        let r = self
+            .conn
+            .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")
+            .and_then(|mut st| {
+                let rows = st.query_map([], |r| {
+                    Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(backend);
+        self.st
+            .ok(r)
+            .into_iter()
+            .map(|(s, n)| (s.unwrap_or_default(), n.max(0) as u64))
+            .collect()
+    }
+
+    fn jobs_in_state_below(&self, state: JobState, below: JobId, limit: usize) -> Vec<JobRecord> {
+        let texts = self.all(
+            "SELECT record FROM jobs WHERE state = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            params![state.as_str(), below, limit as i64],
+        );
+        self.st.records(texts)
+    }
+
+    fn children_of(&self, parent: JobId) -> Vec<JobId> {
+        self.all(
+            "SELECT id FROM jobs WHERE parent = ?1 ORDER BY id",
+            params![parent],
+        )
     }
 
     fn disabled_actions(&self) -> Vec<String> {

@@ -3,7 +3,11 @@
 //! a newer version or when the database holds JobCenter tables of an unknown layout.
 
 use jobcenter_store::testdb::TestDatabase;
-use jobcenter_store::{PgStore, Store, StoreError, PG_SCHEMA_VERSION};
+use jobcenter_store::{JobState, ParentLink, PgStore, Store, StoreError, PG_SCHEMA_VERSION};
+
+#[path = "common/mod.rs"]
+mod common;
+use common::job;
 
 fn db() -> TestDatabase {
     TestDatabase::create().unwrap_or_else(|e| panic!("{e}"))
@@ -73,13 +77,41 @@ fn an_unreachable_server_is_a_clear_error() {
 #[test]
 fn a_version_1_schema_is_migrated_to_keep_disabled_actions() {
     let db = db();
-    drop(PgStore::open(db.url()).expect("create"));
-    // What version 1 looked like: no table of disabled actions.
+    let s = PgStore::open(db.url()).expect("create");
+    s.transact(|t| {
+        let parent = t.next_job_id();
+        let mut j = job(parent, JobState::ChildWait, None);
+        t.put_job(j.clone());
+        j.id = t.next_job_id();
+        j.state = JobState::Ready;
+        j.parent = Some(ParentLink {
+            job_id: parent,
+            task: 1,
+            wait: true,
+        });
+        t.put_job(j);
+        Ok::<_, StoreError>(())
+    })
+    .expect("jobs");
+    s.sync().expect("sync");
+    drop(s);
+    // What version 1 looked like: no table of disabled actions, no state and parent
+    // columns (their indexes go with them).
     sql(
         db.url(),
-        "DROP TABLE jc_disabled_actions; UPDATE jc_schema SET version = 1",
+        "DROP TABLE jc_disabled_actions; \
+         ALTER TABLE jc_jobs DROP COLUMN state, DROP COLUMN parent; \
+         UPDATE jc_schema SET version = 1",
     );
     let s = PgStore::open(db.url()).expect("migrates");
+    let r = s.transact(|t| Ok::<_, StoreError>((t.count_by_state(), t.children_of(1))));
+    assert_eq!(
+        r,
+        Ok((
+            vec![("childwait".to_string(), 1), ("ready".to_string(), 1)],
+            vec![2]
+        ))
+    );
     let r = s.transact(|t| {
         assert!(t.set_action_disabled("add", true));
         Ok::<_, StoreError>(t.disabled_actions())

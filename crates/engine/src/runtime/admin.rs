@@ -6,7 +6,7 @@
 //! PostgreSQL). Listings are bounded: at most [`admin::MAX_LIMIT`] rows, and at most
 //! [`SCAN_MAX`] records looked at for one answer.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use jobcenter_store::{ArchivedJob, JobRecord, JobState, LockRecord, Store, StoreError, Txn};
@@ -365,13 +365,7 @@ impl<S: Store> Engine<S> {
                 }
                 root = p;
             }
-            // One pass over the live jobs for the parent links.
-            let mut by_parent: HashMap<JobId, Vec<JobId>> = HashMap::new();
-            txn.scan_jobs(&mut |j| {
-                if let Some(p) = &j.parent {
-                    by_parent.entry(p.job_id).or_default().push(j.id);
-                }
-            });
+            // Children by the parent index, one look-up per job of the tree.
             let mut nodes = Vec::new();
             let mut visited = BTreeSet::new();
             let mut stack = vec![(root, 0usize)];
@@ -381,8 +375,7 @@ impl<S: Store> Engine<S> {
                 }
                 let kids = match txn.peek_job(id) {
                     Some(j) => {
-                        let empty = Vec::new();
-                        let kids = linked_children(&j, by_parent.get(&id).unwrap_or(&empty));
+                        let kids = linked_children(&j, &txn.children_of(id));
                         nodes.push(TreeNode {
                             job: live_summary(&j),
                             level,
@@ -411,6 +404,12 @@ impl<S: Store> Engine<S> {
         })
     }
 
+    /// [`crate::backend::Backend::admin_state_counts`].
+    pub(super) fn admin_state_counts_now(&self) -> Result<Vec<(String, u64)>, BackendError> {
+        self.store
+            .transact(|txn| Ok::<_, BackendError>(txn.count_by_state()))
+    }
+
     /// [`crate::backend::Backend::admin_locks`].
     pub(super) fn admin_locks_now(
         &self,
@@ -433,26 +432,38 @@ impl<S: Store> Engine<S> {
     ) -> Result<Vec<JobSummary>, BackendError> {
         let limit = admin::effective_limit(limit);
         self.store.transact(|txn| {
-            let mut live = LivePages::new(JobId::MAX);
-            let mut out = Vec::new();
-            let mut scanned = 0usize;
-            while out.len() < limit && scanned < SCAN_MAX {
-                if live.peek(txn).is_none() {
-                    break;
+            // Each state by its index, newest first: once `limit` of one state are taken,
+            // its older ones cannot be among the newest `limit` of both.
+            let mut out: Vec<JobRecord> = Vec::new();
+            for state in [JobState::Error, JobState::RetryWait] {
+                let (mut below, mut taken, mut scanned) = (JobId::MAX, 0usize, 0usize);
+                'pages: loop {
+                    let page = txn.jobs_in_state_below(state, below, PAGE);
+                    let Some(last) = page.last() else { break };
+                    below = last.id;
+                    for j in page {
+                        scanned += 1;
+                        let when = match j.state {
+                            JobState::Error => j.finished_at.unwrap_or(j.updated_at),
+                            _ => j.updated_at,
+                        };
+                        if since.is_some_and(|s| when < s) {
+                            continue;
+                        }
+                        out.push(j);
+                        taken += 1;
+                        if taken >= limit {
+                            break 'pages;
+                        }
+                    }
+                    if scanned >= SCAN_MAX {
+                        break;
+                    }
                 }
-                let Some(j) = live.buf.pop_front() else { break };
-                scanned += 1;
-                let when = match j.state {
-                    JobState::Error => j.finished_at.unwrap_or(j.updated_at),
-                    JobState::RetryWait => j.updated_at,
-                    _ => continue,
-                };
-                if since.is_some_and(|s| when < s) {
-                    continue;
-                }
-                out.push(live_summary(&j));
             }
-            Ok::<_, BackendError>(out)
+            out.sort_unstable_by_key(|j| std::cmp::Reverse(j.id));
+            out.truncate(limit);
+            Ok::<_, BackendError>(out.iter().map(live_summary).collect())
         })
     }
 

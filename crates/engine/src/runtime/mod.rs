@@ -1328,4 +1328,8 @@ impl<S: Store> Backend for Engine<S> {
     fn admin_disabled_actions(&self) -> BackendFuture<'_, Vec<String>> {
         ready(Ok(self.admin_disabled_actions_now()))
     }
+
+    fn admin_state_counts(&self) -> BackendFuture<'_, Vec<(String, u64)>> {
+        self.call_now(|e| e.admin_state_counts_now())
+    }
 }
