@@ -231,7 +231,8 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// Disable (`enabled == false`) or enable an action: a disabled action's ready tasks
-    /// are not handed to workers. Returns whether the setting changed.
+    /// are not handed to workers. Returns whether the setting changed. The engine keeps the
+    /// setting in its store: it survives restarts and holds on every node of a shared store.
     fn admin_set_action_enabled(&self, action: String, enabled: bool) -> BackendFuture<'_, bool> {
         let _ = (action, enabled);
         admin::unsupported_future()
@@ -239,6 +240,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The disabled actions, sorted.
     fn admin_disabled_actions(&self) -> BackendFuture<'_, Vec<String>> {
+        admin::unsupported_future()
+    }
+
+    /// The exact number of live (not yet archived) jobs in each state: (state name, count),
+    /// by name, states without jobs left out.
+    fn admin_state_counts(&self) -> BackendFuture<'_, Vec<(String, u64)>> {
         admin::unsupported_future()
     }
 }

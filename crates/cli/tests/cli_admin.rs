@@ -223,6 +223,30 @@ async fn cancel_disable_enable_and_permissions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_action_stays_disabled_across_a_restart() {
+    let serve = Serve::examples().await;
+    admin(&serve, &["disable", "add"]).await.assert_code(0);
+    // kill -9: the answer came after the store's sync, so the setting is on disk.
+    let serve = serve.restart().await;
+    let v = admin_json(&serve, &["workers"]).await;
+    assert_eq!(v["disabled_actions"], json!(["add"]), "{v}");
+    let _worker = serve.worker(&[action("add", "add.sh")]).await;
+    let held = pending_calladd(&serve, 20).await;
+    let v = admin_json(&serve, &["job", &held.to_string()]).await;
+    assert_eq!(v["state"], "ready", "{v}");
+    assert_eq!(
+        admin_json(&serve, &["enable", "add"]).await,
+        json!({"action": "add", "enabled": true, "changed": true})
+    );
+    let st = serve.run(&["status", &held.to_string(), "--wait"]).await;
+    assert_eq!(st.json_line()["outargs"], json!({"output": 23}));
+    // Enabled stays enabled too.
+    let serve = serve.restart().await;
+    let v = admin_json(&serve, &["workers"]).await;
+    assert_eq!(v["disabled_actions"], json!([]), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_admin_names_the_admin_identity() {
     let serve = Serve::start_with(
         &["--listen", "127.0.0.1:0", "--admin", CLIENT.0],

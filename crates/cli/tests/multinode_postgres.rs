@@ -293,3 +293,120 @@ async fn admin_views_on_two_nodes() {
     client.close();
     drop((a, b));
 }
+
+/// `admin_workers`'s list of disabled actions as `admin`'s node sees it.
+async fn disabled_on(admin: &Client) -> Value {
+    let ws = admin
+        .request("admin_workers", json!({}))
+        .await
+        .expect("admin_workers");
+    ws["disabled_actions"].clone()
+}
+
+/// Poll (bounded) until `admin`'s node lists `want` as its disabled actions: the other
+/// node's change reaches it through the NOTIFY of its commit.
+async fn wait_disabled(admin: &Client, want: Value) {
+    let started = Instant::now();
+    loop {
+        let got = disabled_on(admin).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still {got}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `disable` through node A holds the action's tasks back on node B too (whose worker is the
+/// only one), for jobs created on either node; a node started later reads the setting from
+/// the store; `enable` through A releases them on B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_on_one_node_holds_on_every_node_until_enabled() {
+    let db = TestDatabase::create().expect("test database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = password_file(dir.path());
+    let a = start_node(db.url(), &passwd).await;
+    let b = start_node(db.url(), &passwd).await;
+    let runs: Runs = Arc::default();
+    let _w = worker(b.port, 1, runs.clone(), Duration::ZERO).await;
+    let admin_a = Client::connect(config(cli_support::MEISTER, a.port))
+        .await
+        .expect("admin connects to a");
+    let admin_b = Client::connect(config(cli_support::MEISTER, b.port))
+        .await
+        .expect("admin connects to b");
+    let r = admin_a
+        .request("admin_disable", json!({"action": "add"}))
+        .await
+        .expect("admin_disable");
+    assert_eq!(r["changed"], true, "{r}");
+
+    // Created on A after the disable: its task offer reaches B after the new setting.
+    let client_a = Client::connect(config(CLIENT, a.port))
+        .await
+        .expect("client connects to a");
+    let job_a = client_a
+        .job("calladd")
+        .inargs(json!({"input": 1}))
+        .submit()
+        .await
+        .expect("submit on a");
+    wait_disabled(&admin_b, json!(["add"])).await;
+    let client_b = Client::connect(config(CLIENT, b.port))
+        .await
+        .expect("client connects to b");
+    let job_b = client_b
+        .job("calladd")
+        .inargs(json!({"input": 2}))
+        .submit()
+        .await
+        .expect("submit on b");
+    let ids = [
+        job_a.job_id().expect("created on a"),
+        job_b.job_id().expect("created on b"),
+    ];
+
+    // A node started now reads the setting from the store.
+    let c = start_node(db.url(), &passwd).await;
+    let admin_c = Client::connect(config(cli_support::MEISTER, c.port))
+        .await
+        .expect("admin connects to c");
+    assert_eq!(disabled_on(&admin_c).await, json!(["add"]));
+
+    // Longer than a node round (1 s): B's worker gets nothing, both tasks wait.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        runs.lock().is_empty(),
+        "ran while disabled: {:?}",
+        runs.lock()
+    );
+    for id in ids {
+        let j = admin_b
+            .request("admin_job", json!({"job_id": id}))
+            .await
+            .expect("admin_job");
+        assert_eq!(j["state"], "ready", "{j}");
+    }
+
+    let r = admin_a
+        .request("admin_enable", json!({"action": "add"}))
+        .await
+        .expect("admin_enable");
+    assert_eq!(r["changed"], true, "{r}");
+    for (job, want) in [(job_a, 4), (job_b, 5)] {
+        let out = tokio::time::timeout(Duration::from_secs(20), job.outcome())
+            .await
+            .expect("released after enable")
+            .expect("outcome");
+        assert_eq!(out.outargs, json!({"output": want}));
+    }
+    wait_disabled(&admin_b, json!([])).await;
+    wait_disabled(&admin_c, json!([])).await;
+    let mut ran: Vec<i64> = runs.lock().iter().map(|(j, _)| *j).collect();
+    ran.sort_unstable();
+    assert_eq!(ran, ids.to_vec(), "each held task ran once, on B");
+    drop((a, b, c));
+}

@@ -167,6 +167,8 @@ async fn overview_shows_jobs_throughput_workers_and_waiting_tasks() {
             "{n} {state} in {body}"
         );
     }
+    // Exact counts of the live jobs (none archived yet), not a sample.
+    assert!(body.contains("All 6 live jobs"), "{body}");
     // This server's counters: 6 created, 3 finished without an error, 1 failed.
     for (n, label) in [(6, "jobs created"), (3, "finished"), (1, "failed")] {
         assert!(

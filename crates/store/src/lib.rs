@@ -194,7 +194,7 @@ pub trait Txn {
     fn all_locks(&self, locktype: Option<&str>, limit: usize) -> Vec<LockRecord>;
 
     /// Administration: ids of the live jobs whose parent is `parent`, ascending. The
-    /// default visits every live job (there is no index on the parent).
+    /// default visits every live job; the backends use an index on the parent.
     fn children_of(&self, parent: JobId) -> Vec<JobId> {
         let mut ids = Vec::new();
         self.scan_jobs(&mut |j| {
@@ -205,6 +205,41 @@ pub trait Txn {
         ids.sort_unstable();
         ids
     }
+
+    /// Administration: how many live jobs are in each state (the state's name, ascending;
+    /// states without jobs left out). The default visits every live job; SQL backends
+    /// count an index.
+    fn count_by_state(&self) -> Vec<(String, u64)> {
+        let mut counts: std::collections::BTreeMap<&'static str, u64> = Default::default();
+        self.scan_jobs(&mut |j| *counts.entry(j.state.as_str()).or_default() += 1);
+        counts
+            .into_iter()
+            .map(|(s, n)| (s.to_string(), n))
+            .collect()
+    }
+
+    /// Administration: live jobs in `state` with an id below `below`, highest id first, at
+    /// most `limit`, read without taking them. The default visits every live job; SQL
+    /// backends walk an index on the state.
+    fn jobs_in_state_below(&self, state: JobState, below: JobId, limit: usize) -> Vec<JobRecord> {
+        let mut jobs = Vec::new();
+        self.scan_jobs(&mut |j| {
+            if j.state == state && j.id < below {
+                jobs.push(j.clone());
+            }
+        });
+        jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.id));
+        jobs.truncate(limit);
+        jobs
+    }
+
+    /// Administration: the actions disabled by an administrator (`disable`), sorted. Kept
+    /// in the store, so the setting survives restarts and holds on every node.
+    fn disabled_actions(&self) -> Vec<String>;
+
+    /// Administration: disable (`disabled == true`) or enable `action`. Returns whether the
+    /// setting changed.
+    fn set_action_disabled(&mut self, action: &str, disabled: bool) -> bool;
 
     /// Several nodes: record that this node is alive at `now`. Single-node stores ignore it.
     fn heartbeat(&mut self, _now: Millis) {}

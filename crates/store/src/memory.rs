@@ -24,6 +24,8 @@ pub(crate) struct State {
     active_by_name: HashMap<String, WorkerId>,
     pub(crate) locks: HashMap<(String, String), LockRecord>,
     locks_by_holder: HashMap<JobId, BTreeSet<(String, String)>, IdHash>,
+    /// Actions an administrator disabled.
+    disabled_actions: BTreeSet<String>,
 }
 
 /// A hasher for integer ids (Fibonacci hashing): ids are small, dense and not chosen by
@@ -58,6 +60,8 @@ struct JobIndexes {
     wake: BTreeSet<(Millis, JobId)>,
     subscribed: BTreeSet<JobId>,
     lock_waiters: HashMap<(String, String), BTreeSet<JobId>>,
+    /// Live children by parent id (administration: `children_of`, trees).
+    by_parent: HashMap<JobId, BTreeSet<JobId>, IdHash>,
 }
 
 impl JobIndexes {
@@ -117,6 +121,24 @@ impl JobIndexes {
         }
         self.subscribed.remove(&job.id);
         self.unindex_lock(job);
+        self.unindex_parent(job);
+    }
+
+    fn unindex_parent(&mut self, job: &JobRecord) {
+        if let Some(p) = &job.parent {
+            if let Some(set) = self.by_parent.get_mut(&p.job_id) {
+                set.remove(&job.id);
+                if set.is_empty() {
+                    self.by_parent.remove(&p.job_id);
+                }
+            }
+        }
+    }
+
+    fn index_parent(&mut self, job: &JobRecord) {
+        if let Some(p) = &job.parent {
+            self.by_parent.entry(p.job_id).or_default().insert(job.id);
+        }
     }
 
     fn index(&mut self, job: &JobRecord) {
@@ -131,6 +153,7 @@ impl JobIndexes {
             self.subscribed.insert(job.id);
         }
         self.index_lock(job);
+        self.index_parent(job);
     }
 
     /// `old` is replaced by `new` (the same job): update only the entries that differ.
@@ -170,6 +193,10 @@ impl JobIndexes {
         if old.waiting_lock() != new.waiting_lock() {
             self.unindex_lock(old);
             self.index_lock(new);
+        }
+        if old.parent.as_ref().map(|p| p.job_id) != new.parent.as_ref().map(|p| p.job_id) {
+            self.unindex_parent(old);
+            self.index_parent(new);
         }
     }
 }
@@ -273,6 +300,8 @@ pub(crate) enum Undo {
     Archive(JobId, Option<ArchivedJob>),
     Worker(WorkerId, Option<WorkerRecord>),
     Lock((String, String), Option<LockRecord>),
+    /// An action's disabled flag before the change.
+    Disabled(String, bool),
 }
 
 /// A transaction over [`State`].
@@ -296,6 +325,13 @@ impl MemTxn<'_> {
                 }
                 Undo::Lock(key, old) => {
                     self.state.set_lock(key, old);
+                }
+                Undo::Disabled(action, was) => {
+                    if was {
+                        self.state.disabled_actions.insert(action);
+                    } else {
+                        self.state.disabled_actions.remove(&action);
+                    }
                 }
             }
         }
@@ -403,6 +439,15 @@ impl Txn for MemTxn<'_> {
         self.state.idx.wake.first().map(|(t, _)| *t)
     }
 
+    fn children_of(&self, parent: JobId) -> Vec<JobId> {
+        self.state
+            .idx
+            .by_parent
+            .get(&parent)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     fn scan_jobs(&self, f: &mut dyn FnMut(&JobRecord)) {
         for j in self.state.jobs.values() {
             f(j);
@@ -434,6 +479,23 @@ impl Txn for MemTxn<'_> {
             .sort_unstable_by(|a, b| (&a.locktype, &a.lockvalue).cmp(&(&b.locktype, &b.lockvalue)));
         locks.truncate(limit);
         locks
+    }
+
+    fn disabled_actions(&self) -> Vec<String> {
+        self.state.disabled_actions.iter().cloned().collect()
+    }
+
+    fn set_action_disabled(&mut self, action: &str, disabled: bool) -> bool {
+        let changed = if disabled {
+            self.state.disabled_actions.insert(action.to_string())
+        } else {
+            self.state.disabled_actions.remove(action)
+        };
+        if changed {
+            self.undo
+                .push(Undo::Disabled(action.to_string(), !disabled));
+        }
+        changed
     }
 
     fn lock(&self, locktype: &str, lockvalue: &str) -> Option<LockRecord> {

@@ -28,12 +28,14 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{FromSqlOwned, ToSql};
 use postgres::{Client, NoTls, Statement};
 
-use crate::model::{ArchivedJob, JobId, JobRecord, LockRecord, Millis, WorkerId, WorkerRecord};
+use crate::model::{
+    ArchivedJob, JobId, JobRecord, JobState, LockRecord, Millis, WorkerId, WorkerRecord,
+};
 use crate::sql::{encode, ms, JobRow, Paged, TxnState};
 use crate::{Store, StoreError, Txn};
 
 /// The schema version this build writes and reads (`jc_schema.version`).
-pub const PG_SCHEMA_VERSION: i32 = 1;
+pub const PG_SCHEMA_VERSION: i32 = 2;
 
 /// The `LISTEN`/`NOTIFY` channel of the nodes.
 pub const CHANNEL: &str = "jobcenter";
@@ -86,6 +88,18 @@ CREATE TABLE jc_workers (
 );
 CREATE INDEX jc_workers_name ON jc_workers (name, id);
 CREATE TABLE jc_nodes (node TEXT PRIMARY KEY, heartbeat BIGINT NOT NULL);
+";
+
+/// From version 1 to 2: the actions an administrator disabled (`disable`); the job's state
+/// and parent as indexed columns (exact counts per state, children by index).
+const MIGRATE_V2: &str = "
+CREATE TABLE jc_disabled_actions (action TEXT PRIMARY KEY);
+ALTER TABLE jc_jobs ADD COLUMN state TEXT;
+ALTER TABLE jc_jobs ADD COLUMN parent BIGINT;
+UPDATE jc_jobs SET state = record::jsonb ->> 'state',
+    parent = (record::jsonb -> 'parent' ->> 'job_id')::bigint;
+CREATE INDEX jc_jobs_state ON jc_jobs (state, id);
+CREATE INDEX jc_jobs_parent ON jc_jobs (parent, id) WHERE parent IS NOT NULL;
 ";
 
 fn pg_err(e: postgres::Error) -> StoreError {
@@ -160,14 +174,14 @@ type Dirty = BTreeMap<JobId, JobRecord>;
 
 /// The one statement that writes many job rows (the columns as arrays, one element per job).
 const UPSERT_JOBS: &str = "INSERT INTO jc_jobs (id, ready_action, cookie, claim_worker, wake_at, \
-        subscribed, lock_type, lock_value, record) \
+        subscribed, lock_type, lock_value, state, parent, record) \
      SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], \
-        $6::boolean[], $7::text[], $8::text[], $9::text[]) \
+        $6::boolean[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::text[]) \
      ON CONFLICT (id) DO UPDATE SET ready_action = excluded.ready_action, \
         cookie = excluded.cookie, claim_worker = excluded.claim_worker, \
         wake_at = excluded.wake_at, subscribed = excluded.subscribed, \
         lock_type = excluded.lock_type, lock_value = excluded.lock_value, \
-        record = excluded.record";
+        state = excluded.state, parent = excluded.parent, record = excluded.record";
 
 /// Send the jobs of `rows` (one statement, one round trip).
 fn write_jobs(conn: &mut Conn, rows: &Dirty) -> Result<(), StoreError> {
@@ -183,6 +197,8 @@ fn write_jobs(conn: &mut Conn, rows: &Dirty) -> Result<(), StoreError> {
     let mut subscribed = Vec::with_capacity(n);
     let mut lock_type = Vec::with_capacity(n);
     let mut lock_value = Vec::with_capacity(n);
+    let mut state = Vec::with_capacity(n);
+    let mut parent = Vec::with_capacity(n);
     let mut record = Vec::with_capacity(n);
     for job in rows.values() {
         let row = JobRow::of(job)?;
@@ -194,6 +210,8 @@ fn write_jobs(conn: &mut Conn, rows: &Dirty) -> Result<(), StoreError> {
         subscribed.push(row.subscribed);
         lock_type.push(row.lock_type);
         lock_value.push(row.lock_value);
+        state.push(row.state);
+        parent.push(row.parent);
         record.push(row.record);
     }
     let st = conn.stmt(UPSERT_JOBS)?;
@@ -209,6 +227,8 @@ fn write_jobs(conn: &mut Conn, rows: &Dirty) -> Result<(), StoreError> {
                 &subscribed,
                 &lock_type,
                 &lock_value,
+                &state,
+                &parent,
                 &record,
             ],
         )
@@ -414,6 +434,7 @@ fn migrate(client: &mut Client) -> Result<(), String> {
             ));
         }
         tx.batch_execute(SCHEMA_V1).map_err(e)?;
+        tx.batch_execute(MIGRATE_V2).map_err(e)?;
         tx.batch_execute("CREATE TABLE jc_schema (version INTEGER NOT NULL)")
             .map_err(e)?;
         tx.execute(
@@ -431,6 +452,14 @@ fn migrate(client: &mut Client) -> Result<(), String> {
         .and_then(|r| r.get(0));
     match version {
         Some(v) if v == PG_SCHEMA_VERSION => tx.commit().map_err(e),
+        Some(1) => {
+            tx.batch_execute(MIGRATE_V2).map_err(e)?;
+            tx.execute("UPDATE jc_schema SET version = 2", &[])
+                .map_err(e)?;
+            tx.commit().map_err(e)?;
+            tracing::info!(from = 1, to = 2, "migrated the PostgreSQL schema");
+            Ok(())
+        }
         Some(v) if v > PG_SCHEMA_VERSION => Err(format!(
             "store schema version {v} is newer than this jobcenter supports \
              ({PG_SCHEMA_VERSION}); use the jobcenter version that wrote it, or a newer one"
@@ -943,6 +972,56 @@ impl Txn for PgTxn<'_> {
             if let Some(j) = self.st.record::<JobRecord>(Some(t)) {
                 f(&j);
             }
+        }
+    }
+
+    fn count_by_state(&self) -> Vec<(String, u64)> {
+        self.see_jobs();
+        let rows: Vec<(Option<String>, i64)> = self.all_pairs(
+            "SELECT state, count(*) FROM jc_jobs GROUP BY state ORDER BY state",
+            &[],
+        );
+        rows.into_iter()
+            .map(|(s, n)| (s.unwrap_or_default(), n.max(0) as u64))
+            .collect()
+    }
+
+    fn jobs_in_state_below(&self, state: JobState, below: JobId, limit: usize) -> Vec<JobRecord> {
+        self.see_jobs();
+        let (state, limit) = (state.as_str(), limit as i64);
+        let texts = self.all(
+            "SELECT record FROM jc_jobs WHERE state = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            &[&state, &below, &limit],
+        );
+        self.st.records(texts)
+    }
+
+    fn children_of(&self, parent: JobId) -> Vec<JobId> {
+        self.see_jobs();
+        self.all(
+            "SELECT id FROM jc_jobs WHERE parent = $1 ORDER BY id",
+            &[&parent],
+        )
+    }
+
+    fn disabled_actions(&self) -> Vec<String> {
+        self.all(
+            "SELECT action FROM jc_disabled_actions ORDER BY action",
+            &[],
+        )
+    }
+
+    fn set_action_disabled(&mut self, action: &str, disabled: bool) -> bool {
+        if disabled {
+            self.run(
+                "INSERT INTO jc_disabled_actions (action) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&action],
+            ) > 0
+        } else {
+            self.run(
+                "DELETE FROM jc_disabled_actions WHERE action = $1",
+                &[&action],
+            ) > 0
         }
     }
 

@@ -39,6 +39,10 @@ pub(crate) struct JobRow<'j> {
     pub(crate) subscribed: bool,
     pub(crate) lock_type: Option<&'j str>,
     pub(crate) lock_value: Option<&'j str>,
+    /// The state's name (schema version 2): counted per state by an index.
+    pub(crate) state: &'static str,
+    /// The parent job (schema version 2): children found by an index.
+    pub(crate) parent: Option<JobId>,
     pub(crate) record: String,
 }
 
@@ -58,6 +62,8 @@ impl<'j> JobRow<'j> {
             subscribed: !job.subscriptions.is_empty(),
             lock_type: lock.map(|l| l.locktype.as_str()),
             lock_value: lock.map(|l| l.lockvalue.as_str()),
+            state: job.state.as_str(),
+            parent: job.parent.as_ref().map(|p| p.job_id),
             record: encode(job)?,
         })
     }

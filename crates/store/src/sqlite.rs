@@ -28,12 +28,14 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Params};
 
-use crate::model::{ArchivedJob, JobId, JobRecord, LockRecord, Millis, WorkerId, WorkerRecord};
+use crate::model::{
+    ArchivedJob, JobId, JobRecord, JobState, LockRecord, Millis, WorkerId, WorkerRecord,
+};
 use crate::sql::{decode, encode, ms, JobRow, Paged, TxnState};
 use crate::{Store, StoreError, Txn};
 
 /// The schema version this build writes and reads (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a JobCenter store: "JCst".
 pub const APPLICATION_ID: i64 = 0x4A43_7374;
@@ -77,6 +79,18 @@ CREATE TABLE locks (
 CREATE INDEX locks_holder ON locks (holder);
 CREATE TABLE workers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, record TEXT NOT NULL);
 CREATE INDEX workers_name ON workers (name, id);
+";
+
+/// From version 1 to 2: the actions an administrator disabled (`disable`); the job's state
+/// and parent as indexed columns (exact counts per state, children by index).
+const MIGRATE_V2: &str = "
+CREATE TABLE disabled_actions (action TEXT PRIMARY KEY) WITHOUT ROWID;
+ALTER TABLE jobs ADD COLUMN state TEXT;
+ALTER TABLE jobs ADD COLUMN parent INTEGER;
+UPDATE jobs SET state = json_extract(record, '$.state'),
+    parent = json_extract(record, '$.parent.job_id');
+CREATE INDEX jobs_state ON jobs (state, id);
+CREATE INDEX jobs_parent ON jobs (parent, id) WHERE parent IS NOT NULL;
 ";
 
 /// How hard `COMMIT` works to make a batch durable (`PRAGMA synchronous`).
@@ -310,6 +324,7 @@ fn prepare(conn: &Connection, sync: SyncMode) -> Result<(), String> {
             .map_err(sql)?;
         if app == 0 && version == 0 && tables == 0 {
             conn.execute_batch(SCHEMA_V1).map_err(sql)?;
+            conn.execute_batch(MIGRATE_V2).map_err(sql)?;
             conn.pragma_update(None, "application_id", APPLICATION_ID)
                 .map_err(sql)?;
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -330,6 +345,11 @@ fn prepare(conn: &Connection, sync: SyncMode) -> Result<(), String> {
         }
         if version < 1 {
             return Err(format!("unknown store schema version {version}"));
+        }
+        if version < 2 {
+            conn.execute_batch(MIGRATE_V2).map_err(sql)?;
+            conn.pragma_update(None, "user_version", 2).map_err(sql)?;
+            tracing::info!(from = version, to = 2, "migrated the store schema");
         }
         Ok(())
     })();
@@ -532,12 +552,13 @@ impl Txn for SqlTxn<'_> {
         };
         self.run(
             "INSERT INTO jobs (id, ready_action, cookie, claim_worker, wake_at, subscribed, \
-                lock_type, lock_value, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                lock_type, lock_value, state, parent, record) \
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
              ON CONFLICT (id) DO UPDATE SET ready_action = excluded.ready_action, \
                 cookie = excluded.cookie, claim_worker = excluded.claim_worker, \
                 wake_at = excluded.wake_at, subscribed = excluded.subscribed, \
                 lock_type = excluded.lock_type, lock_value = excluded.lock_value, \
-                record = excluded.record",
+                state = excluded.state, parent = excluded.parent, record = excluded.record",
             params![
                 row.id,
                 row.ready_action,
@@ -547,6 +568,8 @@ impl Txn for SqlTxn<'_> {
                 row.subscribed,
                 row.lock_type,
                 row.lock_value,
+                row.state,
+                row.parent,
                 row.record,
             ],
         );
@@ -692,6 +715,57 @@ impl Txn for SqlTxn<'_> {
             })
             .map_err(backend);
         self.st.ok(r)
+    }
+
+    fn count_by_state(&self) -> Vec<(String, u64)> {
+        let r = self
+            .conn
+            .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")
+            .and_then(|mut st| {
+                let rows = st.query_map([], |r| {
+                    Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(backend);
+        self.st
+            .ok(r)
+            .into_iter()
+            .map(|(s, n)| (s.unwrap_or_default(), n.max(0) as u64))
+            .collect()
+    }
+
+    fn jobs_in_state_below(&self, state: JobState, below: JobId, limit: usize) -> Vec<JobRecord> {
+        let texts = self.all(
+            "SELECT record FROM jobs WHERE state = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+            params![state.as_str(), below, limit as i64],
+        );
+        self.st.records(texts)
+    }
+
+    fn children_of(&self, parent: JobId) -> Vec<JobId> {
+        self.all(
+            "SELECT id FROM jobs WHERE parent = ?1 ORDER BY id",
+            params![parent],
+        )
+    }
+
+    fn disabled_actions(&self) -> Vec<String> {
+        self.all("SELECT action FROM disabled_actions ORDER BY action", [])
+    }
+
+    fn set_action_disabled(&mut self, action: &str, disabled: bool) -> bool {
+        if disabled {
+            self.run(
+                "INSERT INTO disabled_actions (action) VALUES (?1) ON CONFLICT DO NOTHING",
+                params![action],
+            ) > 0
+        } else {
+            self.run(
+                "DELETE FROM disabled_actions WHERE action = ?1",
+                params![action],
+            ) > 0
+        }
     }
 
     fn lock(&self, locktype: &str, lockvalue: &str) -> Option<LockRecord> {

@@ -97,8 +97,83 @@ contract!(
     lock_indexes_follow_records_and_roll_back,
     archive_moves_the_result_and_workers_index_by_name,
     admin_queries_page_jobs_archive_locks_and_children,
-    cookies_and_reads_follow_the_newest_version_within_a_batch
+    cookies_and_reads_follow_the_newest_version_within_a_batch,
+    disabled_actions_are_kept_sorted_and_roll_back,
+    counts_by_state_follow_the_records_and_roll_back
 );
+
+/// The live jobs per state: exact, following replaced and archived jobs within the batch
+/// and after a sync, and unchanged by a failed transaction.
+fn counts_by_state_follow_the_records_and_roll_back<S: Store + Counts>(store: S) {
+    let counts = |store: &S| {
+        store
+            .transact(|t| Ok::<_, StoreError>(t.count_by_state()))
+            .unwrap_or_default()
+    };
+    let pairs = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|(s, n)| (s.to_string(), *n)).collect()
+    };
+    assert!(counts(&store).is_empty());
+    let ids = store
+        .transact(|t| {
+            let mut ids = Vec::new();
+            for state in [JobState::Ready, JobState::Ready, JobState::Sleeping] {
+                let id = t.next_job_id();
+                t.put_job(job(id, state, (state == JobState::Ready).then_some("a")));
+                ids.push(id);
+            }
+            // Seen by the same batch before any sync.
+            assert_eq!(t.count_by_state(), pairs(&[("ready", 2), ("sleeping", 1)]));
+            Ok::<_, StoreError>(ids)
+        })
+        .expect("put");
+    store.sync().expect("sync");
+    let r: Result<(), StoreError> = store.transact(|t| {
+        t.put_job(job(ids[0], JobState::Working, None));
+        Err(StoreError::Backend("undo".into()))
+    });
+    assert!(r.is_err());
+    assert_eq!(counts(&store), pairs(&[("ready", 2), ("sleeping", 1)]));
+    store
+        .transact(|t| {
+            t.put_job(job(ids[0], JobState::Working, None));
+            assert!(t.archive_job(ids[2]));
+            Ok::<_, StoreError>(())
+        })
+        .expect("change");
+    store.sync().expect("sync");
+    assert_eq!(counts(&store), pairs(&[("ready", 1), ("working", 1)]));
+}
+
+/// The disabled actions: set and cleared (reporting whether anything changed), listed
+/// sorted, kept across a sync, and a failed transaction's change is undone.
+fn disabled_actions_are_kept_sorted_and_roll_back<S: Store + Counts>(store: S) {
+    let r = store.transact(|t| {
+        assert!(t.disabled_actions().is_empty());
+        assert!(t.set_action_disabled("zeta", true));
+        assert!(t.set_action_disabled("alpha", true));
+        assert!(!t.set_action_disabled("alpha", true), "already disabled");
+        assert!(!t.set_action_disabled("other", false), "never disabled");
+        Ok::<_, StoreError>(t.disabled_actions())
+    });
+    assert_eq!(r, Ok(vec!["alpha".to_string(), "zeta".to_string()]));
+    store.sync().expect("sync");
+    let r: Result<(), StoreError> = store.transact(|t| {
+        assert!(t.set_action_disabled("alpha", false));
+        assert!(t.set_action_disabled("beta", true));
+        assert_eq!(t.disabled_actions(), vec!["beta", "zeta"]);
+        Err(StoreError::Backend("undo".into()))
+    });
+    assert!(r.is_err());
+    let r = store.transact(|t| Ok::<_, StoreError>(t.disabled_actions()));
+    assert_eq!(r, Ok(vec!["alpha".to_string(), "zeta".to_string()]));
+    let r = store.transact(|t| {
+        assert!(t.set_action_disabled("zeta", false));
+        Ok::<_, StoreError>(t.disabled_actions())
+    });
+    assert_eq!(r, Ok(vec!["alpha".to_string()]));
+    store.sync().expect("sync");
+}
 
 /// Later transactions of one batch see what earlier ones wrote, by id and by cookie, before
 /// any sync (PostgreSQL keeps the job rows of the open batch in memory until then), a stale

@@ -6,7 +6,9 @@
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
-use jobcenter_store::{JobId, JobRecord, JobState, SqliteStore, Store, StoreError, APPLICATION_ID};
+use jobcenter_store::{
+    JobId, JobRecord, JobState, SqliteStore, Store, StoreError, APPLICATION_ID, SCHEMA_VERSION,
+};
 
 #[path = "common/mod.rs"]
 mod common;
@@ -128,6 +130,66 @@ fn a_newer_schema_is_refused() {
         e.contains("newer.db") && e.contains("schema version 99 is newer"),
         "{e}"
     );
+}
+
+#[test]
+fn a_version_1_store_is_migrated_to_keep_disabled_actions() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("v1.db");
+    let s = SqliteStore::open(&path).expect("create");
+    s.transact(|t| {
+        let parent = t.next_job_id();
+        let mut j = common::job(parent, JobState::ChildWait, None);
+        t.put_job(j.clone());
+        j.id = t.next_job_id();
+        j.state = JobState::Ready;
+        j.parent = Some(jobcenter_store::ParentLink {
+            job_id: parent,
+            task: 1,
+            wait: true,
+        });
+        t.put_job(j);
+        Ok::<_, StoreError>(())
+    })
+    .expect("jobs");
+    s.sync().expect("sync");
+    drop(s);
+    {
+        // What version 1 looked like: no table of disabled actions, no state and parent
+        // columns.
+        let c = rusqlite::Connection::open(&path).expect("open");
+        c.execute_batch(
+            "DROP TABLE disabled_actions; DROP INDEX jobs_state; DROP INDEX jobs_parent; \
+             ALTER TABLE jobs DROP COLUMN state; ALTER TABLE jobs DROP COLUMN parent;",
+        )
+        .expect("back to v1");
+        c.pragma_update(None, "user_version", 1).expect("v1");
+    }
+    let s = SqliteStore::open(&path).expect("migrates");
+    let r = s.transact(|t| Ok::<_, StoreError>((t.count_by_state(), t.children_of(1))));
+    assert_eq!(
+        r,
+        Ok((
+            vec![("childwait".to_string(), 1), ("ready".to_string(), 1)],
+            vec![2]
+        ))
+    );
+    let r = s.transact(|t| {
+        assert!(t.set_action_disabled("add", true));
+        Ok::<_, StoreError>(t.disabled_actions())
+    });
+    assert_eq!(r, Ok(vec!["add".to_string()]));
+    s.sync().expect("sync");
+    drop(s);
+    let s = SqliteStore::open(&path).expect("reopen");
+    let r = s.transact(|t| Ok::<_, StoreError>(t.disabled_actions()));
+    assert_eq!(r, Ok(vec!["add".to_string()]));
+    drop(s);
+    let c = rusqlite::Connection::open(&path).expect("open");
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!((v, SCHEMA_VERSION), (2, 2));
 }
 
 /// Fill a store with enough jobs to span many pages, synced and checkpointed into the file.

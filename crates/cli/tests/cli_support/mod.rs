@@ -326,6 +326,10 @@ pub struct Serve {
     pub port: u16,
     /// Holds the password file and the store (`DIR/jobcenter.db`, the default SQLite store).
     pub dir: tempfile::TempDir,
+    /// The listen arguments, for [`Serve::restart`].
+    listen: Vec<String>,
+    /// The loaded paths, for [`Serve::restart`].
+    load: Vec<PathBuf>,
 }
 
 impl Serve {
@@ -339,9 +343,43 @@ impl Serve {
     /// listen on exactly one address) and wait until it listens.
     pub async fn start_with(listen: &[&str], load: &[PathBuf]) -> Serve {
         let dir = tempfile::tempdir().expect("tempdir");
-        let passwd = password_file(dir.path());
+        let listen: Vec<String> = listen.iter().map(|a| a.to_string()).collect();
+        let (proc, port) = Serve::spawn_in(dir.path(), &listen, load).await;
+        Serve {
+            proc,
+            port,
+            dir,
+            listen,
+            load: load.to_vec(),
+        }
+    }
+
+    /// Kill the server (`kill -9`) and start it again with the same arguments on the same
+    /// store; wait until it listens (on a new port).
+    pub async fn restart(self) -> Serve {
+        let Serve {
+            proc,
+            dir,
+            listen,
+            load,
+            ..
+        } = self;
+        proc.signal("KILL");
+        proc.finish().await;
+        let (proc, port) = Serve::spawn_in(dir.path(), &listen, &load).await;
+        Serve {
+            proc,
+            port,
+            dir,
+            listen,
+            load,
+        }
+    }
+
+    async fn spawn_in(dir: &Path, listen: &[String], load: &[PathBuf]) -> (Proc, u16) {
+        let passwd = password_file(dir);
         let mut cmd = jobcenter(["serve"]);
-        let store = format!("sqlite:{}", dir.path().join("jobcenter.db").display());
+        let store = format!("sqlite:{}", dir.join("jobcenter.db").display());
         cmd.args(listen)
             .arg("--passwd")
             .arg(&passwd)
@@ -356,7 +394,7 @@ impl Serve {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap_or_else(|e| panic!("serve said it listens on {port} but connect failed: {e}"));
-        Serve { proc, port, dir }
+        (proc, port)
     }
 
     /// Start a server with the repository's example workflows.

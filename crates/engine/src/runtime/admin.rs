@@ -6,10 +6,11 @@
 //! PostgreSQL). Listings are bounded: at most [`admin::MAX_LIMIT`] rows, and at most
 //! [`SCAN_MAX`] records looked at for one answer.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 
-use jobcenter_store::{ArchivedJob, JobRecord, JobState, LockRecord, Store, Txn};
-use serde_json::Value;
+use jobcenter_store::{ArchivedJob, JobRecord, JobState, LockRecord, Store, StoreError, Txn};
+use serde_json::{json, Value};
 
 use super::sched::job_action;
 use super::Engine;
@@ -26,6 +27,10 @@ const PAGE: usize = 256;
 pub(super) const SCAN_MAX: usize = 100_000;
 /// Most jobs in a tree.
 const TREE_MAX: usize = 1000;
+/// The key of what a node publishes to the other nodes of a shared store when it changed the
+/// disabled actions: `{"disabled_actions": [...]}` (the new list), or `null` if the list is
+/// too long to publish (then they read it from the store).
+const DISABLED_KEY: &str = "disabled_actions";
 
 /// The state names a job listing accepts.
 const STATES: &[&str] = &[
@@ -360,13 +365,7 @@ impl<S: Store> Engine<S> {
                 }
                 root = p;
             }
-            // One pass over the live jobs for the parent links.
-            let mut by_parent: HashMap<JobId, Vec<JobId>> = HashMap::new();
-            txn.scan_jobs(&mut |j| {
-                if let Some(p) = &j.parent {
-                    by_parent.entry(p.job_id).or_default().push(j.id);
-                }
-            });
+            // Children by the parent index, one look-up per job of the tree.
             let mut nodes = Vec::new();
             let mut visited = BTreeSet::new();
             let mut stack = vec![(root, 0usize)];
@@ -376,8 +375,7 @@ impl<S: Store> Engine<S> {
                 }
                 let kids = match txn.peek_job(id) {
                     Some(j) => {
-                        let empty = Vec::new();
-                        let kids = linked_children(&j, by_parent.get(&id).unwrap_or(&empty));
+                        let kids = linked_children(&j, &txn.children_of(id));
                         nodes.push(TreeNode {
                             job: live_summary(&j),
                             level,
@@ -406,6 +404,12 @@ impl<S: Store> Engine<S> {
         })
     }
 
+    /// [`crate::backend::Backend::admin_state_counts`].
+    pub(super) fn admin_state_counts_now(&self) -> Result<Vec<(String, u64)>, BackendError> {
+        self.store
+            .transact(|txn| Ok::<_, BackendError>(txn.count_by_state()))
+    }
+
     /// [`crate::backend::Backend::admin_locks`].
     pub(super) fn admin_locks_now(
         &self,
@@ -428,26 +432,38 @@ impl<S: Store> Engine<S> {
     ) -> Result<Vec<JobSummary>, BackendError> {
         let limit = admin::effective_limit(limit);
         self.store.transact(|txn| {
-            let mut live = LivePages::new(JobId::MAX);
-            let mut out = Vec::new();
-            let mut scanned = 0usize;
-            while out.len() < limit && scanned < SCAN_MAX {
-                if live.peek(txn).is_none() {
-                    break;
+            // Each state by its index, newest first: once `limit` of one state are taken,
+            // its older ones cannot be among the newest `limit` of both.
+            let mut out: Vec<JobRecord> = Vec::new();
+            for state in [JobState::Error, JobState::RetryWait] {
+                let (mut below, mut taken, mut scanned) = (JobId::MAX, 0usize, 0usize);
+                'pages: loop {
+                    let page = txn.jobs_in_state_below(state, below, PAGE);
+                    let Some(last) = page.last() else { break };
+                    below = last.id;
+                    for j in page {
+                        scanned += 1;
+                        let when = match j.state {
+                            JobState::Error => j.finished_at.unwrap_or(j.updated_at),
+                            _ => j.updated_at,
+                        };
+                        if since.is_some_and(|s| when < s) {
+                            continue;
+                        }
+                        out.push(j);
+                        taken += 1;
+                        if taken >= limit {
+                            break 'pages;
+                        }
+                    }
+                    if scanned >= SCAN_MAX {
+                        break;
+                    }
                 }
-                let Some(j) = live.buf.pop_front() else { break };
-                scanned += 1;
-                let when = match j.state {
-                    JobState::Error => j.finished_at.unwrap_or(j.updated_at),
-                    JobState::RetryWait => j.updated_at,
-                    _ => continue,
-                };
-                if since.is_some_and(|s| when < s) {
-                    continue;
-                }
-                out.push(live_summary(&j));
             }
-            Ok::<_, BackendError>(out)
+            out.sort_unstable_by_key(|j| std::cmp::Reverse(j.id));
+            out.truncate(limit);
+            Ok::<_, BackendError>(out.iter().map(live_summary).collect())
         })
     }
 
@@ -546,8 +562,11 @@ impl<S: Store> Engine<S> {
         !d.is_empty() && d.contains(action)
     }
 
-    /// [`crate::backend::Backend::admin_set_action_enabled`]. Enabling offers the action's
-    /// ready tasks again (an `ActionReady` event for each).
+    /// [`crate::backend::Backend::admin_set_action_enabled`]. The setting is kept in the
+    /// store (it survives restarts, and every node of a shared store follows it); this
+    /// node's copy changes at once, the other nodes get the new list with the commit (see
+    /// [`Engine::disabled_from_other_node`]). Enabling offers the action's ready tasks again
+    /// (an `ActionReady` event for each).
     pub(super) fn admin_set_action_enabled_now(
         &self,
         action: String,
@@ -562,28 +581,109 @@ impl<S: Store> Engine<S> {
         if !known {
             return Err(BackendError::new(format!("no action named {action}")));
         }
-        let changed = if enabled {
-            self.disabled.write().remove(&action)
-        } else {
-            self.disabled.write().insert(action.clone())
+        let changed = {
+            let mut cur = self.disabled.write();
+            let (changed, now) = self.store.transact(|txn| {
+                let changed = txn.set_action_disabled(&action, !enabled);
+                Ok::<_, StoreError>((changed, txn.disabled_actions()))
+            })?;
+            *cur = now.into_iter().collect();
+            if changed && self.store.shared() {
+                // Delivered with this batch's commit, before the events of later batches.
+                let msg = json!({ DISABLED_KEY: &*cur }).to_string();
+                self.store.publish(if msg.len() <= super::PUBLISH_CHUNK {
+                    msg
+                } else {
+                    json!({ DISABLED_KEY: null }).to_string()
+                });
+            }
+            changed
         };
         if changed && enabled {
-            self.transact(|run, txn| {
-                let ids: Vec<JobId> = txn.ready_jobs(&action).collect();
-                for id in ids {
-                    let Some(job) = txn.peek_job(id) else {
-                        continue;
-                    };
-                    if let (Some(def), Some(inargs)) =
-                        (job_action(run.defs, &job), job.task_state.inargs.as_ref())
-                    {
-                        run.notify_ready(txn, id, def, inargs);
-                    }
-                }
-                Ok(())
-            })?;
+            self.offer_ready(&action)?;
         }
         Ok(changed)
+    }
+
+    /// Read the disabled actions from the store into this node's copy (at start, and every
+    /// node round on a shared store in case a change was not heard). The ready tasks of
+    /// actions enabled meanwhile are offered again. Returns whether anything changed.
+    pub(super) fn reload_disabled_now(&self) -> Result<bool, BackendError> {
+        let enabled = {
+            // Held across the read: a newer list from another node is not overwritten.
+            let mut cur = self.disabled.write();
+            let now: BTreeSet<String> = self
+                .store
+                .transact(|txn| Ok::<_, StoreError>(txn.disabled_actions()))?
+                .into_iter()
+                .collect();
+            if *cur == now {
+                return Ok(false);
+            }
+            let enabled: Vec<String> = cur.difference(&now).cloned().collect();
+            *cur = now;
+            enabled
+        };
+        for action in enabled {
+            self.offer_ready(&action)?;
+        }
+        Ok(true)
+    }
+
+    /// Shared store, listener thread: another node published `payload`. If it is a new list
+    /// of disabled actions, take it (at once, so the events that follow it are filtered by
+    /// it) and return `true`; the ready tasks of actions it enables are offered on the store
+    /// thread.
+    pub(super) fn disabled_from_other_node(self: &Arc<Self>, payload: &str) -> bool {
+        let Ok(Value::Object(msg)) = serde_json::from_str::<Value>(payload) else {
+            return false;
+        };
+        let Some(list) = msg.get(DISABLED_KEY) else {
+            return false;
+        };
+        let Some(list) = list.as_array() else {
+            // Too long to publish: read it from the store.
+            drop(self.call(|e| e.reload_disabled_now()));
+            return true;
+        };
+        let now: BTreeSet<String> = list
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        let enabled: Vec<String> = {
+            let mut cur = self.disabled.write();
+            let enabled = cur.difference(&now).cloned().collect();
+            *cur = now;
+            enabled
+        };
+        if !enabled.is_empty() {
+            // Nobody waits for the answer.
+            drop(self.call(move |e| {
+                for action in &enabled {
+                    e.offer_ready(action)?;
+                }
+                Ok(())
+            }));
+        }
+        true
+    }
+
+    /// An `ActionReady` event for each ready task of `action`.
+    fn offer_ready(&self, action: &str) -> Result<(), BackendError> {
+        self.transact(|run, txn| {
+            let ids: Vec<JobId> = txn.ready_jobs(action).collect();
+            for id in ids {
+                let Some(job) = txn.peek_job(id) else {
+                    continue;
+                };
+                if let (Some(def), Some(inargs)) =
+                    (job_action(run.defs, &job), job.task_state.inargs.as_ref())
+                {
+                    run.notify_ready(txn, id, def, inargs);
+                }
+            }
+            Ok(())
+        })
     }
 
     /// [`crate::backend::Backend::admin_disabled_actions`].

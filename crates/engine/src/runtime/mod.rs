@@ -251,7 +251,8 @@ pub struct Engine<S: Store = MemoryStore> {
     /// Told about finished jobs and syncs (metrics), if installed.
     observer: parking_lot::RwLock<Option<Arc<dyn Observer>>>,
     /// Actions disabled by an administrator (`disable`): their tasks are not handed out.
-    /// This node's memory only: not persisted, not shared with other nodes.
+    /// A copy of the store's list (`Txn::disabled_actions`), read at start, after each
+    /// change, when another node says it changed the list, and every node round.
     disabled: parking_lot::RwLock<std::collections::BTreeSet<String>>,
 }
 
@@ -318,6 +319,9 @@ impl<S: Store> Engine<S> {
             // first; the workers of other dead nodes are released by the survivors once the
             // dead node's lease ran out.
             let recover = engine.call(|e| {
+                // First of all (the first work of the store thread): no task of a disabled
+                // action is handed out.
+                e.reload_disabled_now()?;
                 if e.store.shared() {
                     e.node_round()?;
                 }
@@ -330,6 +334,8 @@ impl<S: Store> Engine<S> {
                     Err(e) => error!(error = %e, "releasing the previous run's workers failed"),
                 }
             });
+        } else if let Err(e) = engine.reload_disabled_now() {
+            error!(error = %e, "reading the disabled actions failed");
         }
         let wake = engine.wake.clone();
         tokio::spawn(timer_loop(weak, wake));
@@ -434,6 +440,9 @@ impl<S: Store> Engine<S> {
             let Some(engine) = engine.upgrade() else {
                 return false;
             };
+            if engine.disabled_from_other_node(payload) {
+                return true;
+            }
             match serde_json::from_str::<Vec<Event>>(payload) {
                 Ok(events) => engine.emit_now(events),
                 Err(e) => warn!(error = %e, "ignoring a malformed event from another node"),
@@ -452,6 +461,8 @@ impl<S: Store> Engine<S> {
     fn node_round(&self) -> Result<Vec<String>, BackendError> {
         let lease = self.config.node_lease.as_millis() as Millis;
         let before = now_ms().saturating_sub(lease);
+        // In case a change of the disabled actions was not heard (listener reconnecting).
+        self.reload_disabled_now()?;
         let orphans = self.transact(|run, txn| {
             txn.heartbeat(run.now);
             Ok(txn.orphaned_workers(before))
@@ -1318,5 +1329,9 @@ impl<S: Store> Backend for Engine<S> {
 
     fn admin_disabled_actions(&self) -> BackendFuture<'_, Vec<String>> {
         ready(Ok(self.admin_disabled_actions_now()))
+    }
+
+    fn admin_state_counts(&self) -> BackendFuture<'_, Vec<(String, u64)>> {
+        self.call_now(|e| e.admin_state_counts_now())
     }
 }
