@@ -263,3 +263,4 @@ pub trait Observer: Send + Sync + 'static {
 }
 
 pub mod admin;
+pub mod time;

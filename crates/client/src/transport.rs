@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
@@ -103,33 +102,11 @@ pub(crate) fn tls_config(cfg: &ClientConfig) -> Result<rustls::ClientConfig, Cli
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| pem_error(path, e))?;
-    if certs.is_empty() {
-        return Err(ClientError::Tls(format!(
-            "{}: no certificate found",
-            path.display()
-        )));
-    }
-    Ok(certs)
+    jobcenter_rpc::pem::read_certs(path).map_err(|e| ClientError::Tls(e.to_string()))
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, ClientError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
-        pem::Error::NoItemsFound => {
-            ClientError::Tls(format!("{}: no private key found", path.display()))
-        }
-        e => pem_error(path, e),
-    })
-}
-
-/// A PEM file's error, with the file's name (an unreadable file's I/O error as is).
-fn pem_error(path: &Path, e: pem::Error) -> ClientError {
-    match e {
-        pem::Error::Io(e) => ClientError::Tls(format!("{}: {e}", path.display())),
-        e => ClientError::Tls(format!("{}: bad PEM: {e}", path.display())),
-    }
+    jobcenter_rpc::pem::read_key(path).map_err(|e| ClientError::Tls(e.to_string()))
 }
 
 /// Accepts every server certificate (the `tls_insecure` switch). Signatures are still
@@ -179,61 +156,5 @@ impl ServerCertVerifier for NoVerification {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tls_error(r: Result<impl std::fmt::Debug, ClientError>) -> String {
-        match r {
-            Err(ClientError::Tls(msg)) => msg,
-            other => panic!("expected a TLS error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn pem_files_are_read_and_bad_ones_named_in_the_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec!["localhost".into()]).expect("params");
-        let cert = params.self_signed(&key).expect("cert");
-        let cert_path = dir.path().join("cert.pem");
-        let key_path = dir.path().join("key.pem");
-        std::fs::write(&cert_path, cert.pem()).expect("write");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write");
-
-        let certs = read_certs(&cert_path).expect("certs");
-        assert_eq!(certs.len(), 1);
-        assert_eq!(certs[0].as_ref(), cert.der().as_ref());
-        let k = read_key(&key_path).expect("key");
-        assert_eq!(k.secret_der(), key.serialize_der().as_slice());
-
-        let missing = dir.path().join("missing.pem");
-        let msg = tls_error(read_certs(&missing));
-        assert!(
-            msg.starts_with(&format!("{}: ", missing.display())),
-            "{msg}"
-        );
-        let msg = tls_error(read_key(&missing));
-        assert!(
-            msg.starts_with(&format!("{}: ", missing.display())),
-            "{msg}"
-        );
-        let msg = tls_error(read_key(&cert_path));
-        assert_eq!(
-            msg,
-            format!("{}: no private key found", cert_path.display())
-        );
-        let msg = tls_error(read_certs(&key_path));
-        assert_eq!(msg, format!("{}: no certificate found", key_path.display()));
-        let broken = dir.path().join("broken.pem");
-        std::fs::write(&broken, "-----BEGIN PRIVATE KEY-----\nnot base64!\n").expect("write");
-        let msg = tls_error(read_key(&broken));
-        assert!(
-            msg.starts_with(&format!("{}: bad PEM: ", broken.display())),
-            "{msg}"
-        );
     }
 }

@@ -40,6 +40,7 @@
 mod methods;
 mod output;
 mod peer;
+pub mod pem;
 
 pub use jobcenter_wire as wire;
 pub use methods::{AfterHook, HandlerError, HandlerFn, HandlerFuture, Methods, Reply};

@@ -2,7 +2,6 @@
 
 use crate::config::TlsConfig;
 use crate::ServerError;
-use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
@@ -10,33 +9,12 @@ use tokio_rustls::TlsAcceptor;
 use x509_cert::der::Decode;
 use x509_cert::Certificate;
 
-fn read_pem(path: &Path) -> Result<Vec<u8>, ServerError> {
-    std::fs::read(path)
-        .map_err(|e| ServerError::Tls(format!("cannot read {}: {e}", path.display())))
-}
-
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ServerError> {
-    let data = read_pem(path)?;
-    let certs = CertificateDer::pem_slice_iter(&data)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ServerError::Tls(format!("bad PEM in {}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(ServerError::Tls(format!(
-            "no certificate in {}",
-            path.display()
-        )));
-    }
-    Ok(certs)
+    jobcenter_rpc::pem::read_certs(path).map_err(|e| ServerError::Tls(e.to_string()))
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, ServerError> {
-    let data = read_pem(path)?;
-    PrivateKeyDer::from_pem_slice(&data).map_err(|e| match e {
-        pem::Error::NoItemsFound => {
-            ServerError::Tls(format!("no private key in {}", path.display()))
-        }
-        e => ServerError::Tls(format!("bad PEM in {}: {e}", path.display())),
-    })
+    jobcenter_rpc::pem::read_key(path).map_err(|e| ServerError::Tls(e.to_string()))
 }
 
 /// Build the acceptor of a TLS listener. With `client_ca`, a client certificate signed by
@@ -83,54 +61,6 @@ pub fn cert_common_name(der: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tls_error(r: Result<impl std::fmt::Debug, ServerError>) -> String {
-        match r {
-            Err(ServerError::Tls(msg)) => msg,
-            other => panic!("expected a TLS error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn pem_files_are_read_and_bad_ones_named_in_the_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec!["localhost".into()]).expect("params");
-        let cert = params.self_signed(&key).expect("cert");
-        let cert_path = dir.path().join("cert.pem");
-        let key_path = dir.path().join("key.pem");
-        let both_path = dir.path().join("both.pem");
-        std::fs::write(&cert_path, cert.pem()).expect("write");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write");
-        std::fs::write(&both_path, format!("{}{}", key.serialize_pem(), cert.pem()))
-            .expect("write");
-
-        let certs = read_certs(&cert_path).expect("certs");
-        assert_eq!(certs.len(), 1);
-        assert_eq!(certs[0].as_ref(), cert.der().as_ref());
-        assert_eq!(read_certs(&both_path).expect("certs").len(), 1);
-        let k = read_key(&key_path).expect("key");
-        assert_eq!(k.secret_der(), key.serialize_der().as_slice());
-        assert!(read_key(&both_path).is_ok());
-
-        let missing = dir.path().join("missing.pem");
-        let msg = tls_error(read_certs(&missing));
-        assert!(
-            msg.starts_with("cannot read ") && msg.contains("missing.pem"),
-            "{msg}"
-        );
-        let msg = tls_error(read_key(&cert_path));
-        assert_eq!(msg, format!("no private key in {}", cert_path.display()));
-        let msg = tls_error(read_certs(&key_path));
-        assert_eq!(msg, format!("no certificate in {}", key_path.display()));
-        let broken = dir.path().join("broken.pem");
-        std::fs::write(&broken, "-----BEGIN CERTIFICATE-----\nnot base64!\n").expect("write");
-        let msg = tls_error(read_certs(&broken));
-        assert!(
-            msg.starts_with("bad PEM in ") && msg.contains("broken.pem"),
-            "{msg}"
-        );
-    }
 
     #[test]
     fn common_name_of_generated_certificate() {

@@ -50,31 +50,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// `--since T`: an age (`90s`, `10m`, `2h`, `1d`), a UTC time (`2026-12-03T14:00:00Z`,
 /// `2026-12-03 14:00:00`, `2026-12-03`) or milliseconds since the epoch.
 pub fn parse_since(text: &str, now: u64) -> Result<u64, Failure> {
@@ -99,26 +74,7 @@ pub fn parse_since(text: &str, now: u64) -> Result<u64, Failure> {
             return Ok(now.saturating_sub(secs.saturating_mul(1000)));
         }
     }
-    let t = t.strip_suffix('Z').unwrap_or(t);
-    let (date, time) = match t.split_once(['T', ' ']) {
-        Some((d, tm)) => (d, tm),
-        None => (t, "00:00:00"),
-    };
-    let num = |s: &str| s.parse::<u32>().map_err(|_| bad());
-    let d: Vec<&str> = date.split('-').collect();
-    let tm: Vec<&str> = time.split(':').collect();
-    if d.len() != 3 || !(2..=3).contains(&tm.len()) {
-        return Err(bad());
-    }
-    let (y, mo, da) = (num(d[0])?, num(d[1])?, num(d[2])?);
-    let (h, mi) = (num(tm[0])?, num(tm[1])?);
-    let s = if tm.len() == 3 { num(tm[2])? } else { 0 };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || s > 60 {
-        return Err(bad());
-    }
-    let days = days_from_civil(i64::from(y), mo, da);
-    let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + s);
-    u64::try_from(secs).map(|s| s * 1000).map_err(|_| bad())
+    jobcenter_backend::time::parse_utc(t).ok_or_else(bad)
 }
 
 /// A time (ms since the epoch) as `YYYY-MM-DD HH:MM:SS` UTC; `-` for none.
@@ -126,15 +82,7 @@ pub fn fmt_time(v: &Value) -> String {
     let Some(ms) = v.as_u64() else {
         return "-".into();
     };
-    let secs = (ms / 1000) as i64;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let r = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        r / 3600,
-        r / 60 % 60,
-        r % 60
-    )
+    jobcenter_backend::time::utc_seconds(ms)
 }
 
 /// A cell: strings as they are, null as `-`, anything else as compact JSON.

@@ -25,25 +25,7 @@ fn spec(name: &str, ty: &str, default: Option<Value>) -> Vec<IoSpec> {
 
 /// `YYYY-MM-DDTHH:MM:SS.mmm+00:00` for a time in milliseconds since the epoch.
 pub(crate) fn iso_timestamp(ms: Millis) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}+00:00",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    jobcenter_backend::time::iso_millis(ms)
 }
 
 impl Run<'_> {
@@ -303,18 +285,4 @@ fn event_object(name: &str, ev: &QueuedEvent) -> Value {
         "when": ev.when,
         "data": ev.data,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::iso_timestamp;
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(iso_timestamp(0), "1970-01-01T00:00:00.000+00:00");
-        assert_eq!(
-            iso_timestamp(1_709_210_096_789),
-            "2024-02-29T12:34:56.789+00:00"
-        );
-    }
 }
