@@ -263,3 +263,5 @@ pub trait Observer: Send + Sync + 'static {
 }
 
 pub mod admin;
+#[cfg(feature = "stub")]
+pub mod stub;
