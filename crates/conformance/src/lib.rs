@@ -110,6 +110,16 @@ pub fn jcl_error_cases(wf: &str) -> Result<Vec<(String, Value)>, HarnessError> {
     Ok(cases)
 }
 
+/// The expected runs of case `c` (`C05`...) shared with the engine's own Part 4 tests
+/// (`engine/tests/fixtures/jcl_cases.json`).
+pub fn jcl_cases(c: &str) -> Result<Vec<jobcenter_testkit::Case>, HarnessError> {
+    jobcenter_testkit::cases(
+        include_str!("../../engine/tests/fixtures/jcl_cases.json"),
+        c,
+    )
+    .map_err(HarnessError::Fixture)
+}
+
 /// Fixtures of this crate (`tests/fixtures`).
 pub fn own_fixtures() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
@@ -568,65 +578,7 @@ pub fn reference_actions(rec: &Recorder, slots: Option<u32>) -> Vec<Action> {
         .collect()
 }
 
-/// Does `actual` match `expected`? Numbers compare by value; a string `"<J>"`, `"<C>"`,
-/// `"<C1>"`, `"<T>"`, `"<E>"` matches any number or string, and inside a string such a
-/// placeholder matches one or more digits. Object member order is irrelevant.
-pub fn matches(expected: &Value, actual: &Value) -> bool {
-    match (expected, actual) {
-        (Value::String(p), Value::Number(_)) if is_placeholder(p) => true,
-        (Value::String(p), Value::String(_)) if is_placeholder(p) => true,
-        (Value::String(p), Value::String(s)) => text_matches(p, s),
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| matches(x, y))
-        }
-        (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(k, v)| b.get(k).is_some_and(|w| matches(v, w)))
-        }
-        (a, b) => a == b,
-    }
-}
-
-/// `<` + upper-case letters/digits + `>`.
-fn is_placeholder(p: &str) -> bool {
-    let inner = p.strip_prefix('<').and_then(|s| s.strip_suffix('>'));
-    match inner {
-        Some(i) => {
-            !i.is_empty()
-                && i.chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        }
-        None => false,
-    }
-}
-
-/// Text comparison where each placeholder in `pattern` stands for one or more digits.
-fn text_matches(pattern: &str, text: &str) -> bool {
-    let Some(open) = pattern.find('<') else {
-        return pattern == text;
-    };
-    let close = match pattern[open..].find('>') {
-        Some(c) => open + c,
-        None => return pattern == text,
-    };
-    let (lit, ph, rest) = (
-        &pattern[..open],
-        &pattern[open..=close],
-        &pattern[close + 1..],
-    );
-    let Some(after_lit) = text.strip_prefix(lit) else {
-        return false;
-    };
-    if !is_placeholder(ph) {
-        return after_lit
-            .strip_prefix(ph)
-            .is_some_and(|t| text_matches(rest, t));
-    }
-    let digits = after_lit.bytes().take_while(u8::is_ascii_digit).count();
-    digits > 0 && text_matches(rest, &after_lit[digits..])
-}
+pub use jobcenter_testkit::{matches, text_matches, Expect};
 
 /// Why a raw connection operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -884,27 +836,6 @@ impl RawConn {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn placeholders_and_numbers() {
-        assert!(matches(&json!({"a": 2}), &json!({"a": 2.0})));
-        assert!(!matches(&json!({"a": 2}), &json!({"a": 3})));
-        assert!(matches(&json!("<J>"), &json!(17)));
-        assert!(matches(
-            &json!("childjob <C2> raised error"),
-            &json!("childjob 123 raised error")
-        ));
-        assert!(!matches(
-            &json!("childjob <C> raised error"),
-            &json!("childjob x raised error")
-        ));
-        assert!(matches(
-            &json!("timeout for job <J> in task <T>"),
-            &json!("timeout for job 4 in task 77")
-        ));
-        assert!(!matches(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
-        assert!(matches(&json!("a<b>c"), &json!("a<b>c")));
-    }
 
     #[test]
     fn reference_results() {

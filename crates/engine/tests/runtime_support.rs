@@ -179,6 +179,23 @@ impl Harness {
         run_job(&self.engine, wf, inargs).await.map(|(_, v)| v)
     }
 
+    /// Run every case of `c` in `fixtures/jcl_cases.json` (see [`jcl_cases`]) and check it.
+    pub async fn cases(&self, c: &str) {
+        for case in jcl_cases(c) {
+            let got = self.run(&case.wf, case.inargs.clone()).await;
+            let what = format!("{c}: {} {}", case.wf, case.inargs);
+            match (&case.expect, &got) {
+                (jobcenter_testkit::Expect::Out(want), Ok(v)) => {
+                    assert!(matches(want, v), "{what}\nexpected {want}\n     got {v}")
+                }
+                (jobcenter_testkit::Expect::Rejected(msg), Err(e)) => {
+                    assert_eq!(e, msg, "{what}")
+                }
+                (want, got) => panic!("{what}: expected {want:?}, got {got:?}"),
+            }
+        }
+    }
+
     /// Like [`Harness::run`], also returning the job id.
     pub async fn run_id(&self, wf: &str, inargs: Value) -> Result<(JobId, Value), String> {
         run_job(&self.engine, wf, inargs).await
@@ -265,59 +282,7 @@ pub async fn wait_finished_within<B: Backend>(
     }
 }
 
-/// Does `actual` match `expected`? Numbers by value; the string `"<J>"` (or `<C>`, `<C1>`,
-/// `<T>`...) matches any number, and inside strings such placeholders match any digits.
-pub fn matches(expected: &Value, actual: &Value) -> bool {
-    match (expected, actual) {
-        (Value::String(p), Value::Number(_)) if is_placeholder(p) => true,
-        (Value::String(p), Value::String(s)) => text_matches(p, s),
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| matches(x, y))
-        }
-        (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(k, v)| b.get(k).is_some_and(|w| matches(v, w)))
-        }
-        (a, b) => a == b,
-    }
-}
-
-/// `<J>`, `<C1>`, `<T>`: capitals and digits in angle brackets.
-fn is_placeholder(p: &str) -> bool {
-    p.len() >= 3
-        && p.starts_with('<')
-        && p.ends_with('>')
-        && p[1..p.len() - 1]
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-}
-
-/// Text comparison where each placeholder of `pattern` (`<J>`, `<C1>`...) stands for one or
-/// more digits and everything else must be equal.
-pub fn text_matches(pattern: &str, text: &str) -> bool {
-    match pattern.find('<') {
-        None => pattern == text,
-        Some(i) => {
-            let Some(end) = pattern[i..].find('>').map(|e| i + e) else {
-                return pattern == text;
-            };
-            if !is_placeholder(&pattern[i..=end]) {
-                return text.starts_with(&pattern[..=end])
-                    && text
-                        .get(end + 1..)
-                        .is_some_and(|t| text_matches(&pattern[end + 1..], t));
-            }
-            if !text.starts_with(&pattern[..i]) {
-                return false;
-            }
-            let rest = &text[i..];
-            let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
-            digits > 0 && text_matches(&pattern[end + 1..], &rest[digits..])
-        }
-    }
-}
+pub use jobcenter_testkit::matches;
 
 /// Assert a job result against the expected value (with placeholders).
 #[track_caller]
@@ -346,6 +311,13 @@ pub fn jcl_error_cases(wf: &str) -> Vec<(String, Value)> {
         serde_json::from_value(all[wf].clone()).unwrap_or_else(|e| panic!("{wf}: {e}"));
     assert!(!cases.is_empty(), "no cases for {wf}");
     cases
+}
+
+/// The expected runs of case `c` (`C05`...) shared with the end-to-end suite
+/// (`fixtures/jcl_cases.json`).
+pub fn jcl_cases(c: &str) -> Vec<jobcenter_testkit::Case> {
+    jobcenter_testkit::cases(include_str!("fixtures/jcl_cases.json"), c)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An object literal helper.
