@@ -3,11 +3,11 @@
 //! a newer version or when the database holds JobCenter tables of an unknown layout.
 
 use jobcenter_store::testdb::TestDatabase;
-use jobcenter_store::{JobState, ParentLink, PgStore, Store, StoreError, PG_SCHEMA_VERSION};
+use jobcenter_store::{PgStore, Store, StoreError, PG_SCHEMA_VERSION};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{check_migrated_from_v1, job, put_parent_and_child};
+use common::{check_migrated_from_v1, put_parent_and_child};
 
 fn db() -> TestDatabase {
     TestDatabase::create().unwrap_or_else(|e| panic!("{e}"))
