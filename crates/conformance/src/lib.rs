@@ -120,6 +120,17 @@ pub fn jcl_cases(c: &str) -> Result<Vec<jobcenter_testkit::Case>, HarnessError> 
     .map_err(HarnessError::Fixture)
 }
 
+/// C42 (the engine's `fixtures/jcl_cases.json`): the `c42` files with their version tags,
+/// and the `[vtag, version that runs]` pairs.
+#[allow(clippy::type_complexity)]
+pub fn c42_vtags(
+) -> Result<(Vec<(String, Option<String>)>, Vec<(Option<String>, String)>), HarnessError> {
+    let text = include_str!("../../engine/tests/fixtures/jcl_cases.json");
+    let files = jobcenter_testkit::entry(text, "C42_files").map_err(HarnessError::Fixture)?;
+    let runs = jobcenter_testkit::entry(text, "C42_runs").map_err(HarnessError::Fixture)?;
+    Ok((files, runs))
+}
+
 /// Fixtures of this crate (`tests/fixtures`).
 pub fn own_fixtures() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
@@ -487,48 +498,7 @@ impl Recorder {
     }
 }
 
-/// A JSON number for `x`: an integer when it has no fraction (so `5 + 1` gives `6`).
-pub fn number(x: f64) -> Value {
-    if x.fract() == 0.0 && x.abs() < 9.0e15 {
-        json!(x as i64)
-    } else {
-        json!(x)
-    }
-}
-
-/// `c_add`: `{"counter": counter + step}`.
-pub fn c_add(inargs: &Value) -> Value {
-    let c = inargs["counter"].as_f64().unwrap_or(0.0);
-    let s = inargs["step"].as_f64().unwrap_or(0.0);
-    json!({ "counter": number(c + s) })
-}
-
-/// `c_fail`, by input `what` (docs/JCL.md Part 4).
-pub fn c_fail(inargs: &Value) -> Value {
-    match inargs["what"].as_str().unwrap_or("") {
-        "string" => json!({"error": "plain string error"}),
-        "object" => json!({"error": {"msg": "it broke", "class": "myclass", "extra": 42}}),
-        "fatal" => json!({"error": {"msg": "fatal from worker", "class": "fatal"}}),
-        "wrongtype" => json!({"res": 42}),
-        "empty" => json!({}),
-        _ => json!({"res": "fine"}),
-    }
-}
-
-/// `c_echo`: `{"y": {"inargs": <inputs>, "env": <env>}}`.
-pub fn c_echo(inargs: &Value, env: &Value) -> Value {
-    json!({"y": {"inargs": inargs, "env": env}})
-}
-
-/// `c_soft` on attempt `n`: a soft error while `n <= x`, then `{"y": n}`.
-pub fn c_soft(inargs: &Value, n: i64) -> Value {
-    let x = inargs["x"].as_f64().unwrap_or(0.0);
-    if (n as f64) <= x {
-        json!({"error": {"class": "soft", "msg": format!("attempt {n} failed")}})
-    } else {
-        json!({ "y": n })
-    }
-}
+pub use jobcenter_testkit::reference::{c_add, c_echo, c_fail, c_soft, number};
 
 /// The Part 4 reference workers as [`Action`]s of our worker library: `c_add`, `c_fail`
 /// and `c_echo` synchronous, `c_soft` and `c_slow` asynchronous (`c_slow` never answers).
@@ -836,24 +806,6 @@ impl RawConn {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reference_results() {
-        assert_eq!(
-            c_add(&json!({"counter": 5, "step": 1})),
-            json!({"counter": 6})
-        );
-        assert_eq!(
-            c_add(&json!({"counter": 0.5, "step": 1})),
-            json!({"counter": 1.5})
-        );
-        assert_eq!(c_fail(&json!({"what": "empty"})), json!({}));
-        assert_eq!(
-            c_soft(&json!({"x": 1}), 1),
-            json!({"error": {"class": "soft", "msg": "attempt 1 failed"}})
-        );
-        assert_eq!(c_soft(&json!({"x": 1}), 2), json!({"y": 2}));
-    }
 
     #[test]
     fn password_lines_verify() {

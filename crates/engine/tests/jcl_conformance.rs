@@ -462,31 +462,19 @@ async fn jcl_c42_version_tags() {
     cat.register_vtag("stable");
     cat.register_vtag("unittest");
     let dir = support::fixtures().join("c42");
-    for (file, tag) in [
-        ("k38_v0_stable.wf", Some("stable")),
-        ("k38_v1_untagged.wf", None),
-        ("k38_v2_unittest.wf", Some("unittest")),
-        ("k38_v3_untagged.wf", None),
-    ] {
-        let src = std::fs::read_to_string(dir.join(file)).expect("fixture");
-        let tags: Vec<String> = tag.map(str::to_string).into_iter().collect();
-        cat.compile_tagged(file, &src, &tags).expect("compiles");
+    let (files, runs) = support::c42_vtags();
+    for (file, tag) in files {
+        let src = std::fs::read_to_string(dir.join(&file)).expect("fixture");
+        let tags: Vec<String> = tag.into_iter().collect();
+        cat.compile_tagged(&file, &src, &tags).expect("compiles");
     }
     let h = Harness::with(cat, support::part4_config(), &[]).await;
-    for (vtag, v) in [
-        (None, "v4-untagged"),
-        (Some("stable"), "v1-stable"),
-        (Some("unittest"), "v3-unittest"),
-        (Some("stable:unittest"), "v1-stable"),
-        (Some("unittest:stable"), "v3-unittest"),
-        (Some("nonexistent"), "v4-untagged"),
-        (Some("default"), "v4-untagged"),
-    ] {
+    for (vtag, v) in runs {
         let mut events = h.engine.subscribe();
         let id = h
             .engine
             .create_job(jobcenter_engine::backend::CreateJob {
-                vtag: vtag.map(str::to_string),
+                vtag: vtag.clone(),
                 ..support::job_request("k38", json!({"x": 1}))
             })
             .await

@@ -70,35 +70,15 @@ pub fn reference_result(
     job: JobId,
     env: &Value,
 ) -> Option<Value> {
+    use jobcenter_testkit::reference;
     match action {
-        "c_add" => {
-            let c = inargs["counter"].as_f64().unwrap_or(0.0);
-            let s = inargs["step"].as_f64().unwrap_or(0.0);
-            let sum = c + s;
-            Some(if sum.fract() == 0.0 && sum.abs() < 1e15 {
-                json!({"counter": sum as i64})
-            } else {
-                json!({"counter": sum})
-            })
-        }
-        "c_fail" => Some(match inargs["what"].as_str().unwrap_or("") {
-            "string" => json!({"error": "plain string error"}),
-            "object" => json!({"error": {"msg": "it broke", "class": "myclass", "extra": 42}}),
-            "fatal" => json!({"error": {"msg": "fatal from worker", "class": "fatal"}}),
-            "wrongtype" => json!({"res": 42}),
-            "empty" => json!({}),
-            _ => json!({"res": "fine"}),
-        }),
-        "c_echo" => Some(json!({"y": {"inargs": inargs, "env": env}})),
+        "c_add" => Some(reference::c_add(inargs)),
+        "c_fail" => Some(reference::c_fail(inargs)),
+        "c_echo" => Some(reference::c_echo(inargs, env)),
         "c_soft" => {
             let n = attempts.entry(job).or_insert(0);
             *n += 1;
-            let x = inargs["x"].as_i64().unwrap_or(0);
-            Some(if *n <= x {
-                json!({"error": {"class": "soft", "msg": format!("attempt {n} failed")}})
-            } else {
-                json!({"y": *n})
-            })
+            Some(reference::c_soft(inargs, *n))
         }
         _ => None,
     }
@@ -318,6 +298,16 @@ pub fn jcl_error_cases(wf: &str) -> Vec<(String, Value)> {
 pub fn jcl_cases(c: &str) -> Vec<jobcenter_testkit::Case> {
     jobcenter_testkit::cases(include_str!("fixtures/jcl_cases.json"), c)
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// C42 (`fixtures/jcl_cases.json`): the `c42` files with their version tags, and the
+/// `[vtag, version that runs]` pairs.
+#[allow(clippy::type_complexity)]
+pub fn c42_vtags() -> (Vec<(String, Option<String>)>, Vec<(Option<String>, String)>) {
+    let text = include_str!("fixtures/jcl_cases.json");
+    let files = jobcenter_testkit::entry(text, "C42_files").unwrap_or_else(|e| panic!("{e}"));
+    let runs = jobcenter_testkit::entry(text, "C42_runs").unwrap_or_else(|e| panic!("{e}"));
+    (files, runs)
 }
 
 /// An object literal helper.

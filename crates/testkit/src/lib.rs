@@ -6,7 +6,8 @@
 //! compares such an expected value with an actual one; [`text_matches`] does it for text.
 //!
 //! [`cases`] reads expected runs from a fixture file that several suites check (the engine's
-//! own tests and the end-to-end suite run the same docs/JCL.md Part 4 cases).
+//! own tests and the end-to-end suite run the same docs/JCL.md Part 4 cases), and
+//! [`reference`] computes what the reference workers of docs/JCL.md Part 4 answer.
 
 use serde_json::{Number, Value};
 
@@ -93,6 +94,67 @@ pub fn text_matches(pattern: &str, text: &str) -> bool {
     }
     let digits = after_lit.bytes().take_while(u8::is_ascii_digit).count();
     digits > 0 && text_matches(rest, &after_lit[digits..])
+}
+
+pub mod reference {
+    //! What the reference workers of docs/JCL.md Part 4 answer (`c_slow` never does), for
+    //! the engine's tests (driving the engine directly) and the end-to-end suite (as
+    //! actions of our worker library).
+
+    use serde_json::{json, Value};
+
+    /// A JSON number for `x`: an integer when it has no fraction (so `5 + 1` gives `6`).
+    pub fn number(x: f64) -> Value {
+        if x.fract() == 0.0 && x.abs() < 9.0e15 {
+            json!(x as i64)
+        } else {
+            json!(x)
+        }
+    }
+
+    /// `c_add`: `{"counter": counter + step}`.
+    pub fn c_add(inargs: &Value) -> Value {
+        let c = inargs["counter"].as_f64().unwrap_or(0.0);
+        let s = inargs["step"].as_f64().unwrap_or(0.0);
+        json!({ "counter": number(c + s) })
+    }
+
+    /// `c_fail`, by input `what`.
+    pub fn c_fail(inargs: &Value) -> Value {
+        match inargs["what"].as_str().unwrap_or("") {
+            "string" => json!({"error": "plain string error"}),
+            "object" => json!({"error": {"msg": "it broke", "class": "myclass", "extra": 42}}),
+            "fatal" => json!({"error": {"msg": "fatal from worker", "class": "fatal"}}),
+            "wrongtype" => json!({"res": 42}),
+            "empty" => json!({}),
+            _ => json!({"res": "fine"}),
+        }
+    }
+
+    /// `c_echo`: `{"y": {"inargs": <inputs>, "env": <env>}}`.
+    pub fn c_echo(inargs: &Value, env: &Value) -> Value {
+        json!({"y": {"inargs": inargs, "env": env}})
+    }
+
+    /// `c_soft` on attempt `n` (from 1): a soft error while `n <= x`, then `{"y": n}`.
+    pub fn c_soft(inargs: &Value, n: i64) -> Value {
+        let x = inargs["x"].as_f64().unwrap_or(0.0);
+        if (n as f64) <= x {
+            json!({"error": {"class": "soft", "msg": format!("attempt {n} failed")}})
+        } else {
+            json!({ "y": n })
+        }
+    }
+}
+
+/// The entry `key` of a fixture text, as `T`.
+pub fn entry<T: serde::de::DeserializeOwned>(fixture: &str, key: &str) -> Result<T, String> {
+    let all: Value = serde_json::from_str(fixture).map_err(|e| format!("fixture: {e}"))?;
+    let v = all
+        .get(key)
+        .cloned()
+        .ok_or_else(|| format!("fixture: no entry {key}"))?;
+    serde_json::from_value(v).map_err(|e| format!("fixture: {key}: {e}"))
 }
 
 /// What a run must give.
@@ -227,5 +289,24 @@ mod tests {
         assert!(cases(text, "C3").is_err(), "no expectation");
         assert!(cases(text, "C4").is_err(), "no key");
         assert!(cases("not json", "C1").is_err());
+    }
+
+    #[test]
+    fn reference_results() {
+        use reference::*;
+        assert_eq!(
+            c_add(&json!({"counter": 5, "step": 1})),
+            json!({"counter": 6})
+        );
+        assert_eq!(
+            c_add(&json!({"counter": 0.5, "step": 1})),
+            json!({"counter": 1.5})
+        );
+        assert_eq!(c_fail(&json!({"what": "empty"})), json!({}));
+        assert_eq!(
+            c_soft(&json!({"x": 1}), 1),
+            json!({"error": {"class": "soft", "msg": "attempt 1 failed"}})
+        );
+        assert_eq!(c_soft(&json!({"x": 1}), 2), json!({"y": 2}));
     }
 }

@@ -5,8 +5,8 @@
 
 use jobcenter::{Client, JobResult, Worker};
 use jobcenter_conformance::{
-    fast_timers, jcl_cases, jcl_error_cases, matches, part4_fixtures, Expect, Recorder, TestServer,
-    JC_ADMIN,
+    c42_vtags, fast_timers, jcl_cases, jcl_error_cases, matches, part4_fixtures, Expect, Recorder,
+    TestServer, JC_ADMIN,
 };
 use serde_json::{json, Value};
 
@@ -433,15 +433,12 @@ async fn jcl_c42_version_tags_sent_by_the_client() {
     cat.register_vtag("stable");
     cat.register_vtag("unittest");
     let dir = part4_fixtures().join("c42");
-    for (file, tag) in [
-        ("k38_v0_stable.wf", Some("stable")),
-        ("k38_v1_untagged.wf", None),
-        ("k38_v2_unittest.wf", Some("unittest")),
-        ("k38_v3_untagged.wf", None),
-    ] {
-        let src = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let tags: Vec<String> = tag.map(str::to_string).into_iter().collect();
-        if let Err(e) = cat.compile_tagged(file, &src, &tags) {
+    let (files, runs) = c42_vtags().unwrap_or_else(|e| panic!("{e}"));
+    for (file, tag) in files {
+        let src =
+            std::fs::read_to_string(dir.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let tags: Vec<String> = tag.into_iter().collect();
+        if let Err(e) = cat.compile_tagged(&file, &src, &tags) {
             panic!("{file}: {e:?}");
         }
     }
@@ -457,17 +454,9 @@ async fn jcl_c42_version_tags_sent_by_the_client() {
         .client()
         .await
         .unwrap_or_else(|e| panic!("client: {e}"));
-    for (vtag, v) in [
-        (None, "v4-untagged"),
-        (Some("stable"), "v1-stable"),
-        (Some("unittest"), "v3-unittest"),
-        (Some("stable:unittest"), "v1-stable"),
-        (Some("unittest:stable"), "v3-unittest"),
-        (Some("nonexistent"), "v4-untagged"),
-        (Some("default"), "v4-untagged"),
-    ] {
+    for (vtag, v) in runs {
         let mut req = client.job("k38").inargs(json!({"x": 1}));
-        if let Some(t) = vtag {
+        if let Some(t) = &vtag {
             req = req.vtag(t);
         }
         let res = req.call().await.unwrap_or_else(|e| panic!("k38: {e}"));
