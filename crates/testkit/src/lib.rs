@@ -2,12 +2,12 @@
 //!
 //! Expected job results in the JCL tests (docs/JCL.md Part 4) name values that differ
 //! from run to run (job ids, child job ids, task ids, event ids) by placeholders: `<J>`,
-//! `<C>`, `<C1>`, `<T>`, `<E>`, i.e. `<`, upper-case letters or digits, `>`. [`matches`]
+//! `<C>`, `<C1>`, `<T>`, `<E>`, i.e. `<`, upper-case letters or digits, `>`. [`matches()`]
 //! compares such an expected value with an actual one; [`text_matches`] does it for text.
 //!
 //! [`cases`] reads expected runs from a fixture file that several suites check (the engine's
 //! own tests and the end-to-end suite run the same docs/JCL.md Part 4 cases), and
-//! [`reference`] computes what the reference workers of docs/JCL.md Part 4 answer.
+//! [`reference`](mod@reference) computes what the reference workers of docs/JCL.md Part 4 answer.
 
 use serde_json::{Number, Value};
 
@@ -160,7 +160,7 @@ pub fn entry<T: serde::de::DeserializeOwned>(fixture: &str, key: &str) -> Result
 /// What a run must give.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expect {
-    /// The job finishes with these outargs (compared with [`matches`]).
+    /// The job finishes with these outargs (compared with [`matches()`]).
     Out(Value),
     /// `create_job` is refused with this message.
     Rejected(String),
