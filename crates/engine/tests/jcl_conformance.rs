@@ -108,12 +108,7 @@ async fn jcl_c18_compound_assignments_arrays_nested() {
 
 #[tokio::test]
 async fn jcl_c19_string_literals_are_raw() {
-    let h = Harness::new().await;
-    let out = h.run("k19", json!({"s": "x"})).await;
-    assert_out(
-        &out,
-        json!({"r": {"dq": "a\\tb\\\"c", "bs": "x\\y", "dqs": "it's", "sq": "say \"hi\"", "nl": "l1\\nl2"}}),
-    );
+    Harness::new().await.cases("C19").await;
 }
 
 #[tokio::test]
@@ -199,23 +194,7 @@ async fn jcl_c29_error_phase_prefixes_and_line_numbers() {
 
 #[tokio::test]
 async fn jcl_c30_booleans_and_truthiness() {
-    let h = Harness::new().await;
-    assert_out(
-        &h.run(
-            "k48",
-            json!({"b": true, "f": false, "s": "0", "arr": [], "o": {}}),
-        )
-        .await,
-        json!({"r": {"bcat": "x10", "bnum": 1, "beq": 1, "bnot": 1, "s0": 1, "arrnot": "", "onot": "", "copy": true, "cmpnum": "", "cmpstr": 1, "inc": 1}}),
-    );
-    assert_out(
-        &h.run(
-            "k48",
-            json!({"b": true, "f": false, "s": "0.0", "arr": [], "o": {}}),
-        )
-        .await,
-        json!({"r": {"bcat": "x10", "bnum": 1, "beq": 1, "bnot": 1, "s0": "", "arrnot": "", "onot": "", "copy": true, "cmpnum": "", "cmpstr": 1, "inc": 1}}),
-    );
+    Harness::new().await.cases("C30").await;
 }
 
 // Stage B cases the runtime already supports (they take about two seconds each, in parallel).

@@ -195,13 +195,7 @@ async fn jcl_c18_compound_assignments_arrays_nested() {
 
 #[tokio::test]
 async fn jcl_c19_string_literals_are_raw() {
-    let r = rig().await;
-    r.out(
-        "k19",
-        json!({"s": "x"}),
-        json!({"r": {"dq": "a\\tb\\\"c", "bs": "x\\y", "dqs": "it's", "sq": "say \"hi\"", "nl": "l1\\nl2"}}),
-    )
-    .await;
+    rig().await.cases("C19").await;
 }
 
 #[tokio::test]
@@ -295,19 +289,7 @@ async fn jcl_c29_error_phase_prefixes_and_line_numbers() {
 
 #[tokio::test]
 async fn jcl_c30_booleans_and_truthiness() {
-    let r = rig().await;
-    r.out(
-        "k48",
-        json!({"b": true, "f": false, "s": "0", "arr": [], "o": {}}),
-        json!({"r": {"bcat": "x10", "bnum": 1, "beq": 1, "bnot": 1, "s0": 1, "arrnot": "", "onot": "", "copy": true, "cmpnum": "", "cmpstr": 1, "inc": 1}}),
-    )
-    .await;
-    r.out(
-        "k48",
-        json!({"b": true, "f": false, "s": "0.0", "arr": [], "o": {}}),
-        json!({"r": {"bcat": "x10", "bnum": 1, "beq": 1, "bnot": 1, "s0": "", "arrnot": "", "onot": "", "copy": true, "cmpnum": "", "cmpstr": 1, "inc": 1}}),
-    )
-    .await;
+    rig().await.cases("C30").await;
 }
 
 // Beyond C30: the two cases that exercise the c_soft and c_slow reference workers.
