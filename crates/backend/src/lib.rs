@@ -263,4 +263,6 @@ pub trait Observer: Send + Sync + 'static {
 }
 
 pub mod admin;
+#[cfg(feature = "stub")]
+pub mod stub;
 pub mod time;

@@ -246,18 +246,51 @@ async fn three_nodes_one_database_one_killed_every_job_ends_once() {
     }
 }
 
-/// The admin views on two nodes of one database (docs/PROTOCOL.md §18): both list the job
-/// and the worker (the store's rows), only the worker's own node knows its connection and
-/// slots (`local`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_views_on_two_nodes() {
+/// Nodes A and B on one fresh database, with a worker on B that records what it runs. (Field
+/// order is drop order: the worker and the nodes go before the database.)
+struct TwoNodes {
+    _worker: Worker,
+    a: Node,
+    b: Node,
+    runs: Runs,
+    passwd: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    db: TestDatabase,
+}
+
+async fn two_nodes() -> TwoNodes {
     let db = TestDatabase::create().expect("test database");
     let dir = tempfile::tempdir().expect("tempdir");
     let passwd = password_file(dir.path());
     let a = start_node(db.url(), &passwd).await;
     let b = start_node(db.url(), &passwd).await;
     let runs: Runs = Arc::default();
-    let _w = worker(b.port, 1, runs.clone(), Duration::ZERO).await;
+    let worker = worker(b.port, 1, runs.clone(), Duration::ZERO).await;
+    TwoNodes {
+        _worker: worker,
+        a,
+        b,
+        runs,
+        passwd,
+        _dir: dir,
+        db,
+    }
+}
+
+/// An admin client (`apimeister`) of the node on `port`.
+async fn admin(port: u16) -> Client {
+    Client::connect(config(cli_support::MEISTER, port))
+        .await
+        .unwrap_or_else(|e| panic!("admin connects to port {port}: {e}"))
+}
+
+/// The admin views on two nodes of one database (docs/PROTOCOL.md §18): both list the job
+/// and the worker (the store's rows), only the worker's own node knows its connection and
+/// slots (`local`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_views_on_two_nodes() {
+    let nodes = two_nodes().await;
+    let (a, b) = (&nodes.a, &nodes.b);
     let client = Client::connect(config(CLIENT, a.port))
         .await
         .expect("client connects");
@@ -268,9 +301,7 @@ async fn admin_views_on_two_nodes() {
     assert_eq!(r.outargs, json!({"output": 4}));
     let id = r.job_id.expect("created");
     for (node, port) in [("a", a.port), ("b", b.port)] {
-        let admin = Client::connect(config(cli_support::MEISTER, port))
-            .await
-            .expect("admin connects");
+        let admin = admin(port).await;
         let jobs = admin
             .request("admin_jobs", json!({}))
             .await
@@ -291,7 +322,6 @@ async fn admin_views_on_two_nodes() {
         admin.close();
     }
     client.close();
-    drop((a, b));
 }
 
 /// `admin_workers`'s list of disabled actions as `admin`'s node sees it.
@@ -325,19 +355,10 @@ async fn wait_disabled(admin: &Client, want: Value) {
 /// the store; `enable` through A releases them on B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disable_on_one_node_holds_on_every_node_until_enabled() {
-    let db = TestDatabase::create().expect("test database");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let passwd = password_file(dir.path());
-    let a = start_node(db.url(), &passwd).await;
-    let b = start_node(db.url(), &passwd).await;
-    let runs: Runs = Arc::default();
-    let _w = worker(b.port, 1, runs.clone(), Duration::ZERO).await;
-    let admin_a = Client::connect(config(cli_support::MEISTER, a.port))
-        .await
-        .expect("admin connects to a");
-    let admin_b = Client::connect(config(cli_support::MEISTER, b.port))
-        .await
-        .expect("admin connects to b");
+    let nodes = two_nodes().await;
+    let (a, b, runs) = (&nodes.a, &nodes.b, &nodes.runs);
+    let admin_a = admin(a.port).await;
+    let admin_b = admin(b.port).await;
     let r = admin_a
         .request("admin_disable", json!({"action": "add"}))
         .await
@@ -370,10 +391,8 @@ async fn disable_on_one_node_holds_on_every_node_until_enabled() {
     ];
 
     // A node started now reads the setting from the store.
-    let c = start_node(db.url(), &passwd).await;
-    let admin_c = Client::connect(config(cli_support::MEISTER, c.port))
-        .await
-        .expect("admin connects to c");
+    let c = start_node(nodes.db.url(), &nodes.passwd).await;
+    let admin_c = admin(c.port).await;
     assert_eq!(disabled_on(&admin_c).await, json!(["add"]));
 
     // Longer than a node round (1 s): B's worker gets nothing, both tasks wait.
@@ -408,5 +427,5 @@ async fn disable_on_one_node_holds_on_every_node_until_enabled() {
     let mut ran: Vec<i64> = runs.lock().iter().map(|(j, _)| *j).collect();
     ran.sort_unstable();
     assert_eq!(ran, ids.to_vec(), "each held task ran once, on B");
-    drop((a, b, c));
+    drop(c);
 }

@@ -110,6 +110,27 @@ pub fn jcl_error_cases(wf: &str) -> Result<Vec<(String, Value)>, HarnessError> {
     Ok(cases)
 }
 
+/// The expected runs of case `c` (`C05`...) shared with the engine's own Part 4 tests
+/// (`engine/tests/fixtures/jcl_cases.json`).
+pub fn jcl_cases(c: &str) -> Result<Vec<jobcenter_testkit::Case>, HarnessError> {
+    jobcenter_testkit::cases(
+        include_str!("../../engine/tests/fixtures/jcl_cases.json"),
+        c,
+    )
+    .map_err(HarnessError::Fixture)
+}
+
+/// C42 (the engine's `fixtures/jcl_cases.json`): the `c42` files with their version tags,
+/// and the `[vtag, version that runs]` pairs.
+#[allow(clippy::type_complexity)]
+pub fn c42_vtags(
+) -> Result<(Vec<(String, Option<String>)>, Vec<(Option<String>, String)>), HarnessError> {
+    let text = include_str!("../../engine/tests/fixtures/jcl_cases.json");
+    let files = jobcenter_testkit::entry(text, "C42_files").map_err(HarnessError::Fixture)?;
+    let runs = jobcenter_testkit::entry(text, "C42_runs").map_err(HarnessError::Fixture)?;
+    Ok((files, runs))
+}
+
 /// Fixtures of this crate (`tests/fixtures`).
 pub fn own_fixtures() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
@@ -477,48 +498,7 @@ impl Recorder {
     }
 }
 
-/// A JSON number for `x`: an integer when it has no fraction (so `5 + 1` gives `6`).
-pub fn number(x: f64) -> Value {
-    if x.fract() == 0.0 && x.abs() < 9.0e15 {
-        json!(x as i64)
-    } else {
-        json!(x)
-    }
-}
-
-/// `c_add`: `{"counter": counter + step}`.
-pub fn c_add(inargs: &Value) -> Value {
-    let c = inargs["counter"].as_f64().unwrap_or(0.0);
-    let s = inargs["step"].as_f64().unwrap_or(0.0);
-    json!({ "counter": number(c + s) })
-}
-
-/// `c_fail`, by input `what` (docs/JCL.md Part 4).
-pub fn c_fail(inargs: &Value) -> Value {
-    match inargs["what"].as_str().unwrap_or("") {
-        "string" => json!({"error": "plain string error"}),
-        "object" => json!({"error": {"msg": "it broke", "class": "myclass", "extra": 42}}),
-        "fatal" => json!({"error": {"msg": "fatal from worker", "class": "fatal"}}),
-        "wrongtype" => json!({"res": 42}),
-        "empty" => json!({}),
-        _ => json!({"res": "fine"}),
-    }
-}
-
-/// `c_echo`: `{"y": {"inargs": <inputs>, "env": <env>}}`.
-pub fn c_echo(inargs: &Value, env: &Value) -> Value {
-    json!({"y": {"inargs": inargs, "env": env}})
-}
-
-/// `c_soft` on attempt `n`: a soft error while `n <= x`, then `{"y": n}`.
-pub fn c_soft(inargs: &Value, n: i64) -> Value {
-    let x = inargs["x"].as_f64().unwrap_or(0.0);
-    if (n as f64) <= x {
-        json!({"error": {"class": "soft", "msg": format!("attempt {n} failed")}})
-    } else {
-        json!({ "y": n })
-    }
-}
+pub use jobcenter_testkit::reference::{c_add, c_echo, c_fail, c_soft, number};
 
 /// The Part 4 reference workers as [`Action`]s of our worker library: `c_add`, `c_fail`
 /// and `c_echo` synchronous, `c_soft` and `c_slow` asynchronous (`c_slow` never answers).
@@ -568,65 +548,7 @@ pub fn reference_actions(rec: &Recorder, slots: Option<u32>) -> Vec<Action> {
         .collect()
 }
 
-/// Does `actual` match `expected`? Numbers compare by value; a string `"<J>"`, `"<C>"`,
-/// `"<C1>"`, `"<T>"`, `"<E>"` matches any number or string, and inside a string such a
-/// placeholder matches one or more digits. Object member order is irrelevant.
-pub fn matches(expected: &Value, actual: &Value) -> bool {
-    match (expected, actual) {
-        (Value::String(p), Value::Number(_)) if is_placeholder(p) => true,
-        (Value::String(p), Value::String(_)) if is_placeholder(p) => true,
-        (Value::String(p), Value::String(s)) => text_matches(p, s),
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| matches(x, y))
-        }
-        (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(k, v)| b.get(k).is_some_and(|w| matches(v, w)))
-        }
-        (a, b) => a == b,
-    }
-}
-
-/// `<` + upper-case letters/digits + `>`.
-fn is_placeholder(p: &str) -> bool {
-    let inner = p.strip_prefix('<').and_then(|s| s.strip_suffix('>'));
-    match inner {
-        Some(i) => {
-            !i.is_empty()
-                && i.chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        }
-        None => false,
-    }
-}
-
-/// Text comparison where each placeholder in `pattern` stands for one or more digits.
-fn text_matches(pattern: &str, text: &str) -> bool {
-    let Some(open) = pattern.find('<') else {
-        return pattern == text;
-    };
-    let close = match pattern[open..].find('>') {
-        Some(c) => open + c,
-        None => return pattern == text,
-    };
-    let (lit, ph, rest) = (
-        &pattern[..open],
-        &pattern[open..=close],
-        &pattern[close + 1..],
-    );
-    let Some(after_lit) = text.strip_prefix(lit) else {
-        return false;
-    };
-    if !is_placeholder(ph) {
-        return after_lit
-            .strip_prefix(ph)
-            .is_some_and(|t| text_matches(rest, t));
-    }
-    let digits = after_lit.bytes().take_while(u8::is_ascii_digit).count();
-    digits > 0 && text_matches(rest, &after_lit[digits..])
-}
+pub use jobcenter_testkit::{matches, text_matches, Expect};
 
 /// Why a raw connection operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -884,45 +806,6 @@ impl RawConn {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn placeholders_and_numbers() {
-        assert!(matches(&json!({"a": 2}), &json!({"a": 2.0})));
-        assert!(!matches(&json!({"a": 2}), &json!({"a": 3})));
-        assert!(matches(&json!("<J>"), &json!(17)));
-        assert!(matches(
-            &json!("childjob <C2> raised error"),
-            &json!("childjob 123 raised error")
-        ));
-        assert!(!matches(
-            &json!("childjob <C> raised error"),
-            &json!("childjob x raised error")
-        ));
-        assert!(matches(
-            &json!("timeout for job <J> in task <T>"),
-            &json!("timeout for job 4 in task 77")
-        ));
-        assert!(!matches(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
-        assert!(matches(&json!("a<b>c"), &json!("a<b>c")));
-    }
-
-    #[test]
-    fn reference_results() {
-        assert_eq!(
-            c_add(&json!({"counter": 5, "step": 1})),
-            json!({"counter": 6})
-        );
-        assert_eq!(
-            c_add(&json!({"counter": 0.5, "step": 1})),
-            json!({"counter": 1.5})
-        );
-        assert_eq!(c_fail(&json!({"what": "empty"})), json!({}));
-        assert_eq!(
-            c_soft(&json!({"x": 1}), 1),
-            json!({"error": {"class": "soft", "msg": "attempt 1 failed"}})
-        );
-        assert_eq!(c_soft(&json!({"x": 1}), 2), json!({"y": 2}));
-    }
 
     #[test]
     fn password_lines_verify() {

@@ -70,35 +70,15 @@ pub fn reference_result(
     job: JobId,
     env: &Value,
 ) -> Option<Value> {
+    use jobcenter_testkit::reference;
     match action {
-        "c_add" => {
-            let c = inargs["counter"].as_f64().unwrap_or(0.0);
-            let s = inargs["step"].as_f64().unwrap_or(0.0);
-            let sum = c + s;
-            Some(if sum.fract() == 0.0 && sum.abs() < 1e15 {
-                json!({"counter": sum as i64})
-            } else {
-                json!({"counter": sum})
-            })
-        }
-        "c_fail" => Some(match inargs["what"].as_str().unwrap_or("") {
-            "string" => json!({"error": "plain string error"}),
-            "object" => json!({"error": {"msg": "it broke", "class": "myclass", "extra": 42}}),
-            "fatal" => json!({"error": {"msg": "fatal from worker", "class": "fatal"}}),
-            "wrongtype" => json!({"res": 42}),
-            "empty" => json!({}),
-            _ => json!({"res": "fine"}),
-        }),
-        "c_echo" => Some(json!({"y": {"inargs": inargs, "env": env}})),
+        "c_add" => Some(reference::c_add(inargs)),
+        "c_fail" => Some(reference::c_fail(inargs)),
+        "c_echo" => Some(reference::c_echo(inargs, env)),
         "c_soft" => {
             let n = attempts.entry(job).or_insert(0);
             *n += 1;
-            let x = inargs["x"].as_i64().unwrap_or(0);
-            Some(if *n <= x {
-                json!({"error": {"class": "soft", "msg": format!("attempt {n} failed")}})
-            } else {
-                json!({"y": *n})
-            })
+            Some(reference::c_soft(inargs, *n))
         }
         _ => None,
     }
@@ -177,6 +157,23 @@ impl Harness {
     /// Create a job as `jc_admin` and wait for its final output; `Err(message)` if rejected.
     pub async fn run(&self, wf: &str, inargs: Value) -> Result<Value, String> {
         run_job(&self.engine, wf, inargs).await.map(|(_, v)| v)
+    }
+
+    /// Run every case of `c` in `fixtures/jcl_cases.json` (see [`jcl_cases`]) and check it.
+    pub async fn cases(&self, c: &str) {
+        for case in jcl_cases(c) {
+            let got = self.run(&case.wf, case.inargs.clone()).await;
+            let what = format!("{c}: {} {}", case.wf, case.inargs);
+            match (&case.expect, &got) {
+                (jobcenter_testkit::Expect::Out(want), Ok(v)) => {
+                    assert!(matches(want, v), "{what}\nexpected {want}\n     got {v}")
+                }
+                (jobcenter_testkit::Expect::Rejected(msg), Err(e)) => {
+                    assert_eq!(e, msg, "{what}")
+                }
+                (want, got) => panic!("{what}: expected {want:?}, got {got:?}"),
+            }
+        }
     }
 
     /// Like [`Harness::run`], also returning the job id.
@@ -265,59 +262,7 @@ pub async fn wait_finished_within<B: Backend>(
     }
 }
 
-/// Does `actual` match `expected`? Numbers by value; the string `"<J>"` (or `<C>`, `<C1>`,
-/// `<T>`...) matches any number, and inside strings such placeholders match any digits.
-pub fn matches(expected: &Value, actual: &Value) -> bool {
-    match (expected, actual) {
-        (Value::String(p), Value::Number(_)) if is_placeholder(p) => true,
-        (Value::String(p), Value::String(s)) => text_matches(p, s),
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| matches(x, y))
-        }
-        (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(k, v)| b.get(k).is_some_and(|w| matches(v, w)))
-        }
-        (a, b) => a == b,
-    }
-}
-
-/// `<J>`, `<C1>`, `<T>`: capitals and digits in angle brackets.
-fn is_placeholder(p: &str) -> bool {
-    p.len() >= 3
-        && p.starts_with('<')
-        && p.ends_with('>')
-        && p[1..p.len() - 1]
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-}
-
-/// Text comparison where each placeholder of `pattern` (`<J>`, `<C1>`...) stands for one or
-/// more digits and everything else must be equal.
-pub fn text_matches(pattern: &str, text: &str) -> bool {
-    match pattern.find('<') {
-        None => pattern == text,
-        Some(i) => {
-            let Some(end) = pattern[i..].find('>').map(|e| i + e) else {
-                return pattern == text;
-            };
-            if !is_placeholder(&pattern[i..=end]) {
-                return text.starts_with(&pattern[..=end])
-                    && text
-                        .get(end + 1..)
-                        .is_some_and(|t| text_matches(&pattern[end + 1..], t));
-            }
-            if !text.starts_with(&pattern[..i]) {
-                return false;
-            }
-            let rest = &text[i..];
-            let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
-            digits > 0 && text_matches(&pattern[end + 1..], &rest[digits..])
-        }
-    }
-}
+pub use jobcenter_testkit::matches;
 
 /// Assert a job result against the expected value (with placeholders).
 #[track_caller]
@@ -346,6 +291,23 @@ pub fn jcl_error_cases(wf: &str) -> Vec<(String, Value)> {
         serde_json::from_value(all[wf].clone()).unwrap_or_else(|e| panic!("{wf}: {e}"));
     assert!(!cases.is_empty(), "no cases for {wf}");
     cases
+}
+
+/// The expected runs of case `c` (`C05`...) shared with the end-to-end suite
+/// (`fixtures/jcl_cases.json`).
+pub fn jcl_cases(c: &str) -> Vec<jobcenter_testkit::Case> {
+    jobcenter_testkit::cases(include_str!("fixtures/jcl_cases.json"), c)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// C42 (`fixtures/jcl_cases.json`): the `c42` files with their version tags, and the
+/// `[vtag, version that runs]` pairs.
+#[allow(clippy::type_complexity)]
+pub fn c42_vtags() -> (Vec<(String, Option<String>)>, Vec<(Option<String>, String)>) {
+    let text = include_str!("fixtures/jcl_cases.json");
+    let files = jobcenter_testkit::entry(text, "C42_files").unwrap_or_else(|e| panic!("{e}"));
+    let runs = jobcenter_testkit::entry(text, "C42_runs").unwrap_or_else(|e| panic!("{e}"));
+    (files, runs)
 }
 
 /// An object literal helper.

@@ -8,9 +8,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+// tokio's clock: the same as std's in a running program, virtual in tests that pause time.
 use tokio::io::AsyncWrite;
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 /// A drained buffer larger than this gives its memory back.
 const SHRINK_ABOVE: usize = 256 * 1024;

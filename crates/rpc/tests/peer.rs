@@ -12,8 +12,7 @@ use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -83,13 +82,23 @@ fn cfg(label: &str, max: usize) -> PeerConfig {
     PeerConfig::new(max, label)
 }
 
-/// A raw netstring socket for the test side.
+/// A raw netstring socket (or in-memory pipe) for the test side.
 struct Raw {
-    r: FramedRead<OwnedReadHalf, NetstringCodec>,
-    w: FramedWrite<OwnedWriteHalf, NetstringCodec>,
+    r: FramedRead<Box<dyn AsyncRead + Send + Unpin>, NetstringCodec>,
+    w: FramedWrite<Box<dyn AsyncWrite + Send + Unpin>, NetstringCodec>,
 }
 
 impl Raw {
+    fn new(
+        r: impl AsyncRead + Send + Unpin + 'static,
+        w: impl AsyncWrite + Send + Unpin + 'static,
+    ) -> Raw {
+        Raw {
+            r: FramedRead::new(Box::new(r), NetstringCodec::new(CLIENT_MAX_FRAME)),
+            w: FramedWrite::new(Box::new(w), NetstringCodec::new(CLIENT_MAX_FRAME)),
+        }
+    }
+
     async fn send(&mut self, payload: &str) {
         guard(self.w.send(bytes::Bytes::from(payload.to_string())))
             .await
@@ -168,12 +177,21 @@ async fn peer_and_raw(methods: Methods, max: usize) -> (Peer, Raw) {
     let (conn, accepted) = tokio::join!(TcpStream::connect(addr), l.accept());
     let (sock, _) = accepted.expect("accept");
     let peer = Peer::spawn(sock, Arc::new(methods), cfg("server", max));
-    let (r, w) = conn.expect("connect").into_split();
-    let raw = Raw {
-        r: FramedRead::new(r, NetstringCodec::new(CLIENT_MAX_FRAME)),
-        w: FramedWrite::new(w, NetstringCodec::new(CLIENT_MAX_FRAME)),
-    };
-    (peer, raw)
+    let conn = conn.expect("connect");
+    // No Nagle delay: a test that writes one byte at a time sends each on its own.
+    conn.set_nodelay(true).expect("nodelay");
+    let (r, w) = conn.into_split();
+    (peer, Raw::new(r, w))
+}
+
+/// [`server_and_raw`] over an in-memory pipe instead of a socket: for tests in virtual time
+/// (`start_paused`), where nothing may wait on the kernel.
+fn server_and_raw_in_memory() -> (Peer, Raw) {
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let methods = server_methods(Arc::new(Notify::new()));
+    let peer = Peer::spawn(theirs, Arc::new(methods), cfg("server", SERVER_MAX_FRAME));
+    let (r, w) = tokio::io::split(ours);
+    (peer, Raw::new(r, w))
 }
 
 async fn server_and_raw() -> (Peer, Raw, Arc<Notify>) {
@@ -577,13 +595,20 @@ async fn outstanding_calls_fail_with_closed_when_the_peer_vanishes() {
     guard(peer.finished()).await;
 }
 
-#[tokio::test]
+/// In virtual time: the deadline passes at once, and exactly when it is due.
+#[tokio::test(start_paused = true)]
 async fn call_timeout_gives_timeout_and_late_answer_is_ignored() {
-    let (peer, mut raw, _) = server_and_raw().await;
+    let (peer, mut raw) = server_and_raw_in_memory();
+    let start = tokio::time::Instant::now();
     let r = peer
-        .call_timeout("slow", json!({}), Duration::from_millis(50))
+        .call_timeout("slow", json!({}), Duration::from_secs(30))
         .await;
     assert_eq!(r, Err(CallError::Timeout));
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(30) && took < Duration::from_millis(30_010),
+        "timed out after {took:?}, not when due"
+    );
     let req = raw.next().await.expect("request");
     raw.send(&json!({"jsonrpc":"2.0","id":req["id"],"result":"late"}).to_string())
         .await;
@@ -798,7 +823,6 @@ async fn concurrent_senders_on_many_threads_keep_frames_whole() {
 #[tokio::test]
 async fn c3_frame_written_one_byte_at_a_time_over_tcp() {
     let (_p, mut raw, _) = server_and_raw().await;
-    raw.w.get_ref().as_ref().set_nodelay(true).expect("nodelay");
     let wire = br#"54:{"jsonrpc":"2.0","id":"p","method":"ping","params":{}},"#;
     for b in wire.iter() {
         raw.send_bytes(std::slice::from_ref(b)).await;
@@ -894,10 +918,7 @@ async fn spawn_tcp_answers_and_a_graceful_close_flushes_then_ends_the_stream() {
         cfg("server", SERVER_MAX_FRAME),
     );
     let (r, w) = conn.expect("connect").into_split();
-    let mut raw = Raw {
-        r: FramedRead::new(r, NetstringCodec::new(CLIENT_MAX_FRAME)),
-        w: FramedWrite::new(w, NetstringCodec::new(CLIENT_MAX_FRAME)),
-    };
+    let mut raw = Raw::new(r, w);
     raw.assert_alive().await;
     // Queued before the close, so it must reach the socket before EOF.
     peer.notify("bye", json!({})).expect("notify");

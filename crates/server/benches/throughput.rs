@@ -11,7 +11,7 @@ mod backend;
 #[path = "../tests/common/peers.rs"]
 mod peers;
 
-use backend::MiniBackend;
+use backend::mini_backend;
 use jobcenter_engine::backend::Backend;
 use jobcenter_server::{AuthConfig, ListenerConfig, Server, ServerConfig};
 use peers::{calladd_engine, pump, worker};
@@ -62,7 +62,7 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        suite("test backend", MiniBackend::new(), "counter").await;
+        suite("test backend", mini_backend(), "counter").await;
         suite("JCL engine", calladd_engine(), "input").await;
     });
 }

@@ -8,7 +8,7 @@ use common::tls::{
     call, connector, connector_with, greeted_session, pki, read_frame, read_frame_or_error,
     server_name, start, start_listeners, tls_listener,
 };
-use common::{MiniBackend, RawClient, TestServer, WAIT};
+use common::{mini_backend, RawClient, TestServer, WAIT};
 use jobcenter_server::{AuthMethod, AuthStats, ListenerConfig, Timers};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -306,7 +306,7 @@ async fn auth_concurrent_wrong_hellos_wait_the_delay_and_never_exceed_the_check_
     const N: usize = 8;
     const CAP: usize = 2;
     const DELAY: Duration = Duration::from_millis(300);
-    let s = TestServer::with_auth(Timers::default(), MiniBackend::new(), |a| {
+    let s = TestServer::with_auth(Timers::default(), mini_backend(), |a| {
         a.max_concurrent_checks = CAP;
         a.failure_delay = DELAY;
     })
@@ -327,7 +327,7 @@ async fn auth_concurrent_wrong_hellos_wait_the_delay_and_never_exceed_the_check_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_a_cap_of_one_runs_password_checks_one_at_a_time() {
-    let s = TestServer::with_auth(Timers::default(), MiniBackend::new(), |a| {
+    let s = TestServer::with_auth(Timers::default(), mini_backend(), |a| {
         a.max_concurrent_checks = 1;
         a.failure_delay = Duration::ZERO;
     })
@@ -346,7 +346,7 @@ async fn auth_a_cap_of_one_runs_password_checks_one_at_a_time() {
 
 #[tokio::test]
 async fn auth_failure_delay_does_not_slow_a_successful_hello() {
-    let s = TestServer::with_auth(Timers::default(), MiniBackend::new(), |a| {
+    let s = TestServer::with_auth(Timers::default(), mini_backend(), |a| {
         a.failure_delay = Duration::from_secs(60);
     })
     .await;

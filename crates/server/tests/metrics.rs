@@ -4,7 +4,7 @@
 mod common;
 
 use common::http::{get, rig, Rig};
-use common::{login, MiniBackend, RawClient};
+use common::{login, mini_backend, RawClient};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -150,7 +150,7 @@ async fn metrics_count_the_jobs_that_ran() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_no_auth_lets_a_scraper_in() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let r = rig(MiniBackend::new() as Arc<_>, true, dir).await;
+    let r = rig(mini_backend() as Arc<_>, true, dir).await;
     let (status, _, body) = get(r.http, "/metrics", None).await;
     assert_eq!(status, 200);
     assert_eq!(sample(&body, "jobcenter_connections"), Some(0.0), "{body}");

@@ -4,7 +4,7 @@
 mod common;
 
 use common::peers::{calladd_engine, pump, worker};
-use common::{start_server, MiniBackend};
+use common::{mini_backend, start_server};
 use jobcenter_engine::backend::Backend;
 use jobcenter_server::Timers;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ async fn scenario(backend: Arc<dyn Backend>, input: &'static str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c56_c67_pipelined_jobs_through_few_slots_test_backend() {
-    scenario(MiniBackend::new(), "counter").await;
+    scenario(mini_backend(), "counter").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

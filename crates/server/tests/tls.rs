@@ -91,7 +91,7 @@ async fn bad_tls_files_fail_start() {
         http: None,
         admin: ServerConfig::DEFAULT_ADMIN.into(),
     };
-    let err = Server::start(config, common::MiniBackend::new())
+    let err = Server::start(config, common::mini_backend())
         .await
         .expect_err("must fail");
     assert!(err.to_string().contains("missing.pem"), "{err}");

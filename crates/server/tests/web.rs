@@ -5,7 +5,7 @@
 mod common;
 
 use common::http::{engine_rig, get, request, rig};
-use common::{login, MiniBackend, RawClient};
+use common::{login, mini_backend, RawClient};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -76,7 +76,7 @@ async fn every_page_needs_the_admin_login() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_no_auth_opens_only_the_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let r = rig(MiniBackend::new() as Arc<_>, true, dir).await;
+    let r = rig(mini_backend() as Arc<_>, true, dir).await;
     let (status, _, _) = get(r.http, "/metrics", None).await;
     assert_eq!(status, 200);
     for path in ["/", "/job/1", "/jobs"] {
@@ -334,7 +334,7 @@ async fn search_by_id_and_by_inargs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_without_admin_queries_still_gets_pages() {
-    let backend = MiniBackend::new();
+    let backend = mini_backend();
     let dir = tempfile::tempdir().expect("tempdir");
     let r = rig(backend.clone() as Arc<_>, false, dir).await;
     let job = backend.quiet_job("add", json!({"counter": 1}));

@@ -4,7 +4,7 @@
 mod common;
 
 use common::backend::ActionDef;
-use common::{MiniBackend, RawClient, TestServer, WAIT};
+use common::{mini_backend, RawClient, TestServer, WAIT};
 use jobcenter_server::Timers;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -594,7 +594,7 @@ async fn c55_c70_error_reply_keeps_open_and_withdraw_stops_pings() {
 
 #[tokio::test]
 async fn c19_c71_disconnect_with_tasks_in_hand() {
-    let backend = MiniBackend::new();
+    let backend = mini_backend();
     backend.action(
         "retryme",
         ActionDef {

@@ -3,11 +3,11 @@
 //! a newer version or when the database holds JobCenter tables of an unknown layout.
 
 use jobcenter_store::testdb::TestDatabase;
-use jobcenter_store::{JobState, ParentLink, PgStore, Store, StoreError, PG_SCHEMA_VERSION};
+use jobcenter_store::{PgStore, Store, StoreError, PG_SCHEMA_VERSION};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::job;
+use common::{check_migrated_from_v1, put_parent_and_child};
 
 fn db() -> TestDatabase {
     TestDatabase::create().unwrap_or_else(|e| panic!("{e}"))
@@ -78,22 +78,7 @@ fn an_unreachable_server_is_a_clear_error() {
 fn a_version_1_schema_is_migrated_to_keep_disabled_actions() {
     let db = db();
     let s = PgStore::open(db.url()).expect("create");
-    s.transact(|t| {
-        let parent = t.next_job_id();
-        let mut j = job(parent, JobState::ChildWait, None);
-        t.put_job(j.clone());
-        j.id = t.next_job_id();
-        j.state = JobState::Ready;
-        j.parent = Some(ParentLink {
-            job_id: parent,
-            task: 1,
-            wait: true,
-        });
-        t.put_job(j);
-        Ok::<_, StoreError>(())
-    })
-    .expect("jobs");
-    s.sync().expect("sync");
+    put_parent_and_child(&s);
     drop(s);
     // What version 1 looked like: no table of disabled actions, no state and parent
     // columns (their indexes go with them).
@@ -103,26 +88,9 @@ fn a_version_1_schema_is_migrated_to_keep_disabled_actions() {
          ALTER TABLE jc_jobs DROP COLUMN state, DROP COLUMN parent; \
          UPDATE jc_schema SET version = 1",
     );
-    let s = PgStore::open(db.url()).expect("migrates");
-    let r = s.transact(|t| Ok::<_, StoreError>((t.count_by_state(), t.children_of(1))));
-    assert_eq!(
-        r,
-        Ok((
-            vec![("childwait".to_string(), 1), ("ready".to_string(), 1)],
-            vec![2]
-        ))
-    );
-    let r = s.transact(|t| {
-        assert!(t.set_action_disabled("add", true));
-        Ok::<_, StoreError>(t.disabled_actions())
+    check_migrated_from_v1(PgStore::open(db.url()).expect("migrates"), || {
+        PgStore::open(db.url()).expect("reopen")
     });
-    assert_eq!(r, Ok(vec!["add".to_string()]));
-    s.sync().expect("sync");
-    drop(s);
-    let s = PgStore::open(db.url()).expect("reopen");
-    let r = s.transact(|t| Ok::<_, StoreError>(t.disabled_actions()));
-    assert_eq!(r, Ok(vec!["add".to_string()]));
-    drop(s);
     let version = std::thread::spawn({
         let url = db.url().to_string();
         move || {

@@ -137,22 +137,7 @@ fn a_version_1_store_is_migrated_to_keep_disabled_actions() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("v1.db");
     let s = SqliteStore::open(&path).expect("create");
-    s.transact(|t| {
-        let parent = t.next_job_id();
-        let mut j = common::job(parent, JobState::ChildWait, None);
-        t.put_job(j.clone());
-        j.id = t.next_job_id();
-        j.state = JobState::Ready;
-        j.parent = Some(jobcenter_store::ParentLink {
-            job_id: parent,
-            task: 1,
-            wait: true,
-        });
-        t.put_job(j);
-        Ok::<_, StoreError>(())
-    })
-    .expect("jobs");
-    s.sync().expect("sync");
+    common::put_parent_and_child(&s);
     drop(s);
     {
         // What version 1 looked like: no table of disabled actions, no state and parent
@@ -165,26 +150,9 @@ fn a_version_1_store_is_migrated_to_keep_disabled_actions() {
         .expect("back to v1");
         c.pragma_update(None, "user_version", 1).expect("v1");
     }
-    let s = SqliteStore::open(&path).expect("migrates");
-    let r = s.transact(|t| Ok::<_, StoreError>((t.count_by_state(), t.children_of(1))));
-    assert_eq!(
-        r,
-        Ok((
-            vec![("childwait".to_string(), 1), ("ready".to_string(), 1)],
-            vec![2]
-        ))
-    );
-    let r = s.transact(|t| {
-        assert!(t.set_action_disabled("add", true));
-        Ok::<_, StoreError>(t.disabled_actions())
+    common::check_migrated_from_v1(SqliteStore::open(&path).expect("migrates"), || {
+        SqliteStore::open(&path).expect("reopen")
     });
-    assert_eq!(r, Ok(vec!["add".to_string()]));
-    s.sync().expect("sync");
-    drop(s);
-    let s = SqliteStore::open(&path).expect("reopen");
-    let r = s.transact(|t| Ok::<_, StoreError>(t.disabled_actions()));
-    assert_eq!(r, Ok(vec!["add".to_string()]));
-    drop(s);
     let c = rusqlite::Connection::open(&path).expect("open");
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -11,7 +11,6 @@ mod raw;
 mod report;
 mod soak;
 mod spec;
-mod stub;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};

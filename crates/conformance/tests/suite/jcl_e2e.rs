@@ -5,7 +5,8 @@
 
 use jobcenter::{Client, JobResult, Worker};
 use jobcenter_conformance::{
-    fast_timers, jcl_error_cases, matches, part4_fixtures, Recorder, TestServer, JC_ADMIN,
+    c42_vtags, fast_timers, jcl_cases, jcl_error_cases, matches, part4_fixtures, Expect, Recorder,
+    TestServer, JC_ADMIN,
 };
 use serde_json::{json, Value};
 
@@ -67,6 +68,18 @@ impl Rig {
         Self::check(&res, &format!("{wf} {inargs}"), &expected)
     }
 
+    /// Run every case of `c` in the shared fixture (`jcl_cases`) and check it.
+    async fn cases(&self, c: &str) {
+        for case in jcl_cases(c).unwrap_or_else(|e| panic!("{e}")) {
+            match case.expect {
+                Expect::Out(want) => {
+                    self.out(&case.wf, case.inargs, want).await;
+                }
+                Expect::Rejected(msg) => self.rejected(&case.wf, case.inargs, &msg).await,
+            }
+        }
+    }
+
     /// `create_job` must fail synchronously: no job id and `{"error": "ERROR:  MSG..."}`.
     async fn rejected(&self, wf: &str, inargs: Value, msg: &str) {
         let res = self.run(wf, inargs.clone()).await;
@@ -97,335 +110,117 @@ async fn jcl_c01_call_action_default_output_map_wfomap() {
 
 #[tokio::test]
 async fn jcl_c02_missing_or_ill_typed_inputs_unknown_workflow() {
-    let r = rig().await;
-    r.rejected(
-        "k01",
-        json!({"input": "x"}),
-        "input argument \"input\" has wrong type string (should be number)",
-    )
-    .await;
-    r.rejected(
-        "k01",
-        json!({}),
-        "required input argument \"input\" not found",
-    )
-    .await;
-    r.rejected("nonexistent", json!({}), "no workflow named nonexistent")
-        .await;
+    rig().await.cases("C02").await;
 }
 
 #[tokio::test]
 async fn jcl_c03_defaults_null_extra_arguments() {
-    let r = rig().await;
-    r.out(
-        "k02",
-        json!({"o": {"z": [1, 2]}}),
-        json!({"n": 10, "s": "dflt", "o": {"z": [1, 2]}}),
-    )
-    .await;
-    r.out(
-        "k02",
-        json!({"n": null, "s": null, "o": null}),
-        json!({"n": null, "s": null, "o": null}),
-    )
-    .await;
-    r.out(
-        "k02",
-        json!({"o": {}, "extra": true}),
-        json!({"n": 10, "s": "dflt", "o": {}}),
-    )
-    .await;
-    r.rejected(
-        "k02",
-        json!({"o": [1]}),
-        "input argument \"o\" has wrong type array (should be object)",
-    )
-    .await;
+    rig().await.cases("C03").await;
 }
 
 #[tokio::test]
 async fn jcl_c04_schema_type_integer() {
-    let r = rig().await;
-    r.out("k03", json!({"n": 3}), json!({"r": 3})).await;
-    r.out("k03", json!({"n": 3.0}), json!({"r": 3.0})).await;
-    let schema = "{\n    \"type\": \"integer\"\n}";
-    for (input, shown) in [
-        (json!(1.5), "\"1.5\""),
-        (json!("1"), "\"\"1\"\""),
-        (json!(null), "\"null\""),
-    ] {
-        r.rejected(
-            "k03",
-            json!({ "n": input }),
-            &format!(
-                "input argument \"n\" with value {shown} does not validate against schema:\\n\"{schema}\""
-            ),
-        )
-        .await;
-    }
+    rig().await.cases("C04").await;
 }
 
 #[tokio::test]
 async fn jcl_c05_required_workflow_output_missing() {
-    let r = rig().await;
-    r.out(
-        "k04",
-        json!({"x": 1}),
-        json!({"error": {"msg": "caught exception in do_workflowoutargsmap sqlstate P0001 sqlerrm required output parameter r not found", "class": "normal"}}),
-    )
-    .await;
+    rig().await.cases("C05").await;
 }
 
 #[tokio::test]
 async fn jcl_c06_workflow_output_of_wrong_type() {
-    let r = rig().await;
-    r.out(
-        "k05",
-        json!({"x": 1}),
-        json!({"error": {"msg": "caught exception in do_workflowoutargsmap sqlstate P0001 sqlerrm ouput parameter r has wrong type string (should be number)", "class": "normal"}}),
-    )
-    .await;
+    rig().await.cases("C06").await;
 }
 
 #[tokio::test]
 async fn jcl_c07_division_uncaught_expression_error() {
-    let r = rig().await;
-    r.out("k07", json!({"a": 10, "b": 5}), json!({"q": 2}))
-        .await;
-    r.out(
-        "k07",
-        json!({"a": 1, "b": 0}),
-        json!({"error": {"msg": "caught exception in do_eval sqlstate 38000 sqlerrm Illegal division by zero at line 1.", "class": "normal"}}),
-    )
-    .await;
+    rig().await.cases("C07").await;
 }
 
 #[tokio::test]
 async fn jcl_c08_try_catch_ifdef_error() {
-    let r = rig().await;
-    r.out("k06", json!({"a": 1, "b": 4}), json!({"q": 0.25}))
-        .await;
-    r.out(
-        "k06",
-        json!({"a": 1, "b": 0}),
-        json!({"msg": "caught exception in do_eval sqlstate 38000 sqlerrm Illegal division by zero at line 1.", "class": "normal"}),
-    )
-    .await;
+    rig().await.cases("C08").await;
 }
 
 #[tokio::test]
 async fn jcl_c09_worker_errors_uncaught() {
-    let r = rig().await;
-    r.out(
-        "k09",
-        json!({"what": "string"}),
-        json!({"error": "plain string error"}),
-    )
-    .await;
-    r.out(
-        "k09",
-        json!({"what": "object"}),
-        json!({"error": {"msg": "it broke", "class": "myclass", "extra": 42}}),
-    )
-    .await;
-    r.out(
-        "k09",
-        json!({"what": "wrongtype"}),
-        json!({"error": {"msg": "caught exception in do_outargsmap sqlstate P0001 sqlerrm ouput parameter res has wrong type number (should be string)", "class": "normal"}}),
-    )
-    .await;
+    rig().await.cases("C09").await;
 }
 
 #[tokio::test]
 async fn jcl_c10_worker_errors_caught_fatal_not_catchable() {
-    let r = rig().await;
-    r.out(
-        "k08a",
-        json!({"what": "object"}),
-        json!({"err": {"msg": "it broke", "class": "myclass", "extra": 42}}),
-    )
-    .await;
-    r.out(
-        "k08a",
-        json!({"what": "fatal"}),
-        json!({"error": {"msg": "fatal from worker", "class": "fatal"}}),
-    )
-    .await;
-    r.out(
-        "k08a",
-        json!({"what": "wrongtype"}),
-        json!({"err": {"msg": "caught exception in do_outargsmap sqlstate P0001 sqlerrm ouput parameter res has wrong type number (should be string)", "class": "normal"}}),
-    )
-    .await;
-    r.out("k08a", json!({"what": "empty"}), json!({})).await;
-    r.out("k08a", json!({"what": "ok"}), json!({"res": "fine"}))
-        .await;
-    r.out(
-        "k08b",
-        json!({"what": "string"}),
-        json!({"errs": "caught: plain string error"}),
-    )
-    .await;
+    rig().await.cases("C10").await;
 }
 
 #[tokio::test]
 async fn jcl_c11_call_of_a_workflow() {
-    let r = rig().await;
-    r.out("k10", json!({"x": 4}), json!({"r": 10})).await;
+    rig().await.cases("C11").await;
 }
 
 #[tokio::test]
 async fn jcl_c12_child_error_propagation_uncaught() {
-    let r = rig().await;
-    r.out(
-        "k10",
-        json!({"x": 4, "fail": true}),
-        json!({"error": {"msg": "childjob <C> raised error", "class": "childerror", "error": {"msg": "child says no: 5", "class": "normal"}}}),
-    )
-    .await;
+    rig().await.cases("C12").await;
 }
 
 #[tokio::test]
 async fn jcl_c13_child_error_caught_in_parent() {
-    let r = rig().await;
-    r.out(
-        "k11",
-        json!({"x": 7}),
-        json!({"cls": "childerror", "msg": "childjob <C> raised error", "inner": "child says no: 7"}),
-    )
-    .await;
+    rig().await.cases("C13").await;
 }
 
 #[tokio::test]
 async fn jcl_c14_recursion_and_max_depth() {
-    let r = rig().await;
-    r.out("k14", json!({"n": 3}), json!({"d": 3})).await;
-    r.out("k14", json!({"n": 8}), json!({"d": 8})).await;
-    let mut expected =
-        json!({"msg": "maximum call depth would be exceeded: 9 >= 9", "class": "fatal"});
-    for i in (1..=8).rev() {
-        expected = json!({"msg": format!("childjob <C{i}> raised error"), "class": "childerror", "error": expected});
-    }
-    r.out("k14", json!({"n": 9}), json!({ "error": expected }))
-        .await;
+    rig().await.cases("C14").await;
 }
 
 #[tokio::test]
 async fn jcl_c15_max_steps_default() {
-    let r = rig().await;
-    r.out(
-        "k15",
-        json!({"x": 1}),
-        json!({"error": {"msg": "maximum step count exceeded: 100 > 99", "class": "fatal"}}),
-    )
-    .await;
+    rig().await.cases("C15").await;
 }
 
 #[tokio::test]
 async fn jcl_c16_configured_max_steps_exact_counting() {
-    let r = rig().await;
-    r.out("k16", json!({"x": 3}), json!({"r": 3})).await;
-    r.out(
-        "k16",
-        json!({"x": 4}),
-        json!({"error": {"msg": "maximum step count exceeded: 11 > 10", "class": "fatal"}}),
-    )
-    .await;
+    rig().await.cases("C16").await;
 }
 
 #[tokio::test]
 async fn jcl_c17_operators_and_value_model() {
-    let r = rig().await;
-    r.out(
-        "k17",
-        json!({"n": 3, "s": "x"}),
-        json!({"r": {"sum": 5, "cat": "x3", "rep": "ababab", "div": 3.5, "idiv": 4.0, "mod": 1, "pow": 1024.0, "neg": -3, "lt": 1, "gt": "", "eq": 1, "ne": "", "numstr": 7, "junk": 1.0, "and": 0, "or": 5, "dor": "dflt", "not": "", "not0": 1, "tx": 3, "cmp": 1, "scmp": ""}}),
-    )
-    .await;
+    rig().await.cases("C17").await;
 }
 
 #[tokio::test]
 async fn jcl_c18_compound_assignments_arrays_nested() {
-    let r = rig().await;
-    r.out(
-        "k18",
-        json!({"n": 3}),
-        json!({"r": {"s": "ab", "n": 6.0, "u": "was undef", "z": "was false", "arr": [1, "two", [3, 4]], "o": {"k": 1, "odd key": 2}, "first": 1, "last": [3, 4], "missing": null, "nested": 1}}),
-    )
-    .await;
+    rig().await.cases("C18").await;
 }
 
 #[tokio::test]
 async fn jcl_c19_string_literals_are_raw() {
-    let r = rig().await;
-    r.out(
-        "k19",
-        json!({"s": "x"}),
-        json!({"r": {"dq": "a\\tb\\\"c", "bs": "x\\y", "dqs": "it's", "sq": "say \"hi\"", "nl": "l1\\nl2"}}),
-    )
-    .await;
+    rig().await.cases("C19").await;
 }
 
 #[tokio::test]
 async fn jcl_c20_default_literal_forms() {
-    let r = rig().await;
-    r.out(
-        "k21",
-        json!({}),
-        json!({"r": {"op": "\"+\"", "b": false, "nl": null, "n": -2.5}}),
-    )
-    .await;
-    r.out(
-        "k50",
-        json!({}),
-        json!({"r": {"p": "a\tb", "q": "x\\y", "r": "l1\nl2"}}),
-    )
-    .await;
+    rig().await.cases("C20").await;
 }
 
 #[tokio::test]
 async fn jcl_c21_case_when_else() {
-    let r = rig().await;
-    r.out("k22", json!({"k": "foo"}), json!({"r": "got foo"}))
-        .await;
-    for k in ["bar", "baz", "3"] {
-        r.out("k22", json!({ "k": k }), json!({"r": "got bar, baz or 3"}))
-            .await;
-    }
-    r.out("k22", json!({"k": "quux"}), json!({"r": "other: quux"}))
-        .await;
+    rig().await.cases("C21").await;
 }
 
 #[tokio::test]
 async fn jcl_c22_repeat_until_runs_at_least_once() {
-    let r = rig().await;
-    r.out("k23", json!({"n": 3}), json!({"r": 3, "steps": [1, 2, 3]}))
-        .await;
-    r.out("k23", json!({"n": 0}), json!({"r": 1, "steps": [1]}))
-        .await;
+    rig().await.cases("C22").await;
 }
 
 #[tokio::test]
 async fn jcl_c23_while_with_action_if_chain_return_in_loop() {
-    let r = rig().await;
-    r.out("k43", json!({"n": 0}), json!({"r": ""})).await;
-    r.out("k43", json!({"n": 3}), json!({"r": "one,two,3"}))
-        .await;
-    r.out("k43", json!({"n": 10}), json!({"r": "one,two,3,4,many"}))
-        .await;
+    rig().await.cases("C23").await;
 }
 
 #[tokio::test]
 async fn jcl_c24_nested_try_raise_error_rethrow() {
-    let r = rig().await;
-    r.out("k44", json!({"x": 1}), json!({"r": "caught inner 1"}))
-        .await;
-    r.out(
-        "k44",
-        json!({"x": 2}),
-        json!({"r": "caught inner 2 / outer caught rethrown: inner 2 (normal)"}),
-    )
-    .await;
+    rig().await.cases("C24").await;
 }
 
 #[tokio::test]
@@ -441,14 +236,7 @@ async fn jcl_c25_magic_assignments() {
 
 #[tokio::test]
 async fn jcl_c26_assert() {
-    let r = rig().await;
-    r.out("k26", json!({"x": 2}), json!({"r": 20})).await;
-    r.out(
-        "k26",
-        json!({"x": -1}),
-        json!({"error": {"msg": "x must be positive, got -1", "class": "normal"}}),
-    )
-    .await;
+    rig().await.cases("C26").await;
 }
 
 #[tokio::test]
@@ -501,19 +289,7 @@ async fn jcl_c29_error_phase_prefixes_and_line_numbers() {
 
 #[tokio::test]
 async fn jcl_c30_booleans_and_truthiness() {
-    let r = rig().await;
-    r.out(
-        "k48",
-        json!({"b": true, "f": false, "s": "0", "arr": [], "o": {}}),
-        json!({"r": {"bcat": "x10", "bnum": 1, "beq": 1, "bnot": 1, "s0": 1, "arrnot": "", "onot": "", "copy": true, "cmpnum": "", "cmpstr": 1, "inc": 1}}),
-    )
-    .await;
-    r.out(
-        "k48",
-        json!({"b": true, "f": false, "s": "0.0", "arr": [], "o": {}}),
-        json!({"r": {"bcat": "x10", "bnum": 1, "beq": 1, "bnot": 1, "s0": "", "arrnot": "", "onot": "", "copy": true, "cmpnum": "", "cmpstr": 1, "inc": 1}}),
-    )
-    .await;
+    rig().await.cases("C30").await;
 }
 
 // Beyond C30: the two cases that exercise the c_soft and c_slow reference workers.
@@ -542,13 +318,7 @@ async fn jcl_c38_soft_errors_and_retry_policy() {
 
 #[tokio::test]
 async fn jcl_c39_action_timeout() {
-    let r = rig().await;
-    r.out(
-        "k34",
-        json!({"x": 1}),
-        json!({"error": {"msg": "timeout for job <J> in task <T>", "class": "soft"}}),
-    )
-    .await;
+    rig().await.cases("C39").await;
 }
 
 // Stage B/C cases that need no extra worker behaviour, through the network as well.
@@ -566,13 +336,7 @@ async fn jcl_c31_split_callflow_output_maps_in_source_order() {
 
 #[tokio::test]
 async fn jcl_c32_split_with_a_failing_child() {
-    let r = rig().await;
-    r.out(
-        "k13",
-        json!({"x": 2}),
-        json!({"error": {"msg": "childjob <C2> raised error", "class": "childerror", "error": {"msg": "child says no: 2", "class": "normal"}}}),
-    )
-    .await;
+    rig().await.cases("C32").await;
 }
 
 #[tokio::test]
@@ -641,11 +405,7 @@ async fn jcl_c34_manual_locks_reacquire_and_unlock_not_held() {
 
 #[tokio::test]
 async fn jcl_c41_goto_label_return() {
-    let r = rig().await;
-    r.out("k24", json!({"n": 1}), json!({"r": "start middle first"}))
-        .await;
-    r.out("k24", json!({"n": 0}), json!({"r": "start middle end"}))
-        .await;
+    rig().await.cases("C41").await;
 }
 
 #[tokio::test]
@@ -655,15 +415,12 @@ async fn jcl_c42_version_tags_sent_by_the_client() {
     cat.register_vtag("stable");
     cat.register_vtag("unittest");
     let dir = part4_fixtures().join("c42");
-    for (file, tag) in [
-        ("k38_v0_stable.wf", Some("stable")),
-        ("k38_v1_untagged.wf", None),
-        ("k38_v2_unittest.wf", Some("unittest")),
-        ("k38_v3_untagged.wf", None),
-    ] {
-        let src = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let tags: Vec<String> = tag.map(str::to_string).into_iter().collect();
-        if let Err(e) = cat.compile_tagged(file, &src, &tags) {
+    let (files, runs) = c42_vtags().unwrap_or_else(|e| panic!("{e}"));
+    for (file, tag) in files {
+        let src =
+            std::fs::read_to_string(dir.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let tags: Vec<String> = tag.into_iter().collect();
+        if let Err(e) = cat.compile_tagged(&file, &src, &tags) {
             panic!("{file}: {e:?}");
         }
     }
@@ -679,17 +436,9 @@ async fn jcl_c42_version_tags_sent_by_the_client() {
         .client()
         .await
         .unwrap_or_else(|e| panic!("client: {e}"));
-    for (vtag, v) in [
-        (None, "v4-untagged"),
-        (Some("stable"), "v1-stable"),
-        (Some("unittest"), "v3-unittest"),
-        (Some("stable:unittest"), "v1-stable"),
-        (Some("unittest:stable"), "v3-unittest"),
-        (Some("nonexistent"), "v4-untagged"),
-        (Some("default"), "v4-untagged"),
-    ] {
+    for (vtag, v) in runs {
         let mut req = client.job("k38").inargs(json!({"x": 1}));
-        if let Some(t) = vtag {
+        if let Some(t) = &vtag {
             req = req.vtag(t);
         }
         let res = req.call().await.unwrap_or_else(|e| panic!("k38: {e}"));
@@ -699,8 +448,5 @@ async fn jcl_c42_version_tags_sent_by_the_client() {
 
 #[tokio::test]
 async fn jcl_c43_map_collect() {
-    let r = rig().await;
-    r.out("k41", json!({"xs": [1, 2, 3]}), json!({"r": [22, 44, 66]}))
-        .await;
-    r.out("k41", json!({"xs": []}), json!({"r": []})).await;
+    rig().await.cases("C43").await;
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub use backend::MiniBackend;
+pub use backend::{mini_backend, StubBackend};
 
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -27,7 +27,7 @@ pub const WAIT: Duration = Duration::from_secs(5);
 pub struct TestServer {
     pub handle: ServerHandle,
     pub addr: SocketAddr,
-    pub backend: Arc<MiniBackend>,
+    pub backend: Arc<StubBackend>,
     _dir: tempfile::TempDir,
 }
 
@@ -47,17 +47,17 @@ impl TestServer {
     }
 
     pub async fn with_timers(timers: Timers) -> TestServer {
-        Self::with(timers, MiniBackend::new()).await
+        Self::with(timers, mini_backend()).await
     }
 
-    pub async fn with(timers: Timers, backend: Arc<MiniBackend>) -> TestServer {
+    pub async fn with(timers: Timers, backend: Arc<StubBackend>) -> TestServer {
         Self::with_auth(timers, backend, |_| {}).await
     }
 
     /// A server whose [`AuthConfig`] (already holding the test password file) `auth` adjusts.
     pub async fn with_auth(
         timers: Timers,
-        backend: Arc<MiniBackend>,
+        backend: Arc<StubBackend>,
         auth: impl FnOnce(&mut AuthConfig),
     ) -> TestServer {
         let (handle, addr, dir) = start_server_with_auth(timers, backend.clone(), auth).await;

@@ -150,7 +150,7 @@ pub async fn start_listeners(
         http: None,
         admin: ServerConfig::DEFAULT_ADMIN.into(),
     };
-    Server::start(config, super::MiniBackend::new())
+    Server::start(config, super::mini_backend())
         .await
         .expect("server starts")
 }

@@ -1,6 +1,7 @@
-//! Records for the store tests.
+//! Records and checks shared by the store tests.
+#![allow(dead_code)]
 
-use jobcenter_store::{JobId, JobRecord, JobState, TaskState};
+use jobcenter_store::{JobId, JobRecord, JobState, ParentLink, Store, StoreError, TaskState};
 
 /// A minimal live job in `state`, queued for `action` when it is ready.
 pub fn job(id: JobId, state: JobState, action: Option<&str>) -> JobRecord {
@@ -32,4 +33,49 @@ pub fn job(id: JobId, state: JobState, action: Option<&str>) -> JobRecord {
         wake_at: None,
         history: Vec::new(),
     }
+}
+
+/// Put what a schema migration must keep: a parent waiting for its child (job 1) and the
+/// ready child (job 2); synced.
+pub fn put_parent_and_child(s: &impl Store) {
+    s.transact(|t| {
+        let parent = t.next_job_id();
+        let mut j = job(parent, JobState::ChildWait, None);
+        t.put_job(j.clone());
+        j.id = t.next_job_id();
+        j.state = JobState::Ready;
+        j.parent = Some(ParentLink {
+            job_id: parent,
+            task: 1,
+            wait: true,
+        });
+        t.put_job(j);
+        Ok::<_, StoreError>(())
+    })
+    .expect("jobs");
+    s.sync().expect("sync");
+}
+
+/// After a migration from schema version 1 (`migrated`, opened again by `reopen`): the
+/// states and the parent link of [`put_parent_and_child`] came through (the indexed columns
+/// were rebuilt), and disabling an action works and persists.
+pub fn check_migrated_from_v1<S: Store>(migrated: S, reopen: impl FnOnce() -> S) {
+    let r = migrated.transact(|t| Ok::<_, StoreError>((t.count_by_state(), t.children_of(1))));
+    assert_eq!(
+        r,
+        Ok((
+            vec![("childwait".to_string(), 1), ("ready".to_string(), 1)],
+            vec![2]
+        ))
+    );
+    let r = migrated.transact(|t| {
+        assert!(t.set_action_disabled("add", true));
+        Ok::<_, StoreError>(t.disabled_actions())
+    });
+    assert_eq!(r, Ok(vec!["add".to_string()]));
+    migrated.sync().expect("sync");
+    drop(migrated);
+    let s = reopen();
+    let r = s.transact(|t| Ok::<_, StoreError>(t.disabled_actions()));
+    assert_eq!(r, Ok(vec!["add".to_string()]));
 }

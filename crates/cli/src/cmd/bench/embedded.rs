@@ -13,8 +13,8 @@ use jobcenter_store::StoreSpec;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::stub::StubBackend;
 use crate::args::BackendKind;
+use jobcenter_backend::stub::StubBackend;
 
 /// The JCL sources the embedded engine loads (embedded so the binary runs anywhere).
 pub const SOURCES: [(&str, &str); 4] = [
@@ -46,7 +46,7 @@ pub fn backend(
         BackendKind::Engine => {
             crate::cmd::serve::start_engine(catalog()?, store, None, EngineConfig::default())
         }
-        BackendKind::Stub => Ok(Arc::new(StubBackend::new(action))),
+        BackendKind::Stub => Ok(Arc::new(StubBackend::pass_through(action))),
     }
 }
 
