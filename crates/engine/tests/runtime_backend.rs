@@ -385,7 +385,7 @@ async fn soft_fail_all(
             loop {
                 match rx.recv().await {
                     Some(Event::ActionReady { job_id, .. }) if job_id == job => return true,
-                    Some(Event::JobFinished(id)) if id == job => return false,
+                    Some(Event::JobFinished { job_id, .. }) if job_id == job => return false,
                     Some(_) => continue,
                     None => return false,
                 }

@@ -48,7 +48,11 @@ impl Run<'_> {
             steps = job.steps,
             "job finished"
         );
-        self.events.push(Event::JobFinished(job.id));
+        // The result travels with the event: the API server need not read it back.
+        self.events.push(Event::JobFinished {
+            job_id: job.id,
+            outargs: Some(out.clone()),
+        });
         self.finished.push((
             job.workflow_def,
             is_err,

@@ -68,6 +68,8 @@ struct State {
 pub struct MiniBackend {
     state: Mutex<State>,
     subs: Mutex<Vec<UnboundedSender<Event>>>,
+    /// `get_job_status` calls so far.
+    status_reads: std::sync::atomic::AtomicUsize,
 }
 
 fn err<T>(msg: impl Into<String>) -> Result<T, BackendError> {
@@ -131,9 +133,29 @@ impl MiniBackend {
     /// Finish a job from outside (as an engine would), emitting job:finished.
     pub fn finish(&self, id: JobId, outargs: Value) {
         if let Some(j) = self.state.lock().jobs.get_mut(&id) {
+            j.state = JobState::Done(outargs.clone());
+        }
+        self.emit(Event::JobFinished {
+            job_id: id,
+            outargs: Some(outargs),
+        });
+    }
+
+    /// Finish a job from outside with a `job:finished` that leaves the result out (as one
+    /// from another node whose result was too large for NOTIFY).
+    pub fn finish_unread(&self, id: JobId, outargs: Value) {
+        if let Some(j) = self.state.lock().jobs.get_mut(&id) {
             j.state = JobState::Done(outargs);
         }
-        self.emit(Event::JobFinished(id));
+        self.emit(Event::JobFinished {
+            job_id: id,
+            outargs: None,
+        });
+    }
+
+    /// How many `get_job_status` calls the server made so far.
+    pub fn status_reads(&self) -> usize {
+        self.status_reads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Create a ready job of `action` without emitting a ready event (a job that was ready
@@ -218,7 +240,10 @@ impl MiniBackend {
         if retry {
             self.make_ready(id);
         } else {
-            self.emit(Event::JobFinished(id));
+            self.emit(Event::JobFinished {
+                job_id: id,
+                outargs: Some(json!({ "error": error })),
+            });
         }
     }
 }
@@ -263,9 +288,12 @@ impl Backend for MiniBackend {
                         env: req.env,
                     },
                 );
-                if done.is_some() {
+                if let Some(out) = done {
                     drop(s);
-                    self.emit(Event::JobFinished(id));
+                    self.emit(Event::JobFinished {
+                        job_id: id,
+                        outargs: Some(out),
+                    });
                     return Ok(id);
                 }
                 id
@@ -276,6 +304,8 @@ impl Backend for MiniBackend {
     }
 
     fn get_job_status(&self, job_id: JobId) -> BackendFuture<'_, JobStatus> {
+        self.status_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
             let s = self.state.lock();
             Ok(match s.jobs.get(&job_id) {
@@ -475,8 +505,11 @@ impl Backend for MiniBackend {
             } else {
                 outargs
             };
-            self.state.lock().jobs.get_mut(&id).expect("job").state = JobState::Done(out);
-            self.emit(Event::JobFinished(id));
+            self.state.lock().jobs.get_mut(&id).expect("job").state = JobState::Done(out.clone());
+            self.emit(Event::JobFinished {
+                job_id: id,
+                outargs: Some(out),
+            });
             Ok(())
         })
     }

@@ -203,17 +203,20 @@ impl Backend for StubBackend {
             match s.cookies.remove(&cookie) {
                 Some(id) => match s.jobs.get_mut(&id) {
                     Some(j) if matches!(&j.state, State::Working(c) if *c == cookie) => {
-                        j.state = State::Done(Arc::new(outargs));
+                        j.state = State::Done(Arc::new(outargs.clone()));
                         j.inargs = Value::Null;
-                        Some(id)
+                        Some((id, outargs))
                     }
                     _ => None,
                 },
                 None => None,
             }
         };
-        if let Some(id) = finished {
-            self.emit(Event::JobFinished(id));
+        if let Some((job_id, outargs)) = finished {
+            self.emit(Event::JobFinished {
+                job_id,
+                outargs: Some(outargs),
+            });
         }
         ready(Ok(()))
     }
