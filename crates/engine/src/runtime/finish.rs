@@ -61,7 +61,15 @@ impl Run<'_> {
         for c in std::mem::take(&mut job.children) {
             self.orphan(txn, c.job_id);
         }
-        self.release_all(txn, job.id);
+        // A job whose workflow has no lock task never holds a lock: no look-up (on PostgreSQL
+        // a round trip per job).
+        if self
+            .defs
+            .workflow(job.workflow_def)
+            .is_none_or(|wf| wf.may_lock())
+        {
+            self.release_all(txn, job.id);
+        }
         job.subscriptions.clear();
         if let Some(p) = &job.parent {
             if !p.wait {
