@@ -91,8 +91,16 @@ pub struct PollRow {
 /// Serialisable, because on a shared store the other nodes' servers hear them too.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
-    /// `job:finished`: some job finished, with success or error.
-    JobFinished(JobId),
+    /// `job:finished`: some job finished, with success or error. Sent only once the result
+    /// is committed (and synced on a durable store), so it may be told to clients as is.
+    JobFinished {
+        /// The job.
+        job_id: JobId,
+        /// Its final outargs (what [`Backend::get_job_status`] answers now), or `None` when
+        /// they were left out (a result too large for PostgreSQL's `NOTIFY`, or a backend
+        /// that does not carry them): ask `get_job_status` then.
+        outargs: Option<Value>,
+    },
     /// `action:<id>:ready`: a task of this action became ready; with `workers`, only those
     /// worker ids may take it.
     ActionReady {
@@ -108,6 +116,16 @@ pub enum Event {
     /// have been rolled back: tasks may be ready without an offer, a `job_done` or a task
     /// result may be unsent. An API server polls for ready tasks and retries those now.
     StoreRecovered,
+}
+
+impl Event {
+    /// The job of a [`Event::JobFinished`].
+    pub fn finished_job(&self) -> Option<JobId> {
+        match self {
+            Event::JobFinished { job_id, .. } => Some(*job_id),
+            _ => None,
+        }
+    }
 }
 
 /// The operations of docs/PROTOCOL.md §10.1. All methods are cheap to call concurrently.

@@ -156,6 +156,8 @@ struct State {
 pub struct StubBackend {
     state: Mutex<State>,
     subs: Mutex<Vec<UnboundedSender<Event>>>,
+    /// `get_job_status` calls so far.
+    status_reads: std::sync::atomic::AtomicUsize,
 }
 
 fn err<T>(msg: impl Into<String>) -> Result<T, BackendError> {
@@ -259,13 +261,31 @@ impl StubBackend {
         self.state.lock().by_name.get(name).copied()
     }
 
-    /// Finish a job from outside (as an engine would), emitting `JobFinished`.
+    /// Finish a job from outside (as an engine would), emitting `JobFinished` with the result.
     pub fn finish(&self, id: JobId, outargs: Value) {
+        self.finish_with(id, outargs, true);
+    }
+
+    /// Finish a job from outside with a `JobFinished` that leaves the result out (as one from
+    /// another node whose result was too large for NOTIFY): the server must read it.
+    pub fn finish_unread(&self, id: JobId, outargs: Value) {
+        self.finish_with(id, outargs, false);
+    }
+
+    fn finish_with(&self, id: JobId, outargs: Value, in_event: bool) {
         if let Some(j) = self.state.lock().jobs.get_mut(&id) {
-            j.state = JobState::Done(outargs);
+            j.state = JobState::Done(outargs.clone());
             j.inargs = Map::new();
         }
-        self.emit(Event::JobFinished(id));
+        self.emit(Event::JobFinished {
+            job_id: id,
+            outargs: in_event.then_some(outargs),
+        });
+    }
+
+    /// How many `get_job_status` calls were made so far.
+    pub fn status_reads(&self) -> usize {
+        self.status_reads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Create a ready job of `action` without emitting a ready event (a job that was ready
@@ -348,7 +368,7 @@ impl StubBackend {
                     true
                 }
                 _ => {
-                    j.state = JobState::Done(json!({ "error": error }));
+                    j.state = JobState::Done(json!({ "error": error.clone() }));
                     j.inargs = Map::new();
                     false
                 }
@@ -357,7 +377,10 @@ impl StubBackend {
         if retry {
             self.make_ready(id);
         } else {
-            self.emit(Event::JobFinished(id));
+            self.emit(Event::JobFinished {
+                job_id: id,
+                outargs: Some(json!({ "error": error })),
+            });
         }
     }
 
@@ -393,6 +416,7 @@ impl StubBackend {
         s.next_job += 1;
         let id = s.next_job;
         let finished = instant.is_some();
+        let finished_with = instant.clone();
         s.jobs.insert(
             id,
             Job {
@@ -407,8 +431,11 @@ impl StubBackend {
                 env: req.env,
             },
         );
-        let ev = if finished {
-            Some(Event::JobFinished(id))
+        let ev = if let Some(out) = finished_with {
+            Some(Event::JobFinished {
+                job_id: id,
+                outargs: Some(out),
+            })
         } else {
             s.ready.insert(id);
             Self::ready_event(&s, id)
@@ -550,17 +577,21 @@ impl StubBackend {
                         .workflows
                         .get(&j.workflow)
                         .and_then(|wf| wf.outputs.as_ref());
-                    j.state = JobState::Done(match outputs {
+                    let out = match outputs {
                         None => outargs,
                         Some(keys) => keep_outputs(keys, &outargs),
-                    });
+                    };
+                    j.state = JobState::Done(out.clone());
                     j.inargs = Map::new();
-                    Ok(id)
+                    Ok((id, out))
                 }
             }
         };
         match outcome {
-            Ok(id) => self.emit(Event::JobFinished(id)),
+            Ok((job_id, out)) => self.emit(Event::JobFinished {
+                job_id,
+                outargs: Some(out),
+            }),
             Err((id, e)) => self.task_error(id, e),
         }
     }
@@ -591,6 +622,8 @@ impl Backend for StubBackend {
     }
 
     fn get_job_status(&self, job_id: JobId) -> BackendFuture<'_, JobStatus> {
+        self.status_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let s = self.state.lock();
         done(Ok(match s.jobs.get(&job_id) {
             None => JobStatus::Unknown,

@@ -429,3 +429,59 @@ async fn disable_on_one_node_holds_on_every_node_until_enabled() {
     assert_eq!(ran, ids.to_vec(), "each held task ran once, on B");
     drop(c);
 }
+
+/// A job's result travels in the `job:finished` NOTIFY to the other nodes, unless it is larger
+/// than a NOTIFY payload (8000 bytes): then the node of the waiting client reads it from the
+/// database. Both arrive, small and large, with the worker on the other node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_larger_than_a_notify_reach_the_other_node() {
+    let db = TestDatabase::create().expect("test database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = password_file(dir.path());
+    let a = start_node(db.url(), &passwd).await;
+    let b = start_node(db.url(), &passwd).await;
+    let big = "x".repeat(20_000);
+    let w = Worker::connect(config(WORKER, b.port))
+        .await
+        .expect("worker connects");
+    let fail_with = big.clone();
+    w.announce(
+        Action::new("add")
+            .slots(4)
+            .workername("multinode-big-worker")
+            .sync(move |task| {
+                let counter = task.inargs["counter"].as_i64().ok_or("no counter")?;
+                if counter < 0 {
+                    // The job fails with this text in its result.
+                    return Err(fail_with.clone());
+                }
+                Ok::<_, String>(json!({ "counter": counter + 3 }))
+            }),
+    )
+    .await
+    .expect("announce add");
+    let client = Client::connect(config(CLIENT, a.port))
+        .await
+        .expect("client connects");
+    let small = client
+        .call("calladd", json!({"input": 1}))
+        .await
+        .expect("small result");
+    assert_eq!(small.outargs, json!({"output": 4}));
+    let large = client
+        .call("calladd", json!({"input": -1}))
+        .await
+        .expect("large result");
+    let text = large.outargs.to_string();
+    assert!(
+        text.contains(&big),
+        "the whole error text arrives: {}",
+        &text[..200.min(text.len())]
+    );
+    // And it is what the store holds.
+    let id = large.job_id.expect("created");
+    let status = client.get_job_status(id).await.expect("get_job_status");
+    assert_eq!(status, JobStatus::Finished(large.outargs.clone()));
+    client.close();
+    drop((a, b, w));
+}

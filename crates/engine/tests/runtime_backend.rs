@@ -385,7 +385,7 @@ async fn soft_fail_all(
             loop {
                 match rx.recv().await {
                     Some(Event::ActionReady { job_id, .. }) if job_id == job => return true,
-                    Some(Event::JobFinished(id)) if id == job => return false,
+                    Some(Event::JobFinished { job_id, .. }) if job_id == job => return false,
                     Some(_) => continue,
                     None => return false,
                 }
@@ -845,4 +845,28 @@ async fn archive_retention_forgets_old_results() {
     e.housekeeping().expect("housekeeping");
     assert_eq!(e.store().archived_jobs(), 0);
     assert_eq!(e.get_job_status(id).await, Ok(JobStatus::Unknown));
+}
+
+/// Only a workflow with a lock task (declared non-manual lock, `lock` statement) or a
+/// `wait_for_lock` can hold a lock: a finishing job of any other skips the look-up of its locks.
+#[test]
+fn only_workflows_with_lock_tasks_may_lock() {
+    let mut cat =
+        jobcenter_engine::compile::Catalog::with_stage(jobcenter_engine::compile::Stage::C);
+    cat.register_locktype("slot");
+    cat.register_locktype("abc");
+    let plain = "workflow w_plain:\nin:\n    v string\nout:\n    r string optional\ndo:\n    let:\n        r = a.v\n";
+    let declared = "workflow w_declared:\nin:\n    v string\nout:\n    r string optional\nlocks:\n    abc k46\ndo:\n    let:\n        r = a.v\n";
+    let manual = "workflow w_manual:\nin:\n    v string\nout:\n    r string optional\nlocks:\n    slot _ manual\ndo:\n    lock slot a.v\n";
+    let waits = "workflow w_waits:\nin:\n    v string\nout:\n    r string optional\nlocks:\n    slot _ manual\ndo:\n    wait_for_lock slot:\n        value = a.v\n        wait = '100 milliseconds'\n";
+    for (name, src, may) in [
+        ("w_plain", plain, false),
+        ("w_declared", declared, true),
+        ("w_manual", manual, true),
+        ("w_waits", waits, true),
+    ] {
+        cat.compile(&format!("{name}.wf"), src).expect("compiles");
+        let wf = cat.lookup_workflow(name, None).expect("compiled");
+        assert_eq!(wf.may_lock(), may, "{name}");
+    }
 }

@@ -227,7 +227,7 @@ pub async fn run_job<B: Backend>(
         .map(|v| (id, v))
 }
 
-/// Wait (at most 10 s) for `JobFinished(id)` on `events`, then fetch the status.
+/// Wait (at most 10 s) for `job:finished` of `id` on `events`, then fetch the status.
 pub async fn wait_finished<B: Backend>(
     engine: &Arc<B>,
     events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
@@ -236,7 +236,7 @@ pub async fn wait_finished<B: Backend>(
     wait_finished_within(engine, events, id, Duration::from_secs(10)).await
 }
 
-/// Wait (at most `limit`) for `JobFinished(id)` on `events`, then fetch the status: the
+/// Wait (at most `limit`) for `job:finished` of `id` on `events`, then fetch the status: the
 /// final output, or why there is none.
 pub async fn wait_finished_within<B: Backend>(
     engine: &Arc<B>,
@@ -246,18 +246,24 @@ pub async fn wait_finished_within<B: Backend>(
 ) -> Result<Value, String> {
     let wait = async {
         while let Some(ev) = events.recv().await {
-            if ev == Event::JobFinished(id) {
-                return true;
+            if let Event::JobFinished { job_id, outargs } = ev {
+                if job_id == id {
+                    return Some(outargs);
+                }
             }
         }
-        false
+        None
     };
-    match tokio::time::timeout(limit, wait).await {
-        Ok(true) => {}
+    let carried = match tokio::time::timeout(limit, wait).await {
+        Ok(Some(outargs)) => outargs,
         _ => return Err(format!("job {id} did not finish")),
-    }
+    };
     match engine.get_job_status(id).await {
-        Ok(JobStatus::Finished(v)) => Ok(v),
+        // The event carries the result the server tells its clients: the same as stored.
+        Ok(JobStatus::Finished(v)) if carried.as_ref().is_none_or(|c| *c == v) => Ok(v),
+        Ok(JobStatus::Finished(v)) => Err(format!(
+            "job:finished carried {carried:?}, the status says {v}"
+        )),
         other => Err(format!("unexpected status {other:?}")),
     }
 }

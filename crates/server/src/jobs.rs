@@ -3,8 +3,11 @@
 use crate::dispatch::ConnId;
 use jobcenter_backend::JobId;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use tokio::task::AbortHandle;
+
+/// How many finished jobs nobody waited for are remembered ([`JobRegistry::register_new`]).
+pub const UNCLAIMED_CAPACITY: usize = 16_384;
 
 /// One connection waiting for a job.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,10 +27,70 @@ struct Entry {
     timer: Option<AbortHandle>,
 }
 
-/// job id → waiting connections plus the optional `create_job` timeout timer.
-#[derive(Debug, Default)]
+/// The jobs that finished while nobody here waited for them, newest last, at most
+/// `capacity`: a `create_job` answer whose job finished before its waiter was registered
+/// finds its job here (see docs/design/storage.md, "The result in the event").
+#[derive(Debug)]
+struct Unclaimed {
+    /// Sequence number of each remembered job's latest finish.
+    ids: HashMap<JobId, u64>,
+    /// (sequence number, job) in the order recorded.
+    order: VecDeque<(u64, JobId)>,
+    /// Sequence number of the last record.
+    seq: u64,
+    /// Sequence number of the last record forgotten (0: none).
+    forgotten: u64,
+    capacity: usize,
+}
+
+impl Unclaimed {
+    fn new(capacity: usize) -> Self {
+        Unclaimed {
+            ids: HashMap::new(),
+            order: VecDeque::new(),
+            seq: 0,
+            forgotten: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn record(&mut self, job: JobId) {
+        self.seq += 1;
+        self.ids.insert(job, self.seq);
+        self.order.push_back((self.seq, job));
+        while self.order.len() > self.capacity {
+            let Some((seq, old)) = self.order.pop_front() else {
+                break;
+            };
+            self.forgotten = seq;
+            if self.ids.get(&old) == Some(&seq) {
+                self.ids.remove(&old);
+            }
+        }
+    }
+}
+
+/// job id → waiting connections plus the optional `create_job` timeout timer, and the jobs
+/// that finished while nobody waited (bounded).
+#[derive(Debug)]
 pub struct JobRegistry {
     entries: HashMap<JobId, Entry>,
+    unclaimed: Unclaimed,
+}
+
+impl Default for JobRegistry {
+    fn default() -> Self {
+        JobRegistry::with_capacity(UNCLAIMED_CAPACITY)
+    }
+}
+
+/// What [`JobRegistry::register_new`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// The job has not finished before the registration: its `job:finished` comes later.
+    Pending,
+    /// The job finished before (or it cannot be ruled out): read its status now.
+    CheckNow,
 }
 
 impl JobRegistry {
@@ -36,9 +99,57 @@ impl JobRegistry {
         JobRegistry::default()
     }
 
+    /// An empty registry remembering at most `capacity` finished jobs nobody waited for.
+    pub fn with_capacity(capacity: usize) -> Self {
+        JobRegistry {
+            entries: HashMap::new(),
+            unclaimed: Unclaimed::new(capacity),
+        }
+    }
+
     /// Add a waiter for `job` (creating the entry).
     pub fn register(&mut self, job: JobId, waiter: Waiter) {
         self.entries.entry(job).or_default().waiters.push(waiter);
+    }
+
+    /// A mark to take before creating a job and to hand to [`JobRegistry::register_new`].
+    pub fn mark(&self) -> u64 {
+        self.unclaimed.seq
+    }
+
+    /// Add a waiter for a job created after `mark` was taken, and say whether its
+    /// `job:finished` may have come before: it did if the job is among the finished jobs
+    /// nobody waited for; it may have if a record newer than `mark` was forgotten since.
+    /// Otherwise the job has not finished yet and its event will find this waiter.
+    pub fn register_new(&mut self, job: JobId, waiter: Waiter, mark: u64) -> Registered {
+        self.register(job, waiter);
+        if self.unclaimed.ids.remove(&job).is_some() || self.unclaimed.forgotten > mark {
+            Registered::CheckNow
+        } else {
+            Registered::Pending
+        }
+    }
+
+    /// `job` finished with its result at hand: remove its entry (cancelling its timer) and
+    /// return its waiters; with none, remember that it finished.
+    pub fn finished(&mut self, job: JobId) -> Vec<Waiter> {
+        if self.entries.contains_key(&job) {
+            self.finish(job)
+        } else {
+            self.unclaimed.record(job);
+            Vec::new()
+        }
+    }
+
+    /// `job` finished, its result not at hand: whether anybody waits (read the status
+    /// then); with nobody, remember that it finished.
+    pub fn finished_unread(&mut self, job: JobId) -> bool {
+        if self.entries.contains_key(&job) {
+            true
+        } else {
+            self.unclaimed.record(job);
+            false
+        }
     }
 
     /// Attach the `create_job` timeout timer to the entry (aborted when the job finishes).
@@ -178,6 +289,40 @@ mod tests {
         assert_eq!(r.timeout(7, 1), None);
         // the notify registration survives and gets the real result
         assert_eq!(r.finish(7), vec![notify(2, Value::from(7))]);
+    }
+
+    #[test]
+    fn a_job_finished_before_its_registration_is_found() {
+        let mut r = JobRegistry::new();
+        let mark = r.mark();
+        assert!(r.finished(8).is_empty());
+        assert_eq!(r.register_new(8, creator(1, 8), mark), Registered::CheckNow);
+        // Found once: a second finish (an admin retry) is an event like any other.
+        assert_eq!(r.finish(8), vec![creator(1, 8)]);
+        let mark = r.mark();
+        assert_eq!(r.register_new(9, creator(1, 9), mark), Registered::Pending);
+        assert_eq!(r.finished(9), vec![creator(1, 9)]);
+        // Finished with the result left out (too large for NOTIFY): found the same way.
+        let mark = r.mark();
+        assert!(!r.finished_unread(10));
+        assert_eq!(
+            r.register_new(10, creator(2, 10), mark),
+            Registered::CheckNow
+        );
+    }
+
+    #[test]
+    fn a_forgotten_record_newer_than_the_mark_means_check() {
+        let mut r = JobRegistry::with_capacity(2);
+        r.finished(1);
+        let mark = r.mark();
+        r.finished(2);
+        // Job 1 is forgotten, but it was recorded before the mark: no reason to check.
+        r.finished(3);
+        assert_eq!(r.register_new(4, creator(1, 4), mark), Registered::Pending);
+        // Job 2 (after the mark) is forgotten now: job 5 might have been it.
+        r.finished(6);
+        assert_eq!(r.register_new(5, creator(1, 5), mark), Registered::CheckNow);
     }
 
     #[test]

@@ -5,7 +5,9 @@ use crate::config::ServerConfig;
 use crate::dispatch::{ConnId, Dispatcher};
 use crate::jobs::JobRegistry;
 use crate::metrics::Metrics;
-use crate::state::{check_job_now, run_poll, run_poll_for, send_offers, ConnInfo, Shared, Sockets};
+use crate::state::{
+    check_job_now, run_poll, run_poll_for, send_job_done, send_offers, ConnInfo, Shared, Sockets,
+};
 use crate::{http, session, tls, ServerError};
 use jobcenter_backend::{Backend, Event};
 use jobcenter_rpc::{CloseReason, Methods, Peer, PeerConfig};
@@ -461,10 +463,23 @@ async fn event_loop(sh: Arc<Shared>, mut events: tokio::sync::mpsc::UnboundedRec
                 warn!("backend event stream ended");
                 return;
             }
-            Some(Event::JobFinished(job)) => {
-                // most jobs have nobody waiting once they finish: skip the check then
-                if sh.jobs.lock().is_registered(job) {
-                    check_job_now(sh.clone(), job);
+            Some(Event::JobFinished {
+                job_id,
+                outargs: Some(outargs),
+            }) => {
+                // The result is committed (synced) before the event is sent: tell it as is.
+                let waiters = sh.jobs.lock().finished(job_id);
+                for w in waiters {
+                    send_job_done(&sh, w.conn, w.job_id, outargs.clone());
+                }
+            }
+            Some(Event::JobFinished {
+                job_id,
+                outargs: None,
+            }) => {
+                // Left out of the event (too large for NOTIFY): read it if anybody waits.
+                if sh.jobs.lock().finished_unread(job_id) {
+                    check_job_now(sh.clone(), job_id);
                 }
             }
             Some(Event::ActionReady {

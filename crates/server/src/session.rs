@@ -3,7 +3,7 @@
 use crate::admin::{self, is_admin};
 use crate::auth::AuthFailure;
 use crate::dispatch::ConnId;
-use crate::jobs::Waiter;
+use crate::jobs::{Registered, Waiter};
 use crate::params::{number, optional, required, task_key, truthy};
 use crate::reqauth::ReqAuthRequest;
 use crate::state::{check_job_now, run_poll_for, send_job_done, send_offers, Shared};
@@ -193,6 +193,8 @@ async fn create_job(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
         who: who(&sh, conn),
         env,
     };
+    // Taken before the job exists: see `JobRegistry::register_new`.
+    let mark = sh.jobs.lock().mark();
     match sh.backend.create_job(req).await {
         Err(e) => reply(json!([null, backend_text(&e)])),
         Ok(job) => {
@@ -201,13 +203,14 @@ async fn create_job(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
             let sh2 = sh.clone();
             Ok(Reply::new(json!([job, null])).after(move || {
                 // Runs once the result is queued: every job_done comes after it (C37).
-                sh2.jobs.lock().register(
+                let registered = sh2.jobs.lock().register_new(
                     job,
                     Waiter {
                         conn,
                         job_id: Value::from(job),
                         creator: true,
                     },
+                    mark,
                 );
                 let limit = Duration::try_from_secs_f64(timeout)
                     .ok()
@@ -224,7 +227,10 @@ async fn create_job(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
                     });
                     sh2.jobs.lock().set_timer(job, timer.abort_handle());
                 }
-                check_job_now(sh2, job);
+                // Its job:finished came before the waiter: read the result (rare).
+                if registered == Registered::CheckNow {
+                    check_job_now(sh2, job);
+                }
             }))
         }
     }

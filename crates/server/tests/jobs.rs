@@ -103,6 +103,51 @@ async fn c33_c37_c38_job_done_once_after_the_result() {
 }
 
 #[tokio::test]
+async fn job_done_takes_the_result_from_the_event_without_reading_it_back() {
+    let s = TestServer::start().await;
+    let mut w = s.login("theEmployee").await;
+    assert_eq!(w.announce("w1", "add", 1).await, json!([true, "success"]));
+    let mut c = s.login("theCustomer").await;
+    for i in 0..5 {
+        let job = c
+            .result(
+                "create_job",
+                json!({"wfname":"calladd","inargs":{"counter":i}}),
+            )
+            .await[0]
+            .clone();
+        let task = w.take_task().await;
+        assert_eq!(task[0], job);
+        w.notify(
+            "task_done",
+            json!({"cookie": task[1], "outargs": {"counter": i + 1}}),
+        )
+        .await;
+        let done = c.notification("job_done").await;
+        assert_eq!(done, json!({"job_id": job, "outargs": {"counter": i + 1}}));
+    }
+    // Neither after create_job nor after job:finished.
+    assert_eq!(s.backend.status_reads(), 0);
+    s.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn job_done_reads_a_result_the_event_left_out() {
+    let s = TestServer::start().await;
+    let mut c = s.login("theCustomer").await;
+    let job = c
+        .result("create_job", json!({"wfname":"forever","inargs":{}}))
+        .await[0]
+        .as_i64()
+        .expect("id");
+    s.backend.finish_unread(job, json!({"big": "x"}));
+    let done = c.notification("job_done").await;
+    assert_eq!(done, json!({"job_id": job, "outargs": {"big": "x"}}));
+    assert_eq!(s.backend.status_reads(), 1);
+    s.handle.shutdown().await;
+}
+
+#[tokio::test]
 async fn c37_instant_job_done_comes_after_the_result() {
     let s = TestServer::start().await;
     let mut c = s.login("theCustomer").await;

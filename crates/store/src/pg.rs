@@ -582,15 +582,23 @@ impl Store for PgStore {
             return Ok(());
         }
         inner.flush_dirty()?;
-        for body in std::mem::take(&mut inner.outbox) {
-            let payload = format!("{}\n{}", self.node, body);
-            let r = inner.conn.stmt("SELECT pg_notify($1, $2)").and_then(|s| {
-                inner
-                    .conn
-                    .client
-                    .execute(&s, &[&CHANNEL, &payload])
-                    .map_err(pg_err)
-            });
+        let outbox = std::mem::take(&mut inner.outbox);
+        if !outbox.is_empty() {
+            // Every payload of the batch in one round trip.
+            let payloads: Vec<String> = outbox
+                .iter()
+                .map(|body| format!("{}\n{}", self.node, body))
+                .collect();
+            let r = inner
+                .conn
+                .stmt("SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n")
+                .and_then(|s| {
+                    inner
+                        .conn
+                        .client
+                        .execute(&s, &[&CHANNEL, &payloads])
+                        .map_err(pg_err)
+                });
             if let Err(e) = r {
                 return Err(lose_batch(inner, e));
             }

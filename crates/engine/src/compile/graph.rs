@@ -93,6 +93,15 @@ impl Workflow {
     pub fn lock_decl(&self, locktype: &str) -> Option<&LockSpec> {
         self.locks.iter().find(|l| l.locktype == locktype)
     }
+
+    /// Whether a job of this workflow can ever hold a lock: only a `lock` task (a declared
+    /// lock or a `lock` statement) or a `wait_for_lock` task of its own takes one (an
+    /// inherited lock too is taken by the child's own task).
+    pub fn may_lock(&self) -> bool {
+        self.tasks
+            .iter()
+            .any(|t| matches!(t.kind, TaskKind::Lock { .. } | TaskKind::WaitForLock { .. }))
+    }
 }
 
 /// One task of a workflow's graph.

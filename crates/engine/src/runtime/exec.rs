@@ -18,8 +18,8 @@
 //! failure emits [`Event::StoreRecovered`], so the API server polls for such tasks and
 //! retries what failed meanwhile. A `get_job_status` that finds the job still running (or
 //! unknown) is answered the same way: only a result must be durable before it is told
-//! ([`work_deciding`]). The API server asks that after every `create_job`; as a call that
-//! waits for the sync it would sync the worker's claim that followed on its own.
+//! ([`work_deciding`]): a call that waited for the sync would sync the worker's claim that
+//! followed on its own.
 //!
 //! A batch of such calls alone (no answer waiting for durability, no event) is not synced at
 //! once: its changes stay in the open batch and are made durable with the next batch that

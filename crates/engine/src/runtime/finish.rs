@@ -48,7 +48,11 @@ impl Run<'_> {
             steps = job.steps,
             "job finished"
         );
-        self.events.push(Event::JobFinished(job.id));
+        // The result travels with the event: the API server need not read it back.
+        self.events.push(Event::JobFinished {
+            job_id: job.id,
+            outargs: Some(out.clone()),
+        });
         self.finished.push((
             job.workflow_def,
             is_err,
@@ -57,7 +61,15 @@ impl Run<'_> {
         for c in std::mem::take(&mut job.children) {
             self.orphan(txn, c.job_id);
         }
-        self.release_all(txn, job.id);
+        // A job whose workflow has no lock task never holds a lock: no look-up (on PostgreSQL
+        // a round trip per job).
+        if self
+            .defs
+            .workflow(job.workflow_def)
+            .is_none_or(|wf| wf.may_lock())
+        {
+            self.release_all(txn, job.id);
+        }
         job.subscriptions.clear();
         if let Some(p) = &job.parent {
             if !p.wait {

@@ -418,7 +418,7 @@ impl<S: Store> Engine<S> {
             if matches!(ev, Event::StoreRecovered) {
                 continue;
             }
-            let Ok(text) = serde_json::to_string(ev) else {
+            let Some(text) = publishable(ev) else {
                 continue;
             };
             if !chunk.is_empty() && chunk.len() + text.len() + 2 > PUBLISH_CHUNK {
@@ -1078,6 +1078,23 @@ impl<S: Store> Engine<S> {
 /// Largest payload published to the other nodes at once (NOTIFY allows 8000 bytes).
 const PUBLISH_CHUNK: usize = 7000;
 
+/// `ev` as JSON for the other nodes; a finished job's result that would not fit into one
+/// payload is left out (the other nodes read it from the store then).
+fn publishable(ev: &Event) -> Option<String> {
+    let text = serde_json::to_string(ev).ok()?;
+    match ev {
+        Event::JobFinished {
+            job_id,
+            outargs: Some(_),
+        } if text.len() + 2 > PUBLISH_CHUNK => serde_json::to_string(&Event::JobFinished {
+            job_id: *job_id,
+            outargs: None,
+        })
+        .ok(),
+        _ => Some(text),
+    }
+}
+
 /// How often a node on a shared store writes its heartbeat and looks for dead nodes.
 const NODE_ROUND_MS: Millis = 1000;
 
@@ -1190,8 +1207,8 @@ impl<S: Store> Backend for Engine<S> {
 
     fn get_job_status(&self, job_id: JobId) -> BackendFuture<'_, JobStatus> {
         // Only a result must be durable before it is told; "still running" (or "unknown")
-        // promises nothing, so it does not make its batch sync (the server asks after every
-        // `create_job`, which would otherwise sync the next claim on its own).
+        // promises nothing, so it does not make its batch sync (a client polling a running
+        // job would otherwise sync the next claim on its own).
         self.call_deciding(move |e| {
             let status = e.get_job_status_now(job_id);
             let when = match status {
