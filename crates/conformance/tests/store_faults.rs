@@ -120,6 +120,10 @@ impl Store for FaultyStore {
         r
     }
 
+    fn idle(&self) {
+        self.inner.idle();
+    }
+
     fn describe(&self) -> String {
         format!("faulty {}", self.inner.describe())
     }

@@ -184,7 +184,13 @@ struct Inner {
     wal_pages: u32,
     /// Checkpoints run so far (idle and capped).
     checkpoints: u64,
+    /// When the last checkpoint failed: idle ones wait [`CHECKPOINT_RETRY`] before the next
+    /// try (a full disk would otherwise log a failure at every idle moment).
+    failed_at: Option<std::time::Instant>,
 }
+
+/// How long idle checkpoints pause after one failed.
+const CHECKPOINT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why a checkpoint runs (for the logs).
 #[derive(Debug, Clone, Copy)]
@@ -194,6 +200,12 @@ enum Why {
 }
 
 impl Inner {
+    /// A checkpoint failed less than [`CHECKPOINT_RETRY`] ago.
+    fn paused(&self) -> bool {
+        self.failed_at
+            .is_some_and(|t| t.elapsed() < CHECKPOINT_RETRY)
+    }
+
     /// Copy the write-ahead log into the database file (`PRAGMA wal_checkpoint(PASSIVE)`).
     /// Only outside a batch. A failure (disk full) is logged and leaves the log as it is:
     /// every frame in it is committed and stays durable; the next idle moment tries again.
@@ -205,17 +217,28 @@ impl Inner {
         let r = self
             .conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             });
         match r {
             Ok((busy, log, done)) => {
                 self.checkpoints += 1;
                 let left = if busy != 0 { log } else { (log - done).max(0) };
-                tracing::debug!(?why, pages = log, copied = done,
-                    took_us = started.elapsed().as_micros() as u64, "checkpoint");
+                tracing::debug!(
+                    ?why,
+                    pages = log,
+                    copied = done,
+                    took_us = started.elapsed().as_micros() as u64,
+                    "checkpoint"
+                );
                 self.wal_pages = u32::try_from(left).unwrap_or(u32::MAX);
+                self.failed_at = None;
             }
             Err(e) => {
+                self.failed_at = Some(std::time::Instant::now());
                 tracing::warn!(?why, error = %e, pages = self.wal_pages,
                     "checkpoint failed; the write-ahead log keeps its committed frames");
             }
@@ -270,6 +293,7 @@ impl SqliteStore {
                 lost: None,
                 wal_pages: 0,
                 checkpoints: 0,
+                failed_at: None,
             }),
             path,
         })
@@ -525,7 +549,7 @@ impl Store for SqliteStore {
                 if let Ok(pages) = u32::try_from(WAL_PAGES.with(|c| c.replace(-1))) {
                     g.wal_pages = pages;
                 }
-                if g.wal_pages >= WAL_CAP_PAGES {
+                if g.wal_pages >= WAL_CAP_PAGES && !g.paused() {
                     // Never idle for that long: bound the log on the commit path after all.
                     g.checkpoint(Why::Cap);
                 }
@@ -542,7 +566,7 @@ impl Store for SqliteStore {
 
     fn idle(&self) {
         let mut g = self.inner.lock();
-        if g.wal_pages >= WAL_IDLE_PAGES && g.lost.is_none() {
+        if g.wal_pages >= WAL_IDLE_PAGES && g.lost.is_none() && !g.paused() {
             g.checkpoint(Why::Idle);
         }
     }

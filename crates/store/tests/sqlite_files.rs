@@ -257,7 +257,11 @@ fn commits_do_not_checkpoint_idle_does_and_keeps_every_synced_job() {
     // threshold without a checkpoint inside any commit.
     while s.wal_pages() <= WAL_IDLE_PAGES + 200 {
         ids.extend(commit_batches(&s, 20));
-        assert!(ids.len() < 20_000, "the log does not grow: {} pages", s.wal_pages());
+        assert!(
+            ids.len() < 20_000,
+            "the log does not grow: {} pages",
+            s.wal_pages()
+        );
     }
     assert_eq!(s.checkpoints(), 0, "a commit checkpointed");
     // Idle inside an open batch: nothing to do (a checkpoint needs the batch committed).
