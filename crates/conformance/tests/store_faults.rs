@@ -7,7 +7,8 @@
 //! error and change nothing; nothing that was answered is lost (a result reported during
 //! the failure is reported again once the store works, a claim lost with the batch is
 //! offered again); the server recovers by itself; a slow commit delays answers but loses
-//! nothing and does not hold up what does not need the store.
+//! nothing and does not hold up what does not need the store; the store thread checkpoints
+//! SQLite's write-ahead log at idle moments ([`Store::idle`]) and every result stays.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,6 +39,8 @@ struct Faults {
     synced_after: watch::Sender<u64>,
     /// Syncs that did commit something or nothing, failed or not.
     syncs: AtomicU64,
+    /// Checkpoints the SQLite store had run after the last [`Store::idle`] call.
+    checkpoints_when_idle: watch::Sender<u64>,
 }
 
 impl Faults {
@@ -49,6 +52,7 @@ impl Faults {
             failed_after: watch::channel(0).0,
             synced_after: watch::channel(0).0,
             syncs: AtomicU64::new(0),
+            checkpoints_when_idle: watch::channel(0).0,
         })
     }
 
@@ -118,6 +122,13 @@ impl Store for FaultyStore {
             self.faults.synced_after.send_replace(txns);
         }
         r
+    }
+
+    fn idle(&self) {
+        self.inner.idle();
+        self.faults
+            .checkpoints_when_idle
+            .send_replace(self.inner.checkpoints());
     }
 
     fn describe(&self) -> String {
@@ -351,4 +362,45 @@ async fn slow_commit_delays_answers_but_loses_nothing_and_pings_stay_fast() {
         worst_ping < DELAY,
         "a ping waited {worst_ping:?} behind the slow commits"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_thread_checkpoints_when_idle_and_loses_nothing() {
+    const JOBS: i64 = 300;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s, faults) = server(&dir).await;
+    let w = s.worker().await.expect("worker");
+    w.announce(Action::new("c_add").sync(|t: Task| {
+        let counter = t.inargs["counter"].as_i64().ok_or("no counter")?;
+        Ok::<_, &str>(json!({ "counter": counter + 1 }))
+    }))
+    .await
+    .expect("announce");
+    let c = s.client().await.expect("client");
+    let mut checkpoints = faults.checkpoints_when_idle.subscribe();
+    // Sequential jobs: the store thread is idle between them, and the write-ahead log
+    // passes the idle threshold (1,000 pages) within a few hundred jobs.
+    let mut jobs = Vec::new();
+    for i in 0..JOBS {
+        let h = submit(&c, i).await;
+        let id = h.job_id().expect("the job has an id");
+        assert_eq!(finished(h).await, json!({ "output": i + 1 }));
+        jobs.push(id);
+        if *checkpoints.borrow_and_update() > 0 {
+            break;
+        }
+    }
+    tokio::time::timeout(WAIT, checkpoints.wait_for(|n| *n > 0))
+        .await
+        .expect("no checkpoint at an idle moment")
+        .expect("watch");
+    // Every job is still there with its result.
+    for (i, id) in jobs.iter().enumerate() {
+        let st = c.get_job_status(*id).await.expect("get_job_status");
+        assert_eq!(
+            st,
+            JobStatus::Finished(json!({ "output": i as i64 + 1 })),
+            "job {id}"
+        );
+    }
 }

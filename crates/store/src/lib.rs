@@ -52,7 +52,9 @@ pub use model::{
 };
 pub use pg::{PgOpenError, PgStore, PG_SCHEMA_VERSION};
 pub use spec::{StoreSpec, DEFAULT_STORE};
-pub use sqlite::{OpenError, SqliteStore, SyncMode, APPLICATION_ID, SCHEMA_VERSION};
+pub use sqlite::{
+    OpenError, SqliteStore, SyncMode, APPLICATION_ID, SCHEMA_VERSION, WAL_CAP_PAGES, WAL_IDLE_PAGES,
+};
 
 /// A JSON object.
 pub type Object = serde_json::Map<String, serde_json::Value>;
@@ -305,6 +307,12 @@ pub trait Store: Send + Sync + 'static {
     fn listen(&self, _on: Box<dyn FnMut(&str) -> bool + Send>) -> Result<bool, StoreError> {
         Ok(false)
     }
+
+    /// Housekeeping that must stay off the answers' path, called by the store thread when
+    /// a sync is done, its answers have left and no work is queued. SQLite checkpoints its
+    /// write-ahead log here; it never commits anything and never makes an unsynced
+    /// transaction durable. The memory and PostgreSQL stores have nothing to do.
+    fn idle(&self) {}
 
     /// A short description for logs (`memory`, `sqlite:/path/to/file.db`).
     fn describe(&self) -> String;

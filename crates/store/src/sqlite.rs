@@ -22,6 +22,16 @@
 //!
 //! The file is opened in exclusive locking mode: a second server on the same file fails at
 //! start instead of corrupting the first one's view.
+//!
+//! # Checkpoints
+//!
+//! SQLite's automatic checkpoint would copy the write-ahead log into the database file (and
+//! fsync it) inside the `COMMIT` of whichever batch takes the log past 1,000 pages, on the
+//! path of that batch's answers. It is switched off: [`Store::idle`] (called by the store
+//! thread when no work is queued) runs a `PASSIVE` checkpoint once the log holds
+//! [`WAL_IDLE_PAGES`], and [`Store::sync`] runs one after its `COMMIT` only when the log
+//! reached [`WAL_CAP_PAGES`] because the store never got idle. A checkpoint only copies
+//! committed (synced) frames, so it never changes what is durable.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +49,28 @@ pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a JobCenter store: "JCst".
 pub const APPLICATION_ID: i64 = 0x4A43_7374;
+
+/// [`Store::idle`] checkpoints the write-ahead log once it holds this many pages (SQLite's
+/// own automatic checkpoint threshold).
+pub const WAL_IDLE_PAGES: u32 = 1_000;
+
+/// [`Store::sync`] checkpoints the write-ahead log after its commit once it holds this many
+/// pages (32 MiB of 4 KiB pages), even when the store never gets idle: bounds the log file.
+pub const WAL_CAP_PAGES: u32 = 8_192;
+
+thread_local! {
+    /// Pages in the write-ahead log after the last commit on this thread (`-1`: none since
+    /// it was read). Set by [`on_wal_commit`]; a store reads it right after its `COMMIT`
+    /// on the same thread, under its mutex.
+    static WAL_PAGES: std::cell::Cell<i32> = const { std::cell::Cell::new(-1) };
+}
+
+/// SQLite's write-ahead log hook: remembers the log's size. Registering a hook also turns
+/// SQLite's automatic checkpoint off (the store checkpoints itself, see the module docs).
+fn on_wal_commit(_wal: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.with(|c| c.set(pages));
+    Ok(())
+}
 
 /// The schema of version 1.
 const SCHEMA_V1: &str = "
@@ -148,6 +180,70 @@ struct Inner {
     in_batch: bool,
     /// The open batch was rolled back behind the callers' backs: the next `sync` fails.
     lost: Option<StoreError>,
+    /// Pages in the write-ahead log not yet copied into the database file.
+    wal_pages: u32,
+    /// Checkpoints run so far (idle and capped).
+    checkpoints: u64,
+    /// When the last checkpoint failed: idle ones wait [`CHECKPOINT_RETRY`] before the next
+    /// try (a full disk would otherwise log a failure at every idle moment).
+    failed_at: Option<std::time::Instant>,
+}
+
+/// How long idle checkpoints pause after one failed.
+const CHECKPOINT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Why a checkpoint runs (for the logs).
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    Idle,
+    Cap,
+}
+
+impl Inner {
+    /// A checkpoint failed less than [`CHECKPOINT_RETRY`] ago.
+    fn paused(&self) -> bool {
+        self.failed_at
+            .is_some_and(|t| t.elapsed() < CHECKPOINT_RETRY)
+    }
+
+    /// Copy the write-ahead log into the database file (`PRAGMA wal_checkpoint(PASSIVE)`).
+    /// Only outside a batch. A failure (disk full) is logged and leaves the log as it is:
+    /// every frame in it is committed and stays durable; the next idle moment tries again.
+    fn checkpoint(&mut self, why: Why) {
+        if self.in_batch || !self.conn.is_autocommit() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let r = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            });
+        match r {
+            Ok((busy, log, done)) => {
+                self.checkpoints += 1;
+                let left = if busy != 0 { log } else { (log - done).max(0) };
+                tracing::debug!(
+                    ?why,
+                    pages = log,
+                    copied = done,
+                    took_us = started.elapsed().as_micros() as u64,
+                    "checkpoint"
+                );
+                self.wal_pages = u32::try_from(left).unwrap_or(u32::MAX);
+                self.failed_at = None;
+            }
+            Err(e) => {
+                self.failed_at = Some(std::time::Instant::now());
+                tracing::warn!(?why, error = %e, pages = self.wal_pages,
+                    "checkpoint failed; the write-ahead log keeps its committed frames");
+            }
+        }
+    }
 }
 
 /// The durable SQLite store (see the module documentation).
@@ -189,11 +285,15 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags).map_err(|e| err(e.to_string()))?;
         prepare(&conn, sync).map_err(err)?;
+        conn.wal_hook(Some(on_wal_commit));
         Ok(SqliteStore {
             inner: Mutex::new(Inner {
                 conn,
                 in_batch: false,
                 lost: None,
+                wal_pages: 0,
+                checkpoints: 0,
+                failed_at: None,
             }),
             path,
         })
@@ -234,6 +334,17 @@ impl SqliteStore {
         }
         g.in_batch = false;
         open
+    }
+
+    /// Pages in the write-ahead log not yet checkpointed into the database file, as of the
+    /// last commit or checkpoint.
+    pub fn wal_pages(&self) -> u32 {
+        self.inner.lock().wal_pages
+    }
+
+    /// How many checkpoints the store has run since it was opened.
+    pub fn checkpoints(&self) -> u64 {
+        self.inner.lock().checkpoints
     }
 
     /// Size of the database file and its write-ahead log, in bytes.
@@ -432,14 +543,31 @@ impl Store for SqliteStore {
             return Ok(());
         }
         g.in_batch = false;
+        WAL_PAGES.with(|c| c.set(-1));
         match g.conn.execute_batch("COMMIT") {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Ok(pages) = u32::try_from(WAL_PAGES.with(|c| c.replace(-1))) {
+                    g.wal_pages = pages;
+                }
+                if g.wal_pages >= WAL_CAP_PAGES && !g.paused() {
+                    // Never idle for that long: bound the log on the commit path after all.
+                    g.checkpoint(Why::Cap);
+                }
+                Ok(())
+            }
             Err(e) => {
                 if !g.conn.is_autocommit() {
                     let _ = g.conn.execute_batch("ROLLBACK");
                 }
                 Err(backend(e))
             }
+        }
+    }
+
+    fn idle(&self) {
+        let mut g = self.inner.lock();
+        if g.wal_pages >= WAL_IDLE_PAGES && g.lost.is_none() && !g.paused() {
+            g.checkpoint(Why::Idle);
         }
     }
 

@@ -234,3 +234,75 @@ fn a_second_server_on_the_same_file_is_refused() {
     drop(first);
     assert!(SqliteStore::open(&path).is_ok(), "free again once closed");
 }
+
+/// Commit `n` batches of one new job each; the ids.
+fn commit_batches(s: &SqliteStore, n: usize) -> Vec<JobId> {
+    (0..n)
+        .map(|_| {
+            let id = create(s);
+            s.sync().expect("sync");
+            id
+        })
+        .collect()
+}
+
+#[test]
+fn commits_do_not_checkpoint_idle_does_and_keeps_every_synced_job() {
+    use jobcenter_store::{SyncMode, WAL_IDLE_PAGES};
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.db");
+    let s = SqliteStore::open_with(&path, SyncMode::Off).expect("open");
+    let mut ids = Vec::new();
+    // Work keeps coming (no idle moment): the log grows past SQLite's own checkpoint
+    // threshold without a checkpoint inside any commit.
+    while s.wal_pages() <= WAL_IDLE_PAGES + 200 {
+        ids.extend(commit_batches(&s, 20));
+        assert!(
+            ids.len() < 20_000,
+            "the log does not grow: {} pages",
+            s.wal_pages()
+        );
+    }
+    assert_eq!(s.checkpoints(), 0, "a commit checkpointed");
+    // Idle inside an open batch: nothing to do (a checkpoint needs the batch committed).
+    let unsynced = create(&s);
+    s.idle();
+    assert_eq!(s.checkpoints(), 0, "checkpointed inside a batch");
+    s.sync().expect("sync");
+    ids.push(unsynced);
+    // Idle with a full log: one checkpoint copies all of it.
+    s.idle();
+    assert_eq!(s.checkpoints(), 1);
+    assert_eq!(s.wal_pages(), 0);
+    // Idle with a short log: nothing to do.
+    ids.extend(commit_batches(&s, 3));
+    s.idle();
+    assert_eq!(s.checkpoints(), 1, "checkpointed a short log");
+    drop(s);
+    let s = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(s.live_jobs(), ids.len());
+}
+
+#[test]
+fn without_idle_moments_the_log_stays_under_the_cap() {
+    use jobcenter_store::{SyncMode, WAL_CAP_PAGES};
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("s.db");
+    let wal = dir.path().join("s.db-wal");
+    let s = SqliteStore::open_with(&path, SyncMode::Off).expect("open");
+    let mut most = 0;
+    let mut batches = 0;
+    while s.checkpoints() < 2 {
+        commit_batches(&s, 50);
+        batches += 50;
+        most = most.max(s.wal_pages());
+        assert!(batches < 20_000, "no checkpoint at the cap");
+    }
+    assert!(most < WAL_CAP_PAGES, "{most} pages left in the log");
+    // The file: the cap plus one batch, not more (4 KiB pages, 24-byte frame headers).
+    let bytes = std::fs::metadata(&wal).expect("wal").len();
+    assert!(
+        bytes < (u64::from(WAL_CAP_PAGES) + 100) * 4_120,
+        "write-ahead log of {bytes} bytes"
+    );
+}

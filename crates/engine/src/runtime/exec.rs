@@ -25,6 +25,9 @@
 //! once: its changes stay in the open batch and are made durable with the next batch that
 //! needs a sync, or after [`IDLE_SYNC`] without work. On a job's critical path that saves
 //! the fsync of the `get_task` claim between the `create_job` and `task_done` syncs.
+//!
+//! When a sync's answers have left and no work is queued, the thread calls [`Store::idle`]
+//! (SQLite checkpoints its write-ahead log there, instead of inside a batch's `COMMIT`).
 
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Weak;
@@ -104,8 +107,12 @@ fn run<S: Store>(engine: Weak<Engine<S>>, rx: Receiver<Work<S>>) {
     let mut failing = false;
     // Changes answered without a sync are waiting in the open batch (how many items).
     let mut unsynced = 0usize;
+    // An item taken from the channel to see whether the thread is idle.
+    let mut next: Option<Work<S>> = None;
     loop {
-        let first = if unsynced > 0 {
+        let first = if let Some(item) = next.take() {
+            Some(item)
+        } else if unsynced > 0 {
             match rx.recv_timeout(IDLE_SYNC) {
                 Ok(item) => Some(item),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
@@ -170,6 +177,15 @@ fn run<S: Store>(engine: Weak<Engine<S>>, rx: Receiver<Work<S>>) {
         }
         for d in done.into_iter().flatten() {
             d(synced.clone());
+        }
+        match rx.try_recv() {
+            Ok(item) => next = Some(item),
+            Err(TryRecvError::Empty) => {
+                if synced.is_ok() {
+                    engine.store.idle();
+                }
+            }
+            Err(TryRecvError::Disconnected) => return,
         }
         drop(engine);
     }
