@@ -284,3 +284,17 @@ pub mod admin;
 #[cfg(feature = "stub")]
 pub mod stub;
 pub mod time;
+
+/// The JSON type name of a value (`null`, `boolean`, `number`, `string`, `array`, `object`),
+/// as type-check messages name it.
+pub fn json_type_name(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}

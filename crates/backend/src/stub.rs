@@ -189,16 +189,7 @@ fn fits_filter(inargs: &Map<String, Value>, filter: Option<&Value>) -> bool {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
+use crate::json_type_name as type_name;
 
 impl StubBackend {
     /// An empty backend: no actions, no workflows, no locks.

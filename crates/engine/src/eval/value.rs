@@ -101,17 +101,7 @@ pub fn perl_bool(b: bool) -> Val {
     }
 }
 
-/// The JSON type name of a value, as used in type-check messages.
-pub fn json_type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
+pub use jobcenter_backend::json_type_name;
 
 impl Val {
     /// Convert a JSON value (moved, no copy of its content).
