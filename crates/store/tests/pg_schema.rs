@@ -106,3 +106,48 @@ fn a_version_1_schema_is_migrated_to_keep_disabled_actions() {
     assert_eq!(version, PG_SCHEMA_VERSION);
     assert_eq!(PG_SCHEMA_VERSION, 2);
 }
+
+/// `last_value` of the job id sequence.
+fn job_id_sequence(url: &str) -> i64 {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        c.query_one("SELECT last_value FROM jc_job_ids", &[])
+            .expect("sequence")
+            .get(0)
+    })
+    .join()
+    .expect("sql thread")
+}
+
+#[test]
+fn job_ids_come_in_blocks_and_a_failed_batch_drops_the_rest_of_its_block() {
+    let db = db();
+    let a = PgStore::open(db.url()).expect("open");
+    let new_id = |s: &PgStore| {
+        s.transact(|t| Ok::<_, StoreError>(t.next_job_id()))
+            .expect("id")
+    };
+    let first = new_id(&a);
+    assert_eq!(new_id(&a), first + 1);
+    a.sync().expect("sync");
+    let block = job_id_sequence(db.url()) - first + 1;
+    assert!(block > 2, "one nextval per block, not per job: {block}");
+    // Another node's ids come after the whole block.
+    let b = PgStore::open(db.url()).expect("second node");
+    let other = new_id(&b);
+    assert!(other >= first + block, "{other} inside {first}+{block}");
+    b.sync().expect("sync");
+    // A batch that is lost (here: a NOTIFY payload PostgreSQL refuses) may have taken its
+    // sequence advance with it, so the rest of the block is not used any more.
+    let third = new_id(&a);
+    assert_eq!(third, first + 2);
+    a.publish("x".repeat(10_000));
+    assert!(a.sync().is_err(), "a payload over 8000 bytes fails the batch");
+    let after = new_id(&a);
+    assert!(
+        after > other,
+        "after a failed batch the node fetches a new block: {after}"
+    );
+    a.sync().expect("sync");
+}
