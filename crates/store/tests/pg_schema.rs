@@ -143,7 +143,10 @@ fn job_ids_come_in_blocks_and_a_failed_batch_drops_the_rest_of_its_block() {
     let third = new_id(&a);
     assert_eq!(third, first + 2);
     a.publish("x".repeat(10_000));
-    assert!(a.sync().is_err(), "a payload over 8000 bytes fails the batch");
+    assert!(
+        a.sync().is_err(),
+        "a payload over 8000 bytes fails the batch"
+    );
     let after = new_id(&a);
     assert!(
         after > other,
