@@ -932,13 +932,8 @@ impl Txn for PgTxn<'_> {
                 })
         };
         let (workflow, version, finished_at, out) = self.st.ok(r)?;
-        Some(ArchivedJob {
-            id,
-            workflow,
-            version: version.max(0) as u32,
-            out_args: self.st.record(Some(out))?,
-            finished_at: finished_at.max(0) as Millis,
-        })
+        self.st
+            .archived_job(id, workflow, i64::from(version), finished_at, out)
     }
 
     fn purge_archived(&mut self, before: Millis, limit: usize) -> usize {
@@ -1140,13 +1135,8 @@ impl Txn for PgTxn<'_> {
         );
         rows.into_iter()
             .filter_map(|(id, workflow, version, finished_at, out)| {
-                Some(ArchivedJob {
-                    id,
-                    workflow,
-                    version: version.max(0) as u32,
-                    out_args: self.st.record(Some(out))?,
-                    finished_at: finished_at.max(0) as Millis,
-                })
+                self.st
+                    .archived_job(id, workflow, i64::from(version), finished_at, out)
             })
             .collect()
     }

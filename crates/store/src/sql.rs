@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::de::DeserializeOwned;
 
-use crate::model::{JobId, JobRecord, Millis, WorkerId};
+use crate::model::{ArchivedJob, JobId, JobRecord, Millis, WorkerId};
 use crate::StoreError;
 
 /// Decode a stored JSON record. No recursion limit: whatever the server accepted (the wire
@@ -96,6 +96,25 @@ impl TxnState {
         r.unwrap_or_else(|e| {
             self.fail(e);
             T::default()
+        })
+    }
+
+    /// An archive row (`id, workflow, version, finished_at, out_args`) as an [`ArchivedJob`];
+    /// `None` (the transaction poisoned) when its result does not decode.
+    pub(crate) fn archived_job(
+        &self,
+        id: JobId,
+        workflow: String,
+        version: i64,
+        finished_at: i64,
+        out: String,
+    ) -> Option<ArchivedJob> {
+        Some(ArchivedJob {
+            id,
+            workflow,
+            version: u32::try_from(version.max(0)).unwrap_or(u32::MAX),
+            out_args: self.record(Some(out))?,
+            finished_at: finished_at.max(0) as Millis,
         })
     }
 

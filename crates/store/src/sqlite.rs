@@ -751,13 +751,8 @@ impl Txn for SqlTxn<'_> {
             })
             .map_err(backend);
         let (workflow, version, finished_at, out) = self.st.ok(r)?;
-        Some(ArchivedJob {
-            id,
-            workflow,
-            version,
-            out_args: self.st.record(Some(out))?,
-            finished_at: finished_at.max(0) as Millis,
-        })
+        self.st
+            .archived_job(id, workflow, i64::from(version), finished_at, out)
     }
 
     fn purge_archived(&mut self, before: Millis, limit: usize) -> usize {
@@ -956,13 +951,8 @@ impl Txn for SqlTxn<'_> {
             .ok(r)
             .into_iter()
             .filter_map(|(id, workflow, version, finished_at, out)| {
-                Some(ArchivedJob {
-                    id,
-                    workflow,
-                    version,
-                    out_args: self.st.record(Some(out))?,
-                    finished_at: finished_at.max(0) as Millis,
-                })
+                self.st
+                    .archived_job(id, workflow, i64::from(version), finished_at, out)
             })
             .collect()
     }
