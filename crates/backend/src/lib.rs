@@ -128,6 +128,9 @@ impl Event {
     }
 }
 
+/// Receives events where they happen ([`Backend::set_event_sink`]).
+pub type EventSink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;
+
 /// The operations of docs/PROTOCOL.md §10.1. All methods are cheap to call concurrently.
 pub trait Backend: Send + Sync + 'static {
     /// Create a job; fails with the messages of §10.2 (no job is created then).
@@ -174,6 +177,15 @@ pub trait Backend: Send + Sync + 'static {
     fn disconnect(&self, worker_id: WorkerId) -> BackendFuture<'_, bool>;
     /// A new stream of [`Event`]s; every subscriber sees every event from now on.
     fn subscribe(&self) -> tokio::sync::mpsc::UnboundedReceiver<Event>;
+
+    /// Call `sink` with every event from now on, on the thread that caused it, right after
+    /// its transaction committed (instead of a channel and a task hop per event, as with
+    /// [`Backend::subscribe`]). The sink must be quick and must not call the backend.
+    /// Returns `false` when the backend cannot (the default): use `subscribe` then.
+    fn set_event_sink(&self, sink: EventSink) -> bool {
+        let _ = sink;
+        false
+    }
 
     /// Install the [`Observer`] told about finished jobs and store syncs (for metrics). A
     /// later call replaces it. The default ignores it (a backend without such numbers).

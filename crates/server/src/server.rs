@@ -9,7 +9,7 @@ use crate::state::{
     check_job_now, run_poll, run_poll_for, send_job_done, send_offers, ConnInfo, Shared, Sockets,
 };
 use crate::{http, session, tls, ServerError};
-use jobcenter_backend::{Backend, Event};
+use jobcenter_backend::{Backend, Event, EventSink};
 use jobcenter_rpc::{CloseReason, Methods, Peer, PeerConfig};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -105,7 +105,6 @@ impl Server {
         let auth = Authenticator::new(config.auth.clone())?;
         let metrics = Arc::new(Metrics::new());
         backend.set_observer(metrics.clone());
-        let events = backend.subscribe();
         let sh = Arc::new(Shared {
             backend,
             auth,
@@ -122,6 +121,13 @@ impl Server {
             store_recovered: watch::channel(0).0,
             handoffs: Default::default(),
         });
+        // Events where they happen when the backend can; else through its channel.
+        let (to_loop, from_sink) = tokio::sync::mpsc::unbounded_channel();
+        let events = if sh.backend.set_event_sink(event_sink(&sh, to_loop)) {
+            from_sink
+        } else {
+            sh.backend.subscribe()
+        };
         let methods = Arc::new(session::methods(&sh));
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
@@ -463,38 +469,73 @@ async fn event_loop(sh: Arc<Shared>, mut events: tokio::sync::mpsc::UnboundedRec
                 warn!("backend event stream ended");
                 return;
             }
-            Some(Event::JobFinished {
-                job_id,
-                outargs: Some(outargs),
-            }) => {
-                // The result is committed (synced) before the event is sent: tell it as is.
-                let waiters = sh.jobs.lock().finished(job_id);
-                for w in waiters {
-                    send_job_done(&sh, w.conn, w.job_id, outargs.clone());
+            Some(ev) => handle_event(&sh, ev),
+        }
+    }
+}
+
+/// The sink given to the backend ([`Backend::set_event_sink`]): an event is acted on right
+/// where it was raised, which saves a task hop and a thread wake-up per event. That is a
+/// tokio thread (a connection's call into the memory store, the engine's timer task), the
+/// store thread of a durable store after its sync, or the listener of other nodes' events:
+/// offers and `job_done`s only take locks and write to sockets without waiting, so any
+/// thread can send them. What needs a task (reading a result left out of the event, the
+/// poll after a store recovery) goes to the event loop task when raised off a tokio thread.
+fn event_sink(sh: &Arc<Shared>, to_loop: tokio::sync::mpsc::UnboundedSender<Event>) -> EventSink {
+    let weak = Arc::downgrade(sh);
+    Arc::new(move |ev: Event| {
+        let anywhere = matches!(
+            ev,
+            Event::ActionReady { .. }
+                | Event::JobFinished {
+                    outargs: Some(_),
+                    ..
                 }
+        );
+        if !anywhere && tokio::runtime::Handle::try_current().is_err() {
+            let _ = to_loop.send(ev);
+            return;
+        }
+        if let Some(sh) = weak.upgrade() {
+            handle_event(&sh, ev);
+        }
+    })
+}
+
+/// Act on one backend event: offers for ready tasks, `job_done` for finished jobs.
+fn handle_event(sh: &Arc<Shared>, ev: Event) {
+    match ev {
+        Event::JobFinished {
+            job_id,
+            outargs: Some(outargs),
+        } => {
+            // The result is committed (synced) before the event is sent: tell it as is.
+            let waiters = sh.jobs.lock().finished(job_id);
+            for w in waiters {
+                send_job_done(sh, w.conn, w.job_id, outargs.clone());
             }
-            Some(Event::JobFinished {
-                job_id,
-                outargs: None,
-            }) => {
-                // Left out of the event (too large for NOTIFY): read it if anybody waits.
-                if sh.jobs.lock().finished_unread(job_id) {
-                    check_job_now(sh.clone(), job_id);
-                }
+        }
+        Event::JobFinished {
+            job_id,
+            outargs: None,
+        } => {
+            // Left out of the event (too large for NOTIFY): read it if anybody waits.
+            if sh.jobs.lock().finished_unread(job_id) {
+                check_job_now(sh.clone(), job_id);
             }
-            Some(Event::ActionReady {
-                action,
-                job_id,
-                workers,
-            }) => {
-                let offer = sh.dispatch.lock().ready(&action, job_id, workers);
-                send_offers(&sh, offer);
-            }
-            Some(Event::StoreRecovered) => {
-                info!("the store works again: polling for ready tasks, retrying what failed");
-                sh.store_recovered.send_modify(|n| *n += 1);
-                tokio::spawn(run_poll(sh.clone()));
-            }
+        }
+        Event::ActionReady {
+            action,
+            job_id,
+            workers,
+        } => {
+            let offer = sh.dispatch.lock().ready(&action, job_id, workers);
+            send_offers(sh, offer);
+        }
+        Event::StoreRecovered => {
+            info!("the store works again: polling for ready tasks, retrying what failed");
+            sh.store_recovered.send_modify(|n| *n += 1);
+            tokio::spawn(run_poll(sh.clone()));
         }
     }
 }

@@ -86,8 +86,8 @@ use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
 use crate::backend::{
-    Backend, BackendError, BackendFuture, CreateJob, Event, JobId, JobStatus, Observer, PollRow,
-    TaskClaim, WorkerId,
+    Backend, BackendError, BackendFuture, CreateJob, Event, EventSink, JobId, JobStatus, Observer,
+    PollRow, TaskClaim, WorkerId,
 };
 use crate::compile::graph::Workflow;
 use crate::compile::{Catalog, Compiled};
@@ -239,6 +239,8 @@ pub struct Engine<S: Store = MemoryStore> {
     store: S,
     config: EngineConfig,
     subscribers: Mutex<Vec<UnboundedSender<Event>>>,
+    /// Called with every event on the emitting thread ([`Backend::set_event_sink`]).
+    sinks: parking_lot::RwLock<Vec<EventSink>>,
     wake: Arc<Notify>,
     /// The earliest wake-up the timer task knows about (`u64::MAX`: none).
     timer_at: AtomicU64,
@@ -281,6 +283,7 @@ impl<S: Store> Engine<S> {
             store,
             config,
             subscribers: Mutex::new(Vec::new()),
+            sinks: parking_lot::RwLock::new(Vec::new()),
             wake: Arc::new(Notify::new()),
             timer_at: AtomicU64::new(u64::MAX),
             executor: OnceLock::new(),
@@ -590,14 +593,29 @@ impl<S: Store> Engine<S> {
         if events.is_empty() {
             return;
         }
-        let mut subs = self.subscribers.lock();
+        // The sinks run outside the subscribers' lock: several threads emit at once.
+        let sinks = self.sinks.read();
         for ev in events {
             if let Event::ActionReady { action, .. } = &ev {
                 if self.action_disabled(action) {
                     continue; // offered again when the action is enabled
                 }
             }
-            subs.retain(|s| s.send(ev.clone()).is_ok());
+            {
+                let mut subs = self.subscribers.lock();
+                if !subs.is_empty() {
+                    subs.retain(|s| s.send(ev.clone()).is_ok());
+                }
+            }
+            match sinks.split_last() {
+                None => {}
+                Some((last, rest)) => {
+                    for sink in rest {
+                        sink(ev.clone());
+                    }
+                    last(ev);
+                }
+            }
         }
     }
 
@@ -1281,6 +1299,11 @@ impl<S: Store> Backend for Engine<S> {
 
     fn subscribe(&self) -> UnboundedReceiver<Event> {
         self.subscribe_now()
+    }
+
+    fn set_event_sink(&self, sink: EventSink) -> bool {
+        self.sinks.write().push(sink);
+        true
     }
 
     fn set_observer(&self, observer: Arc<dyn Observer>) {
