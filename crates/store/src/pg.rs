@@ -194,8 +194,8 @@ type Dirty = BTreeMap<JobId, JobRecord>;
 /// * A worker this node stops (its row is deleted) leaves the cache.
 /// * Other nodes change this node's rows only when they think it is dead (they delete its
 ///   workers, `orphaned_workers`), or when a worker of the same name announces through them.
-///   Each heartbeat compares this node's rows in the table with the cache and empties the
-///   cache when they differ (see docs/design/storage.md, "PostgreSQL, several nodes").
+///   Each heartbeat reads this node's rows and empties the cache when a worker it holds is
+///   missing there or differs (see docs/design/storage.md, "PostgreSQL, several nodes").
 #[derive(Debug, Default)]
 struct Workers {
     by_id: HashMap<WorkerId, WorkerRecord>,
@@ -837,25 +837,20 @@ impl PgTxn<'_> {
         newest.cloned()
     }
 
-    /// Whether `rows` (this node's worker rows in the table) are what this transaction and
-    /// the node's cache know.
-    fn workers_match(&self, rows: &[(WorkerId, WorkerRecord)]) -> bool {
+    /// Whether every worker this transaction or the node's cache knows is in `rows` (this
+    /// node's worker rows in the table) as it knows it. Rows it does not know do not matter:
+    /// they are read from the table (after a lost batch the cache fills again one `put_worker`
+    /// at a time, and must not be emptied again meanwhile).
+    fn workers_match(&self, rows: &HashMap<WorkerId, WorkerRecord>) -> bool {
         let changes = self.worker_changes.borrow();
         let changed: BTreeSet<WorkerId> = changes.iter().map(|(id, _, _)| *id).collect();
-        let known = self
-            .workers
-            .by_id
-            .keys()
-            .filter(|id| !changed.contains(id))
-            .count()
-            + changed
-                .iter()
-                .filter(|id| self.known_worker(**id).is_some())
-                .count();
-        rows.len() == known
-            && rows
-                .iter()
-                .all(|(id, w)| self.known_worker(*id).as_ref() == Some(w))
+        let cached = self.workers.by_id.keys().filter(|id| !changed.contains(id));
+        cached
+            .chain(changed.iter())
+            .all(|id| match self.known_worker(*id) {
+                Some(w) => rows.get(id) == Some(&w),
+                None => true,
+            })
     }
 
     /// Open the savepoint before the first write.
@@ -1394,11 +1389,29 @@ impl Txn for PgTxn<'_> {
         // Another node that took this node for dead may have deleted its workers (or a
         // worker of the same name may have announced through another node and changed a
         // row of this node): then the cache no longer says what the table says.
-        let rows: Vec<(WorkerId, String)> = self.all_pairs(
-            "SELECT id, record FROM jc_workers WHERE node = $1",
-            &[&node],
-        );
-        let rows: Vec<(WorkerId, WorkerRecord)> = rows
+        let read = {
+            let mut c = self.conn.borrow_mut();
+            c.stmt("SELECT id, record FROM jc_workers WHERE node = $1")
+                .and_then(|s| {
+                    c.client
+                        .query(&s, &[&node])
+                        .map_err(pg_err)?
+                        .iter()
+                        .map(|r| Ok((r.try_get::<_, WorkerId>(0)?, r.try_get::<_, String>(1)?)))
+                        .collect::<Result<Vec<_>, postgres::Error>>()
+                        .map_err(pg_err)
+                })
+        };
+        let rows = match read {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Nothing to compare with: forget rather than trust.
+                self.st.fail(e);
+                self.forget_workers.set(true);
+                return;
+            }
+        };
+        let rows: HashMap<WorkerId, WorkerRecord> = rows
             .into_iter()
             .filter_map(|(id, text)| Some((id, self.st.record(Some(text))?)))
             .collect();

@@ -249,3 +249,35 @@ fn a_stopped_worker_leaves_the_cache() {
     assert_eq!(by_name(&a, "w").map(|w| w.id), Some(again));
     assert_eq!(by_id(&a, id), None);
 }
+
+/// After a lost batch the cache fills again one `put_worker` (say a `ping`) at a time; a
+/// heartbeat meanwhile finds rows of this node the cache does not know, and must keep what
+/// it does know (else the cache would never fill again while workers ping less often than
+/// once a heartbeat).
+#[test]
+fn a_heartbeat_keeps_a_cache_that_knows_only_some_of_the_nodes_rows() {
+    let db = db();
+    let a = PgStore::open(db.url()).expect("open");
+    let w1 = announce(&a, "w1", &["add"]);
+    let w2 = announce(&a, "w2", &["add"]);
+    // A batch (opened by a look-up) is lost: the cache is emptied.
+    assert_eq!(by_id(&a, w2).map(|w| w.id), Some(w2));
+    a.publish("x".repeat(10_000));
+    assert!(
+        a.sync().is_err(),
+        "a payload over 8000 bytes fails the batch"
+    );
+    // w1 pings: known again; w2 is only in the table.
+    a.transact(|t| {
+        let mut w = t.worker(w1).expect("w1");
+        w.last_ping = 2;
+        t.put_worker(w);
+        Ok::<_, StoreError>(())
+    })
+    .expect("ping");
+    a.sync().expect("sync");
+    heartbeat(&a);
+    sql(db.url(), "DELETE FROM jc_workers");
+    assert_eq!(by_id(&a, w1).map(|w| w.last_ping), Some(2), "still cached");
+    assert_eq!(by_id(&a, w2), None, "read from the table");
+}
