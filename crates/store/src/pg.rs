@@ -13,6 +13,9 @@
 //! * Each node has a random id and a heartbeat row in `jc_nodes`; its workers' rows carry the
 //!   node id. A node whose heartbeat is older than the lease is dead: any other node treats its
 //!   workers as disconnected ([`Txn::orphaned_workers`]).
+//! * The records of the workers this node registered are kept in memory ([`Workers`]), so
+//!   the worker look-up of every `get_task` costs no query; a change made by another node
+//!   is noticed at the next heartbeat.
 //! * Events for other nodes are published with `NOTIFY` inside the batch transaction (so they
 //!   are delivered at commit, never for a batch that failed); [`PgStore::listen`] receives the
 //!   other nodes' events.
@@ -21,7 +24,7 @@
 //! lock, so nodes starting together do not race); a database with a newer schema is refused.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use parking_lot::Mutex;
 use postgres::fallible_iterator::FallibleIterator;
@@ -163,6 +166,8 @@ struct Inner {
     /// Jobs written by the open batch's finished transactions and not yet sent (see
     /// [`Dirty`]).
     dirty: Dirty,
+    /// This node's own worker records (see [`Workers`]).
+    workers: Workers,
 }
 
 /// Write-behind of job rows: `put_job` keeps the newest version of each job of the open batch
@@ -174,6 +179,71 @@ struct Inner {
 /// a transaction that only writes jobs needs no savepoint: its writes are dropped, not rolled
 /// back, when it fails.
 type Dirty = BTreeMap<JobId, JobRecord>;
+
+/// The records of this node's own workers, as its `put_worker`s wrote them, so that
+/// `active_worker(name)` and `worker(id)` (once per `get_task`, `ping`, `disconnect`) cost no
+/// query when the worker is known. What may be in here:
+///
+/// * Only what committed, or what the open batch's earlier transactions wrote (their rows
+///   are in the batch's SQL transaction, so this batch's reads would see them too): a
+///   transaction's writes are staged ([`WorkerChanges`]) and join the cache only when it
+///   succeeds; a lost batch, or a `COMMIT` that fails, empties the cache.
+/// * Only rows whose `node` is this node: `put_worker` reads the row's node back from its
+///   upsert (`RETURNING node`); a worker another node registered (and this node updates, say
+///   because a worker of that name announced here too) is always read from the table.
+/// * A worker this node stops (its row is deleted) leaves the cache.
+/// * Other nodes change this node's rows only when they think it is dead (they delete its
+///   workers, `orphaned_workers`), or when a worker of the same name announces through them.
+///   Each heartbeat reads this node's rows and empties the cache when a worker it holds is
+///   missing there or differs (see docs/design/storage.md, "PostgreSQL, several nodes").
+#[derive(Debug, Default)]
+struct Workers {
+    by_id: HashMap<WorkerId, WorkerRecord>,
+    /// The ids of each name (normally one).
+    by_name: HashMap<String, BTreeSet<WorkerId>>,
+}
+
+impl Workers {
+    fn insert(&mut self, worker: WorkerRecord) {
+        self.remove(worker.id);
+        self.by_name
+            .entry(worker.name.clone())
+            .or_default()
+            .insert(worker.id);
+        self.by_id.insert(worker.id, worker);
+    }
+
+    fn remove(&mut self, id: WorkerId) {
+        if let Some(old) = self.by_id.remove(&id) {
+            if let Some(ids) = self.by_name.get_mut(&old.name) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_name.remove(&old.name);
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_id.clear();
+        self.by_name.clear();
+    }
+
+    /// Apply a successful transaction's changes.
+    fn apply(&mut self, changes: WorkerChanges) {
+        for (id, _, record) in changes {
+            match record {
+                Some(w) => self.insert(w),
+                None => self.remove(id),
+            }
+        }
+    }
+}
+
+/// One transaction's writes of worker rows, in order: `(id, name, Some(record))` for a row
+/// of this node it wrote, `(id, name, None)` for a row it deleted or that belongs to another
+/// node (not to be answered from memory).
+type WorkerChanges = Vec<(WorkerId, String, Option<WorkerRecord>)>;
 
 /// The one statement that writes many job rows (the columns as arrays, one element per job).
 const UPSERT_JOBS: &str = "INSERT INTO jc_jobs (id, ready_action, cookie, claim_worker, wake_at, \
@@ -311,6 +381,7 @@ impl PgStore {
                 outbox: Vec::new(),
                 job_ids: Vec::new(),
                 dirty: Dirty::new(),
+                workers: Workers::default(),
             })),
             url: url.to_string(),
             node,
@@ -482,6 +553,8 @@ fn lose_batch(inner: &mut Inner, e: StoreError) -> StoreError {
     inner.release_pending = false;
     inner.outbox.clear();
     inner.dirty.clear();
+    // Its worker writes are undone; what the cache had before is not worth sorting out.
+    inner.workers.clear();
     // The block's `nextval` may be undone with the batch (see JOB_ID_BLOCK).
     inner.job_ids.clear();
     e
@@ -515,6 +588,9 @@ impl Store for PgStore {
             dirty: RefCell::new(&mut inner.dirty),
             job_ids: RefCell::new(&mut inner.job_ids),
             pending: RefCell::new(Dirty::new()),
+            workers: &inner.workers,
+            worker_changes: RefCell::new(WorkerChanges::new()),
+            forget_workers: Cell::new(false),
             broken: Cell::new(false),
             node: &self.node,
             st: TxnState::default(),
@@ -524,7 +600,12 @@ impl Store for PgStore {
         let opened = txn.savepoint.get().is_none();
         let broken = txn.broken.get();
         let pending = txn.pending.into_inner();
+        let worker_changes = txn.worker_changes.into_inner();
+        let forget_workers = txn.forget_workers.get();
         let failed = txn.st.into_failure();
+        if forget_workers {
+            inner.workers.clear();
+        }
         if broken {
             // Rows of earlier transactions of the batch could not be sent: the batch is lost.
             let e = failed.unwrap_or_else(|| StoreError::Backend("writing jobs failed".into()));
@@ -538,6 +619,8 @@ impl Store for PgStore {
         if result.is_ok() {
             // This transaction's job writes join the batch's; a failed one's are dropped.
             inner.dirty.extend(pending);
+            // Likewise its worker writes join the cache.
+            inner.workers.apply(worker_changes);
         }
         if opened {
             inner.release_pending = result.is_ok();
@@ -625,6 +708,7 @@ impl Store for PgStore {
             Err(e) => {
                 let _ = inner.conn.client.batch_execute("ROLLBACK");
                 inner.job_ids.clear();
+                inner.workers.clear();
                 Err(pg_err(e))
             }
         }
@@ -644,6 +728,13 @@ struct PgTxn<'a> {
     job_ids: RefCell<&'a mut Vec<JobId>>,
     /// This transaction's unsent job rows: join `dirty` if it succeeds.
     pending: RefCell<Dirty>,
+    /// The node's worker cache as of the batch's earlier transactions (`Inner::workers`).
+    workers: &'a Workers,
+    /// This transaction's worker writes: join `workers` if it succeeds.
+    worker_changes: RefCell<WorkerChanges>,
+    /// The heartbeat found this node's worker rows changed by another node: empty the
+    /// cache (whatever becomes of the transaction).
+    forget_workers: Cell<bool>,
     /// Sending `dirty` failed: the batch is lost.
     broken: Cell<bool>,
     node: &'a str,
@@ -704,6 +795,62 @@ impl PgTxn<'_> {
     /// Whether the table's row of `id` is older than what this transaction or batch knows.
     fn stale(&self, id: JobId) -> bool {
         self.st.cached(id).is_some() || self.dirty.borrow().contains_key(&id)
+    }
+
+    /// What this transaction or the node's cache knows of worker `id` (this node's own
+    /// workers only); `None`: ask the table.
+    fn known_worker(&self, id: WorkerId) -> Option<WorkerRecord> {
+        let changes = self.worker_changes.borrow();
+        match changes.iter().rev().find(|(i, _, _)| *i == id) {
+            Some((_, _, record)) => record.clone(),
+            None => self.workers.by_id.get(&id).cloned(),
+        }
+    }
+
+    /// The newest of this node's workers named `name` as this transaction or the node's
+    /// cache knows them; `None`: ask the table (also when this transaction deleted a worker
+    /// of that name or wrote one of another node's).
+    fn known_active_worker(&self, name: &str) -> Option<WorkerRecord> {
+        let changes = self.worker_changes.borrow();
+        let mut newest: Option<&WorkerRecord> = None;
+        let mut changed = BTreeSet::new();
+        for (id, n, record) in changes.iter().rev() {
+            if !changed.insert(*id) {
+                continue;
+            }
+            match record {
+                Some(w) if w.name == name && newest.is_none_or(|b| w.id > b.id) => {
+                    newest = Some(w);
+                }
+                None if n == name => return None,
+                _ => {}
+            }
+        }
+        let cached = self.workers.by_name.get(name).into_iter().flatten();
+        for id in cached.filter(|id| !changed.contains(id)) {
+            if let Some(w) = self.workers.by_id.get(id) {
+                if newest.is_none_or(|b| w.id > b.id) {
+                    newest = Some(w);
+                }
+            }
+        }
+        newest.cloned()
+    }
+
+    /// Whether every worker this transaction or the node's cache knows is in `rows` (this
+    /// node's worker rows in the table) as it knows it. Rows it does not know do not matter:
+    /// they are read from the table (after a lost batch the cache fills again one `put_worker`
+    /// at a time, and must not be emptied again meanwhile).
+    fn workers_match(&self, rows: &HashMap<WorkerId, WorkerRecord>) -> bool {
+        let changes = self.worker_changes.borrow();
+        let changed: BTreeSet<WorkerId> = changes.iter().map(|(id, _, _)| *id).collect();
+        let cached = self.workers.by_id.keys().filter(|id| !changed.contains(id));
+        cached
+            .chain(changed.iter())
+            .all(|id| match self.known_worker(*id) {
+                Some(w) => rows.get(id) == Some(&w),
+                None => true,
+            })
     }
 
     /// Open the savepoint before the first write.
@@ -1181,11 +1328,17 @@ impl Txn for PgTxn<'_> {
     }
 
     fn worker(&self, id: WorkerId) -> Option<WorkerRecord> {
+        if let Some(known) = self.known_worker(id) {
+            return Some(known);
+        }
         let text = self.one("SELECT record FROM jc_workers WHERE id = $1", &[&id]);
         self.st.record(text)
     }
 
     fn active_worker(&self, name: &str) -> Option<WorkerRecord> {
+        if let Some(known) = self.known_active_worker(name) {
+            return Some(known);
+        }
         let text = self.one(
             "SELECT record FROM jc_workers WHERE name = $1 ORDER BY id DESC LIMIT 1",
             &[&name],
@@ -1201,6 +1354,9 @@ impl Txn for PgTxn<'_> {
     fn put_worker(&mut self, worker: WorkerRecord) {
         if !worker.active {
             self.run("DELETE FROM jc_workers WHERE id = $1", &[&worker.id]);
+            self.worker_changes
+                .borrow_mut()
+                .push((worker.id, worker.name, None));
             return;
         }
         let record = match encode(&worker) {
@@ -1208,11 +1364,19 @@ impl Txn for PgTxn<'_> {
             Err(e) => return self.st.fail(e),
         };
         let node = self.node.to_string();
-        self.run(
+        self.before_write();
+        // The row keeps the node that inserted it: only this node's own rows are cached.
+        let owner: Option<String> = self.one(
             "INSERT INTO jc_workers (id, name, node, record) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, record = excluded.record",
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, record = excluded.record \
+             RETURNING node",
             &[&worker.id, &worker.name, &node, &record],
         );
+        let mine = owner.as_deref() == Some(self.node);
+        let (id, name) = (worker.id, worker.name.clone());
+        self.worker_changes
+            .borrow_mut()
+            .push((id, name, mine.then_some(worker)));
     }
 
     fn heartbeat(&mut self, now: Millis) {
@@ -1222,6 +1386,42 @@ impl Txn for PgTxn<'_> {
              ON CONFLICT (node) DO UPDATE SET heartbeat = excluded.heartbeat",
             &[&node, &ms(now)],
         );
+        // Another node that took this node for dead may have deleted its workers (or a
+        // worker of the same name may have announced through another node and changed a
+        // row of this node): then the cache no longer says what the table says.
+        let read = {
+            let mut c = self.conn.borrow_mut();
+            c.stmt("SELECT id, record FROM jc_workers WHERE node = $1")
+                .and_then(|s| {
+                    c.client
+                        .query(&s, &[&node])
+                        .map_err(pg_err)?
+                        .iter()
+                        .map(|r| Ok((r.try_get::<_, WorkerId>(0)?, r.try_get::<_, String>(1)?)))
+                        .collect::<Result<Vec<_>, postgres::Error>>()
+                        .map_err(pg_err)
+                })
+        };
+        let rows = match read {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Nothing to compare with: forget rather than trust.
+                self.st.fail(e);
+                self.forget_workers.set(true);
+                return;
+            }
+        };
+        let rows: HashMap<WorkerId, WorkerRecord> = rows
+            .into_iter()
+            .filter_map(|(id, text)| Some((id, self.st.record(Some(text))?)))
+            .collect();
+        if !self.workers_match(&rows) {
+            tracing::info!(
+                node = %self.node,
+                "this node's workers were changed by another node: worker cache emptied"
+            );
+            self.forget_workers.set(true);
+        }
     }
 
     fn node_workers(&self) -> Vec<(WorkerId, String)> {
