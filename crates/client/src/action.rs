@@ -205,8 +205,8 @@ impl Action {
         self
     }
 
-    /// An async handler, spawned as its own task. `Err(e)` or a panic gives
-    /// `{"error": "<e>"}`.
+    /// An async handler, run in the task that serves its offer (one per task). `Err(e)` or
+    /// a panic gives `{"error": "<e>"}`.
     pub fn run_async<F, Fut, E>(mut self, f: F) -> Self
     where
         F: Fn(Task) -> Fut + Send + Sync + 'static,
@@ -403,12 +403,23 @@ pub(crate) async fn execute(action: &Action, task: Task) -> Value {
         }
         Some(Handler::Async(f)) => {
             // The handler may also panic while building its future.
+            // Run in the offer's own task, not a task of its own: no task hop per job.
             let t = task.clone();
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(t))) {
-                Ok(fut) => match tokio::spawn(fut).await {
-                    Ok(r) => r,
-                    Err(e) => Err(panic_text(e)),
-                },
+                Ok(mut fut) => {
+                    let polled = std::future::poll_fn(|cx| {
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            fut.as_mut().poll(cx)
+                        })) {
+                            Ok(p) => p.map(Ok),
+                            Err(p) => std::task::Poll::Ready(Err(p)),
+                        }
+                    });
+                    match polled.await {
+                        Ok(r) => r,
+                        Err(p) => Err(panic_payload_text(p.as_ref())),
+                    }
+                }
                 Err(p) => Err(panic_payload_text(p.as_ref())),
             }
         }
