@@ -2,27 +2,11 @@
 //! start (by any node), and refused — naming the database, changing nothing — when it is of
 //! a newer version or when the database holds JobCenter tables of an unknown layout.
 
-use jobcenter_store::testdb::TestDatabase;
 use jobcenter_store::{PgStore, Store, StoreError, PG_SCHEMA_VERSION};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{check_migrated_from_v1, put_parent_and_child};
-
-fn db() -> TestDatabase {
-    TestDatabase::create().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Run SQL on the test database directly (on a thread: the client runs its own runtime).
-fn sql(url: &str, text: &str) {
-    let (url, text) = (url.to_string(), text.to_string());
-    std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        c.batch_execute(&text).expect("sql");
-    })
-    .join()
-    .expect("sql thread");
-}
+use common::{check_migrated_from_v1, db, put_parent_and_child, sql};
 
 #[test]
 fn the_schema_is_created_once_and_reused_by_every_node() {

@@ -6,23 +6,10 @@
 //! To see whether an answer came from memory or from the table, the tests change the table
 //! behind the node's back (with a connection of their own, or through a second node).
 
-use jobcenter_store::testdb::TestDatabase;
+#[path = "common/mod.rs"]
+mod common;
+use common::{db, sql};
 use jobcenter_store::{PgStore, Registration, Store, StoreError, WorkerId, WorkerRecord};
-
-fn db() -> TestDatabase {
-    TestDatabase::create().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Run SQL on the test database directly (on a thread: the client runs its own runtime).
-fn sql(url: &str, text: &str) {
-    let (url, text) = (url.to_string(), text.to_string());
-    std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        c.batch_execute(&text).expect("sql");
-    })
-    .join()
-    .expect("sql thread");
-}
 
 fn record(id: WorkerId, name: &str, actions: &[&str]) -> WorkerRecord {
     WorkerRecord {

@@ -79,3 +79,19 @@ pub fn check_migrated_from_v1<S: Store>(migrated: S, reopen: impl FnOnce() -> S)
     let r = s.transact(|t| Ok::<_, StoreError>(t.disabled_actions()));
     assert_eq!(r, Ok(vec!["add".to_string()]));
 }
+
+/// A fresh PostgreSQL database of its own, dropped with the value.
+pub fn db() -> jobcenter_store::testdb::TestDatabase {
+    jobcenter_store::testdb::TestDatabase::create().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Run SQL on the test database directly (on a thread: the client runs its own runtime).
+pub fn sql(url: &str, text: &str) {
+    let (url, text) = (url.to_string(), text.to_string());
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        c.batch_execute(&text).expect("sql");
+    })
+    .join()
+    .expect("sql thread");
+}
