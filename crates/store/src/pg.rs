@@ -13,7 +13,7 @@
 //! * Each node has a random id and a heartbeat row in `jc_nodes`; its workers' rows carry the
 //!   node id. A node whose heartbeat is older than the lease is dead: any other node treats its
 //!   workers as disconnected ([`Txn::orphaned_workers`]).
-//! * The records of the workers this node registered are kept in memory ([`Workers`]), so
+//! * The records of the workers this node registered are kept in memory (`Workers`), so
 //!   the worker look-up of every `get_task` costs no query; a change made by another node
 //!   is noticed at the next heartbeat.
 //! * Events for other nodes are published with `NOTIFY` inside the batch transaction (so they
