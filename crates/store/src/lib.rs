@@ -97,11 +97,14 @@ pub trait Txn {
     fn peek_job(&self, id: JobId) -> Option<JobRecord> {
         self.job(id)
     }
-    /// A live job, unless another node's open transaction holds it (PostgreSQL:
-    /// `SKIP LOCKED`): for claims, which must not wait for (or deadlock with) another node
-    /// claiming the same task.
-    fn try_job(&self, id: JobId) -> Option<JobRecord> {
-        self.job(id)
+    /// A live job whose task for `action` is ready, unless another node's open transaction
+    /// holds it (PostgreSQL: `SKIP LOCKED`): for claims, which must not wait for (or deadlock
+    /// with) another node claiming the same task. A job that is not ready for `action` is
+    /// `None` and, on PostgreSQL, not locked: a claim that lost the race to another node must
+    /// not hold the winner's job until its batch commits (the winner's `task_done` would wait
+    /// for it, and two nodes doing that to each other deadlock).
+    fn try_ready_job(&self, id: JobId, action: &str) -> Option<JobRecord> {
+        self.job(id).filter(|j| j.ready_action() == Some(action))
     }
     /// Insert or replace a live job (indexes follow the record's fields).
     fn put_job(&mut self, job: JobRecord);
@@ -124,7 +127,10 @@ pub trait Txn {
     fn ready_jobs<'a>(&'a self, action: &str) -> Box<dyn Iterator<Item = JobId> + 'a>;
     /// Ids of jobs whose task is claimed (state `working`) by this worker, ascending.
     fn jobs_claimed_by(&self, worker: WorkerId) -> Vec<JobId>;
-    /// Ids of jobs whose `wake_at` is at or before `now`, earliest first, at most `limit`.
+    /// Ids of jobs whose `wake_at` is at or before `now`, earliest first, at most `limit`,
+    /// taken for this transaction. On PostgreSQL every node runs its timer over the same
+    /// jobs: a due job another node's open transaction holds is skipped (that node handles
+    /// it), so the nodes never queue behind each other's batches for them.
     fn due_jobs(&self, now: Millis, limit: usize) -> Vec<JobId>;
     /// The earliest `wake_at` of any live job.
     fn next_wake(&self) -> Option<Millis>;

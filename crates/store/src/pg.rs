@@ -603,6 +603,10 @@ impl Store for PgStore {
         let worker_changes = txn.worker_changes.into_inner();
         let forget_workers = txn.forget_workers.get();
         let failed = txn.st.into_failure();
+        // A statement that failed outside this transaction's savepoint (a read before its
+        // first write: a deadlock, a lock or statement timeout) may have aborted the whole
+        // batch transaction, earlier transactions included.
+        let unguarded_failure = if opened { None } else { failed.clone() };
         if forget_workers {
             inner.workers.clear();
         }
@@ -628,6 +632,18 @@ impl Store for PgStore {
                 if let Err(e) = inner.conn.client.batch_execute("ROLLBACK TO t; RELEASE t") {
                     return Err(lose_batch(inner, pg_err(e)).into());
                 }
+            }
+        } else if let Some(cause) = unguarded_failure {
+            // Whether it did: a savepoint can only be set in a transaction that still works.
+            // If not, the batch is lost now rather than failing call by call until its
+            // COMMIT (which PostgreSQL would turn into a silent ROLLBACK).
+            if inner
+                .conn
+                .client
+                .batch_execute("SAVEPOINT p; RELEASE p")
+                .is_err()
+            {
+                return Err(lose_batch(inner, cause).into());
             }
         }
         result
@@ -665,6 +681,12 @@ impl Store for PgStore {
         let mut g = self.inner.lock();
         let inner = g.as_mut().ok_or_else(closed)?;
         if let Some(e) = inner.lost.take() {
+            // The calls since then are answered with this failure too ("nothing was
+            // changed"), so what they wrote in the batch opened after the loss goes as well.
+            if inner.in_batch {
+                lose_batch(inner, e.clone());
+                inner.lost = None;
+            }
             return Err(e);
         }
         if !inner.in_batch {
@@ -701,9 +723,16 @@ impl Store for PgStore {
             }
         }
         inner.in_batch = false;
-        // COMMIT also releases a pending savepoint.
+        // COMMIT also releases a pending savepoint. PostgreSQL answers COMMIT of an aborted
+        // transaction with a ROLLBACK, not an error: the savepoint before it fails in that
+        // case (and the COMMIT is not run), so a batch that a failed statement aborted is
+        // never reported durable. Same round trip.
         inner.release_pending = false;
-        match inner.conn.client.batch_execute("COMMIT") {
+        match inner
+            .conn
+            .client
+            .batch_execute("SAVEPOINT c; RELEASE c; COMMIT")
+        {
             Ok(()) => Ok(()),
             Err(e) => {
                 let _ = inner.conn.client.batch_execute("ROLLBACK");
@@ -1005,24 +1034,29 @@ impl Txn for PgTxn<'_> {
         self.st.record(text)
     }
 
-    fn try_job(&self, id: JobId) -> Option<JobRecord> {
+    fn try_ready_job(&self, id: JobId, action: &str) -> Option<JobRecord> {
+        let ready = |j: &JobRecord| j.ready_action() == Some(action);
         if let Some(cached) = self.st.cached(id) {
-            return cached;
+            return cached.filter(ready);
         }
         if let Some(job) = self.buffered(id) {
             self.st.remember(id, Some(job.clone()));
-            return Some(job);
+            return Some(job).filter(ready);
         }
+        // The condition is checked before the row is locked: a row that is not (or no
+        // longer) ready is neither returned nor locked, one that another node holds is
+        // skipped.
         let text = self.one(
-            "SELECT record FROM jc_jobs WHERE id = $1 FOR UPDATE SKIP LOCKED",
-            &[&id],
+            "SELECT record FROM jc_jobs WHERE id = $1 AND ready_action = $2 \
+             FOR UPDATE SKIP LOCKED",
+            &[&id, &action],
         );
-        // Locked only if found: a row skipped because another node holds it stays unknown.
+        // Locked only if found: a row skipped stays unknown to this transaction.
         let job: Option<JobRecord> = self.st.record(text);
         if job.is_some() {
             self.st.remember(id, job.clone());
         }
-        job
+        job.filter(ready)
     }
 
     fn wake_hint(&self) -> Option<Millis> {
@@ -1146,7 +1180,7 @@ impl Txn for PgTxn<'_> {
         self.see_jobs();
         self.all(
             "SELECT id FROM jc_jobs WHERE wake_at IS NOT NULL AND wake_at <= $1 \
-             ORDER BY wake_at, id LIMIT $2",
+             ORDER BY wake_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
             &[&ms(now), &(limit as i64)],
         )
     }

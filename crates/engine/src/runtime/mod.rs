@@ -925,11 +925,10 @@ impl<S: Store> Engine<S> {
             let filter = reg.filter.clone().map(Value::Object);
             // Candidates another node is claiming right now are skipped, not waited for.
             let fits = |txn: &dyn Txn, id: JobId| {
-                txn.try_job(id).is_some_and(|j| {
-                    j.ready_action() == Some(actionname.as_str())
-                        && filter.as_ref().is_none_or(|f| {
-                            j.task_state.inargs.as_ref().is_some_and(|i| contains(i, f))
-                        })
+                txn.try_ready_job(id, &actionname).is_some_and(|j| {
+                    filter.as_ref().is_none_or(|f| {
+                        j.task_state.inargs.as_ref().is_some_and(|i| contains(i, f))
+                    })
                 })
             };
             let found = match job_id {
