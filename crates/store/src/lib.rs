@@ -249,7 +249,9 @@ pub trait Txn {
     /// setting changed.
     fn set_action_disabled(&mut self, action: &str, disabled: bool) -> bool;
 
-    /// Several nodes: record that this node is alive at `now`. Single-node stores ignore it.
+    /// Several nodes: the node round's check of what this node keeps in memory against the
+    /// table (PostgreSQL: its worker records), once per second. Whether the node is alive is
+    /// written by [`Store::beat`]. Single-node stores ignore it.
     fn heartbeat(&mut self, _now: Millis) {}
 
     /// Several nodes: ids and names of the active workers of nodes whose last heartbeat is
@@ -298,10 +300,19 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Whether several server processes (nodes) share this store. Then workers belong to
-    /// nodes, dead nodes are detected by heartbeats ([`Txn::heartbeat`]), and events reach the
+    /// nodes, dead nodes are detected by heartbeats ([`Store::beat`]), and events reach the
     /// other nodes through [`Store::publish`] and [`Store::listen`].
     fn shared(&self) -> bool {
         false
+    }
+
+    /// Several nodes: record that this node's process is alive at `now`. Written at once and
+    /// outside the batch transaction (PostgreSQL: a connection of its own, autocommit), so a
+    /// node whose batch waits for another node's row locks, or is lost, is never taken for
+    /// dead and its workers released while it runs. Blocks (call it off tokio's threads);
+    /// single-node stores ignore it.
+    fn beat(&self, _now: Millis) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Queue a payload for the other nodes; it is delivered with the next successful

@@ -10,7 +10,8 @@
 //! * Reading a lock takes a transaction-level advisory lock on its (type, value), so two nodes
 //!   cannot both see a lock as free and both take it.
 //! * Ids come from sequences (never handed out twice, even across nodes).
-//! * Each node has a random id and a heartbeat row in `jc_nodes`; its workers' rows carry the
+//! * Each node has a random id and a heartbeat row in `jc_nodes`, written every second on a
+//!   connection of its own outside the batch ([`Store::beat`]); its workers' rows carry the
 //!   node id. A node whose heartbeat is older than the lease is dead: any other node treats its
 //!   workers as disconnected ([`Txn::orphaned_workers`]).
 //! * The records of the workers this node registered are kept in memory (`Workers`), so
@@ -329,6 +330,9 @@ pub struct PgStore {
     /// `None` only while dropping (the connection is closed on a thread of its own: the
     /// `postgres` client runs a runtime of its own, which must not be dropped inside tokio).
     inner: Mutex<Option<Inner>>,
+    /// The connection [`Store::beat`] writes this node's `jc_nodes` row with (autocommit,
+    /// outside the batch); connected when first needed and again after an error.
+    beat: Mutex<Option<Client>>,
     url: String,
     node: String,
 }
@@ -383,6 +387,7 @@ impl PgStore {
                 dirty: Dirty::new(),
                 workers: Workers::default(),
             })),
+            beat: Mutex::new(None),
             url: url.to_string(),
             node,
         })
@@ -473,8 +478,10 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        if let Some(inner) = self.inner.get_mut().take() {
-            let _ = std::thread::spawn(move || drop(inner)).join();
+        let inner = self.inner.get_mut().take();
+        let beat = self.beat.get_mut().take();
+        if inner.is_some() || beat.is_some() {
+            let _ = std::thread::spawn(move || drop((inner, beat))).join();
         }
     }
 }
@@ -745,6 +752,27 @@ impl Store for PgStore {
 
     fn describe(&self) -> String {
         format!("{} (node {})", redact(&self.url), self.node)
+    }
+
+    fn beat(&self, now: Millis) -> Result<(), StoreError> {
+        let mut g = self.beat.lock();
+        let client = match g.as_mut() {
+            Some(c) => c,
+            None => g.insert(Client::connect(&self.url, NoTls).map_err(pg_err)?),
+        };
+        // Never backwards: a late beat must not make the node look older than it is.
+        let r = client.execute(
+            "INSERT INTO jc_nodes (node, heartbeat) VALUES ($1, $2) ON CONFLICT (node) \
+             DO UPDATE SET heartbeat = GREATEST(jc_nodes.heartbeat, excluded.heartbeat)",
+            &[&self.node, &ms(now)],
+        );
+        if let Err(e) = r {
+            // Connect again next time (the old client is dropped on this thread, which is
+            // not one of tokio's: `beat` blocks).
+            *g = None;
+            return Err(pg_err(e));
+        }
+        Ok(())
     }
 }
 
@@ -1413,13 +1441,9 @@ impl Txn for PgTxn<'_> {
             .push((id, name, mine.then_some(worker)));
     }
 
-    fn heartbeat(&mut self, now: Millis) {
+    fn heartbeat(&mut self, _now: Millis) {
+        // The liveness row is written by `PgStore::beat`, outside the batch.
         let node = self.node.to_string();
-        self.run(
-            "INSERT INTO jc_nodes (node, heartbeat) VALUES ($1, $2) \
-             ON CONFLICT (node) DO UPDATE SET heartbeat = excluded.heartbeat",
-            &[&node, &ms(now)],
-        );
         // Another node that took this node for dead may have deleted its workers (or a
         // worker of the same name may have announced through another node and changed a
         // row of this node): then the cache no longer says what the table says.

@@ -268,3 +268,34 @@ fn a_heartbeat_keeps_a_cache_that_knows_only_some_of_the_nodes_rows() {
     assert_eq!(by_id(&a, w1).map(|w| w.last_ping), Some(2), "still cached");
     assert_eq!(by_id(&a, w2), None, "read from the table");
 }
+
+/// The liveness row is written outside the batch: a node whose batch is open (waiting for
+/// another node's row locks, say) is alive to the other nodes, and its workers are not
+/// released. Inside the batch, the row would stay invisible until the batch commits.
+#[test]
+fn a_node_whose_batch_is_open_is_alive_to_the_other_nodes() {
+    let db = db();
+    let a = PgStore::open(db.url()).expect("node a");
+    let b = PgStore::open(db.url()).expect("node b");
+    a.beat(1_000).expect("beat");
+    let w = announce(&a, "w", &["add"]);
+    let orphans = |before: u64| {
+        b.transact(|t| Ok::<_, StoreError>(t.orphaned_workers(before)))
+            .expect("orphans")
+    };
+    // By the lease of `before`, a's beat at 1,000 is too old: its worker is an orphan.
+    assert_eq!(orphans(2_000), vec![(w, "w".to_string())]);
+    // a's batch is open and stays so; a beats meanwhile.
+    a.transact(|t| {
+        let id = t.next_worker_id();
+        t.put_worker(record(id, "pending", &["add"]));
+        Ok::<_, StoreError>(())
+    })
+    .expect("write");
+    a.beat(5_000).expect("beat while the batch is open");
+    assert_eq!(orphans(2_000), vec![], "a's beat waited for its batch");
+    // A late beat does not make the node older.
+    a.beat(3_000).expect("late beat");
+    assert_eq!(orphans(4_000), vec![]);
+    a.sync().expect("sync");
+}

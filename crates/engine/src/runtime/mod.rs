@@ -326,10 +326,16 @@ impl<S: Store> Engine<S> {
                 // action is handed out.
                 e.reload_disabled_now()?;
                 if e.store.shared() {
+                    // This node's row exists before any of its workers does: a worker of a
+                    // node without a row is an orphan to the other nodes.
+                    e.store.beat(now_ms())?;
                     e.node_round()?;
                 }
                 e.recover_workers()
             });
+            if engine.store.shared() {
+                spawn_beat(weak.clone());
+            }
             tokio::spawn(async move {
                 match recover.await {
                     Ok(n) if n > 0 => info!(workers = n, "workers of the previous run released"),
@@ -458,7 +464,8 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Shared store: refresh this node's heartbeat, and release the workers of nodes whose
+    /// Shared store: check this node's cached state ([`Txn::heartbeat`]; the heartbeat row
+    /// itself is written by [`spawn_beat`]), and release the workers of nodes whose
     /// heartbeat is older than [`EngineConfig::node_lease`] (like a disconnect: their claims
     /// are offered again or retried per the action's rules). Returns the workers released.
     fn node_round(&self) -> Result<Vec<String>, BackendError> {
@@ -1112,7 +1119,8 @@ fn publishable(ev: &Event) -> Option<String> {
     }
 }
 
-/// How often a node on a shared store writes its heartbeat and looks for dead nodes.
+/// How often a node on a shared store writes its heartbeat ([`spawn_beat`]) and looks for
+/// dead nodes (the timer task's node round).
 const NODE_ROUND_MS: Millis = 1000;
 
 /// Archived results forgotten per purge transaction.
@@ -1120,6 +1128,40 @@ const PURGE_BATCH: usize = 2000;
 
 /// How often the retention purge runs (it continues at once while there is more to do).
 const PURGE_EVERY_MS: Millis = 1000;
+
+/// Shared store: write this node's heartbeat every [`NODE_ROUND_MS`] on a thread of its own
+/// ([`Store::beat`] blocks), apart from the store thread and the timer task, so that a node
+/// whose batches wait (lock waits behind other nodes, a slow database) still counts as alive.
+/// Ends within a round once the engine is dropped.
+fn spawn_beat<S: Store>(engine: Weak<Engine<S>>) {
+    let spawned = std::thread::Builder::new()
+        .name("jobcenter-beat".into())
+        .spawn(move || {
+            let mut failing = false;
+            loop {
+                std::thread::sleep(Duration::from_millis(NODE_ROUND_MS));
+                let Some(e) = engine.upgrade() else {
+                    return;
+                };
+                match e.store.beat(now_ms()) {
+                    Ok(()) if failing => {
+                        info!("node heartbeat written again");
+                        failing = false;
+                    }
+                    Ok(()) => {}
+                    Err(err) => {
+                        if !failing {
+                            warn!(error = %err, "writing the node heartbeat failed");
+                        }
+                        failing = true;
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        error!(error = %e, "cannot start the node heartbeat thread");
+    }
+}
 
 /// The timer task: sleep until the next due job, purge round or housekeeping round.
 /// Everything it does goes through [`Engine::call`], so on a durable store it runs on the
