@@ -8,7 +8,7 @@ use crate::params::{number, optional, required, task_key, truthy};
 use crate::reqauth::ReqAuthRequest;
 use crate::state::{check_job_now, run_poll_for, send_job_done, send_offers, Shared};
 use crate::status;
-use jobcenter_backend::{BackendError, CreateJob, JobStatus};
+use jobcenter_backend::{BackendError, CreateJob, JobStatus, WorkerId};
 use jobcenter_rpc::{CallError, HandlerError, Methods, Peer, Reply};
 use serde_json::{json, Map, Value};
 use std::future::Future;
@@ -499,7 +499,11 @@ async fn ping_loop(sh: Arc<Shared>, peer: Peer) {
                 if let Some(id) = worker_id {
                     match sh.backend.ping(id).await {
                         Ok(true) => {}
-                        Ok(false) => warn!(conn, worker_id = id, "backend says worker not active"),
+                        Ok(false) => {
+                            if close_released_worker(&sh, &peer, id) {
+                                return;
+                            }
+                        }
                         Err(e) => warn!(conn, error = %e, "backend ping failed"),
                     }
                 }
@@ -513,6 +517,26 @@ async fn ping_loop(sh: Arc<Shared>, peer: Peer) {
             Err(e) => warn!(conn, error = %e, "ping answered with an error"),
         }
     }
+}
+
+/// The backend says worker `id` is not active although this connection still has actions
+/// announced: it was released behind the connection's back (another node took this node
+/// for dead, or housekeeping found its pings too old), and its claims with it. The
+/// connection is closed like a lost worker's, so that the worker connects and announces
+/// again instead of being offered tasks it can never claim. Whether it was closed.
+fn close_released_worker(sh: &Shared, peer: &Peer, id: WorkerId) -> bool {
+    let conn = peer.id();
+    // A withdraw of the last action updates the dispatcher first: that is not a release.
+    if !sh.dispatch.lock().has_actions(conn) {
+        return false;
+    }
+    warn!(
+        conn,
+        worker_id = id,
+        "the backend released this worker (lease or ping timeout): closing its connection"
+    );
+    peer.abort();
+    true
 }
 
 async fn withdraw(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
@@ -565,8 +589,17 @@ async fn get_task(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
     {
         Err(e) => {
             info!(conn, error = %e, "get_task failed in the backend");
-            let next = sh.dispatch.lock().claim_failed(taken);
+            let (next, worker_id) = {
+                let mut d = sh.dispatch.lock();
+                (d.claim_failed(taken), d.worker_id(conn))
+            };
             send_offers(&sh, next);
+            // A worker the backend no longer knows would be offered tasks again and again.
+            if let Some(id) = worker_id {
+                if matches!(sh.backend.ping(id).await, Ok(false)) {
+                    close_released_worker(&sh, &peer, id);
+                }
+            }
             reply(json!([]))
         }
         Ok(None) => {

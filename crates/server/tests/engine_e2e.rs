@@ -61,24 +61,28 @@ struct Rig {
 }
 
 async fn rig_with(timers: Timers) -> Rig {
+    rig_with_engine(timers, EngineConfig::default()).await.0
+}
+
+/// A rig whose engine has `config`; the engine too.
+async fn rig_with_engine(
+    timers: Timers,
+    config: EngineConfig,
+) -> (Rig, Arc<Engine<jobcenter_store::MemoryStore>>) {
     let mut cat = Catalog::with_stage(Stage::C);
     for (file, src) in SOURCES {
         if let Err(e) = cat.compile(file, src) {
             panic!("{file} does not compile: {e:?}");
         }
     }
-    let engine = Engine::new(
-        cat,
-        jobcenter_store::MemoryStore::new(),
-        EngineConfig::default(),
-    )
-    .start();
-    let (handle, addr, dir) = start_server(timers, engine as Arc<_>).await;
-    Rig {
+    let engine = Engine::new(cat, jobcenter_store::MemoryStore::new(), config).start();
+    let (handle, addr, dir) = start_server(timers, engine.clone() as Arc<_>).await;
+    let rig = Rig {
         handle,
         addr,
         _dir: dir,
-    }
+    };
+    (rig, engine)
 }
 
 async fn rig() -> Rig {
@@ -510,5 +514,58 @@ async fn c54_pings_keep_the_engine_worker_alive() {
     let tr = w.notification("task_ready").await;
     assert_eq!(tr["job_id"], job);
     let _ = WAIT;
+    r.handle.shutdown().await;
+}
+
+/// The backend released a worker behind its connection's back (as another node does when it
+/// takes this node for dead, or housekeeping when its pings are too old): its next claim
+/// fails, and the connection is closed so that the worker connects and announces again,
+/// instead of being offered the task again and again.
+#[tokio::test]
+async fn a_worker_the_backend_released_is_disconnected_not_offered_tasks_forever() {
+    let config = EngineConfig {
+        // Every worker is stale at once; housekeeping runs only when the test calls it.
+        worker_timeout: Duration::ZERO,
+        housekeeping_interval: Duration::from_secs(3600),
+        ..EngineConfig::default()
+    };
+    let (r, engine) = rig_with_engine(Timers::default(), config).await;
+    let mut w = login(r.addr, "theEmployee").await;
+    assert_eq!(
+        w.announce("w-released", "add", 1).await,
+        json!([true, "success"])
+    );
+    // Released by the engine (its last ping is older than a zero timeout once the clock
+    // moved on by a millisecond).
+    let mut released = Vec::new();
+    for _ in 0..1000 {
+        released = engine.housekeeping().expect("housekeeping");
+        if !released.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(released, vec!["w-released".to_string()]);
+    // A job for its action: the connection is still offered the task, but cannot claim it.
+    let mut c = login(r.addr, "theCustomer").await;
+    let job = create(&mut c, "calladd", json!({"input": 1})).await;
+    let tr = w.notification("task_ready").await;
+    assert_eq!(tr["job_id"], job);
+    let claim = w
+        .result("get_task", json!({"actionname": "add", "job_id": job}))
+        .await;
+    assert_eq!(claim, json!([]));
+    // Then the server closes the connection (before: task_ready in a loop, for ever).
+    w.expect_eof().await;
+    // The worker comes back under its name and does the job.
+    let mut w = login(r.addr, "theEmployee").await;
+    assert_eq!(
+        w.announce("w-released", "add", 1).await,
+        json!([true, "success"])
+    );
+    serve_add(&mut w).await;
+    let done = c.notification("job_done").await;
+    assert_eq!(done["job_id"], job);
+    assert_eq!(done["outargs"]["output"].as_f64(), Some(2.0));
     r.handle.shutdown().await;
 }
