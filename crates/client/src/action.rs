@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -402,24 +403,14 @@ pub(crate) async fn execute(action: &Action, task: Task) -> Value {
             run_blocking(move || f(t)).await
         }
         Some(Handler::Async(f)) => {
-            // The handler may also panic while building its future.
-            // Run in the offer's own task, not a task of its own: no task hop per job.
+            // Run in the offer's own task, not a task of its own (no task hop per job); a
+            // panic while building the future or while polling it becomes the error.
             let t = task.clone();
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(t))) {
-                Ok(mut fut) => {
-                    let polled = std::future::poll_fn(|cx| {
-                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            fut.as_mut().poll(cx)
-                        })) {
-                            Ok(p) => p.map(Ok),
-                            Err(p) => std::task::Poll::Ready(Err(p)),
-                        }
-                    });
-                    match polled.await {
-                        Ok(r) => r,
-                        Err(p) => Err(panic_payload_text(p.as_ref())),
-                    }
-                }
+                Ok(fut) => match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                    Ok(r) => r,
+                    Err(p) => Err(panic_payload_text(p.as_ref())),
+                },
                 Err(p) => Err(panic_payload_text(p.as_ref())),
             }
         }

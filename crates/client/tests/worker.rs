@@ -240,6 +240,24 @@ async fn c89_async_mode_and_c90_addenv() {
     .await;
     let got = run_task(&mut c, "early_panic", 9, json!({"boom": 1}), json!({})).await;
     assert_eq!(got, json!({"error": "before the future"}));
+    // A panic while the future is polled (after it was suspended once) is the task's error
+    // too, and the worker goes on.
+    announce_ok(
+        &w,
+        &mut c,
+        Action::new("late_panic").run_async(|_| async {
+            tokio::task::yield_now().await;
+            if true {
+                panic!("inside the future");
+            }
+            Ok::<_, String>(json!({}))
+        }),
+    )
+    .await;
+    let got = run_task(&mut c, "late_panic", 10, json!({}), json!({})).await;
+    assert_eq!(got, json!({"error": "inside the future"}));
+    let got = run_task(&mut c, "noenv", 11, json!({}), json!({})).await;
+    assert_eq!(got, json!({"has_env": false}));
 }
 
 #[tokio::test]
