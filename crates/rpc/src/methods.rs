@@ -1,8 +1,8 @@
 //! The method table: handlers for requests and notifications, their replies and errors.
 
 use crate::Peer;
+use foldhash::HashMap;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

@@ -3,6 +3,7 @@
 use crate::methods::{HandlerError, Methods, Reply};
 use crate::output::{Output, OutputLimits, Pushed, WriteIo};
 use bytes::{Bytes, BytesMut};
+use foldhash::HashMap;
 use futures::FutureExt;
 use jobcenter_wire::{
     classify, encode_error, encode_error_id_text, encode_notification, encode_request,
@@ -12,7 +13,6 @@ use jobcenter_wire::{
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use std::any::Any;
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -5,9 +5,10 @@
 //! the timers and the backend calls; it keeps this structure behind a mutex and never holds
 //! the lock across an `await`.
 
+use foldhash::{HashMap, HashSet};
 use jobcenter_backend::{JobId, PollRow, WorkerId};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Identifies a connection (the rpc peer id).
 pub type ConnId = u64;
@@ -1041,7 +1042,7 @@ mod tests {
         worker(&mut d, 1, "add", 2.0);
         worker(&mut d, 2, "add", 1.0);
         // make conn 1 get the offers: occupy conn 2
-        let mut by_conn = HashMap::new();
+        let mut by_conn = HashMap::default();
         for job in 1..=3 {
             let o = d.ready("add", job, None).expect("offer");
             *by_conn.entry(o.conn).or_insert(0) += 1;

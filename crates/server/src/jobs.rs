@@ -1,9 +1,10 @@
 //! The job registry of docs/PROTOCOL.md §9: which connections wait for which job's `job_done`.
 
 use crate::dispatch::ConnId;
+use foldhash::{HashMap, HashMapExt};
 use jobcenter_backend::JobId;
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use tokio::task::AbortHandle;
 
 /// How many finished jobs nobody waited for are remembered ([`JobRegistry::register_new`]).

@@ -7,6 +7,7 @@
 //! name (a created job, a claimed task, a finished job), so only loaded definitions appear.
 
 use crate::throughput::{JobEvent, Throughput};
+use foldhash::{HashMap, HashMapExt};
 use jobcenter_backend::Observer;
 use parking_lot::RwLock;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,7 +16,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

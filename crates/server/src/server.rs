@@ -9,10 +9,10 @@ use crate::state::{
     check_job_now, run_poll, run_poll_for, send_job_done, send_offers, ConnInfo, Shared, Sockets,
 };
 use crate::{http, session, tls, ServerError};
+use foldhash::{HashMap, HashMapExt};
 use jobcenter_backend::{Backend, Event, EventSink};
 use jobcenter_rpc::{CloseReason, Methods, Peer, PeerConfig};
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
