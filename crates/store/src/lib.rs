@@ -249,10 +249,10 @@ pub trait Txn {
     /// setting changed.
     fn set_action_disabled(&mut self, action: &str, disabled: bool) -> bool;
 
-    /// Several nodes: the node round's check of what this node keeps in memory against the
-    /// table (PostgreSQL: its worker records), once per second. Whether the node is alive is
-    /// written by [`Store::beat`]. Single-node stores ignore it.
-    fn heartbeat(&mut self, _now: Millis) {}
+    /// Several nodes: the node round's check (once per second) of the worker records this
+    /// node keeps in memory against the table, where another node may have changed them.
+    /// Whether the node is alive is written by [`Store::beat`]. Single-node stores ignore it.
+    fn check_own_workers(&mut self) {}
 
     /// Several nodes: ids and names of the active workers of nodes whose last heartbeat is
     /// older than `before` (dead nodes). Single-node stores have none.

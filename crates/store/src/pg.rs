@@ -1441,8 +1441,7 @@ impl Txn for PgTxn<'_> {
             .push((id, name, mine.then_some(worker)));
     }
 
-    fn heartbeat(&mut self, _now: Millis) {
-        // The liveness row is written by `PgStore::beat`, outside the batch.
+    fn check_own_workers(&mut self) {
         let node = self.node.to_string();
         // Another node that took this node for dead may have deleted its workers (or a
         // worker of the same name may have announced through another node and changed a

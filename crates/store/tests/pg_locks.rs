@@ -5,22 +5,9 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{db, job, sql};
-use jobcenter_store::{
-    JobId, JobState, PgStore, Registration, Store, StoreError, TaskClaim, WorkerRecord,
-};
+use common::{db, job, record, sql, try_sql};
+use jobcenter_store::{JobId, JobState, PgStore, Store, StoreError, TaskClaim};
 use std::sync::mpsc;
-
-/// Run `text` on its own connection; PostgreSQL's error text if it fails.
-fn try_sql(url: &str, text: &str) -> Result<(), String> {
-    let (url, text) = (url.to_string(), text.to_string());
-    std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        c.batch_execute(&text).map_err(|e| e.to_string())
-    })
-    .join()
-    .expect("sql thread")
-}
 
 /// Whether another session can lock job `id`'s row right now (`NOWAIT`).
 fn row_is_free(url: &str, id: JobId) -> bool {
@@ -112,17 +99,7 @@ fn a_claim_skips_a_task_another_node_is_claiming_and_locks_the_one_it_takes() {
 fn announce(s: &PgStore, name: &str) -> Result<(), StoreError> {
     s.transact(|t| {
         let id = t.next_worker_id();
-        t.put_worker(WorkerRecord {
-            id,
-            name: name.into(),
-            active: true,
-            started_at: 1,
-            last_ping: 1,
-            registrations: vec![Registration {
-                action: "add".into(),
-                filter: None,
-            }],
-        });
+        t.put_worker(record(id, name, &["add"]));
         Ok::<_, StoreError>(())
     })
 }

@@ -8,25 +8,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{db, sql};
+use common::{db, record, sql};
 use jobcenter_store::{PgStore, Registration, Store, StoreError, WorkerId, WorkerRecord};
-
-fn record(id: WorkerId, name: &str, actions: &[&str]) -> WorkerRecord {
-    WorkerRecord {
-        id,
-        name: name.into(),
-        active: true,
-        started_at: 1,
-        last_ping: 1,
-        registrations: actions
-            .iter()
-            .map(|a| Registration {
-                action: (*a).into(),
-                filter: None,
-            })
-            .collect(),
-    }
-}
 
 /// Register worker `name` for `actions` on `s` and commit; its id.
 fn announce(s: &PgStore, name: &str, actions: &[&str]) -> WorkerId {
@@ -54,7 +37,7 @@ fn by_id(s: &PgStore, id: WorkerId) -> Option<WorkerRecord> {
 
 fn heartbeat(s: &PgStore) {
     s.transact(|t| {
-        t.heartbeat(1_000);
+        t.check_own_workers();
         Ok::<_, StoreError>(())
     })
     .expect("heartbeat");

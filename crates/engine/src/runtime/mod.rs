@@ -464,8 +464,8 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Shared store: check this node's cached state ([`Txn::heartbeat`]; the heartbeat row
-    /// itself is written by [`spawn_beat`]), and release the workers of nodes whose
+    /// Shared store: check this node's cached worker records ([`Txn::check_own_workers`]; the
+    /// heartbeat row is written by [`spawn_beat`]), and release the workers of nodes whose
     /// heartbeat is older than [`EngineConfig::node_lease`] (like a disconnect: their claims
     /// are offered again or retried per the action's rules). Returns the workers released.
     fn node_round(&self) -> Result<Vec<String>, BackendError> {
@@ -473,8 +473,8 @@ impl<S: Store> Engine<S> {
         let before = now_ms().saturating_sub(lease);
         // In case a change of the disabled actions was not heard (listener reconnecting).
         self.reload_disabled_now()?;
-        let orphans = self.transact(|run, txn| {
-            txn.heartbeat(run.now);
+        let orphans = self.transact(|_, txn| {
+            txn.check_own_workers();
             Ok(txn.orphaned_workers(before))
         })?;
         for (id, name) in &orphans {

@@ -1,7 +1,10 @@
 //! Records and checks shared by the store tests.
 #![allow(dead_code)]
 
-use jobcenter_store::{JobId, JobRecord, JobState, ParentLink, Store, StoreError, TaskState};
+use jobcenter_store::{
+    JobId, JobRecord, JobState, ParentLink, Registration, Store, StoreError, TaskState, WorkerId,
+    WorkerRecord,
+};
 
 /// A minimal live job in `state`, queued for `action` when it is ready.
 pub fn job(id: JobId, state: JobState, action: Option<&str>) -> JobRecord {
@@ -87,11 +90,34 @@ pub fn db() -> jobcenter_store::testdb::TestDatabase {
 
 /// Run SQL on the test database directly (on a thread: the client runs its own runtime).
 pub fn sql(url: &str, text: &str) {
+    try_sql(url, text).expect("sql");
+}
+
+/// [`sql`] that may fail: PostgreSQL's error text if it does.
+pub fn try_sql(url: &str, text: &str) -> Result<(), String> {
     let (url, text) = (url.to_string(), text.to_string());
     std::thread::spawn(move || {
         let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-        c.batch_execute(&text).expect("sql");
+        c.batch_execute(&text).map_err(|e| e.to_string())
     })
     .join()
-    .expect("sql thread");
+    .expect("sql thread")
+}
+
+/// An active worker record registered for `actions` (no filters).
+pub fn record(id: WorkerId, name: &str, actions: &[&str]) -> WorkerRecord {
+    WorkerRecord {
+        id,
+        name: name.into(),
+        active: true,
+        started_at: 1,
+        last_ping: 1,
+        registrations: actions
+            .iter()
+            .map(|a| Registration {
+                action: (*a).into(),
+                filter: None,
+            })
+            .collect(),
+    }
 }
