@@ -102,7 +102,9 @@ pub enum Event {
         outargs: Option<Value>,
     },
     /// `action:<id>:ready`: a task of this action became ready; with `workers`, only those
-    /// worker ids may take it.
+    /// worker ids may take it. Unlike the other events, a durable engine may send it before
+    /// the transaction that made the task ready is synced: it is only a hint, and a
+    /// `get_task` for it is answered after that sync (with nothing if the sync failed).
     ActionReady {
         /// The action name.
         action: String,

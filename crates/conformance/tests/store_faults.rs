@@ -18,6 +18,7 @@ use jobcenter::{Action, JobHandle, JobStatus, Task};
 use jobcenter_conformance::{
     catalog, part4_fixtures, quiet_timers, RawConn, TestServer, EMPLOYEE, EMPLOYEE_TOKEN, WAIT,
 };
+use jobcenter_engine::backend::{Backend, CreateJob, Event};
 use jobcenter_engine::{Engine, EngineConfig};
 use jobcenter_server::{Limits, Timers};
 use jobcenter_store::{SqliteStore, Store, StoreError, Txn};
@@ -41,6 +42,8 @@ struct Faults {
     syncs: AtomicU64,
     /// Checkpoints the SQLite store had run after the last [`Store::idle`] call.
     checkpoints_when_idle: watch::Sender<u64>,
+    /// While set, the next `sync` waits until the test sends on (or drops) the sender.
+    hold: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 impl Faults {
@@ -53,7 +56,15 @@ impl Faults {
             synced_after: watch::channel(0).0,
             syncs: AtomicU64::new(0),
             checkpoints_when_idle: watch::channel(0).0,
+            hold: Mutex::new(None),
         })
+    }
+
+    /// Make the next `sync` wait until the returned sender sends (or is dropped).
+    fn hold_next_sync(&self) -> std::sync::mpsc::Sender<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        *self.hold.lock() = Some(rx);
+        tx
     }
 
     fn txns(&self) -> u64 {
@@ -107,6 +118,10 @@ impl Store for FaultyStore {
     fn sync(&self) -> Result<(), StoreError> {
         let txns = self.faults.txns();
         self.faults.syncs.fetch_add(1, Ordering::SeqCst);
+        let held = self.faults.hold.lock().take();
+        if let Some(release) = held {
+            let _ = release.recv();
+        }
         let delay = self.faults.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             // The injected fault itself: an fsync that takes this long.
@@ -162,6 +177,38 @@ async fn server(dir: &tempfile::TempDir) -> (TestServer, Arc<Faults>) {
         .await
         .expect("server");
     (s, faults)
+}
+
+/// The engine (Part 4 definitions) on a faulty SQLite store in `dir`, without a server.
+fn engine(dir: &tempfile::TempDir) -> (Arc<Engine<FaultyStore>>, Arc<Faults>) {
+    let faults = Faults::new();
+    let store = FaultyStore {
+        inner: SqliteStore::open(dir.path().join("jc.db")).expect("open the store"),
+        faults: faults.clone(),
+    };
+    let cat = catalog(&part4_fixtures()).expect("catalog");
+    let mut global_env = Map::new();
+    global_env.insert("version".into(), json!("0.1"));
+    let config = EngineConfig {
+        global_env,
+        housekeeping_interval: Duration::from_secs(600),
+        ..EngineConfig::default()
+    };
+    (Engine::new(cat, store, config).start(), faults)
+}
+
+/// A `create_job` request of k01 (`output = input + 1`) straight to the engine.
+fn k01(input: i64) -> CreateJob {
+    CreateJob {
+        wfname: "k01".into(),
+        inargs: json!({ "input": input })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        vtag: None,
+        who: "jc_admin".into(),
+        env: None,
+    }
 }
 
 /// `create_job` of k01 (`output = input + 1`).
@@ -248,6 +295,77 @@ async fn failing_commit_refuses_clearly_and_a_result_reported_meanwhile_is_not_l
     let mut ran = ran.lock().clone();
     ran.sort_unstable();
     assert_eq!(ran, vec![1, 3], "the refused job ran, or A ran twice");
+}
+
+/// A task's offer (`ActionReady`) leaves before the sync of the batch that made the task
+/// ready, so the worker's `get_task` travels while the store syncs; the claim itself runs
+/// only after that sync. Proven with a sync that is held, then fails: the offer came while
+/// it was held, and the `get_task` sent meanwhile finds no job (its creation was lost),
+/// where a claim run before the sync would have been told about a job that never was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_leaves_before_its_sync_but_the_claim_waits_for_the_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (e, faults) = engine(&dir);
+    let mut rx = e.subscribe();
+    e.announce("w1".into(), "c_add".into(), "jc_admin".into(), None)
+        .await
+        .expect("announce");
+    // The announcement's changes wait for a sync of their own (module `exec`): let it pass.
+    faults.synced(faults.txns()).await;
+    let release = faults.hold_next_sync();
+    faults.failing.store(true, Ordering::SeqCst);
+    let create = tokio::spawn({
+        let e = e.clone();
+        async move { e.create_job(k01(1)).await }
+    });
+    let offered = tokio::time::timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Some(Event::ActionReady { job_id, .. }) => return job_id,
+                Some(_) => continue,
+                None => panic!("the engine stopped"),
+            }
+        }
+    })
+    .await
+    .expect("no offer while the sync of the new job was held");
+    let claim = e.get_task("w1".into(), "c_add".into(), Some(offered));
+    drop(release);
+    let created = create.await.expect("create_job task");
+    assert!(
+        created
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("store failure")),
+        "the creation fails with its sync: {created:?}"
+    );
+    assert_eq!(
+        claim.await,
+        Ok(None),
+        "the claim ran after the failed sync and found no job"
+    );
+    // The store works again: offered, claimed and finished as usual.
+    faults.failing.store(false, Ordering::SeqCst);
+    let job = e.create_job(k01(5)).await.expect("created");
+    let task = e
+        .get_task("w1".into(), "c_add".into(), Some(job))
+        .await
+        .expect("get_task")
+        .expect("claimed");
+    e.task_done(task.cookie, json!({"counter": 6}))
+        .await
+        .expect("task_done");
+    let outargs = tokio::time::timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Some(Event::JobFinished { job_id, outargs }) if job_id == job => return outargs,
+                Some(_) => continue,
+                None => panic!("the engine stopped"),
+            }
+        }
+    })
+    .await
+    .expect("the job never finished");
+    assert_eq!(outargs, Some(json!({"output": 6})));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,14 @@
 //! the answers. If the sync fails, every item of the batch is answered with the error and
 //! its events are dropped: nothing is answered that is not on disk.
 //!
+//! One kind of event leaves before the sync: task offers ([`Event::ActionReady`], which
+//! become `task_ready`). They promise nothing: the worker's `get_task` travels while the
+//! store syncs, and the thread takes it from the channel only after that sync, so a claim
+//! never sees a job whose creation (or step) could still be lost; if the sync fails, the
+//! `get_task` finds nothing and the worker's slot is free again. On a sequential job this
+//! takes the offer's trip to the worker and back off the critical path (BENCHMARKS.md,
+//! "Offers before the sync").
+//!
 //! Answers that promise nothing durable are sent without waiting for the sync
 //! ([`Answer::Now`]): the calls of workers (`get_task`, `announce`, `withdraw`, `ping`,
 //! `poll_tasks`, `disconnect`; not `task_done`: its result exists nowhere else). What they
@@ -150,6 +158,10 @@ fn run<S: Store>(engine: Weak<Engine<S>>, rx: Receiver<Work<S>>) {
             // Delivered to the other nodes with the commit, or not at all.
             engine.publish_pending();
         }
+        // Offers leave before the sync, so the worker's `get_task` travels while the store
+        // syncs; it is taken from the channel only after this sync (next loop), so a claim
+        // never sees a job whose creation could still be lost.
+        engine.emit_now(engine.take_pending_offers());
         let started = std::time::Instant::now();
         let synced = engine.store.sync();
         let took = started.elapsed();

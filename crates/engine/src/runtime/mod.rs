@@ -413,6 +413,24 @@ impl<S: Store> Engine<S> {
         !self.pending_events.lock().is_empty()
     }
 
+    /// The task-ready events of the transactions since the last sync (store thread), taken
+    /// out to be sent before the sync (see [`exec`]: a worker hears of the task while the
+    /// batch is being synced, but its claim runs after that sync).
+    fn take_pending_offers(&self) -> Vec<Event> {
+        let mut pending = self.pending_events.lock();
+        if !pending
+            .iter()
+            .any(|e| matches!(e, Event::ActionReady { .. }))
+        {
+            return Vec::new();
+        }
+        let (offers, rest) = std::mem::take(&mut *pending)
+            .into_iter()
+            .partition(|e| matches!(e, Event::ActionReady { .. }));
+        *pending = rest;
+        offers
+    }
+
     /// Events of the transactions since the last sync (store thread).
     fn take_pending_events(&self) -> Vec<Event> {
         std::mem::take(&mut *self.pending_events.lock())
