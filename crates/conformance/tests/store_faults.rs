@@ -156,30 +156,8 @@ fn quiet() -> Timers {
     quiet_timers()
 }
 
-/// The server over the engine (Part 4 definitions, no housekeeping within a test) on a
-/// faulty SQLite store in `dir`.
-async fn server(dir: &tempfile::TempDir) -> (TestServer, Arc<Faults>) {
-    let faults = Faults::new();
-    let store = FaultyStore {
-        inner: SqliteStore::open(dir.path().join("jc.db")).expect("open the store"),
-        faults: faults.clone(),
-    };
-    let cat = catalog(&part4_fixtures()).expect("catalog");
-    let mut global_env = Map::new();
-    global_env.insert("version".into(), json!("0.1"));
-    let config = EngineConfig {
-        global_env,
-        housekeeping_interval: Duration::from_secs(600),
-        ..EngineConfig::default()
-    };
-    let engine = Engine::new(cat, store, config).start();
-    let s = TestServer::with_backend(engine, quiet(), Limits::default())
-        .await
-        .expect("server");
-    (s, faults)
-}
-
-/// The engine (Part 4 definitions) on a faulty SQLite store in `dir`, without a server.
+/// The engine (Part 4 definitions, no housekeeping within a test) on a faulty SQLite store
+/// in `dir`.
 fn engine(dir: &tempfile::TempDir) -> (Arc<Engine<FaultyStore>>, Arc<Faults>) {
     let faults = Faults::new();
     let store = FaultyStore {
@@ -195,6 +173,15 @@ fn engine(dir: &tempfile::TempDir) -> (Arc<Engine<FaultyStore>>, Arc<Faults>) {
         ..EngineConfig::default()
     };
     (Engine::new(cat, store, config).start(), faults)
+}
+
+/// The server over [`engine`].
+async fn server(dir: &tempfile::TempDir) -> (TestServer, Arc<Faults>) {
+    let (engine, faults) = engine(dir);
+    let s = TestServer::with_backend(engine, quiet(), Limits::default())
+        .await
+        .expect("server");
+    (s, faults)
 }
 
 /// A `create_job` request of k01 (`output = input + 1`) straight to the engine.
