@@ -521,3 +521,21 @@ async fn serve_reqauth_file_with_a_bad_line_stops_the_start() {
     assert!(out.stderr.join("\n").contains(&want), "{out:#?}");
     assert!(!out.stderr.join("\n").contains("not-a-hash"), "{out:#?}");
 }
+
+/// The binary turns transparent huge pages off for itself (main.rs `no_huge_pages`;
+/// BENCHMARKS.md, "Huge pages off"): the kernel reports it in the server's status.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_without_transparent_huge_pages() {
+    let serve = Serve::examples().await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", serve.proc.pid()))
+        .expect("the server's /proc status");
+    let thp = status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .map(|l| l.split_whitespace().last().unwrap_or_default().to_string());
+    // Kernels before 5.0 do not report the setting; nothing to check there.
+    if let Some(thp) = thp {
+        assert_eq!(thp, "0", "THP_enabled of the server process");
+    }
+}
