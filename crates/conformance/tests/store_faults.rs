@@ -188,14 +188,29 @@ async fn server(dir: &tempfile::TempDir) -> (TestServer, Arc<Faults>) {
 fn k01(input: i64) -> CreateJob {
     CreateJob {
         wfname: "k01".into(),
-        inargs: json!({ "input": input })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+        inargs: Map::from_iter([("input".to_string(), json!(input))]),
         vtag: None,
         who: "jc_admin".into(),
         env: None,
     }
+}
+
+/// The first engine event `pick` takes, within [`WAIT`] (`None` if it does not come).
+async fn next_event<T>(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> Option<T> {
+    tokio::time::timeout(WAIT, async {
+        while let Some(ev) = rx.recv().await {
+            if let Some(t) = pick(ev) {
+                return Some(t);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// `create_job` of k01 (`output = input + 1`).
@@ -305,14 +320,9 @@ async fn an_offer_leaves_before_its_sync_but_the_claim_waits_for_the_sync() {
         let e = e.clone();
         async move { e.create_job(k01(1)).await }
     });
-    let offered = tokio::time::timeout(WAIT, async {
-        loop {
-            match rx.recv().await {
-                Some(Event::ActionReady { job_id, .. }) => return job_id,
-                Some(_) => continue,
-                None => panic!("the engine stopped"),
-            }
-        }
+    let offered = next_event(&mut rx, |ev| match ev {
+        Event::ActionReady { job_id, .. } => Some(job_id),
+        _ => None,
     })
     .await
     .expect("no offer while the sync of the new job was held");
@@ -341,14 +351,9 @@ async fn an_offer_leaves_before_its_sync_but_the_claim_waits_for_the_sync() {
     e.task_done(task.cookie, json!({"counter": 6}))
         .await
         .expect("task_done");
-    let outargs = tokio::time::timeout(WAIT, async {
-        loop {
-            match rx.recv().await {
-                Some(Event::JobFinished { job_id, outargs }) if job_id == job => return outargs,
-                Some(_) => continue,
-                None => panic!("the engine stopped"),
-            }
-        }
+    let outargs = next_event(&mut rx, |ev| match ev {
+        Event::JobFinished { job_id, outargs } if job_id == job => Some(outargs),
+        _ => None,
     })
     .await
     .expect("the job never finished");

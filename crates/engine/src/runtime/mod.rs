@@ -417,18 +417,10 @@ impl<S: Store> Engine<S> {
     /// out to be sent before the sync (see [`exec`]: a worker hears of the task while the
     /// batch is being synced, but its claim runs after that sync).
     fn take_pending_offers(&self) -> Vec<Event> {
-        let mut pending = self.pending_events.lock();
-        if !pending
-            .iter()
-            .any(|e| matches!(e, Event::ActionReady { .. }))
-        {
-            return Vec::new();
-        }
-        let (offers, rest) = std::mem::take(&mut *pending)
-            .into_iter()
-            .partition(|e| matches!(e, Event::ActionReady { .. }));
-        *pending = rest;
-        offers
+        self.pending_events
+            .lock()
+            .extract_if(.., |e| matches!(e, Event::ActionReady { .. }))
+            .collect()
     }
 
     /// Events of the transactions since the last sync (store thread).
