@@ -35,14 +35,17 @@ pub(crate) enum Pushed {
 /// Shared output state, always used under a mutex.
 ///
 /// Invariant: if `buf` is non-empty or `unflushed` is set, then either `writer_active` (the
-/// writer task has been woken and will drain) or `corked` (the reader will drain on uncork).
+/// writer task has been woken and will drain) or `corked` (the burst holding it
+/// drains it when it ends).
 pub(crate) struct Output {
     io: Option<WriteIo>,
     buf: BytesMut,
     unflushed: bool,
     /// The writer task owns draining until it reports the buffer empty and flushed.
     writer_active: bool,
-    /// The reader is processing a batch of frames: collect output, write it at uncork.
+    /// A burst (a reader handling one read's frames, on some thread) holds the output back:
+    /// frames are collected and written when that burst ends ([`Output::uncork`]). At most
+    /// one burst holds it; others that queue meanwhile leave their frames to that one.
     corked: bool,
     /// Graceful close requested: no new frames; the writer shuts down once drained.
     pub(crate) closing: bool,
@@ -167,9 +170,10 @@ impl Output {
         pushed
     }
 
-    /// Start collecting output without writing it.
-    pub(crate) fn cork(&mut self) {
-        self.corked = true;
+    /// Start collecting output without writing it, unless a burst holds it already.
+    /// `true`: the caller holds it now and must [`Output::uncork`] it.
+    pub(crate) fn cork(&mut self) -> bool {
+        !std::mem::replace(&mut self.corked, true)
     }
 
     /// Stop collecting; write what was collected.

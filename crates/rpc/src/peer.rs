@@ -13,6 +13,7 @@ use jobcenter_wire::{
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -492,7 +493,8 @@ impl Peer {
         let _ = rx.wait_for(|d| *d).await;
     }
 
-    /// Queue an encoded payload for writing (written at once if the socket is idle).
+    /// Queue an encoded payload for writing: written at once if the socket is idle, or when
+    /// the burst running on this thread ends (see [`Burst`]).
     fn queue(&self, payload: Bytes) -> Result<(), CallError> {
         trace!(peer = %self.shared.label, frame = %loggable(&payload), "send");
         let pushed = {
@@ -500,6 +502,7 @@ impl Peer {
             if out.refuses() {
                 return Err(CallError::Closed);
             }
+            BURST.with(|b| b.hold(self, &mut out));
             out.push(&payload)
         };
         self.after_push(pushed);
@@ -832,6 +835,77 @@ impl Drop for CloseOnDrop {
     }
 }
 
+thread_local! {
+    /// The burst running on this thread, if any (see [`Burst`]).
+    static BURST: BurstState = const { BurstState { active: Cell::new(false), held: RefCell::new(Vec::new()) } };
+}
+
+/// What this thread's burst holds.
+struct BurstState {
+    /// A reader is handling a burst on this thread.
+    active: Cell<bool>,
+    /// The connections whose output it holds back, in the order taken (its own first,
+    /// unless another thread's burst held that already).
+    held: RefCell<Vec<Peer>>,
+}
+
+impl BurstState {
+    /// Inside a burst: hold `peer`'s output back until the burst ends, unless a burst holds
+    /// it already.
+    fn hold(&self, peer: &Peer, out: &mut Output) {
+        if self.active.get() && out.cork() {
+            self.held.borrow_mut().push(peer.clone());
+        }
+    }
+}
+
+/// A reader handling the frames of one read (a *burst*), synchronously on its thread.
+///
+/// The frames it queues, for its own connection and for any other (a `task_ready` offer to a
+/// worker, a `job_done` to a client), are held back and written when the burst ends: one
+/// `sendto` per connection for the whole burst instead of one per frame. Under load a read
+/// holds dozens of frames; each of them used to send to another connection on its own.
+/// Nothing can wait for a held frame inside the burst: handlers run inline to completion
+/// or are spawned and queue after it. Dropping the guard (also on unwinding) ends the burst.
+struct Burst;
+
+impl Burst {
+    fn begin(own: &Peer) -> Self {
+        BURST.with(|b| {
+            b.active.set(true);
+            let mut out = own.shared.out.lock();
+            if out.cork() {
+                b.held.borrow_mut().push(own.clone());
+            }
+        });
+        Burst
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        let held = BURST.with(|b| {
+            b.active.set(false);
+            std::mem::take(&mut *b.held.borrow_mut())
+        });
+        // Other connections first: an offer to a worker is on a job's critical path, the
+        // own answers are not waited for any longer than that.
+        for peer in held.iter().skip(1).chain(held.first()) {
+            let pushed = peer.shared.out.lock().uncork();
+            peer.after_push(pushed);
+        }
+        // Give the (emptied) list back, so a burst does not allocate.
+        let mut held = held;
+        held.clear();
+        BURST.with(|b| {
+            let mut slot = b.held.borrow_mut();
+            if slot.capacity() < held.capacity() {
+                *slot = held;
+            }
+        });
+    }
+}
+
 async fn reader_task<R>(peer: Peer, mut r: R, max_frame: usize)
 where
     R: AsyncRead + Unpin,
@@ -851,7 +925,7 @@ where
         // collected and written together afterwards. Too many requests in flight or too
         // much unread output pause the reading (back-pressure) until there is room again.
         let mut paused = false;
-        peer.shared.out.lock().cork();
+        let burst = Burst::begin(&peer);
         let stop = loop {
             if peer.must_pause() {
                 paused = true;
@@ -870,8 +944,7 @@ where
                 }
             }
         };
-        let pushed = peer.shared.out.lock().uncork();
-        peer.after_push(pushed);
+        drop(burst);
         if stop {
             break;
         }

@@ -957,3 +957,98 @@ async fn non_tcp_streams_use_the_generic_split_path() {
     assert_eq!(guard(server.closed()).await, CloseReason::PeerClosed);
     guard(client.finished()).await;
 }
+
+/// A stream that counts the writes that reach the socket.
+struct CountingWrites {
+    inner: TcpStream,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AsyncRead for CountingWrites {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountingWrites {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A handler on connection A queues ten notifications for connection B (as the server's
+/// `create_job` offers a task to a worker, or `task_done` sends `job_done` to a client): they
+/// are held until A's reader has handled its burst, then leave in one write, not ten.
+#[tokio::test]
+async fn frames_queued_for_another_connection_during_a_burst_leave_in_one_write() {
+    let (l, addr) = listener().await;
+    let (conn, accepted) = tokio::join!(TcpStream::connect(addr), l.accept());
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let b = Peer::spawn(
+        CountingWrites {
+            inner: accepted.expect("accept").0,
+            writes: writes.clone(),
+        },
+        Arc::new(Methods::new()),
+        cfg("b", SERVER_MAX_FRAME),
+    );
+    let (r, w) = conn.expect("connect").into_split();
+    let mut raw_b = Raw::new(r, w);
+
+    let mut m = Methods::new();
+    let to_b = b.clone();
+    m.request("fanout", None, move |_, _| {
+        let b = to_b.clone();
+        boxed(async move {
+            for n in 0..10 {
+                b.notify("tick", json!({ "n": n }))
+                    .map_err(|e| HandlerError::from(e.to_string()))?;
+            }
+            Ok(json!(true).into())
+        })
+    });
+    let (_a, mut raw_a) = peer_and_raw(m, SERVER_MAX_FRAME).await;
+    raw_a
+        .exchange(
+            r#"{"jsonrpc":"2.0","id":"f","method":"fanout","params":{}}"#,
+            json!({"jsonrpc":"2.0","id":"f","result":true}),
+        )
+        .await;
+    for n in 0..10 {
+        let v = raw_b.next().await.expect("a tick");
+        assert_eq!(v["method"], "tick");
+        assert_eq!(v["params"]["n"], n);
+    }
+    assert_eq!(
+        writes.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the ten frames for B left in one write"
+    );
+}
