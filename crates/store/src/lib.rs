@@ -92,6 +92,12 @@ pub trait Txn {
     fn next_job_id(&mut self) -> JobId;
     /// A live job.
     fn job(&self, id: JobId) -> Option<JobRecord>;
+    /// Whether a live job is marked `aborted` (its parent finished before it). The scheduler
+    /// needs only this flag of the stored copy each time it moves a job on; the default reads
+    /// the whole job, the memory store looks at its record without copying it.
+    fn job_aborted(&self, id: JobId) -> bool {
+        self.job(id).is_some_and(|j| j.aborted)
+    }
     /// A live job, read without taking it for this transaction (PostgreSQL: no row lock),
     /// for answers that change nothing (`get_job_status`, counting).
     fn peek_job(&self, id: JobId) -> Option<JobRecord> {

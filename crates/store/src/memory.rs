@@ -351,6 +351,10 @@ impl Txn for MemTxn<'_> {
         self.state.jobs.get(&id).cloned()
     }
 
+    fn job_aborted(&self, id: JobId) -> bool {
+        self.state.jobs.get(&id).is_some_and(|j| j.aborted)
+    }
+
     fn put_job(&mut self, job: JobRecord) {
         let id = job.id;
         let old = self.state.set_job(id, Some(job));

@@ -178,7 +178,7 @@ impl<'e> Run<'e> {
         let span = tracing::debug_span!("job", job_id = job.id, workflow = %job.workflow);
         let _in_job = span.enter();
         // A parent that finished meanwhile (in this run) may have marked the stored copy.
-        if txn.job(job.id).is_some_and(|j| j.aborted) {
+        if txn.job_aborted(job.id) {
             job.aborted = true;
         }
         let Some(wf) = self.defs.workflow(job.workflow_def) else {
