@@ -155,7 +155,7 @@ fn who(sh: &Shared, conn: ConnId) -> String {
     sh.who(conn).unwrap_or_default()
 }
 
-async fn create_job(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
+async fn create_job(sh: Arc<Shared>, peer: Peer, mut p: Params) -> HResult {
     let wfname = required(&p, "wfname", "no workflowname?").map_err(fail)?;
     let mut env = match p.get("clenv") {
         Some(Value::Object(o)) => {
@@ -174,8 +174,8 @@ async fn create_job(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
         }
         Err(refusal) => return refusal,
     }
-    let inargs = match p.get("inargs") {
-        Some(Value::Object(o)) => o.clone(),
+    let inargs = match p.remove("inargs") {
+        Some(Value::Object(o)) => o,
         _ => return Err(fail("inargs should be a hashref")),
     };
     let vtag = match p.get("vtag") {
@@ -625,13 +625,13 @@ async fn get_task(sh: Arc<Shared>, peer: Peer, p: Params) -> HResult {
     }
 }
 
-async fn task_done(sh: Arc<Shared>, _peer: Peer, p: Params) -> HResult {
+async fn task_done(sh: Arc<Shared>, _peer: Peer, mut p: Params) -> HResult {
     let cookie = required(&p, "cookie", "task_done: no cookie!?").map_err(fail)?;
     if !truthy(p.get("outargs")) {
         return Err(fail("task_done: no outargs!?"));
     }
-    let outargs = match p.get("outargs") {
-        Some(v @ (Value::Object(_) | Value::Array(_))) => v.clone(),
+    let outargs = match p.remove("outargs") {
+        Some(v @ (Value::Object(_) | Value::Array(_))) => v,
         Some(v) => json!([v]),
         None => return Err(fail("task_done: no outargs!?")),
     };
