@@ -726,11 +726,24 @@ impl<S: Store> Engine<S> {
         Ok(stale.into_iter().map(|(_, name)| name).collect())
     }
 
-    fn next_wake(&self) -> Option<Millis> {
-        self.store
-            .transact(|txn| Ok::<_, StoreError>(txn.next_wake()))
-            .ok()
-            .flatten()
+    /// The timer task's next target: the earliest `wake_at` of any job, or `later` when that
+    /// comes first. The target is stored in `timer_at` inside the transaction that reads
+    /// the wake-ups, so a transaction is either seen by that read or committed after the
+    /// store, and then compares its own wake-ups with this target (waking the timer when
+    /// earlier). Read and stored apart, a retry scheduled in between was compared with the
+    /// previous, older target, did not wake the timer, and its job waited for the next
+    /// housekeeping round (`jcl_c38_soft_errors_and_retry_policy` on SQLite: 1 run in 6 hung
+    /// once `task_done` freed the worker's slot earlier).
+    fn arm_timer(&self, later: Millis) -> Millis {
+        let mut target = later;
+        let _ = self.store.transact(|txn| {
+            target = txn.next_wake().map_or(later, |w| w.min(later));
+            self.timer_at.store(target, Ordering::Relaxed);
+            Ok::<_, StoreError>(())
+        });
+        // A failed read: look again at `later` at the latest.
+        self.timer_at.fetch_min(target, Ordering::Relaxed);
+        target
     }
 
     // ------------------------------------------------------------------------------------
@@ -1239,24 +1252,17 @@ async fn timer_loop<S: Store>(engine: Weak<Engine<S>>, wake: Arc<Notify>) {
             }
             next_housekeeping = now + interval;
         }
-        let Some(next_wake) = on(&engine, |e| Ok(e.next_wake())).await else {
-            return;
-        };
-        let mut target = next_wake
-            .ok()
-            .flatten()
-            .unwrap_or(u64::MAX)
-            .min(next_housekeeping);
+        let mut later = next_housekeeping;
         if purging {
-            target = target.min(next_purge);
+            later = later.min(next_purge);
         }
         if shared {
-            target = target.min(next_node_round);
+            later = later.min(next_node_round);
         }
-        match engine.upgrade() {
-            Some(e) => e.timer_at.store(target, Ordering::Relaxed),
-            None => return,
-        }
+        let Some(target) = on(&engine, move |e| Ok(e.arm_timer(later))).await else {
+            return;
+        };
+        let target = target.unwrap_or(later);
         let sleep_for = Duration::from_millis(target.saturating_sub(now_ms()));
         tokio::select! {
             _ = tokio::time::sleep(sleep_for) => {}
