@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use jobcenter::{Action, JobHandle, JobStatus, Task};
 use jobcenter_conformance::{
-    catalog, part4_fixtures, quiet_timers, RawConn, TestServer, EMPLOYEE, EMPLOYEE_TOKEN, WAIT,
+    catalog, part4_fixtures, quiet_timers, RawConn, TestServer, APIMEISTER, APIMEISTER_TOKEN,
+    EMPLOYEE, EMPLOYEE_TOKEN, WAIT,
 };
 use jobcenter_engine::backend::{Backend, CreateJob, Event};
 use jobcenter_engine::{Engine, EngineConfig};
@@ -44,6 +45,8 @@ struct Faults {
     checkpoints_when_idle: watch::Sender<u64>,
     /// While set, the next `sync` waits until the test sends on (or drops) the sender.
     hold: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    /// Set while a held `sync` waits.
+    holding: watch::Sender<bool>,
 }
 
 impl Faults {
@@ -57,6 +60,7 @@ impl Faults {
             syncs: AtomicU64::new(0),
             checkpoints_when_idle: watch::channel(0).0,
             hold: Mutex::new(None),
+            holding: watch::channel(false).0,
         })
     }
 
@@ -65,6 +69,15 @@ impl Faults {
         let (tx, rx) = std::sync::mpsc::channel();
         *self.hold.lock() = Some(rx);
         tx
+    }
+
+    /// Wait until a held `sync` waits.
+    async fn holding(&self) {
+        let mut rx = self.holding.subscribe();
+        tokio::time::timeout(WAIT, rx.wait_for(|h| *h))
+            .await
+            .expect("no held sync")
+            .expect("watch");
     }
 
     fn txns(&self) -> u64 {
@@ -120,7 +133,9 @@ impl Store for FaultyStore {
         self.faults.syncs.fetch_add(1, Ordering::SeqCst);
         let held = self.faults.hold.lock().take();
         if let Some(release) = held {
+            self.faults.holding.send_replace(true);
             let _ = release.recv();
+            self.faults.holding.send_replace(false);
         }
         let delay = self.faults.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
@@ -358,6 +373,80 @@ async fn an_offer_leaves_before_its_sync_but_the_claim_waits_for_the_sync() {
     .await
     .expect("the job never finished");
     assert_eq!(outargs, Some(json!({"output": 6})));
+}
+
+/// The slots in use on the connections of `who`, as `get_api_status clients` shows them.
+async fn slots_used(admin: &mut RawConn, workername: &str) -> i64 {
+    let mut other = Vec::new();
+    let r = admin
+        .request(
+            "s",
+            "get_api_status",
+            json!({"what": "clients"}),
+            &mut other,
+        )
+        .await
+        .expect("get_api_status");
+    let text = r["result"].as_str().expect("clients as text");
+    let clients: serde_json::Value = serde_json::from_str(text).expect("clients JSON");
+    let conn = clients
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|c| c["workername"] == workername)
+        .expect("the worker's connection");
+    conn["slotgroups"]
+        .as_object()
+        .expect("slotgroups")
+        .values()
+        .map(|g| g["used"].as_i64().expect("used"))
+        .sum()
+}
+
+/// A worker's slot is free as soon as its `task_done` arrives, before the backend commits
+/// the result and sends `job_done`: the original handles that notification in its event
+/// loop only after the `task_done` handler, so a client that creates its next job on
+/// `job_done` always finds the slot free there, and the new task is offered straight to the
+/// worker. (Released after the commit, the offer found the slot taken and became a poll
+/// offer, `please_...`: an extra round trip, and a different frame than the original's.)
+/// Proven with the commit of the `task_done` held: meanwhile the slot already counts as free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_slot_is_free_when_task_done_arrives_before_its_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (s, faults) = server(&dir).await;
+    let mut w = RawConn::login(s.addr(), EMPLOYEE, EMPLOYEE_TOKEN)
+        .await
+        .expect("worker login");
+    w.announce("w1", "c_add", 1).await.expect("announce");
+    let mut admin = RawConn::login(s.addr(), APIMEISTER, APIMEISTER_TOKEN)
+        .await
+        .expect("admin login");
+    let c = s.client().await.expect("client");
+    let a = submit(&c, 1).await;
+    let (_, cookie) = w.take_task("c_add").await.expect("task");
+    faults.synced(faults.txns()).await;
+    assert_eq!(
+        slots_used(&mut admin, "w1").await,
+        1,
+        "the claim holds the slot"
+    );
+    let release = faults.hold_next_sync();
+    w.send(&json!({"jsonrpc": "2.0", "method": "task_done",
+        "params": {"cookie": cookie, "outargs": {"counter": 2}}}))
+        .await
+        .expect("task_done");
+    faults.holding().await;
+    assert_eq!(
+        slots_used(&mut admin, "w1").await,
+        0,
+        "the slot is still taken while the result is being committed"
+    );
+    drop(release);
+    assert_eq!(finished(a).await, json!({"output": 2}));
+    // The next job goes straight to the worker, by its id.
+    let b = submit(&c, 5).await;
+    let b_id = b.job_id().expect("job B has an id");
+    assert_eq!(w.next_offer("c_add").await.expect("offer"), json!(b_id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

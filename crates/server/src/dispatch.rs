@@ -635,19 +635,14 @@ impl Dispatcher {
         Some(TakenTask { task })
     }
 
-    /// The backend accepted `task_done`: release the slot or pass it on (§8.6).
-    pub fn done(&mut self, taken: TakenTask) -> Option<Offer> {
-        self.release(taken.task.conn, &taken.task.slotgroup)
-    }
-
-    /// The backend rejected `task_done` (the store failed): release the slot and pass it on
-    /// like [`Dispatcher::done`].
+    /// A `task_done` arrived: release the slot or pass it on (§8.6), whether the backend
+    /// then takes the result or not.
     ///
-    /// Deviation from §8.8 step 3 (release without the pending check): a poll that ran while
-    /// this slot was taken (the one after the store recovered, say) marked the worker
-    /// pending for the tasks it found; releasing without the check dropped that mark, and
-    /// those tasks waited for the next periodic poll.
-    pub fn done_failed(&mut self, taken: TakenTask) -> Option<Offer> {
+    /// Deviation from §8.8 step 3 (a failed backend call releases without the pending
+    /// check): a poll that ran while this slot was taken (the one after the store
+    /// recovered, say) marked the worker pending for the tasks it found; releasing without
+    /// the check dropped that mark, and those tasks waited for the next periodic poll.
+    pub fn done(&mut self, taken: TakenTask) -> Option<Offer> {
         self.release(taken.task.conn, &taken.task.slotgroup)
     }
 
@@ -957,11 +952,10 @@ mod tests {
         // The store fails and recovers; the poll after the recovery finds job 10 ready
         // again (its claim was rolled back) while the slot is still taken: pending.
         assert!(d.poll(vec![row("add", None, 1)]).is_empty(), "slot busy");
-        // The task_done of the rolled-back claim fails: the slot must go to the poll.
+        // The task_done of the rolled-back claim arrives (and fails in the backend): the
+        // slot goes to the poll.
         let failed = d.take_claim("cookie-1").expect("claim");
-        let next = d
-            .done_failed(failed)
-            .expect("a poll offer for the pending action");
+        let next = d.done(failed).expect("a poll offer for the pending action");
         assert_eq!(next.conn, 1);
         assert_eq!(d.slots_used(1, "_add"), Some(1));
     }

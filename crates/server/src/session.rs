@@ -639,18 +639,18 @@ async fn task_done(sh: Arc<Shared>, _peer: Peer, mut p: Params) -> HResult {
         debug!(%cookie, "task_done for an unknown cookie ignored");
         return reply(json!([]));
     };
+    // The worker is done with the task: its slot is free now, before the backend is asked
+    // (§8.8 step 3 moved ahead of step 2). A durable backend sends the `job_done` before it
+    // answers here, and a client may create its next job at once; the original handles that
+    // notification in its event loop only after this handler, so there the slot is always
+    // free by then. Released after the answer, the next job's offer found the slot taken and
+    // went out as a poll offer (`please_...`) with an extra round trip.
+    let next = sh.dispatch.lock().done(taken);
+    send_offers(&sh, next);
     let seen = sh.store_recovered.subscribe();
-    match sh.backend.task_done(cookie.clone(), outargs.clone()).await {
-        Ok(()) => {
-            let next = sh.dispatch.lock().done(taken);
-            send_offers(&sh, next);
-        }
-        Err(e) => {
-            warn!(%cookie, error = %e, "task_done failed in the backend");
-            let next = sh.dispatch.lock().done_failed(taken);
-            send_offers(&sh, next);
-            tokio::spawn(retry_task_done(sh.clone(), cookie, outargs, seen));
-        }
+    if let Err(e) = sh.backend.task_done(cookie.clone(), outargs.clone()).await {
+        warn!(%cookie, error = %e, "task_done failed in the backend");
+        tokio::spawn(retry_task_done(sh.clone(), cookie, outargs, seen));
     }
     reply(json!([]))
 }
