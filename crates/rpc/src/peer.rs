@@ -844,8 +844,7 @@ thread_local! {
 struct BurstState {
     /// A reader is handling a burst on this thread.
     active: Cell<bool>,
-    /// The connections whose output it holds back, in the order taken (its own first,
-    /// unless another thread's burst held that already).
+    /// The other connections whose output it holds back, in the order taken.
     held: RefCell<Vec<Peer>>,
 }
 
@@ -867,42 +866,36 @@ impl BurstState {
 /// holds dozens of frames; each of them used to send to another connection on its own.
 /// Nothing can wait for a held frame inside the burst: handlers run inline to completion
 /// or are spawned and queue after it. Dropping the guard (also on unwinding) ends the burst.
-struct Burst;
+struct Burst {
+    /// The reader's own connection, if the burst took its output (written last).
+    own: Option<Peer>,
+}
 
 impl Burst {
     fn begin(own: &Peer) -> Self {
-        BURST.with(|b| {
-            b.active.set(true);
-            let mut out = own.shared.out.lock();
-            if out.cork() {
-                b.held.borrow_mut().push(own.clone());
-            }
-        });
-        Burst
+        BURST.with(|b| b.active.set(true));
+        let taken = own.shared.out.lock().cork();
+        Burst {
+            own: taken.then(|| own.clone()),
+        }
     }
 }
 
 impl Drop for Burst {
     fn drop(&mut self) {
-        let held = BURST.with(|b| {
+        let mut held = BURST.with(|b| {
             b.active.set(false);
-            std::mem::take(&mut *b.held.borrow_mut())
+            b.held.take()
         });
         // Other connections first: an offer to a worker is on a job's critical path, the
         // own answers are not waited for any longer than that.
-        for peer in held.iter().skip(1).chain(held.first()) {
+        for peer in held.iter().chain(self.own.as_ref()) {
             let pushed = peer.shared.out.lock().uncork();
             peer.after_push(pushed);
         }
         // Give the (emptied) list back, so a burst does not allocate.
-        let mut held = held;
         held.clear();
-        BURST.with(|b| {
-            let mut slot = b.held.borrow_mut();
-            if slot.capacity() < held.capacity() {
-                *slot = held;
-            }
-        });
+        BURST.with(|b| b.held.replace(held));
     }
 }
 
