@@ -12,7 +12,8 @@ use jobcenter_store::{
 trait Counts {
     fn live(&self) -> usize;
     fn archived(&self) -> usize;
-    /// Ids come from a sequence that a rollback does not rewind (PostgreSQL).
+    /// Ids come from a sequence that a rollback does not rewind (PostgreSQL) or from
+    /// blocks reserved ahead (SQLite).
     fn ids_may_skip(&self) -> bool {
         false
     }
@@ -33,6 +34,10 @@ impl Counts for SqliteStore {
     }
     fn archived(&self) -> usize {
         self.archived_jobs()
+    }
+    /// Ids are reserved in blocks; a rolled-back transaction drops its block.
+    fn ids_may_skip(&self) -> bool {
+        true
     }
 }
 
