@@ -12,7 +12,10 @@
 #   --check compares with BASELINE_FILE (lines `server N` and `bench N`) and fails when
 #   either is more than TOLERANCE (default 1.05, i.e. 5 %; repeated runs agree within
 #   0.3 %) above it.
-# Updating the baseline: run it without --check and write its two lines into
+#   STORE=sqlite measures the same with the SQLite store (a fresh file per run; the lines
+#   are then `sqlite-server N` and `sqlite-bench N`): the SQL, JSON and sub-journal work a
+#   durable job adds, which wall-clock runs hide behind the fsyncs.
+# Updating the baseline: run it without --check and write its lines into
 # scripts/latency-baseline.txt (see BENCHMARKS.md, "Latency").
 set -euo pipefail
 BIN=${1:-${CARGO_TARGET_DIR:-target}/profiling/jobcenter}
@@ -21,6 +24,12 @@ CHECK=${3:-}
 SMALL=${SMALL:-200}
 LARGE=${LARGE:-1200}
 TOLERANCE=${TOLERANCE:-1.05}
+STORE=${STORE:-memory}
+case "$STORE" in
+memory) PREFIX="" ;;
+sqlite) PREFIX="sqlite-" ;;
+*) echo "STORE must be memory or sqlite" >&2; exit 2 ;;
+esac
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -29,8 +38,10 @@ trap 'rm -rf "$dir"' EXIT
 run() {
     local n=$1 out="$dir/$1"
     mkdir -p "$out"
+    local store=memory
+    [ "$STORE" = sqlite ] && store="sqlite:$out/store.db"
     valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$out/cg.%p" \
-        "$BIN" bench --embedded --server-process --store memory --clients 1 --in-flight 1 \
+        "$BIN" bench --embedded --server-process --store "$store" --clients 1 --in-flight 1 \
         --workers 1 --slots 1 --jobs "$n" --warmup 20 >"$out/log" 2>&1
     local server=0 bench=0 f ir
     for f in "$out"/cg.*; do
@@ -44,15 +55,20 @@ read -r s2 b2 < <(run "$LARGE")
 jobs=$((LARGE - SMALL))
 server=$(( (s2 - s1) / jobs ))
 bench=$(( (b2 - b1) / jobs ))
-echo "server $server"
-echo "bench $bench"
+echo "${PREFIX}server $server"
+echo "${PREFIX}bench $bench"
 if [ -n "$CHECK" ]; then
     fail=0
     for side in server bench; do
-        base=$(awk -v s="$side" '$1 == s {print $2}' "$CHECK")
+        base=$(awk -v s="$PREFIX$side" '$1 == s {print $2}' "$CHECK")
+        if [ -z "$base" ]; then
+            echo "FAIL: no line $PREFIX$side in $CHECK" >&2
+            fail=1
+            continue
+        fi
         now=${!side}
         if awk -v n="$now" -v b="$base" -v t="$TOLERANCE" 'BEGIN {exit !(n > b * t)}'; then
-            echo "FAIL: $side $now instructions per job, baseline $base (tolerance $TOLERANCE)" >&2
+            echo "FAIL: $PREFIX$side $now instructions per job, baseline $base (tolerance $TOLERANCE)" >&2
             fail=1
         fi
     done
