@@ -337,6 +337,8 @@ impl SqliteStore {
             let _ = g.conn.execute_batch("ROLLBACK");
         }
         g.in_batch = false;
+        // The batch may have reserved them.
+        g.job_ids.clear();
         open
     }
 
@@ -557,6 +559,13 @@ impl Store for SqliteStore {
     fn sync(&self) -> Result<(), StoreError> {
         let mut g = self.inner.lock();
         if let Some(e) = g.lost.take() {
+            // The calls since then are answered with this failure too ("nothing was
+            // changed"), so what they wrote in the batch opened after the loss goes as well
+            // (as on PostgreSQL); else the next sync would commit it behind their backs.
+            if g.in_batch {
+                lose_batch(&mut g, e.clone());
+                g.lost = None;
+            }
             return Err(e);
         }
         if !g.in_batch {

@@ -106,6 +106,28 @@ fn ids_stay_unique_across_rolled_back_reservations_and_reopens() {
     assert_eq!(s.live_jobs(), kept.len());
 }
 
+/// A batch rolled back as a failed `COMMIT` does ([`SqliteStore::rollback_batch`], the fault
+/// injection of the engine's tests) takes its id reservation with it: the ids left of the
+/// block must not be handed out.
+#[test]
+fn a_rolled_back_batch_drops_its_id_block() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = SqliteStore::open(dir.path().join("r.db")).expect("open");
+    create(&s);
+    assert!(s.rollback_batch(), "the batch was open");
+    let ids: Vec<JobId> = (0..100).map(|_| create(&s)).collect();
+    s.sync().expect("sync");
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "an id was handed out twice: {ids:?}"
+    );
+    assert_eq!(s.live_jobs(), 100);
+}
+
 #[test]
 fn a_failed_transaction_inside_a_batch_leaves_the_others() {
     let dir = tempfile::tempdir().expect("dir");
