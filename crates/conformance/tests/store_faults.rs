@@ -375,6 +375,60 @@ async fn an_offer_leaves_before_its_sync_but_the_claim_waits_for_the_sync() {
     assert_eq!(outargs, Some(json!({"output": 6})));
 }
 
+/// A claim never takes a job made ready in its own round, before that round's sync: the
+/// creation could still be lost, and the worker would run a task of a job its client was
+/// told was never created. A fresh offer leaves only just before the sync, but a poll-mode
+/// `get_task` (no job id) can find any ready job. The store thread is held in a sync while a
+/// job's creation and two poll-mode claims queue behind it, so the three run in one round:
+/// the second claim cannot take the new job (without the rule it does), the first takes at
+/// most the job created before (if that one's round was the held one, else nothing). Both
+/// jobs are claimed after their syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_claim_skips_a_job_made_ready_in_its_own_unsynced_round() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (e, faults) = engine(&dir);
+    e.announce("w1".into(), "c_add".into(), "jc_admin".into(), None)
+        .await
+        .expect("announce");
+    faults.synced(faults.txns()).await;
+    let release = faults.hold_next_sync();
+    let first = tokio::spawn({
+        let e = e.clone();
+        async move { e.create_job(k01(1)).await }
+    });
+    faults.holding().await;
+    // Queued in this order behind the held sync (each call sends its work at once).
+    let second = e.create_job(k01(2));
+    let claim_a = e.get_task("w1".into(), "c_add".into(), None);
+    let claim_b = e.get_task("w1".into(), "c_add".into(), None);
+    drop(release);
+    let first = first.await.expect("create task").expect("first created");
+    let a = claim_a.await.expect("claim a").map(|t| t.job_id);
+    let b = claim_b.await.expect("claim b").map(|t| t.job_id);
+    let second = second.await.expect("second created");
+    assert_ne!(
+        a,
+        Some(second),
+        "the first claim took a job of its own round"
+    );
+    assert_eq!(b, None, "the second claim took a job of its own round");
+    // After the syncs, poll-mode claims find what is left.
+    let mut claimed: Vec<i64> = a.into_iter().collect();
+    let started = std::time::Instant::now();
+    while claimed.len() < 2 {
+        assert!(started.elapsed() < WAIT, "claimed only {claimed:?}");
+        if let Some(t) = e
+            .get_task("w1".into(), "c_add".into(), None)
+            .await
+            .expect("claim after the syncs")
+        {
+            claimed.push(t.job_id);
+        }
+    }
+    claimed.sort_unstable();
+    assert_eq!(claimed, vec![first, second]);
+}
+
 /// The slots in use on the connections of `who`, as `get_api_status clients` shows them.
 async fn slots_used(admin: &mut RawConn, workername: &str) -> i64 {
     let mut other = Vec::new();

@@ -248,6 +248,9 @@ pub struct Engine<S: Store = MemoryStore> {
     executor: OnceLock<exec::WorkSender<S>>,
     /// Events of transactions not yet synced (store thread only).
     pending_events: Mutex<Vec<Event>>,
+    /// The jobs those transactions made ready (their `ActionReady`s are in
+    /// `pending_events`): no claim may take them before the sync (store thread only).
+    unsynced_ready: Mutex<std::collections::HashSet<JobId>>,
     /// Jobs finished by transactions not yet synced (store thread only), for the observer.
     pending_finished: Mutex<Vec<(u64, bool, Millis)>>,
     /// Told about finished jobs and syncs (metrics), if installed.
@@ -288,6 +291,7 @@ impl<S: Store> Engine<S> {
             timer_at: AtomicU64::new(u64::MAX),
             executor: OnceLock::new(),
             pending_events: Mutex::new(Vec::new()),
+            unsynced_ready: Mutex::new(std::collections::HashSet::new()),
             pending_finished: Mutex::new(Vec::new()),
             observer: parking_lot::RwLock::new(None),
             disabled: parking_lot::RwLock::new(std::collections::BTreeSet::new()),
@@ -417,6 +421,8 @@ impl<S: Store> Engine<S> {
     /// out to be sent before the sync (see [`exec`]: a worker hears of the task while the
     /// batch is being synced, but its claim runs after that sync).
     fn take_pending_offers(&self) -> Vec<Event> {
+        // Next: the sync, then the next round's claims, which may take these jobs.
+        self.unsynced_ready.lock().clear();
         self.pending_events
             .lock()
             .extract_if(.., |e| matches!(e, Event::ActionReady { .. }))
@@ -530,6 +536,13 @@ impl<S: Store> Engine<S> {
         drop(run);
         if self.executor.get().is_some() {
             // On the store thread: sent once the batch is synced.
+            {
+                let mut ready = self.unsynced_ready.lock();
+                ready.extend(events.iter().filter_map(|e| match e {
+                    Event::ActionReady { job_id, .. } => Some(*job_id),
+                    _ => None,
+                }));
+            }
             self.pending_events.lock().extend(events);
             if !finished.is_empty() {
                 self.pending_finished.lock().extend(finished);
@@ -954,12 +967,18 @@ impl<S: Store> Engine<S> {
             let worker_id = w.id;
             let filter = reg.filter.clone().map(Value::Object);
             // Candidates another node is claiming right now are skipped, not waited for.
+            // So are jobs made ready in this round, before its sync: their creation (or
+            // step) could still be lost, and the worker would run a task of a job that
+            // never was (a poll-mode `get_task`, or a stale offer for a reused id, can
+            // name them; a fresh offer leaves only just before the sync).
+            let unsynced = self.unsynced_ready.lock();
             let fits = |txn: &dyn Txn, id: JobId| {
-                txn.try_ready_job(id, &actionname).is_some_and(|j| {
-                    filter.as_ref().is_none_or(|f| {
-                        j.task_state.inargs.as_ref().is_some_and(|i| contains(i, f))
+                !unsynced.contains(&id)
+                    && txn.try_ready_job(id, &actionname).is_some_and(|j| {
+                        filter.as_ref().is_none_or(|f| {
+                            j.task_state.inargs.as_ref().is_some_and(|i| contains(i, f))
+                        })
                     })
-                })
             };
             let found = match job_id {
                 Some(id) => fits(&*txn, id).then_some(id),
