@@ -130,8 +130,11 @@ impl Event {
     }
 }
 
-/// Receives events where they happen ([`Backend::set_event_sink`]).
-pub type EventSink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;
+/// Receives events where they happen ([`Backend::set_event_sink`]). Returns `true` when it
+/// offered an [`Event::ActionReady`]'s task to a worker of its own: a backend shared by
+/// several servers then lets the others hold the task back for a moment, so that their
+/// workers do not race for a task that is being claimed already.
+pub type EventSink = std::sync::Arc<dyn Fn(Event) -> bool + Send + Sync>;
 
 /// The operations of docs/PROTOCOL.md §10.1. All methods are cheap to call concurrently.
 pub trait Backend: Send + Sync + 'static {

@@ -485,3 +485,61 @@ async fn results_larger_than_a_notify_reach_the_other_node() {
     client.close();
     drop((a, b, w));
 }
+
+/// A task goes first to the workers of the node where it became ready: the other nodes hear
+/// of it marked as offered there and hold it back for a moment, offering it only if it is
+/// still ready then. Before, every node offered every task to its own workers at once, and all
+/// but one of the `get_task`s (each a claim transaction) found it taken. Two nodes with a
+/// free worker each, jobs created one at a time through A: B's server (logging its offers)
+/// offers none of them, and all run on A's worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_offered_on_its_node_is_held_back_by_the_others() {
+    const N: i64 = 30;
+    let db = TestDatabase::create().expect("test database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = password_file(dir.path());
+    let a = start_node(db.url(), &passwd).await;
+    let b = {
+        let mut cmd = jobcenter(["serve", "--listen", "127.0.0.1:0", "--load"]);
+        cmd.arg(examples_dir())
+            .arg("--passwd")
+            .arg(&passwd)
+            .arg("--store")
+            .arg(db.url())
+            .env("RUST_LOG", "warn,jobcenter_server=debug");
+        let mut proc = Proc::spawn("jobcenter serve (postgres, offers logged)", cmd);
+        let port = proc.listening_port().await;
+        Node { proc, port }
+    };
+    let runs: Runs = Arc::default();
+    let _worker_a = worker(a.port, 0, runs.clone(), Duration::ZERO).await;
+    let _worker_b = worker(b.port, 1, runs.clone(), Duration::ZERO).await;
+    let client = Client::connect(config(CLIENT, a.port))
+        .await
+        .expect("client connects to a");
+    for i in 0..N {
+        let r = client
+            .call("calladd", json!({"input": i}))
+            .await
+            .expect("calladd");
+        assert_eq!(r.outargs, json!({"output": i + 3}));
+    }
+    client.close();
+    b.proc.signal("TERM");
+    let out = b.proc.finish().await;
+    let offers_on_b: Vec<&String> = out
+        .stderr
+        .iter()
+        .filter(|l| l.contains("task_ready") && !l.contains("please_"))
+        .collect();
+    // A claim on A takes milliseconds against the 250 ms hold; a very slow moment of the
+    // test machine may let one or two through.
+    assert!(
+        offers_on_b.len() <= 2,
+        "B offered {} of {N} tasks of A: {offers_on_b:#?}",
+        offers_on_b.len()
+    );
+    let runs = runs.lock().clone();
+    assert_eq!(runs.len(), N as usize, "{runs:?}");
+    assert!(runs.iter().all(|(_, node)| *node == 0), "{runs:?}");
+}

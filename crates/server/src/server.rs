@@ -469,7 +469,9 @@ async fn event_loop(sh: Arc<Shared>, mut events: tokio::sync::mpsc::UnboundedRec
                 warn!("backend event stream ended");
                 return;
             }
-            Some(ev) => handle_event(&sh, ev),
+            Some(ev) => {
+                handle_event(&sh, ev);
+            }
         }
     }
 }
@@ -494,16 +496,18 @@ fn event_sink(sh: &Arc<Shared>, to_loop: tokio::sync::mpsc::UnboundedSender<Even
         );
         if !anywhere && tokio::runtime::Handle::try_current().is_err() {
             let _ = to_loop.send(ev);
-            return;
+            return false;
         }
-        if let Some(sh) = weak.upgrade() {
-            handle_event(&sh, ev);
+        match weak.upgrade() {
+            Some(sh) => handle_event(&sh, ev),
+            None => false,
         }
     })
 }
 
-/// Act on one backend event: offers for ready tasks, `job_done` for finished jobs.
-fn handle_event(sh: &Arc<Shared>, ev: Event) {
+/// Act on one backend event: offers for ready tasks, `job_done` for finished jobs. `true`
+/// when a ready task was offered to a worker here ([`EventSink`]).
+fn handle_event(sh: &Arc<Shared>, ev: Event) -> bool {
     match ev {
         Event::JobFinished {
             job_id,
@@ -514,6 +518,7 @@ fn handle_event(sh: &Arc<Shared>, ev: Event) {
             for w in waiters {
                 send_job_done(sh, w.conn, w.job_id, outargs.clone());
             }
+            false
         }
         Event::JobFinished {
             job_id,
@@ -523,6 +528,7 @@ fn handle_event(sh: &Arc<Shared>, ev: Event) {
             if sh.jobs.lock().finished_unread(job_id) {
                 check_job_now(sh.clone(), job_id);
             }
+            false
         }
         Event::ActionReady {
             action,
@@ -530,12 +536,15 @@ fn handle_event(sh: &Arc<Shared>, ev: Event) {
             workers,
         } => {
             let offer = sh.dispatch.lock().ready(&action, job_id, workers);
+            let offered = offer.is_some();
             send_offers(sh, offer);
+            offered
         }
         Event::StoreRecovered => {
             info!("the store works again: polling for ready tasks, retrying what failed");
             sh.store_recovered.send_modify(|n| *n += 1);
             tokio::spawn(run_poll(sh.clone()));
+            false
         }
     }
 }

@@ -154,14 +154,17 @@ fn run<S: Store>(engine: Weak<Engine<S>>, rx: Receiver<Work<S>>) {
         }
         let batch = unsynced + done.len();
         unsynced = 0;
-        if engine.store.shared() {
-            // Delivered to the other nodes with the commit, or not at all.
-            engine.publish_pending();
-        }
         // Offers leave before the sync, so the worker's `get_task` travels while the store
         // syncs; it is taken from the channel only after this sync (next loop), so a claim
         // never sees a job whose creation could still be lost.
-        engine.emit_now(engine.take_pending_offers());
+        let offers = engine.take_pending_offers();
+        if engine.store.shared() {
+            // Offered here first, then published to the other nodes (delivered with the
+            // commit, or not at all), marked where a worker here was offered the task.
+            engine.offer_and_publish(offers);
+        } else {
+            engine.emit_now(offers);
+        }
         let started = std::time::Instant::now();
         let synced = engine.store.sync();
         let took = started.elapsed();

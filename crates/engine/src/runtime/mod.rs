@@ -248,6 +248,10 @@ pub struct Engine<S: Store = MemoryStore> {
     executor: OnceLock<exec::WorkSender<S>>,
     /// Events of transactions not yet synced (store thread only).
     pending_events: Mutex<Vec<Event>>,
+    /// Shared store: tasks other nodes offered to workers of their own, held back until
+    /// the instant given ([`Engine::hold_back`]); the standby thread waits on `standby_cv`.
+    standby: Mutex<std::collections::VecDeque<(std::time::Instant, Vec<Event>)>>,
+    standby_cv: parking_lot::Condvar,
     /// The jobs those transactions made ready (their `ActionReady`s are in
     /// `pending_events`): no claim may take them before the sync (store thread only).
     unsynced_ready: Mutex<std::collections::HashSet<JobId>>,
@@ -291,6 +295,8 @@ impl<S: Store> Engine<S> {
             timer_at: AtomicU64::new(u64::MAX),
             executor: OnceLock::new(),
             pending_events: Mutex::new(Vec::new()),
+            standby: Mutex::new(std::collections::VecDeque::new()),
+            standby_cv: parking_lot::Condvar::new(),
             unsynced_ready: Mutex::new(std::collections::HashSet::new()),
             pending_finished: Mutex::new(Vec::new()),
             observer: parking_lot::RwLock::new(None),
@@ -319,6 +325,7 @@ impl<S: Store> Engine<S> {
             exec::spawn(weak.clone(), rx);
             let _ = engine.executor.set(tx);
             if engine.store.shared() {
+                spawn_standby(weak.clone());
                 engine.listen_to_other_nodes(weak.clone());
             }
             // The workers this node registered before belonged to its previous process
@@ -436,16 +443,15 @@ impl<S: Store> Engine<S> {
 
     /// Shared store: hand the pending events (job finished, task ready) to the store for the
     /// other nodes, as JSON arrays of at most [`PUBLISH_CHUNK`] bytes (NOTIFY's limit is 8000).
-    fn publish_pending(&self) {
+    fn publish_pending(&self, offers: Vec<String>) {
         let events = self.pending_events.lock();
+        let texts = events
+            .iter()
+            .filter(|ev| !matches!(ev, Event::StoreRecovered))
+            .filter_map(publishable)
+            .chain(offers);
         let mut chunk = String::new();
-        for ev in events.iter() {
-            if matches!(ev, Event::StoreRecovered) {
-                continue;
-            }
-            let Some(text) = publishable(ev) else {
-                continue;
-            };
+        for text in texts {
             if !chunk.is_empty() && chunk.len() + text.len() + 2 > PUBLISH_CHUNK {
                 chunk.push(']');
                 self.store.publish(std::mem::take(&mut chunk));
@@ -468,8 +474,28 @@ impl<S: Store> Engine<S> {
             if engine.disabled_from_other_node(payload) {
                 return true;
             }
-            match serde_json::from_str::<Vec<Event>>(payload) {
-                Ok(events) => engine.emit_now(events),
+            match serde_json::from_str::<Vec<Value>>(payload) {
+                Ok(items) => {
+                    let (mut now, mut held) = (Vec::new(), Vec::new());
+                    for item in items {
+                        let standby = item
+                            .get("ActionReady")
+                            .and_then(|r| r.get("standby"))
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false);
+                        match serde_json::from_value::<Event>(item) {
+                            Ok(ev) if standby => held.push(ev),
+                            Ok(ev) => now.push(ev),
+                            Err(e) => {
+                                warn!(error = %e, "ignoring a malformed event from another node")
+                            }
+                        }
+                    }
+                    engine.emit_now(now);
+                    if !held.is_empty() {
+                        engine.hold_back(held);
+                    }
+                }
                 Err(e) => warn!(error = %e, "ignoring a malformed event from another node"),
             }
             true
@@ -626,27 +652,96 @@ impl<S: Store> Engine<S> {
         // The sinks run outside the subscribers' lock: several threads emit at once.
         let sinks = self.sinks.read();
         for ev in events {
-            if let Event::ActionReady { action, .. } = &ev {
-                if self.action_disabled(action) {
-                    continue; // offered again when the action is enabled
-                }
-            }
-            {
-                let mut subs = self.subscribers.lock();
-                if !subs.is_empty() {
-                    subs.retain(|s| s.send(ev.clone()).is_ok());
-                }
-            }
-            match sinks.split_last() {
-                None => {}
-                Some((last, rest)) => {
-                    for sink in rest {
-                        sink(ev.clone());
-                    }
-                    last(ev);
-                }
+            self.emit_to(&sinks, ev);
+        }
+    }
+
+    /// Hand `ev` to the subscribers and the sinks; `true` when a sink offered its task to a
+    /// worker ([`EventSink`]).
+    fn emit_to(&self, sinks: &[EventSink], ev: Event) -> bool {
+        if let Event::ActionReady { action, .. } = &ev {
+            if self.action_disabled(action) {
+                return false; // offered again when the action is enabled
             }
         }
+        {
+            let mut subs = self.subscribers.lock();
+            if !subs.is_empty() {
+                subs.retain(|s| s.send(ev.clone()).is_ok());
+            }
+        }
+        match sinks.split_last() {
+            None => false,
+            Some((last, rest)) => {
+                let mut offered = false;
+                for sink in rest {
+                    offered |= sink(ev.clone());
+                }
+                offered | last(ev)
+            }
+        }
+    }
+
+    /// Shared store, store thread, before the sync: offer the round's ready tasks here, then
+    /// publish them with the round's other events. Those offered to a worker of this node
+    /// are marked `standby`: the other nodes hold them back for [`STANDBY`] and offer them
+    /// only if they are still ready then, instead of every node's workers racing for every
+    /// task (the losers' offer, `get_task` and claim transaction are wasted).
+    fn offer_and_publish(&self, offers: Vec<Event>) {
+        let mut texts = Vec::with_capacity(offers.len());
+        {
+            let sinks = self.sinks.read();
+            for ev in offers {
+                let mut value = serde_json::to_value(&ev).ok();
+                if self.emit_to(&sinks, ev) {
+                    if let Some(Value::Object(ready)) =
+                        value.as_mut().and_then(|v| v.get_mut("ActionReady"))
+                    {
+                        ready.insert("standby".into(), Value::Bool(true));
+                    }
+                }
+                texts.extend(value.map(|v| v.to_string()));
+            }
+        }
+        self.publish_pending(texts);
+    }
+
+    /// Shared store, listener thread: tasks another node offered to a worker of its own.
+    /// They are offered here after [`STANDBY`] if they are still ready then.
+    fn hold_back(&self, events: Vec<Event>) {
+        let mut q = self.standby.lock();
+        q.push_back((std::time::Instant::now() + STANDBY, events));
+        self.standby_cv.notify_one();
+    }
+
+    /// Shared store, standby thread: the held-back tasks still ready are offered here (the
+    /// check runs on the store thread, as one read-only transaction).
+    fn offer_still_ready(&self, events: Vec<Event>) {
+        let _answered_at_once = self.call_deciding(move |e| {
+            let still = e.store.transact(|txn| {
+                Ok::<_, StoreError>(
+                    events
+                        .iter()
+                        .filter(|ev| match ev {
+                            Event::ActionReady { action, job_id, .. } => txn
+                                .peek_job(*job_id)
+                                .is_some_and(|j| j.ready_action() == Some(action.as_str())),
+                            _ => true,
+                        })
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )
+            });
+            match still {
+                Ok(still) => e.emit_now(still),
+                Err(err) => {
+                    // Offer them all, as without the standby: a lost race costs a claim.
+                    warn!(error = %err, "checking held-back tasks failed; offering them");
+                    e.emit_now(events);
+                }
+            }
+            (Ok(()), exec::Answer::Now)
+        });
     }
 
     /// Process every job whose `wake_at` has passed (retries, timeouts, sleeps, archival).
@@ -1138,6 +1233,47 @@ impl<S: Store> Engine<S> {
         let (tx, rx) = unbounded_channel();
         self.subscribers.lock().push(tx);
         rx
+    }
+}
+
+/// How long a node holds back a task that the node where it became ready offered to a
+/// worker of its own ([`Engine::offer_and_publish`]) before offering it to its own workers,
+/// if it is still ready then. Long against a claim (a few milliseconds: the offer, the
+/// worker's `get_task`, a transaction), short against the 10 s an offered worker has to
+/// claim (docs/PROTOCOL.md §8.4), after which its node would hand the task on itself.
+const STANDBY: Duration = Duration::from_millis(250);
+
+/// Shared store: the thread that offers held-back tasks once their [`STANDBY`] is over
+/// ([`Engine::offer_still_ready`]). Ends within a second once the engine is dropped.
+fn spawn_standby<S: Store>(engine: Weak<Engine<S>>) {
+    let spawned = std::thread::Builder::new()
+        .name("jobcenter-standby".into())
+        .spawn(move || loop {
+            let Some(e) = engine.upgrade() else {
+                return;
+            };
+            let due = {
+                let mut q = e.standby.lock();
+                let now = std::time::Instant::now();
+                match q.front() {
+                    Some((at, _)) if *at <= now => q.pop_front().map(|(_, evs)| evs),
+                    Some((at, _)) => {
+                        let wait = *at - now;
+                        e.standby_cv.wait_for(&mut q, wait);
+                        None
+                    }
+                    None => {
+                        e.standby_cv.wait_for(&mut q, Duration::from_secs(1));
+                        None
+                    }
+                }
+            };
+            if let Some(events) = due {
+                e.offer_still_ready(events);
+            }
+        });
+    if let Err(err) = spawned {
+        error!(error = %err, "cannot start the standby thread; offers of other nodes wait for the poll");
     }
 }
 
