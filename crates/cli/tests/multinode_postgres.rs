@@ -543,3 +543,106 @@ async fn a_task_offered_on_its_node_is_held_back_by_the_others() {
     assert_eq!(runs.len(), N as usize, "{runs:?}");
     assert!(runs.iter().all(|(_, node)| *node == 0), "{runs:?}");
 }
+
+/// The other half of the standby: a task held back by the other nodes is offered there once
+/// the standby is over if its own node's offer was not claimed. A's only worker froze (it
+/// announced, then reads nothing and claims nothing): the job created through A is done by
+/// B's worker within seconds, long before A's 10 s hand-off, after which A has nobody else
+/// to offer it to anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_back_task_is_offered_when_its_own_nodes_offer_is_not_claimed() {
+    let nodes = two_nodes().await;
+    let (a, runs) = (&nodes.a, &nodes.runs);
+    // A frozen worker on A, spoken to in raw netstrings: it logs in and announces, then
+    // reads nothing more and claims nothing.
+    let mut frozen = tokio::net::TcpStream::connect(("127.0.0.1", a.port))
+        .await
+        .expect("connect to a");
+    let mut buf = Vec::new();
+    let hello = raw_call(
+        &mut frozen,
+        &mut buf,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "hello",
+            "params": {"who": WORKER.0, "method": "password", "token": WORKER.1}}),
+    )
+    .await;
+    assert_eq!(hello["result"][0], true, "{hello}");
+    let announced = raw_call(
+        &mut frozen,
+        &mut buf,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "announce",
+            "params": {"workername": "frozen", "actionname": "add", "slots": 1}}),
+    )
+    .await;
+    assert_eq!(announced["result"], json!([true, "success"]), "{announced}");
+    // A knows the frozen worker (and its free slot) before the job is created.
+    let admin_a = admin(a.port).await;
+    let started = Instant::now();
+    loop {
+        let ws = admin_a
+            .request("admin_workers", json!({}))
+            .await
+            .expect("admin_workers");
+        let local = ws["workers"].as_array().is_some_and(|ws| {
+            ws.iter()
+                .any(|w| w["name"] == "frozen" && w["local"].is_object())
+        });
+        if local {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{ws}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = Client::connect(config(CLIENT, a.port))
+        .await
+        .expect("client connects to a");
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.call("calladd", json!({"input": 5})),
+    )
+    .await
+    .expect("the held-back task was not offered on B within 5 s")
+    .expect("calladd");
+    assert_eq!(r.outargs, json!({"output": 8}));
+    let runs = runs.lock().clone();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].1, 1, "done by B's worker: {runs:?}");
+    client.close();
+    admin_a.close();
+}
+
+/// Send `frame` on a raw connection and return the response with its id (netstrings read
+/// into `buf`; other frames are skipped).
+async fn raw_call(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, frame: Value) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let text = frame.to_string();
+    stream
+        .write_all(format!("{}:{},", text.len(), text).as_bytes())
+        .await
+        .expect("write a frame");
+    loop {
+        // Whole frames in the buffer first.
+        while let Some(colon) = buf.iter().position(|b| *b == b':') {
+            let len: usize = std::str::from_utf8(&buf[..colon])
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .expect("a netstring length");
+            if buf.len() < colon + len + 2 {
+                break;
+            }
+            let payload: Value =
+                serde_json::from_slice(&buf[colon + 1..colon + 1 + len]).expect("JSON frame");
+            buf.drain(..colon + len + 2);
+            if payload.get("method").is_none() && payload["id"] == frame["id"] {
+                return payload;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("an answer within 10 s")
+            .expect("read");
+        assert!(n > 0, "the server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
