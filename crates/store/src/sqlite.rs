@@ -670,10 +670,11 @@ impl SqlTxn<'_> {
         self.st.ok(r)
     }
 
-    fn counter(&self, key: &str) -> i64 {
+    /// Advance the counter `key` by `by`; its new value.
+    fn counter(&self, key: &str, by: i64) -> i64 {
         self.one(
-            "UPDATE meta SET v = v + 1 WHERE k = ?1 RETURNING v",
-            params![key],
+            "UPDATE meta SET v = v + ?2 WHERE k = ?1 RETURNING v",
+            params![key, by],
         )
         .unwrap_or_else(|| {
             self.st
@@ -699,22 +700,10 @@ impl Txn for SqlTxn<'_> {
         let id = match self.job_ids.pop() {
             Some(id) => id,
             None => {
-                let last = self.one(
-                    "UPDATE meta SET v = v + ?1 WHERE k = 'last_job_id' RETURNING v",
-                    params![JOB_ID_BLOCK],
-                );
-                match last {
-                    Some(last) => {
-                        self.job_ids = (last - JOB_ID_BLOCK + 2..=last).rev().collect();
-                        last - JOB_ID_BLOCK + 1
-                    }
-                    None => {
-                        self.st.fail(StoreError::Corrupt(
-                            "meta row last_job_id is missing".into(),
-                        ));
-                        0
-                    }
-                }
+                // After a failed `counter` the transaction fails, and with it this block.
+                let last = self.counter("last_job_id", JOB_ID_BLOCK);
+                self.job_ids = (last - JOB_ID_BLOCK + 2..=last).rev().collect();
+                last - JOB_ID_BLOCK + 1
             }
         };
         // A fresh id has no row: the engine's first read of the new job costs no query.
@@ -1045,7 +1034,7 @@ impl Txn for SqlTxn<'_> {
     }
 
     fn next_event_id(&mut self) -> i64 {
-        self.counter("last_event_id")
+        self.counter("last_event_id", 1)
     }
 
     fn subscribed_jobs(&self) -> Vec<JobId> {
@@ -1053,7 +1042,7 @@ impl Txn for SqlTxn<'_> {
     }
 
     fn next_worker_id(&mut self) -> WorkerId {
-        self.counter("last_worker_id")
+        self.counter("last_worker_id", 1)
     }
 
     fn worker(&self, id: WorkerId) -> Option<WorkerRecord> {
