@@ -43,8 +43,12 @@ struct Faults {
     syncs: AtomicU64,
     /// Checkpoints the SQLite store had run after the last [`Store::idle`] call.
     checkpoints_when_idle: watch::Sender<u64>,
-    /// While set, the next `sync` waits until the test sends on (or drops) the sender.
-    hold: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    /// While set, the next `sync` waits until the test sends on (or drops) the sender; with
+    /// `true`, only the next one of a batch that created a job (another call, such as the
+    /// engine timer's, may sync first).
+    hold: Mutex<Option<(std::sync::mpsc::Receiver<()>, bool)>>,
+    /// Jobs in the store after the last `sync`.
+    live_at_sync: AtomicU64,
     /// Set while a held `sync` waits.
     holding: watch::Sender<bool>,
 }
@@ -60,6 +64,7 @@ impl Faults {
             syncs: AtomicU64::new(0),
             checkpoints_when_idle: watch::channel(0).0,
             hold: Mutex::new(None),
+            live_at_sync: AtomicU64::new(0),
             holding: watch::channel(false).0,
         })
     }
@@ -67,7 +72,15 @@ impl Faults {
     /// Make the next `sync` wait until the returned sender sends (or is dropped).
     fn hold_next_sync(&self) -> std::sync::mpsc::Sender<()> {
         let (tx, rx) = std::sync::mpsc::channel();
-        *self.hold.lock() = Some(rx);
+        *self.hold.lock() = Some((rx, false));
+        tx
+    }
+
+    /// Make the next `sync` of a batch that created a job wait until the returned sender
+    /// sends (or is dropped).
+    fn hold_next_creating_sync(&self) -> std::sync::mpsc::Sender<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        *self.hold.lock() = Some((rx, true));
         tx
     }
 
@@ -131,7 +144,15 @@ impl Store for FaultyStore {
     fn sync(&self) -> Result<(), StoreError> {
         let txns = self.faults.txns();
         self.faults.syncs.fetch_add(1, Ordering::SeqCst);
-        let held = self.faults.hold.lock().take();
+        let live = self.inner.live_jobs() as u64;
+        let created = live > self.faults.live_at_sync.swap(live, Ordering::SeqCst);
+        let held = {
+            let mut hold = self.faults.hold.lock();
+            match &*hold {
+                Some((_, true)) if !created => None,
+                _ => hold.take().map(|(release, _)| release),
+            }
+        };
         if let Some(release) = held {
             self.faults.holding.send_replace(true);
             let _ = release.recv();
@@ -144,6 +165,9 @@ impl Store for FaultyStore {
         }
         if self.faults.failing.load(Ordering::SeqCst) {
             self.inner.rollback_batch();
+            self.faults
+                .live_at_sync
+                .store(self.inner.live_jobs() as u64, Ordering::SeqCst);
             self.faults.failed_after.send_replace(txns);
             return Err(StoreError::Backend("injected commit failure".into()));
         }
@@ -329,7 +353,7 @@ async fn an_offer_leaves_before_its_sync_but_the_claim_waits_for_the_sync() {
         .expect("announce");
     // The announcement's changes wait for a sync of their own (module `exec`): let it pass.
     faults.synced(faults.txns()).await;
-    let release = faults.hold_next_sync();
+    let release = faults.hold_next_creating_sync();
     faults.failing.store(true, Ordering::SeqCst);
     let create = tokio::spawn({
         let e = e.clone();
@@ -391,7 +415,7 @@ async fn a_poll_claim_skips_a_job_made_ready_in_its_own_unsynced_round() {
         .await
         .expect("announce");
     faults.synced(faults.txns()).await;
-    let release = faults.hold_next_sync();
+    let release = faults.hold_next_creating_sync();
     let first = tokio::spawn({
         let e = e.clone();
         async move { e.create_job(k01(1)).await }
