@@ -21,6 +21,7 @@ JOBS=${JOBS:-3000}
 ROUNDS=${ROUNDS:-3}
 FRAMES=${FRAMES:-4}
 FLOOR_TARGET=$(realpath -m "${FLOOR_TARGET:-target/fsync-floor}")
+[ -x "$BIN" ] || { echo "$BIN: no such binary (cargo build --release)" >&2; exit 2; }
 dir=$(mktemp -d -p "$PWD" .fsync-floor.XXXXXX)
 tree="$dir/tree"
 trap 'git worktree remove --force "$tree" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
